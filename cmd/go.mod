@@ -1,0 +1,3 @@
+module github.com/demobank/yacredits/cmd
+
+go 1.26

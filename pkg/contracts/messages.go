@@ -1,0 +1,185 @@
+package contracts
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/demobank/yacredits/pkg/money"
+)
+
+// ErrInvalid wraps every error the constructors and decoders return, so that a consumer can
+// tell a message that will never be processable (terminate it) from a passing failure.
+var ErrInvalid = errors.New("invalid message")
+
+// LoanRequested (loan.v1.requested) is a search as the gateway accepted it: validated,
+// normalised, and with the phone replaced by its keyed hash and masked form. It carries
+// nothing a consumer must not see; the raw phone never leaves the gateway.
+type LoanRequested struct {
+	SearchID    string        `json:"search_id"`    // lowercase hyphenated UUID
+	PhoneHash   string        `json:"phone_hash"`   // hex HMAC-SHA256 of the canonical phone
+	PhoneMasked string        `json:"phone_masked"` // +7933***5040, for people
+	ProductType ProductType   `json:"product_type"`
+	Amount      *money.Amount `json:"amount,omitempty"` // the wish, not a filter
+	Term        *int          `json:"term,omitempty"`   // months
+	RequestedAt time.Time     `json:"requested_at"`
+	Deadline    time.Time     `json:"deadline"` // past it the search is finished as rejected
+}
+
+var (
+	searchIDPattern  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	phoneHashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// NewLoanRequested builds the message, checking what every consumer relies on.
+func NewLoanRequested(r LoanRequested) (*LoanRequested, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// DecodeLoanRequested reads a loan.v1.requested payload.
+func DecodeLoanRequested(data []byte) (*LoanRequested, error) {
+	var r LoanRequested
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalid, SubjectRequested, err)
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (r LoanRequested) validate() error {
+	var problems []string
+	if !searchIDPattern.MatchString(r.SearchID) {
+		problems = append(problems, "search_id is not a lowercase UUID")
+	}
+	if !phoneHashPattern.MatchString(r.PhoneHash) {
+		problems = append(problems, "phone_hash is not a hex HMAC-SHA256")
+	}
+	if r.PhoneMasked == "" {
+		problems = append(problems, "phone_masked is empty")
+	}
+	if !r.ProductType.Valid() {
+		problems = append(problems, fmt.Sprintf("product_type %q is unknown", r.ProductType))
+	}
+	if r.Amount != nil && *r.Amount <= 0 {
+		problems = append(problems, "amount is not positive")
+	}
+	if r.Term != nil && *r.Term < 1 {
+		problems = append(problems, "term is not positive")
+	}
+	if r.RequestedAt.IsZero() || r.Deadline.Before(r.RequestedAt) {
+		problems = append(problems, "deadline is missing or before requested_at")
+	}
+	return joinProblems(SubjectRequested, problems)
+}
+
+// SameAs reports whether o asks for the same thing as r: the spec's test for a retry (same
+// phone, product, amount and term; props and timestamps are not compared).
+func (r LoanRequested) SameAs(o LoanRequested) bool {
+	return r.SearchID == o.SearchID && r.PhoneHash == o.PhoneHash && r.ProductType == o.ProductType &&
+		equalPtr(r.Amount, o.Amount) && equalPtr(r.Term, o.Term)
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// Verdict is scoring's answer for the product asked.
+type Verdict string
+
+const (
+	Approved Verdict = "approved"
+	Declined Verdict = "declined"
+)
+
+// Scored (loan.v1.scored) is the credit decision for one search. Reasons are
+// machine-readable codes for logs and traces (for example "no_preapproval",
+// "amount_over_limit"); they never reach Yandex.
+type Scored struct {
+	Request  LoanRequested `json:"request"`
+	Verdict  Verdict       `json:"verdict"`
+	Kind     OfferDecision `json:"kind,omitempty"`   // how firm the approval is
+	Amount   *AmountRange  `json:"amount,omitempty"` // the approved amount range
+	Term     *TermRange    `json:"term,omitempty"`   // the approved term range, when the policy bounds it
+	Grade    string        `json:"grade,omitempty"`  // the risk grade pricing uses
+	Reasons  []string      `json:"reasons,omitempty"`
+	ScoredAt time.Time     `json:"scored_at"`
+}
+
+// NewScored builds the message, checking what the offers service relies on.
+func NewScored(s Scored) (*Scored, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// DecodeScored reads a loan.v1.scored payload.
+func DecodeScored(data []byte) (*Scored, error) {
+	var s Scored
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalid, SubjectScored, err)
+	}
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s Scored) validate() error {
+	if err := s.Request.validate(); err != nil {
+		return err
+	}
+	var problems []string
+	switch s.Verdict {
+	case Approved:
+		if !s.Kind.Valid() {
+			problems = append(problems, fmt.Sprintf("kind %q is unknown", s.Kind))
+		}
+		if s.Amount == nil || s.Amount.Min <= 0 || s.Amount.Min > s.Amount.Max {
+			problems = append(problems, "an approval needs a positive amount range")
+		}
+		if s.Grade == "" {
+			problems = append(problems, "an approval needs a grade")
+		}
+	case Declined:
+	default:
+		problems = append(problems, fmt.Sprintf("verdict %q is unknown", s.Verdict))
+	}
+	if s.Term != nil && (s.Term.Min < 1 || s.Term.Min > s.Term.Max) {
+		problems = append(problems, "term range is inverted or not positive")
+	}
+	if s.ScoredAt.IsZero() {
+		problems = append(problems, "scored_at is missing")
+	}
+	return joinProblems(SubjectScored, problems)
+}
+
+// DeadLetter (loan.v1.deadletter) records a message that could not be processed, so that a
+// person can see what and why; its search is finished as rejected.
+type DeadLetter struct {
+	SearchID   string    `json:"search_id,omitempty"`
+	Subject    string    `json:"subject"`
+	Consumer   string    `json:"consumer"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Deliveries uint64    `json:"deliveries"`
+	Reason     string    `json:"reason"`
+	Data       []byte    `json:"data"` // the original payload; it never holds a raw phone
+	At         time.Time `json:"at"`
+}
+
+func joinProblems(subject string, problems []string) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %v", ErrInvalid, subject, problems)
+}

@@ -1,0 +1,53 @@
+package contracts
+
+import "time"
+
+// Subjects, streams, consumers and buckets. Names follow NATS ADR-6: dot-separated tokens,
+// the version in the subject so that old and new producers can run side by side.
+const (
+	// SubjectRequested carries LoanRequested: a search the gateway accepted.
+	SubjectRequested = "loan.v1.requested"
+	// SubjectScored carries Scored: the credit decision for a search.
+	SubjectScored = "loan.v1.scored"
+	// SubjectDeadLetter carries DeadLetter: a message no retry could process.
+	SubjectDeadLetter = "loan.v1.deadletter"
+
+	// StreamLoan holds the requested and scored messages. It is kept in memory: every message
+	// on it can be derived again from the durable search record, so it costs no disk sync
+	// (see the README's "durable writes" section).
+	StreamLoan = "LOAN"
+	// StreamDeadLetter keeps dead letters on disk for people to inspect.
+	StreamDeadLetter = "LOAN_DLQ"
+
+	// ConsumerScoring is the durable consumer that all scoring replicas share.
+	ConsumerScoring = "scoring"
+	// ConsumerOffers is the durable consumer that all offers replicas share.
+	ConsumerOffers = "offers"
+
+	// BucketSearches is the key-value bucket of search records, keyed by the lowercase
+	// search_id. It is the system of record: the only durable state a search has.
+	BucketSearches = "searches"
+	// BucketGateway holds the gateway's own bookkeeping (the sweeper's checkpoint).
+	BucketGateway = "gateway"
+)
+
+// Stages name the steps that publish a message; with the search id they make the
+// Nats-Msg-Id that JetStream de-duplicates on.
+const (
+	StageRequested = "requested"
+	StageScored    = "scored"
+)
+
+// MsgID is the de-duplication id of the message that stage publishes for a search.
+func MsgID(searchID, stage string) string { return searchID + "." + stage }
+
+// Redelivery policy shared by the two work consumers. JetStream redelivers on its own; our
+// code never loops. DuplicateWindow must outlast the longest redelivery so that a publish
+// repeated by a redelivered message is still recognised as a duplicate.
+var (
+	AckWait    = 10 * time.Second
+	MaxDeliver = 5
+	BackOff    = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
+	// DuplicateWindow > AckWait + sum(BackOff) (= 28 s) with room for slow acks.
+	DuplicateWindow = 2 * time.Minute
+)

@@ -1,0 +1,3 @@
+module github.com/demobank/yacredits/pkg
+
+go 1.26

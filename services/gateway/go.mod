@@ -1,0 +1,3 @@
+module github.com/demobank/yacredits/services/gateway
+
+go 1.26

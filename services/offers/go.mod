@@ -1,0 +1,3 @@
+module github.com/demobank/yacredits/services/offers
+
+go 1.26

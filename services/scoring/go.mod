@@ -1,0 +1,3 @@
+module github.com/demobank/yacredits/services/scoring
+
+go 1.26
