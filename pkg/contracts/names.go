@@ -42,12 +42,19 @@ const (
 func MsgID(searchID, stage string) string { return searchID + "." + stage }
 
 // Redelivery policy shared by the two work consumers. JetStream redelivers on its own; our
-// code never loops. DuplicateWindow must outlast the longest redelivery so that a publish
-// repeated by a redelivered message is still recognised as a duplicate.
+// code never loops. With BackOff set, the server waits BackOff[n-1] for the ack of delivery
+// n, so BackOff[0] is the time a crashed replica's message waits before another replica
+// gets it: short enough to finish well within the default 10 s search deadline, long
+// enough that a slow handler is not handed to a second replica while it still works.
 var (
-	AckWait    = 10 * time.Second
+	AckWait    = 5 * time.Second
 	MaxDeliver = 5
-	BackOff    = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
-	// DuplicateWindow > AckWait + sum(BackOff) (= 28 s) with room for slow acks.
+	BackOff    = []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second}
+	// DuplicateWindow must outlast the longest redelivery, sum(BackOff) = 65 s, so that a
+	// publish repeated by a redelivered message is still recognised as a duplicate.
 	DuplicateWindow = 2 * time.Minute
 )
+
+// HandlerTimeout bounds one attempt at a message, below BackOff[0] so that an attempt ends
+// before the server hands the message to another replica.
+const HandlerTimeout = 4 * time.Second

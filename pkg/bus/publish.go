@@ -1,0 +1,52 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/demobank/yacredits/pkg/telemetry"
+)
+
+// HeaderSearchID carries the search a message belongs to, so that a message whose body
+// cannot be read can still be dead-lettered against its search.
+const HeaderSearchID = "Search-Id"
+
+// Publisher publishes typed messages to JetStream.
+type Publisher struct {
+	js       jetstream.JetStream
+	replicas int
+}
+
+// NewPublisher returns a Publisher that recreates the streams (with replicas) when a
+// publish finds no stream, as after a broker restart.
+func NewPublisher(js jetstream.JetStream, replicas int) *Publisher {
+	return &Publisher{js: js, replicas: replicas}
+}
+
+// Publish sends v as JSON on subject with the de-duplication id msgID and the trace
+// context of ctx, and waits for JetStream to store it. A duplicate within the window is
+// not an error: the first copy is the one that counts.
+func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", subject, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(HeaderSearchID, searchID)
+	telemetry.Inject(ctx, msg.Header)
+	_, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if err = EnsureStreams(ctx, p.js, p.replicas); err == nil {
+			_, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s %s: %w", subject, msgID, err)
+	}
+	return nil
+}

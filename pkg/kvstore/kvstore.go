@@ -1,0 +1,150 @@
+// Package kvstore keeps search records in the JetStream key-value bucket named by
+// contracts.BucketSearches. The bucket is the system of record: a search exists once its
+// record is stored (synced to disk), and it changes only through Update, a compare-and-set
+// on the record's revision, so that concurrent writers (the offers service, the gateway's
+// deadline sweeper, a redelivered message) can never overwrite each other or move a search
+// backwards.
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+)
+
+// ErrNotFound is returned for a search the bucket does not hold (never seen, or expired).
+var ErrNotFound = errors.New("search not found")
+
+// ErrExists is returned by Create when the search id is taken.
+var ErrExists = errors.New("search already exists")
+
+// maxUpdateAttempts bounds compare-and-set retries. Each retry means another writer
+// changed the record in between; a handful of writers touch one search, so a long run of
+// conflicts means something is wrong rather than busy.
+const maxUpdateAttempts = 16
+
+// BucketConfig is the searches bucket: on disk, one revision per key (older ones are of no
+// use to anyone and cost space), records expiring retention after their last write.
+func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      contracts.BucketSearches,
+		Description: "search records, keyed by lowercase search_id",
+		History:     1,
+		TTL:         retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// Store reads and writes search records.
+type Store struct {
+	kv jetstream.KeyValue
+}
+
+// Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
+// bucket (its retention is the gateway's setting) and calls this at start-up.
+func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(retention, replicas))
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+// Open binds to the bucket, waiting for its owner to create it if it does not exist yet;
+// the other services use this so that start-up order does not matter.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	for {
+		kv, err := js.KeyValue(ctx, contracts.BucketSearches)
+		if err == nil {
+			return &Store{kv: kv}, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("open bucket %s: %w", contracts.BucketSearches, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open bucket %s: waiting for the gateway to create it: %w", contracts.BucketSearches, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// KeyValue exposes the bucket for watching.
+func (s *Store) KeyValue() jetstream.KeyValue { return s.kv }
+
+// Create stores a new search, atomically: if the id is taken it returns ErrExists and
+// changes nothing. It returns once the record is stored.
+func (s *Store) Create(ctx context.Context, search *contracts.Search) (uint64, error) {
+	data, err := contracts.EncodeSearch(search)
+	if err != nil {
+		return 0, fmt.Errorf("encode search %s: %w", search.Request.SearchID, err)
+	}
+	rev, err := s.kv.Create(ctx, search.Request.SearchID, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create search %s: %w", search.Request.SearchID, err)
+	}
+	return rev, nil
+}
+
+// Get returns the search and its revision.
+func (s *Store) Get(ctx context.Context, id string) (*contracts.Search, uint64, error) {
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
+	}
+	search, err := contracts.DecodeSearch(e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
+	}
+	return search, e.Revision(), nil
+}
+
+// Update applies fn to the current record and stores the result if nobody changed the
+// record in between, re-reading and re-applying fn when somebody did. fn returns the new
+// record, or an error to leave the record alone (that error is returned, wrapped).
+func (s *Store) Update(ctx context.Context, id string, fn func(*contracts.Search) (*contracts.Search, error)) (*contracts.Search, error) {
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		cur, rev, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return nil, fmt.Errorf("update search %s: %w", id, err)
+		}
+		data, err := contracts.EncodeSearch(next)
+		if err != nil {
+			return nil, fmt.Errorf("encode search %s: %w", id, err)
+		}
+		_, err = s.kv.Update(ctx, id, data, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update search %s: %w", id, err)
+		}
+		return next, nil
+	}
+	return nil, fmt.Errorf("update search %s: %d conflicting writes in a row", id, maxUpdateAttempts)
+}
+
+// Finish marks the search done with offers (none: rejected). If the search is already done
+// it returns contracts.ErrAlreadyDone (wrapped) and the stored record is untouched: the
+// first finish wins.
+func (s *Store) Finish(ctx context.Context, id string, offers []contracts.Offer, reasons []string, now time.Time) (*contracts.Search, error) {
+	return s.Update(ctx, id, func(cur *contracts.Search) (*contracts.Search, error) {
+		return cur.Finish(offers, reasons, now)
+	})
+}

@@ -1,0 +1,59 @@
+package natstest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestServerKeepsFileStateAcrossRestart(t *testing.T) {
+	s := RunServer(t)
+	_, js := JetStream(t, s.ClientURL())
+	ctx := Context(t, 30*time.Second)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart()
+	Eventually(t, 10*time.Second, func() error {
+		e, err := kv.Get(ctx, "k")
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != "v" {
+			return errors.New("value changed: " + string(e.Value()))
+		}
+		return nil
+	})
+}
+
+func TestClusterReplicatesAndSurvivesANodeRestart(t *testing.T) {
+	c := RunCluster(t, 3)
+	_, js := JetStream(t, c.URLs())
+	ctx := Context(t, 60*time.Second)
+	var kv jetstream.KeyValue
+	Eventually(t, 20*time.Second, func() (err error) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3})
+		return err
+	})
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(0)
+	Eventually(t, 20*time.Second, func() error {
+		_, err := kv.Put(ctx, "k2", []byte("v2"))
+		return err
+	})
+	e, err := kv.Get(ctx, "k")
+	if err != nil || string(e.Value()) != "v" {
+		t.Fatalf("after restart: %v %v", e, err)
+	}
+}
