@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/telemetry"
+)
+
+// Config is everything the gateway reads from its environment.
+type Config struct {
+	HTTPAddr   string // HTTP_ADDR: the API
+	HealthAddr string // HEALTH_ADDR: /healthz, /readyz; empty serves them on HTTP_ADDR
+	BankName   string // BANK_NAME: the answer's "name"
+
+	PhoneHashKey []byte // PHONE_HASH_KEY: the HMAC key phones are hashed with (secret)
+
+	SyncBudget     time.Duration // SYNC_BUDGET: how long a POST waits for done before answering pending
+	Deadline       time.Duration // SEARCH_DEADLINE: past it a search is finished as rejected
+	Retention      time.Duration // SEARCH_RETENTION: how long a search is kept
+	SweepInterval  time.Duration // SWEEP_INTERVAL: how often unfinished searches are checked
+	RepublishAfter time.Duration // REPUBLISH_AFTER: when a search with no progress is sent again
+
+	Auth      Auth
+	RateLimit float64 // RATE_LIMIT: requests per second over all clients; 0 is no limit
+	RateBurst int     // RATE_BURST
+
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests get on shutdown
+	NATS            config.NATS
+	Log             telemetry.LogConfig
+}
+
+// Auth is who may call the API (spec §7). All empty: anybody may.
+type Auth struct {
+	Tokens          []string       // AUTH_TOKENS: accepted bearer tokens, comma-separated (secret)
+	ClientID        string         // AUTH_CLIENT_ID: HTTP Basic user
+	ClientSecret    string         // AUTH_CLIENT_SECRET: HTTP Basic password (secret)
+	AllowedNetworks []netip.Prefix // ALLOWED_NETWORKS: source CIDRs, comma-separated
+	// ClientIPHeader (CLIENT_IP_HEADER) names a header set by our own proxy that carries the
+	// caller's address (for example X-Forwarded-For, whose last entry is used). Empty: the
+	// connection's address.
+	ClientIPHeader string
+}
+
+// LoadConfig reads and checks the gateway's variables, reporting every problem at once.
+func LoadConfig(getenv config.Getenv) (Config, error) {
+	r := config.NewReader(getenv)
+	c := Config{
+		HTTPAddr:        r.Addr("HTTP_ADDR", "127.0.0.1:8080"),
+		HealthAddr:      r.Addr("HEALTH_ADDR", ""),
+		BankName:        r.String("BANK_NAME", "АО Демо-банк"),
+		PhoneHashKey:    []byte(r.Secret("PHONE_HASH_KEY", "")),
+		SyncBudget:      r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
+		Deadline:        r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),
+		Retention:       r.Duration("SEARCH_RETENTION", 24*time.Hour, time.Minute, 90*24*time.Hour),
+		SweepInterval:   r.Duration("SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
+		RepublishAfter:  r.Duration("REPUBLISH_AFTER", 2*time.Second, 100*time.Millisecond, time.Hour),
+		RateLimit:       r.Float("RATE_LIMIT", 0, 0, 1e6),
+		RateBurst:       r.Int("RATE_BURST", 100, 1, 1_000_000),
+		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 10*time.Minute),
+		NATS:            config.ReadNATS(r),
+		Log:             telemetry.ReadLogConfig(r),
+		Auth: Auth{
+			Tokens:          r.List("AUTH_TOKENS"),
+			ClientID:        r.String("AUTH_CLIENT_ID", ""),
+			ClientSecret:    r.Secret("AUTH_CLIENT_SECRET", ""),
+			AllowedNetworks: r.Prefixes("ALLOWED_NETWORKS"),
+			ClientIPHeader:  r.String("CLIENT_IP_HEADER", ""),
+		},
+	}
+	if len(c.PhoneHashKey) < phone.MinKeyBytes {
+		r.Fail("PHONE_HASH_KEY", "required, at least %d bytes (for example: openssl rand -hex 32)", phone.MinKeyBytes)
+	}
+	if (c.Auth.ClientID == "") != (c.Auth.ClientSecret == "") {
+		r.Fail("AUTH_CLIENT_ID", "AUTH_CLIENT_ID and AUTH_CLIENT_SECRET go together")
+	}
+	if c.SyncBudget >= c.Deadline {
+		r.Fail("SYNC_BUDGET", "must be shorter than SEARCH_DEADLINE (%s)", c.Deadline)
+	}
+	if c.RepublishAfter >= c.Deadline {
+		r.Fail("REPUBLISH_AFTER", "must be shorter than SEARCH_DEADLINE (%s)", c.Deadline)
+	}
+	return c, r.Err()
+}

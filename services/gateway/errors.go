@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/rs/zerolog"
+)
+
+// Code classifies what went wrong; codeStatus is the one place that turns it into HTTP.
+type Code string
+
+const (
+	EInvalid     Code = "invalid"     // the request is malformed or a field is wrong
+	EForbidden   Code = "forbidden"   // authentication or source address refused
+	ENotFound    Code = "not_found"   // no such search
+	EMethod      Code = "method"      // a method the path does not serve
+	ETooLarge    Code = "too_large"   // body over 64 KiB
+	EMediaType   Code = "media_type"  // not JSON
+	EConflict    Code = "conflict"    // the search id was used for another request
+	ERateLimit   Code = "rate_limit"  // over the configured rate
+	EUnavailable Code = "unavailable" // the search could not be recorded now
+	EInternal    Code = "internal"    // a bug
+)
+
+var codeStatus = map[Code]int{
+	EInvalid:     http.StatusBadRequest,
+	EForbidden:   http.StatusForbidden,
+	ENotFound:    http.StatusNotFound,
+	EMethod:      http.StatusMethodNotAllowed,
+	ETooLarge:    http.StatusRequestEntityTooLarge,
+	EMediaType:   http.StatusUnsupportedMediaType,
+	EConflict:    http.StatusUnprocessableEntity,
+	ERateLimit:   http.StatusTooManyRequests,
+	EUnavailable: http.StatusServiceUnavailable,
+	EInternal:    http.StatusInternalServerError,
+}
+
+// FieldError is one problem with one field, in the form of Yandex's newer loans API.
+type FieldError struct {
+	Property string `json:"property"`
+	Message  string `json:"message"`
+}
+
+// Error is an answer the client is meant to read. Its Message is written for Yandex's
+// engineers; an error without a Code is internal and its text is never sent.
+type Error struct {
+	Code     Code
+	Message  string
+	SearchID string
+	Details  []FieldError
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+func requestError(msg string) error { return &Error{Code: EInvalid, Message: msg} }
+
+func invalidFields(searchID string, details []FieldError) error {
+	msg := "Некорректные поля запроса"
+	if len(details) == 1 {
+		msg = details[0].Message
+	}
+	return &Error{Code: EInvalid, Message: msg, SearchID: searchID, Details: details}
+}
+
+func tooLarge() error {
+	return &Error{Code: ETooLarge, Message: "Тело запроса больше 64 КиБ"}
+}
+
+// errorBody is the spec's error shape (§4.3).
+type errorBody struct {
+	SearchID   string       `json:"search_id"`
+	Message    string       `json:"message"`
+	Properties []string     `json:"properties,omitempty"`
+	Details    []FieldError `json:"details,omitempty"`
+}
+
+// writeError answers err in the spec's shape. It is the only place errors are logged: an
+// internal one at error level with its text, which the client never sees.
+func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: EInternal, Message: "Внутренняя ошибка; повторите запрос позже"}
+	}
+	if e.Code == EInternal || e.Code == EUnavailable {
+		// The cause (joined to e, or e itself) is for our logs, never for the client.
+		log.Error().Err(err).Str("search_id", searchID).Msg("request failed")
+	}
+	if e.SearchID != "" {
+		searchID = e.SearchID
+	}
+	body := errorBody{SearchID: searchID, Message: e.Message, Details: e.Details}
+	for _, d := range e.Details {
+		if !contains(body.Properties, d.Property) {
+			body.Properties = append(body.Properties, d.Property)
+		}
+	}
+	status, ok := codeStatus[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	switch e.Code {
+	case EUnavailable, ERateLimit:
+		w.Header().Set("Retry-After", "1")
+	case EMethod:
+		w.Header().Set("Allow", "GET, POST")
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+)
+
+// answer is the 200 body (spec §4.1, §4.2): name, decision and data only once done.
+type answer struct {
+	SearchID string             `json:"search_id"`
+	Status   contracts.Status   `json:"status"`
+	Name     string             `json:"name,omitempty"`
+	Decision contracts.Decision `json:"decision,omitempty"`
+	Data     *[]contracts.Offer `json:"data,omitempty"`
+}
+
+func (g *gateway) render(w http.ResponseWriter, searchID string, s *contracts.Search) {
+	a := answer{SearchID: searchID, Status: s.Status}
+	if s.Status == contracts.Done {
+		offers := s.Offers
+		if offers == nil {
+			offers = []contracts.Offer{} // the spec types data as an array: [] on rejection
+		}
+		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision, &offers
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (g *gateway) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		g.fail(w, r, "", &Error{Code: EMediaType, Message: "Content-Type должен быть application/json"})
+		return
+	}
+	body, err := readBody(r.Body)
+	if err != nil {
+		g.fail(w, r, "", err)
+		return
+	}
+	in, err := parseLoanApproval(body)
+	if err != nil {
+		g.fail(w, r, "", err)
+		return
+	}
+	noteSearchID(r.Context(), in.key())
+	s, err := g.searches.submit(r.Context(), in)
+	if err != nil {
+		g.fail(w, r, in.SearchID, err)
+		return
+	}
+	g.render(w, in.SearchID, s)
+}
+
+func (g *gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("search_id")
+	if raw == "" && r.ContentLength != 0 {
+		// One published example polls with {"search_id": …} in the body.
+		body, err := readBody(r.Body)
+		if err != nil {
+			g.fail(w, r, "", err)
+			return
+		}
+		raw = searchIDFromBody(body)
+	}
+	id, err := parseSearchID(raw)
+	if err != nil {
+		g.fail(w, r, "", err)
+		return
+	}
+	noteSearchID(r.Context(), normaliseID(id))
+	s, err := g.searches.poll(r.Context(), id)
+	if err != nil {
+		g.fail(w, r, id, err)
+		return
+	}
+	g.render(w, id, s)
+}
+
+func (g *gateway) fail(w http.ResponseWriter, r *http.Request, searchID string, err error) {
+	writeError(w, &g.log, searchID, err)
+}
+
+func (g *gateway) notFound(w http.ResponseWriter, r *http.Request) {
+	g.fail(w, r, "", &Error{Code: ENotFound, Message: "Нет такого пути; метод доступен по /integrations/v1/api/loan_approval"})
+}
+
+func (g *gateway) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	g.fail(w, r, "", &Error{Code: EMethod, Message: "Метод не поддерживается; используйте GET или POST"})
+}
+
+func (g *gateway) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz is ready when JetStream answers and the stream and buckets the gateway
+// needs exist.
+func (g *gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := g.ready(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (g *gateway) ready(ctx context.Context) error {
+	if !g.searches.connected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := g.js.Stream(ctx, contracts.StreamLoan); err != nil {
+		return errors.New("stream " + contracts.StreamLoan + ": " + err.Error())
+	}
+	for _, b := range []string{contracts.BucketSearches, contracts.BucketGateway} {
+		if _, err := g.js.KeyValue(ctx, b); err != nil {
+			return errors.New("bucket " + b + ": " + err.Error())
+		}
+	}
+	return nil
+}
+
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return true // the spec allows it absent
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+func normaliseID(id string) string { return strings.ToLower(id) }
+
+// requestInfo collects what the access log reports about a request once it is answered.
+type requestInfo struct{ searchID string }
+
+type requestInfoKey struct{}
+
+func noteSearchID(ctx context.Context, id string) {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		info.searchID = id
+	}
+}
+
+// accessLog writes one line per request. It never logs bodies or query strings: a body
+// holds a phone number.
+func (g *gateway) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{}
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		g.log.Info().Str("method", r.Method).Str("route", route).Int("status", ww.Status()).
+			Str("search_id", info.searchID).Dur("took", time.Since(start)).Msg("http request")
+	})
+}
+
+// recoverer turns a panic into a logged 500 in the documented shape.
+func (g *gateway) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				g.log.Error().Interface("panic", v).Str("route", r.URL.Path).Msg("handler panicked")
+				writeError(w, &g.log, "", &Error{Code: EInternal, Message: "Внутренняя ошибка; повторите запрос позже"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/phone"
+)
+
+// Limits from the spec (§3).
+const (
+	maxBodyBytes  = 64 << 10
+	maxAmount     = 100_000_000 * 100 // kopecks
+	maxTermMonths = 360
+	maxProps      = 32
+	maxPropRunes  = 256
+)
+
+// searchIDPattern is the only spelling of a search id we accept: hyphenated, any case. A
+// general UUID parser would also take braces, urn:uuid: and 32 bare hex digits, which would
+// give one search several keys.
+var searchIDPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// loanApproval is a POST body that passed validation.
+type loanApproval struct {
+	SearchID    string // as the request spelled it, echoed in answers
+	Phone       phone.Number
+	ProductType contracts.ProductType
+	Amount      *money.Amount
+	Term        *int
+	Props       []string
+}
+
+// key is the search's key in the bucket: the id in lowercase.
+func (r loanApproval) key() string { return strings.ToLower(r.SearchID) }
+
+// parseLoanApproval reads a POST body by the spec's rules: strict JSON, a lenient schema
+// (unknown fields ignored, null is absent), every invalid field reported at once.
+func parseLoanApproval(body []byte) (*loanApproval, error) {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		out      loanApproval
+		problems []FieldError
+	)
+	fail := func(property, message string) {
+		problems = append(problems, FieldError{Property: property, Message: message})
+	}
+
+	if s, ok, bad := stringField(fields, "search_id"); bad || !ok {
+		fail("search_id", "Поле search_id обязательно и должно быть строкой с UUID")
+	} else if !searchIDPattern.MatchString(s) {
+		fail("search_id", "Поле search_id должно быть UUID вида e2b4948b-7d8a-4eec-875c-b1c11d7d8372")
+	} else {
+		out.SearchID = s
+	}
+
+	if s, ok, bad := stringField(fields, "phone_number"); bad || !ok {
+		fail("phone_number", "Поле phone_number обязательно и должно быть строкой из 10 цифр")
+	} else if n, err := phone.Parse(s); err != nil {
+		fail("phone_number", "Поле phone_number должно содержать российский номер: 10 цифр, например 9330445040")
+	} else {
+		out.Phone = n
+	}
+
+	if s, ok, bad := stringField(fields, "product_type"); bad || !ok {
+		fail("product_type", "Поле product_type обязательно: loan или credit_card")
+	} else if p := contracts.ProductType(s); !p.Valid() {
+		fail("product_type", "Поле product_type должно быть loan или credit_card")
+	} else {
+		out.ProductType = p
+	}
+
+	if raw, ok := fields["amount"]; ok && !isNull(raw) {
+		v, err := decimal(raw)
+		if err == nil {
+			v.Mul(v, big.NewRat(100, 1))
+		}
+		switch {
+		case err != nil:
+			fail("amount", "Поле amount должно быть числом")
+		case !v.IsInt():
+			fail("amount", "Поле amount должно содержать не больше двух знаков после запятой")
+		case v.Sign() <= 0 || v.Cmp(big.NewRat(maxAmount, 1)) > 0:
+			fail("amount", "Поле amount должно быть больше 0 и не больше 100 000 000")
+		default:
+			a := money.Amount(v.Num().Int64())
+			out.Amount = &a
+		}
+	}
+
+	if raw, ok := fields["term"]; ok && !isNull(raw) {
+		v, err := decimal(raw)
+		switch {
+		case err != nil:
+			fail("term", "Поле term должно быть целым числом месяцев")
+		case !v.IsInt() || v.Sign() <= 0 || v.Cmp(big.NewRat(maxTermMonths, 1)) > 0:
+			fail("term", "Поле term должно быть целым числом месяцев от 1 до 360")
+		default:
+			n := int(v.Num().Int64())
+			out.Term = &n
+		}
+	}
+
+	if raw, ok := fields["props"]; ok && !isNull(raw) {
+		var props []string
+		switch err := json.Unmarshal(raw, &props); {
+		case err != nil:
+			fail("props", "Поле props должно быть массивом строк")
+		case len(props) > maxProps:
+			fail("props", fmt.Sprintf("Поле props может содержать не больше %d строк", maxProps))
+		default:
+			for _, p := range props {
+				if utf8.RuneCountInString(p) > maxPropRunes {
+					fail("props", fmt.Sprintf("Строки в поле props не длиннее %d символов", maxPropRunes))
+					break
+				}
+			}
+			out.Props = props
+		}
+	}
+
+	if len(problems) > 0 {
+		return nil, invalidFields(out.SearchID, problems)
+	}
+	return &out, nil
+}
+
+// parseSearchID checks a polled search id.
+func parseSearchID(s string) (string, error) {
+	if s == "" {
+		return "", invalidFields("", []FieldError{{Property: "search_id", Message: "Параметр search_id обязателен"}})
+	}
+	if !searchIDPattern.MatchString(s) {
+		return "", invalidFields("", []FieldError{{Property: "search_id", Message: "Параметр search_id должен быть UUID вида e2b4948b-7d8a-4eec-875c-b1c11d7d8372"}})
+	}
+	return s, nil
+}
+
+// searchIDFromBody reads the search id from a GET body, the form one of the published
+// examples uses. Anything that is not an object with a string search_id yields "".
+func searchIDFromBody(body []byte) string {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return ""
+	}
+	s, _, _ := stringField(fields, "search_id")
+	return s
+}
+
+var errMalformed = errors.New("malformed JSON")
+
+// duplicateKey is the key found twice in one object.
+type duplicateKey string
+
+func (d duplicateKey) Error() string { return fmt.Sprintf("duplicate key %q", string(d)) }
+
+// decodeObject parses body as exactly one JSON object with no duplicated key at any depth,
+// and returns its members by exact name (encoding/json matches struct fields
+// case-insensitively, which the spec forbids).
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, requestError("Пустое тело запроса: ожидается JSON-объект")
+	}
+	if !json.Valid(body) { // also catches trailing data after the object
+		return nil, requestError("Тело запроса не является корректным JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // numbers stay text: 1e999 is valid JSON, only too big for a float
+	tok, _ := dec.Token()
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, requestError("Тело запроса должно быть JSON-объектом")
+	}
+	if err := checkObject(dec); err != nil {
+		var dup duplicateKey
+		if errors.As(err, &dup) {
+			return nil, requestError(fmt.Sprintf("В JSON-объекте повторяется ключ %q", string(dup)))
+		}
+		return nil, requestError("Тело запроса не является корректным JSON")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, requestError("Тело запроса не является корректным JSON")
+	}
+	return fields, nil
+}
+
+// checkObject walks the members of an object whose '{' was read, failing on a repeated key.
+func checkObject(dec *json.Decoder) error {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errMalformed
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return duplicateKey(key)
+		}
+		seen[key] = true
+		if err := checkValue(dec); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token() // '}'
+	return err
+}
+
+func checkValue(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errMalformed
+	}
+	switch tok {
+	case json.Delim('{'):
+		return checkObject(dec)
+	case json.Delim('['):
+		for dec.More() {
+			if err := checkValue(dec); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // ']'
+		return err
+	}
+	return nil
+}
+
+// stringField returns the string member name; ok is false when it is absent or null, bad
+// is true when it is present but not a string.
+func stringField(fields map[string]json.RawMessage, name string) (s string, ok, bad bool) {
+	raw, present := fields[name]
+	if !present || isNull(raw) {
+		return "", false, false
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, true
+	}
+	return s, true, false
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// decimal reads a JSON number, or a string holding one, exactly.
+func decimal(raw json.RawMessage) (*big.Rat, error) {
+	text := string(bytes.TrimSpace(raw))
+	if strings.HasPrefix(text, `"`) {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return nil, err
+		}
+		// A numeric string must be a JSON number too: no spaces, no "+", no hex.
+		if !json.Valid([]byte(text)) || strings.ContainsAny(text, `"{}[]tfn `) {
+			return nil, errMalformed
+		}
+	}
+	// big.Rat would happily expand 1e999999999; no amount or term needs an exponent past 20.
+	if len(text) > 64 {
+		return nil, errMalformed
+	}
+	if i := strings.IndexAny(text, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(strings.TrimPrefix(text[i+1:], "+"))
+		if err != nil || exp > 20 || exp < -20 {
+			return nil, errMalformed
+		}
+	}
+	v, ok := new(big.Rat).SetString(text)
+	if !ok {
+		return nil, errMalformed
+	}
+	return v, nil
+}
+
+// readBody reads at most maxBodyBytes.
+func readBody(r io.Reader) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxBodyBytes {
+		return nil, tooLarge()
+	}
+	return body, nil
+}

@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// apiPaths are the three spellings of the method that the published pages use (spec §2);
+// Yandex may call any of them, so each serves the same handlers.
+var apiPaths = []string{
+	"/integrations/v1/api/loan_approval",
+	"/api/banking/loan_approval",
+	"/integrations/api/banking/loan_approval",
+}
+
+// routes lists every path the gateway serves. Health endpoints stay outside the API's
+// authentication so that probes never need credentials.
+func (g *gateway) routes(withHealth bool) http.Handler {
+	r := chi.NewRouter()
+	r.Use(g.accessLog, g.recoverer)
+	r.NotFound(g.notFound)
+	r.MethodNotAllowed(g.methodNotAllowed)
+	if withHealth {
+		g.healthRoutes(r)
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(g.authenticate, g.rateLimit)
+		for _, p := range apiPaths {
+			r.Post(p, g.handleSubmit)
+			r.Get(p, g.handlePoll)
+		}
+	})
+	return r
+}
+
+func (g *gateway) healthRoutes(r chi.Router) {
+	r.Get("/healthz", g.handleHealthz)
+	r.Get("/readyz", g.handleReadyz)
+}
+
+// healthHandler serves the health endpoints alone, for HEALTH_ADDR.
+func (g *gateway) healthHandler() http.Handler {
+	r := chi.NewRouter()
+	r.NotFound(g.notFound)
+	g.healthRoutes(r)
+	return r
+}
