@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -84,6 +85,10 @@ func (c *Consumer[T]) consume(ctx context.Context, js jetstream.JetStream) error
 		}()
 	},
 		jetstream.PullMaxMessages(c.Concurrency),
+		// Short pulls with frequent heartbeats notice a lost consumer in seconds, not the
+		// default 30 s: the searches behind it have a 10 s deadline.
+		jetstream.PullExpiry(5*time.Second),
+		jetstream.PullHeartbeat(time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			select {
 			case problems <- err:
@@ -113,13 +118,14 @@ func (c *Consumer[T]) consume(ctx context.Context, js jetstream.JetStream) error
 	}
 }
 
-// gone reports whether err means the consumer no longer exists. Missing heartbeats also
-// happen while the broker is briefly away, so they are confirmed with a look-up.
+// gone reports whether err means the consumer no longer exists. A pull that finds no
+// responder (the stream is gone) or missing heartbeats also happen while the broker is
+// briefly away, so they are confirmed with a look-up.
 func (c *Consumer[T]) gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return true
 	}
-	if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+	if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
 		return false
 	}
 	probe, cancel := context.WithTimeout(ctx, 2*time.Second)
