@@ -121,6 +121,9 @@ func (o Offer) Validate() error {
 		if o.Payment.CCRate == nil || o.Payment.Min != nil || o.Payment.Max != nil {
 			return fmt.Errorf("offer: a card needs payment.cc_rate only")
 		}
+		if o.GracePeriod == nil || *o.GracePeriod < 0 {
+			return fmt.Errorf("offer: a card needs a grace period")
+		}
 	}
 	return nil
 }

@@ -112,7 +112,9 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // proposal links carry '&'; \u0026 is valid but unkind to readers
+	_ = enc.Encode(v)
 }
 
 func contains(list []string, s string) bool {

@@ -1,0 +1,228 @@
+// Package pricing turns a credit decision and the product catalog into the offers Yandex
+// shows: amount, term and rate ranges, the monthly payment and the full cost of credit
+// (ПСК) as Federal Law 353-FZ art. 6 defines it. Everything here is a plain function of its
+// arguments: no clock, no I/O, so every number can be recomputed by hand from the catalog.
+package pricing
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/services/offers/catalog"
+)
+
+// CardTermMonths is the repayment horizon assumed for a card's ПСК (see Price).
+const CardTermMonths = 12
+
+// Price returns the offers for a scored search, best first: lowest total_cost.min, ties by
+// product id, so equal inputs always give the same answer. A declined or nil score gets
+// none (nil). The catalog must have passed Validate.
+//
+// A product is offered when it is of the asked type, has a rate for the client's grade, and
+// its bounds overlap the approved ranges:
+//   - amount: the product's bounds ∩ the approved s.Amount; term (loans): the product's
+//     bounds ∩ s.Term when scoring set one. An empty overlap drops the product.
+//   - The requested amount and term are a wish, not a filter (spec §4.1): they never narrow
+//     a range. Scoring decides what happens to a request above the limit and expresses it in
+//     s.Amount and s.Term; so whenever the bank approved the requested amount and term and a
+//     product sells them, they lie in that product's ranges by construction.
+//   - decision: the product's own, else scoring's s.Kind.
+//   - payment (loans): the regular monthly payment, the kopeck-rounded annuity plus the
+//     product's monthly fee (insurance, service), because that is what leaves the client's
+//     account each month and a fee left out would make an insured loan look cheaper than it
+//     is. The annuity grows with amount and rate and falls with term (TestAnnuityMonotone),
+//     and the fee grows with amount, so the extremes are at the corners: min at the smallest
+//     amount, lowest rate and longest term, max at the largest amount, highest rate and
+//     shortest term.
+//   - payment (cards): cc_rate is the product's minimum payment, with its grace period.
+//
+// total_cost is computed on flows month by month from the issue: the amount issued less
+// the issuance fee (and a card's annual fee, charged in advance) at month 0, then the
+// annuity plus the monthly fee every month. The annuity and percentage fees enter unrounded:
+// the ПСК is a property of the terms, and kopeck rounding of a schedule that does not exist
+// yet can move a small loan's three-decimal result off its nominal rate. With no fees the flows at i = r are
+// exactly the annuity's definition, so the ПСК equals the nominal rate; fees only add
+// positive flows, so at i = r the flows are worth ≥ 0 and the root is ≥ r: ПСК ≥ rate
+// follows from the math (Offer.Validate asserts it; an offer failing it is dropped, which
+// the tests show never happens for a valid catalog).
+//
+// Where the ПСК extremes lie: more rate raises every repayment, so the ПСК grows with the
+// rate. Dividing the flows by the amount leaves percentage fees unchanged and shrinks fixed
+// ones, so it falls (or stays) as the amount grows. The term has no such direction when
+// there are fees: a monthly fee costs most in ПСК at middling terms. So the ПСК min is the
+// lowest over every offered term at (largest amount, lowest rate) and the max the highest at
+// (smallest amount, highest rate); without fees it is the rate at any term, and one term is
+// computed.
+//
+// Cards: the law needs an assumed use of the limit. We take the common one, the limit drawn
+// in full on the first day and repaid in CardTermMonths equal annuity payments at the card
+// rate, with the issuance fee and the annual service fee at month 0 and any monthly fee with
+// each payment; the grace period is not applied, as it depends on how the card is used.
+func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
+	if c == nil || s == nil || s.Verdict != contracts.Approved || s.Amount == nil {
+		return nil
+	}
+	type quote struct {
+		id    string
+		offer contracts.Offer
+	}
+	var quotes []quote
+	var net []float64 // one buffer for every ПСК of this search
+	for i := range c.Products {
+		p := &c.Products[i]
+		if o, ok := offer(p, s, &net); ok {
+			quotes = append(quotes, quote{p.ID, o})
+		}
+	}
+	if len(quotes) == 0 {
+		return nil
+	}
+	slices.SortFunc(quotes, func(a, b quote) int {
+		return cmp.Or(cmp.Compare(a.offer.TotalCost.Min, b.offer.TotalCost.Min), strings.Compare(a.id, b.id))
+	})
+	offers := make([]contracts.Offer, len(quotes))
+	for i, q := range quotes {
+		offers[i] = q.offer
+	}
+	return offers
+}
+
+// offer prices one product for the search, or says it is not offered.
+func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (contracts.Offer, bool) {
+	if p.ProductType != s.Request.ProductType {
+		return contracts.Offer{}, false
+	}
+	rates, ok := p.Rates[s.Grade]
+	if !ok {
+		return contracts.Offer{}, false
+	}
+	amount := contracts.AmountRange{Min: max(p.Amount.Min, s.Amount.Min), Max: min(p.Amount.Max, s.Amount.Max)}
+	if amount.Min > amount.Max {
+		return contracts.Offer{}, false
+	}
+	o := contracts.Offer{
+		ProductType: p.ProductType,
+		Decision:    cmp.Or(p.Decision, s.Kind),
+		Amount:      amount,
+		Rate:        rates,
+		// Cloned so that an offer stored in a search record never shares memory with a
+		// catalog that a later update replaces.
+		SpecialConditions:  slices.Clone(p.SpecialConditions),
+		RequiredDocuments:  slices.Clone(p.RequiredDocuments),
+		ChoosableDocuments: slices.Clone(p.ChoosableDocuments),
+		ProposalLink:       p.ProposalLink.Expand(s.Request.SearchID, p.ID),
+	}
+	terms := contracts.TermRange{Min: CardTermMonths, Max: CardTermMonths}
+	switch p.ProductType {
+	case contracts.ProductLoan:
+		if p.Term == nil {
+			return contracts.Offer{}, false
+		}
+		terms = *p.Term
+		if s.Term != nil {
+			terms = contracts.TermRange{Min: max(terms.Min, s.Term.Min), Max: min(terms.Max, s.Term.Max)}
+			if terms.Min > terms.Max {
+				return contracts.Offer{}, false
+			}
+		}
+		lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
+		hi := AnnuityPayment(amount.Max, rates.Max, terms.Min) + monthlyCharge(p, amount.Max)
+		o.Term = &contracts.TermRange{Min: terms.Min, Max: terms.Max}
+		o.Payment = contracts.Payment{Min: &lo, Max: &hi}
+	case contracts.ProductCreditCard:
+		cc, grace := p.MinPayment, p.GracePeriod
+		o.Payment = contracts.Payment{CCRate: &cc}
+		o.GracePeriod = &grace
+	}
+	cost, ok := costRange(p, amount, rates, terms, net)
+	if !ok {
+		return contracts.Offer{}, false
+	}
+	o.TotalCost = cost
+	if o.Validate() != nil {
+		return contracts.Offer{}, false
+	}
+	return o, true
+}
+
+func monthlyCharge(p *catalog.Product, amount money.Amount) money.Amount {
+	if p.Fees.Monthly == nil {
+		return 0
+	}
+	return p.Fees.Monthly.Charge(amount)
+}
+
+// costRange is the ПСК range over the offered ranges; Price explains where the extremes lie.
+// Each solve starts from the root of the previous term, which moves little from one term to
+// the next; the first starts from the nominal rate, the answer when there are no fees.
+func costRange(p *catalog.Product, amount contracts.AmountRange, rates contracts.RateRange, terms contracts.TermRange, net *[]float64) (contracts.RateRange, bool) {
+	first := terms.Min
+	if !p.Fees.Any() {
+		first = terms.Max
+	}
+	var r contracts.RateRange
+	iLo, iHi := monthly(rates.Min), monthly(rates.Max)
+	for n := first; n <= terms.Max; n++ {
+		var err error
+		if iLo, err = monthlyCostOf(p, amount.Max, rates.Min, n, net, iLo); err != nil {
+			return r, false
+		}
+		if iHi, err = monthlyCostOf(p, amount.Min, rates.Max, n, net, iHi); err != nil {
+			return r, false
+		}
+		lo, hi := annualPercent(iLo), annualPercent(iHi)
+		if n == first || lo < r.Min {
+			r.Min = lo
+		}
+		if n == first || hi > r.Max {
+			r.Max = hi
+		}
+	}
+	return r, true
+}
+
+// monthly is the nominal monthly rate as a fraction.
+func monthly(rate money.Rate) float64 { return float64(rate) / rateScale }
+
+// monthlyCostOf is the ПСК's monthly i of the product at one amount, rate and term, on the
+// flows Price describes, built in buf (kopecks; the unit cancels out).
+func monthlyCostOf(p *catalog.Product, amount money.Amount, rate money.Rate, months int, buf *[]float64, guess float64) (float64, error) {
+	flows := schedule(p, amount, rate, months, *buf)
+	*buf = flows
+	return monthlyCost(flows, guess)
+}
+
+// fullCostOf is the ПСК of the product at one point: what the tests check the ranges with.
+func fullCostOf(p *catalog.Product, amount money.Amount, rate money.Rate, months int, buf *[]float64) (money.Rate, error) {
+	i, err := monthlyCostOf(p, amount, rate, months, buf, monthly(rate))
+	return annualPercent(i), err
+}
+
+// schedule writes the net flows of month 0…months into buf, growing it as needed.
+func schedule(p *catalog.Product, amount money.Amount, rate money.Rate, months int, buf []float64) []float64 {
+	flows := slices.Grow(buf[:0], months+1)[:months+1]
+	a := float64(amount)
+	flows[0] = -a + exactFee(p.Fees.Issuance, a)
+	payment := annuity(a, rate, months) + exactFee(p.Fees.Monthly, a)
+	for k := 1; k <= months; k++ {
+		flows[k] = payment
+	}
+	if p.Fees.Annual != nil {
+		for q := 0; q < months; q += 12 { // in advance, for each year begun
+			flows[q] += exactFee(p.Fees.Annual, a)
+		}
+	}
+	return flows
+}
+
+// exactFee is the fee on amount without rounding to kopecks, so that a percentage fee
+// scales exactly with the amount (the ПСК argument in Price relies on it).
+func exactFee(f *catalog.Fee, amount float64) float64 {
+	if f == nil {
+		return 0
+	}
+	return amount*float64(f.Percent)/100_000 + float64(f.Fixed)
+}
