@@ -6,6 +6,7 @@ require (
 	github.com/demobank/yacredits/pkg v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rs/zerolog v1.35.1
+	golang.org/x/sync v0.24.0
 )
 
 require (

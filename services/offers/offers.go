@@ -6,15 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/offers/catalog"
@@ -27,8 +30,11 @@ type Config struct {
 	CatalogFile string
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
-	NATS        config.NATS
-	Log         telemetry.LogConfig
+	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
+	// serves nothing (the standalone binary, where the gateway's endpoints cover the process).
+	HealthAddr string
+	NATS       config.NATS
+	Log        telemetry.LogConfig
 }
 
 // LoadConfig reads and checks the variables, reporting every problem at once.
@@ -37,6 +43,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	c := Config{
 		CatalogFile: r.String("CATALOG_FILE", ""),
 		Concurrency: r.Int("CONCURRENCY", 64, 1, 4096),
+		HealthAddr:  r.Addr("HEALTH_ADDR", ""),
 		NATS:        config.ReadNATS(r),
 		Log:         telemetry.ReadLogConfig(r),
 	}
@@ -88,7 +95,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
 	}
 	log.Info().Int("products", len(cat.Products)).Msg("offers consuming")
-	return c.Run(ctx, deps.JS)
+	mux := http.NewServeMux()
+	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches}))
+	grp, gctx := errgroup.WithContext(ctx)
+	grp.Go(func() error { return c.Run(gctx, deps.JS) })
+	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	return grp.Wait()
 }
 
 type pricer struct {
