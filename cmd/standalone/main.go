@@ -1,0 +1,138 @@
+// Command standalone runs the whole system in one process: an embedded NATS JetStream
+// server storing under DATA_DIR, and the gateway, scoring and offers services talking to
+// it exactly as they do when deployed apart. No Docker, no external NATS.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/embednats"
+	"github.com/demobank/yacredits/pkg/telemetry"
+	"github.com/demobank/yacredits/services/gateway"
+	"github.com/demobank/yacredits/services/offers"
+	"github.com/demobank/yacredits/services/scoring"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "standalone:", err)
+		os.Exit(1)
+	}
+}
+
+// devPhoneHashKey is used when PHONE_HASH_KEY is unset, so that the demo runs with no
+// setup. It is public, so hashes made with it protect nothing: say so loudly.
+const devPhoneHashKey = "standalone-demo-key-not-a-secret-0123456789"
+
+// settings are the standalone binary's own variables; each service reads its own too.
+type settings struct {
+	DataDir    string // DATA_DIR: JetStream's files
+	NATSListen string // NATS_LISTEN: a client port for tools (nats CLI); empty: in-process only
+	NATSNoSync bool   // NATS_NO_SYNC: skip the per-write fsync (benchmarks only)
+}
+
+func loadSettings(getenv config.Getenv) (settings, error) {
+	r := config.NewReader(getenv)
+	s := settings{
+		DataDir:    r.String("DATA_DIR", "./data"),
+		NATSListen: r.Addr("NATS_LISTEN", ""),
+		NATSNoSync: r.Bool("NATS_NO_SYNC", false),
+	}
+	return s, r.Err()
+}
+
+func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error) {
+	defaultKey := getenv("PHONE_HASH_KEY") == ""
+	env := func(k string) string {
+		if k == "PHONE_HASH_KEY" && defaultKey {
+			return devPhoneHashKey
+		}
+		return getenv(k)
+	}
+	set, setErr := loadSettings(env)
+	gwCfg, gwErr := gateway.LoadConfig(env)
+	// One process, one health endpoint: the gateway's. HEALTH_ADDR is the gateway's alone.
+	workerEnv := func(k string) string {
+		if k == "HEALTH_ADDR" {
+			return ""
+		}
+		return env(k)
+	}
+	scCfg, scErr := scoring.LoadConfig(workerEnv)
+	ofCfg, ofErr := offers.LoadConfig(workerEnv)
+	if err := errors.Join(setErr, gwErr, scErr, ofErr); err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(stdout, gwCfg.Log)
+	if defaultKey {
+		log.Warn().Msg("PHONE_HASH_KEY is not set: using the public demo key; set a secret one for real data")
+	}
+
+	srv, err := embednats.Start(embednats.Options{
+		Name: "standalone", StoreDir: filepath.Join(set.DataDir, "jetstream"),
+		Listen: set.NATSListen, NoSync: set.NATSNoSync,
+	})
+	if err != nil {
+		return err
+	}
+	defer embednats.Stop(srv)
+	log.Info().Str("data_dir", set.DataDir).Str("nats_listen", set.NATSListen).
+		Bool("sync_always", !set.NATSNoSync).Msg("embedded JetStream started")
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	grp, gctx := errgroup.WithContext(ctx)
+	start := func(name string, runService func(context.Context, jetstream.JetStream) error) error {
+		nc, err := bus.Connect(ctx, gwCfg.NATS, name, nats.InProcessServer(srv))
+		if err != nil {
+			return err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			return err
+		}
+		grp.Go(func() error {
+			// Close only after the service returns: its consumers drain over this connection.
+			defer nc.Close()
+			if err := runService(gctx, js); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+		return nil
+	}
+	// The gateway first: it creates the bucket the other two wait for.
+	errs := []error{
+		start("gateway", func(ctx context.Context, js jetstream.JetStream) error {
+			return gateway.Run(ctx, gwCfg, gateway.Deps{JS: js, Log: log})
+		}),
+		start("scoring", func(ctx context.Context, js jetstream.JetStream) error {
+			return scoring.Run(ctx, scCfg, scoring.Deps{JS: js, Log: log})
+		}),
+		start("offers", func(ctx context.Context, js jetstream.JetStream) error {
+			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log})
+		}),
+	}
+	if err := errors.Join(errs...); err != nil {
+		cancel() // stop whatever did start
+		return errors.Join(err, grp.Wait())
+	}
+	return grp.Wait()
+}
+

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	"github.com/demobank/yacredits/pkg/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// system is the real run() on a random port, its log collected for inspection.
+type system struct {
+	url  string
+	mu   sync.Mutex
+	logs strings.Builder
+	stop func()
+}
+
+func (s *system) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+func startSystem(t *testing.T, dataDir string, env map[string]string) *system {
+	t.Helper()
+	vars := map[string]string{
+		"DATA_DIR": dataDir, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
+		"SYNC_BUDGET": "5s", "SEARCH_DEADLINE": "20s",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	s := &system{}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, func(k string) string { return vars[k] }, pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	addr := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			s.mu.Unlock()
+			var entry struct{ Message, API string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "gateway listening" {
+				addr <- entry.API
+			}
+		}
+	}()
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+			<-scanned
+		})
+	}
+	t.Cleanup(s.stop)
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the system did not start; log:\n%s", s.Logs())
+	}
+	return s
+}
+
+func (s *system) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return res.StatusCode, out
+}
+
+const path = "/integrations/v1/api/loan_approval"
+
+func request(id, phone, product string) string {
+	return fmt.Sprintf(`{"search_id":%q,"phone_number":%q,"product_type":%q,"amount":500000.00,"term":36,"props":["from-test"]}`, id, phone, product)
+}
+
+// The spec's examples through the real binary: the demo client is approved for both
+// products with complete offers, the unknown one is rejected with an empty list.
+func TestSpecExamplesSync(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), nil)
+	tests := []struct {
+		name, phone, product string
+		wantDecision         string
+		check                func(t *testing.T, offer map[string]any)
+	}{
+		{name: "loan approved", phone: "9330445040", product: "loan", wantDecision: "has_approve", check: func(t *testing.T, o map[string]any) {
+			amount, term := o["amount"].(map[string]any), o["term"].(map[string]any)
+			if amount["min"].(float64) > 500000 || amount["max"].(float64) < 500000 {
+				t.Errorf("amount %v does not hold the approved 500000", amount)
+			}
+			if term["min"].(float64) > 36 || term["max"].(float64) < 36 {
+				t.Errorf("term %v does not hold 36", term)
+			}
+			pay := o["payment"].(map[string]any)
+			if pay["min"].(float64) <= 0 || pay["max"].(float64) < pay["min"].(float64) {
+				t.Errorf("payment = %v", pay)
+			}
+			rate, cost := o["rate"].(map[string]any), o["total_cost"].(map[string]any)
+			if cost["min"].(float64) < rate["min"].(float64) {
+				t.Errorf("total_cost %v below rate %v", cost, rate)
+			}
+		}},
+		{name: "card approved", phone: "+7 (933) 044-50-40", product: "credit_card", wantDecision: "has_approve", check: func(t *testing.T, o map[string]any) {
+			if _, ok := o["term"]; ok {
+				t.Errorf("a card offer has a term: %v", o)
+			}
+			if o["grace_period"] == nil || o["payment"].(map[string]any)["cc_rate"] == nil {
+				t.Errorf("card offer without grace period or cc_rate: %v", o)
+			}
+		}},
+		{name: "unknown client rejected", phone: "9001112233", product: "loan", wantDecision: "rejected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := uuid.NewString()
+			status, body := sys.call(t, "POST", path, request(id, tt.phone, tt.product))
+			if status != 200 || body["status"] != "done" || body["decision"] != tt.wantDecision || body["search_id"] != id {
+				t.Fatalf("POST = %d %v", status, body)
+			}
+			data, ok := body["data"].([]any)
+			if !ok {
+				t.Fatalf("data is not an array: %v", body["data"])
+			}
+			if tt.check == nil {
+				if len(data) != 0 {
+					t.Fatalf("a rejection carries offers: %v", data)
+				}
+				return
+			}
+			if len(data) == 0 {
+				t.Fatal("approved without offers")
+			}
+			for _, d := range data {
+				o := d.(map[string]any)
+				if o["product_type"] != tt.product {
+					t.Errorf("a %s search got a %v offer", tt.product, o["product_type"])
+				}
+				link := o["propousal_link"].(map[string]any)["link"].(string)
+				if !strings.Contains(link, id) {
+					t.Errorf("proposal link %q does not carry the search id", link)
+				}
+				tt.check(t, o)
+			}
+			// A retry is answered from the same record.
+			_, again := sys.call(t, "POST", path, request(id, tt.phone, tt.product))
+			if fmt.Sprint(again) != fmt.Sprint(body) {
+				t.Errorf("retry answered differently:\n%v\n%v", again, body)
+			}
+		})
+	}
+	for _, raw := range []string{"9330445040", "0445040", "9001112233"} {
+		if strings.Contains(sys.Logs(), raw) {
+			t.Errorf("a raw phone number (%s) appears in the log", raw)
+		}
+	}
+}
+
+// The asynchronous model: the POST answers pending at once, polls reach done, and the
+// answer survives a restart of the whole system on the same data directory.
+func TestPolledAndDurableAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	sys := startSystem(t, dir, map[string]string{"SYNC_BUDGET": "0s"})
+	id := uuid.NewString()
+	status, body := sys.call(t, "POST", "/api/banking/loan_approval", request(id, "9330445040", "loan"))
+	if status != 200 || body["status"] != "pending" {
+		t.Fatalf("POST = %d %v", status, body)
+	}
+	var done map[string]any
+	natstest.Eventually(t, 10*time.Second, func() error {
+		_, got := sys.call(t, "GET", "/api/banking/loan_approval?search_id="+id, "")
+		switch got["status"] {
+		case "done":
+			done = got
+			return nil
+		case "pending":
+			return fmt.Errorf("still pending")
+		}
+		t.Fatalf("poll = %v", got)
+		return nil
+	})
+	if done == nil || done["decision"] != "has_approve" {
+		t.Fatalf("never done: %v", done)
+	}
+	sys.stop()
+
+	again := startSystem(t, dir, map[string]string{"SYNC_BUDGET": "0s"})
+	status, after := again.call(t, "GET", "/integrations/api/banking/loan_approval?search_id="+id, "")
+	if status != 200 || fmt.Sprint(after) != fmt.Sprint(done) {
+		t.Fatalf("after restart = %d %v\nwant %v", status, after, done)
+	}
+}
