@@ -160,13 +160,20 @@ func TestDeadLetter(t *testing.T) {
 		return nil
 	})
 	s, _ := js.Stream(context.Background(), contracts.StreamDeadLetter)
-	m, err := s.GetMsg(context.Background(), 1)
-	if err != nil {
-		t.Fatal(err)
+	reasons := map[string]string{}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl contracts.DeadLetter
+		if err := json.Unmarshal(m.Data, &dl); err != nil || dl.Consumer != "scoring" {
+			t.Fatalf("dead letter = %+v, %v", dl, err)
+		}
+		reasons[dl.SearchID] = dl.Reason
 	}
-	var dl contracts.DeadLetter
-	if err := json.Unmarshal(m.Data, &dl); err != nil || !strings.Contains(dl.Reason, "policy file corrupt") || dl.Consumer != "scoring" {
-		t.Fatalf("dead letter = %+v, %v", dl, err)
+	if !strings.Contains(reasons[req.SearchID], "policy file corrupt") || !strings.Contains(reasons["0000"], "invalid message") {
+		t.Fatalf("dead-letter reasons = %v", reasons)
 	}
 	if attempts.Load() != 1 {
 		t.Fatalf("a permanent failure was attempted %d times", attempts.Load())
