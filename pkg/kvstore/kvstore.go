@@ -10,9 +10,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 )
@@ -27,6 +31,19 @@ var ErrExists = errors.New("search already exists")
 // changed the record in between; a handful of writers touch one search, so a long run of
 // conflicts means something is wrong rather than busy.
 const maxUpdateAttempts = 16
+
+func pause(ctx context.Context, attempt int) error {
+	d := time.Millisecond << min(attempt, 6)
+	d += time.Duration(rand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // BucketConfig is the searches bucket: on disk, one revision per key (older ones are of no
 // use to anyone and cost space), records expiring retention after their last write.
@@ -43,15 +60,33 @@ func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfi
 
 // Store reads and writes search records.
 type Store struct {
-	kv jetstream.KeyValue
+	kv      jetstream.KeyValue
+	metrics *finishMetrics // nil: not measured
 }
 
 // Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
 // bucket (its retention is the gateway's setting) and calls this at start-up.
 func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(retention, replicas))
+	if _, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(retention, replicas)); err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
+	}
+	// Reads must come from the stream leader. A replicated bucket lets any replica answer
+	// a "direct get", and a lagging one would show a done search as pending again (the spec
+	// forbids that) and feed compare-and-set a stale revision over and over. The client
+	// decides at bind time, from the stream's AllowDirect, so turn it off and bind again.
+	stream, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
+	}
+	if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("ensure bucket %s: leader reads: %w", contracts.BucketSearches, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, contracts.BucketSearches)
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", contracts.BucketSearches, err)
 	}
 	return &Store{kv: kv}, nil
 }
@@ -80,12 +115,20 @@ func (s *Store) KeyValue() jetstream.KeyValue { return s.kv }
 
 // Create stores a new search, atomically: if the id is taken it returns ErrExists and
 // changes nothing. It returns once the record is stored.
-func (s *Store) Create(ctx context.Context, search *contracts.Search) (uint64, error) {
+func (s *Store) Create(ctx context.Context, search *contracts.Search) (rev uint64, err error) {
+	ctx, end := span(ctx, "create", search.Request.SearchID)
+	defer func() {
+		if errors.Is(err, ErrExists) {
+			end(nil) // a retry, not a failure
+			return
+		}
+		end(err)
+	}()
 	data, err := contracts.EncodeSearch(search)
 	if err != nil {
 		return 0, fmt.Errorf("encode search %s: %w", search.Request.SearchID, err)
 	}
-	rev, err := s.kv.Create(ctx, search.Request.SearchID, data)
+	rev, err = s.kv.Create(ctx, search.Request.SearchID, data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrExists
 	}
@@ -96,7 +139,15 @@ func (s *Store) Create(ctx context.Context, search *contracts.Search) (uint64, e
 }
 
 // Get returns the search and its revision.
-func (s *Store) Get(ctx context.Context, id string) (*contracts.Search, uint64, error) {
+func (s *Store) Get(ctx context.Context, id string) (_ *contracts.Search, _ uint64, err error) {
+	ctx, end := span(ctx, "get", id)
+	defer func() {
+		if errors.Is(err, ErrNotFound) {
+			end(nil) // an answer, not a failure
+			return
+		}
+		end(err)
+	}()
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
@@ -128,8 +179,16 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*contracts.Search
 		if err != nil {
 			return nil, fmt.Errorf("encode search %s: %w", id, err)
 		}
-		_, err = s.kv.Update(ctx, id, data, rev)
+		uctx, end := span(ctx, "update", id)
+		_, err = s.kv.Update(uctx, id, data, rev)
+		end(err)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// On a replicated bucket the leader also refuses a write while another one for
+			// the same key is still being replicated, before a read can show it: give that
+			// write a moment (1 ms, doubling, jittered) instead of spinning on the old value.
+			if err := pause(ctx, attempt); err != nil {
+				return nil, fmt.Errorf("update search %s: %w", id, err)
+			}
 			continue
 		}
 		if err != nil {
@@ -144,7 +203,31 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*contracts.Search
 // it returns contracts.ErrAlreadyDone (wrapped) and the stored record is untouched: the
 // first finish wins.
 func (s *Store) Finish(ctx context.Context, id string, offers []contracts.Offer, reasons []string, now time.Time) (*contracts.Search, error) {
-	return s.Update(ctx, id, func(cur *contracts.Search) (*contracts.Search, error) {
+	done, err := s.Update(ctx, id, func(cur *contracts.Search) (*contracts.Search, error) {
 		return cur.Finish(offers, reasons, now)
 	})
+	if err == nil {
+		s.metrics.record(ctx, done)
+	}
+	return done, err
+}
+
+// span starts a client span for one bucket operation on the pipeline of ctx's span: a
+// record read or written while handling a search shows in that search's trace.
+func span(ctx context.Context, op, id string) (context.Context, func(error)) {
+	ctx, sp := trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/demobank/yacredits/pkg/kvstore").
+		Start(ctx, "kv "+op+" "+contracts.BucketSearches, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(
+				attribute.String("db.system.name", "nats"),
+				attribute.String("db.operation.name", op),
+				attribute.String("db.collection.name", contracts.BucketSearches),
+				attribute.String("search_id", id),
+			))
+	return ctx, func(err error) {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, op+" failed")
+		}
+		sp.End()
+	}
 }

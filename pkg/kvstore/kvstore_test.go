@@ -171,3 +171,17 @@ func BenchmarkCreateFinish(b *testing.B) {
 		}
 	}
 }
+
+// A poll must never see a done search as pending again, so reads go to the leader.
+func TestReadsComeFromTheLeader(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	_, js := natstest.JetStream(t, c.URLs())
+	ensure(t, js, 3)
+	s, err := js.Stream(context.Background(), "KV_"+contracts.BucketSearches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CachedInfo().Config.AllowDirect {
+		t.Fatal("the searches bucket allows direct gets from any replica")
+	}
+}
