@@ -10,6 +10,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/telemetry"
@@ -34,6 +41,12 @@ type Consumer[T any] struct {
 	// Replicas is used when the consumer has to recreate the streams.
 	Replicas int
 	Log      zerolog.Logger
+	// Tracer makes the consumer spans (nil: none). Handlers find it in their ctx.
+	Tracer trace.TracerProvider
+	// Meter counts redeliveries and dead letters and reports pending messages (nil: none).
+	Meter metric.MeterProvider
+
+	redeliveries, deadLetters metric.Int64Counter
 }
 
 // Run consumes until ctx is cancelled and then drains: messages already pulled are
@@ -42,6 +55,22 @@ type Consumer[T any] struct {
 func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
+	}
+	if c.Tracer == nil {
+		c.Tracer = tracenoop.NewTracerProvider()
+	}
+	if c.Meter == nil {
+		c.Meter = metricnoop.NewMeterProvider()
+	}
+	meter := c.Meter.Meter(instrumentation)
+	var err error
+	if c.redeliveries, err = meter.Int64Counter("credits.consumer.redeliveries",
+		metric.WithDescription("Messages delivered more than once (a replica failed or died with them)")); err != nil {
+		return err
+	}
+	if c.deadLetters, err = meter.Int64Counter("credits.consumer.dead_letters",
+		metric.WithDescription("Messages given up on and moved to the dead-letter subject")); err != nil {
+		return err
 	}
 	for {
 		err := c.consume(ctx, js)
@@ -71,6 +100,11 @@ func (c *Consumer[T]) consume(ctx context.Context, js jetstream.JetStream) error
 	if err != nil {
 		return fmt.Errorf("declare consumer %s: %w", c.Name, err)
 	}
+	pending, err := c.observePending(cons)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pending.Unregister() }()
 	problems := make(chan error, 1)
 	sem := make(chan struct{}, c.Concurrency)
 	var inflight sync.WaitGroup
@@ -135,12 +169,27 @@ func (c *Consumer[T]) gone(ctx context.Context, cons jetstream.Consumer, err err
 }
 
 func (c *Consumer[T]) handle(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(telemetry.Extract(ctx, msg.Headers()), contracts.HandlerTimeout)
-	defer cancel()
 	searchID := msg.Headers().Get(HeaderSearchID)
 	var delivered, seq uint64 = 1, 0
 	if md, err := msg.Metadata(); err == nil {
 		delivered, seq = md.NumDelivered, md.Sequence.Stream
+	}
+	ctx, span := c.Tracer.Tracer(instrumentation).Start(telemetry.Extract(ctx, msg.Headers()), msg.Subject()+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(msg.Subject()),
+			semconv.MessagingConsumerGroupName(c.Name),
+			attribute.Int64("messaging.nats.stream_sequence", int64(seq)),
+			attribute.Int64("messaging.nats.delivered", int64(delivered)),
+			attribute.String("search_id", searchID),
+		))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, contracts.HandlerTimeout)
+	defer cancel()
+	consumer := metric.WithAttributes(attribute.String("consumer", c.Name))
+	if delivered > 1 {
+		c.redeliveries.Add(ctx, 1, consumer)
 	}
 	log := c.Log.With().Str("consumer", c.Name).Str("search_id", searchID).
 		Uint64("stream_seq", seq).Uint64("delivery", delivered).Logger()
@@ -150,26 +199,53 @@ func (c *Consumer[T]) handle(ctx context.Context, js jetstream.JetStream, msg je
 	if err == nil {
 		err = c.Handle(ctx, m)
 	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "message failed")
+	}
 	switch {
 	case err == nil:
 		if ackErr := msg.Ack(); ackErr != nil {
 			// The work is done and idempotent; a lost ack only means one more delivery.
-			log.Warn().Err(ackErr).Msg("ack failed")
+			log.Warn().Ctx(ctx).Err(ackErr).Msg("ack failed")
 			return
 		}
-		log.Info().Dur("took", time.Since(start)).Msg("message handled")
+		log.Info().Ctx(ctx).Dur("took", time.Since(start)).Msg("message handled")
 	case errors.Is(err, ErrPermanent) || errors.Is(err, contracts.ErrInvalid) || delivered >= uint64(contracts.MaxDeliver):
-		log.Error().Err(err).Msg("message dead-lettered")
+		log.Error().Ctx(ctx).Err(err).Msg("message dead-lettered")
 		if dlErr := c.deadLetter(ctx, js, msg, searchID, seq, delivered, err); dlErr != nil {
-			log.Error().Err(dlErr).Msg("dead-lettering failed; the message will be delivered again")
+			log.Error().Ctx(ctx).Err(dlErr).Msg("dead-lettering failed; the message will be delivered again")
 			_ = msg.NakWithDelay(backOff(delivered))
 			return
 		}
+		c.deadLetters.Add(ctx, 1, consumer)
 		_ = msg.TermWithReason("dead-lettered")
 	default:
-		log.Warn().Err(err).Dur("retry_in", backOff(delivered)).Msg("message failed; will be redelivered")
+		log.Warn().Ctx(ctx).Err(err).Dur("retry_in", backOff(delivered)).Msg("message failed; will be redelivered")
 		_ = msg.NakWithDelay(backOff(delivered))
 	}
+}
+
+// observePending reports the consumer's backlog at each scrape: messages not yet delivered
+// and delivered but not yet acknowledged.
+func (c *Consumer[T]) observePending(cons jetstream.Consumer) (metric.Registration, error) {
+	meter := c.Meter.Meter(instrumentation)
+	gauge, err := meter.Int64ObservableGauge("credits.consumer.pending",
+		metric.WithDescription("Messages waiting for the consumer (state=waiting) or being handled (state=unacknowledged)"))
+	if err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil // no figure is better than a failed scrape
+		}
+		o.ObserveInt64(gauge, int64(info.NumPending), metric.WithAttributes(attribute.String("consumer", c.Name), attribute.String("state", "waiting")))
+		o.ObserveInt64(gauge, int64(info.NumAckPending), metric.WithAttributes(attribute.String("consumer", c.Name), attribute.String("state", "unacknowledged")))
+		return nil
+	}, gauge)
 }
 
 func backOff(delivered uint64) time.Duration {

@@ -8,9 +8,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
+
+// instrumentation names this package in spans and metrics.
+const instrumentation = "github.com/demobank/yacredits/pkg/bus"
 
 // HeaderSearchID carries the search a message belongs to, so that a message whose body
 // cannot be read can still be dead-lettered against its search.
@@ -36,17 +43,32 @@ func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", subject, err)
 	}
+	// The producer span belongs to whatever span ctx carries (the HTTP request, or the
+	// consumed message), on that span's pipeline: one trace per search across services.
+	ctx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, subject+" publish",
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingDestinationName(subject),
+			semconv.MessagingMessageID(msgID),
+			attribute.String("search_id", searchID),
+		))
+	defer span.End()
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(HeaderSearchID, searchID)
 	telemetry.Inject(ctx, msg.Header)
-	_, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		if err = EnsureStreams(ctx, p.js, p.replicas); err == nil {
-			_, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+			ack, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("publish %s %s: %w", subject, msgID, err)
+		err = fmt.Errorf("publish %s %s: %w", subject, msgID, err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "publish failed")
+		return err
 	}
+	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
 	return nil
 }

@@ -40,6 +40,9 @@ type Search struct {
 	Offers   []Offer       `json:"offers,omitempty"`
 	Reasons  []string      `json:"reasons,omitempty"` // why, in machine codes
 	DoneAt   *time.Time    `json:"done_at,omitempty"`
+	// Trace is the W3C trace context of the request that created the search, so that work
+	// done for it later (a re-send, the deadline, a poll's link) joins the same trace.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // NewSearch is the pending record of a freshly accepted request.

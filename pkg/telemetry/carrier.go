@@ -40,3 +40,18 @@ func Inject(ctx context.Context, h nats.Header) { Propagator.Inject(ctx, HeaderC
 func Extract(ctx context.Context, h nats.Header) context.Context {
 	return Propagator.Extract(ctx, HeaderCarrier(h))
 }
+
+// InjectMap returns ctx's trace context as a map, for storing with a record.
+func InjectMap(ctx context.Context) map[string]string {
+	m := propagation.MapCarrier{}
+	Propagator.Inject(ctx, m)
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// ExtractMap returns ctx carrying the trace context stored by InjectMap.
+func ExtractMap(ctx context.Context, m map[string]string) context.Context {
+	return Propagator.Extract(ctx, propagation.MapCarrier(m))
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/config"
 )
@@ -30,7 +31,19 @@ func NewLogger(w io.Writer, c LogConfig) zerolog.Logger {
 	if console {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
-	return zerolog.New(w).Level(c.Level).With().Timestamp().Logger()
+	return zerolog.New(w).Level(c.Level).Hook(TraceHook{}).With().Timestamp().Logger()
+}
+
+// TraceHook stamps a log line written with .Ctx(ctx) with the trace and span of ctx, so
+// that every line can be found from its trace in Jaeger and the other way round.
+type TraceHook struct{}
+
+// Run adds trace_id and span_id when the event's context carries a span.
+func (TraceHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	sc := trace.SpanContextFromContext(e.GetCtx())
+	if sc.IsValid() {
+		e.Str("trace_id", sc.TraceID().String()).Str("span_id", sc.SpanID().String())
+	}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -14,6 +14,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -21,6 +25,9 @@ import (
 	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/phone"
 )
+
+// instrumentation names this package in spans and metrics.
+const instrumentation = "github.com/demobank/yacredits/services/gateway"
 
 // Deps are what the gateway is given rather than builds.
 type Deps struct {
@@ -30,6 +37,12 @@ type Deps struct {
 	Now func() time.Time
 	// Listening, if set, is told the bound addresses (tests listen on port 0).
 	Listening func(api, health net.Addr)
+	// Tracer makes the gateway's spans (nil: none, but trace context still flows).
+	Tracer trace.TracerProvider
+	// Meter measures requests and searches (nil: nothing is measured).
+	Meter metric.MeterProvider
+	// Metrics serves /metrics beside the health endpoints (nil: not served).
+	Metrics http.Handler
 }
 
 type gateway struct {
@@ -37,6 +50,9 @@ type gateway struct {
 	js       jetstream.JetStream
 	log      zerolog.Logger
 	searches *searches
+	tracer   trace.TracerProvider
+	meter    metric.MeterProvider
+	metrics  http.Handler
 }
 
 // Run serves the API until ctx is cancelled, then stops taking requests, lets in-flight
@@ -46,6 +62,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	now := deps.Now
 	if now == nil {
 		now = time.Now
+	}
+	if deps.Tracer == nil {
+		deps.Tracer = tracenoop.NewTracerProvider()
+	}
+	if deps.Meter == nil {
+		deps.Meter = metricnoop.NewMeterProvider()
 	}
 	hasher, err := phone.NewHasher(cfg.PhoneHashKey)
 	if err != nil {
@@ -58,6 +80,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
+	if store, err = store.WithMeter(deps.Meter); err != nil {
+		return err
+	}
 	marks, err := deps.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: contracts.BucketGateway, Description: "gateway bookkeeping", History: 1,
 		Storage: jetstream.FileStorage, Replicas: cfg.NATS.Replicas,
@@ -67,11 +92,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	pub := bus.NewPublisher(deps.JS, cfg.NATS.Replicas)
 	tr := &tracker{
-		store: store, pub: pub, marks: marks, log: log, now: now,
+		store: store, pub: pub, marks: marks, log: log, now: now, tracer: deps.Tracer.Tracer(instrumentation),
 		sweepInterval: cfg.SweepInterval, republishAfter: cfg.RepublishAfter,
 		waiters: map[string]map[chan *contracts.Search]struct{}{}, pending: map[string]*pendingSearch{},
 	}
-	g := &gateway{cfg: cfg, js: deps.JS, log: log, searches: &searches{
+	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics, searches: &searches{
 		store: store, pub: pub, tracker: tr, hasher: hasher, conn: deps.JS.Conn(),
 		budget: cfg.SyncBudget, deadline: cfg.Deadline, now: now, log: log,
 	}}

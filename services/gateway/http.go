@@ -10,6 +10,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 )
@@ -23,7 +28,12 @@ type answer struct {
 	Data     *[]contracts.Offer `json:"data,omitempty"`
 }
 
-func (g *gateway) render(w http.ResponseWriter, searchID string, s *contracts.Search) {
+func (g *gateway) render(w http.ResponseWriter, r *http.Request, searchID string, s *contracts.Search) {
+	span := trace.SpanFromContext(r.Context())
+	span.SetAttributes(attribute.String("search.status", string(s.Status)))
+	if s.Status == contracts.Done {
+		span.SetAttributes(attribute.String("search.decision", string(s.Decision)), attribute.Int("search.offers", len(s.Offers)))
+	}
 	a := answer{SearchID: searchID, Status: s.Status}
 	if s.Status == contracts.Done {
 		offers := s.Offers
@@ -56,7 +66,7 @@ func (g *gateway) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, in.SearchID, err)
 		return
 	}
-	g.render(w, in.SearchID, s)
+	g.render(w, r, in.SearchID, s)
 }
 
 func (g *gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
@@ -81,11 +91,18 @@ func (g *gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, id, err)
 		return
 	}
-	g.render(w, id, s)
+	g.render(w, r, id, s)
 }
 
 func (g *gateway) fail(w http.ResponseWriter, r *http.Request, searchID string, err error) {
-	writeError(w, &g.log, searchID, err)
+	span := trace.SpanFromContext(r.Context())
+	var e *Error
+	if !errors.As(err, &e) || e.Code == EInternal || e.Code == EUnavailable {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "request failed")
+	}
+	l := g.log.With().Ctx(r.Context()).Logger()
+	writeError(w, &l, searchID, err)
 }
 
 func (g *gateway) notFound(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +174,18 @@ func (g *gateway) accessLog(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		g.log.Info().Str("method", r.Method).Str("route", route).Int("status", ww.Status()).
+		if route != "" {
+			// Known only after routing: name the span and label the request metrics by it.
+			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
+			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(route))
+			if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
+				l.Add(semconv.HTTPRoute(route))
+			}
+		}
+		if isOperational(r.URL.Path) {
+			return // probes every few seconds would drown the log
+		}
+		g.log.Info().Ctx(r.Context()).Str("method", r.Method).Str("route", route).Int("status", ww.Status()).
 			Str("search_id", info.searchID).Dur("took", time.Since(start)).Msg("http request")
 	})
 }

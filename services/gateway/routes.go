@@ -4,6 +4,9 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // apiPaths are the three spellings of the method that the published pages use (spec §2);
@@ -31,12 +34,24 @@ func (g *gateway) routes(withHealth bool) http.Handler {
 			r.Get(p, g.handlePoll)
 		}
 	})
-	return r
+	// The server span and request metrics wrap everything; probes and scrapes are left out
+	// of traces, where they would only be noise.
+	return otelhttp.NewHandler(r, "http.server",
+		otelhttp.WithTracerProvider(g.tracer), otelhttp.WithMeterProvider(g.meter),
+		otelhttp.WithPropagators(telemetry.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !isOperational(r.URL.Path) }))
+}
+
+func isOperational(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
 func (g *gateway) healthRoutes(r chi.Router) {
 	r.Get("/healthz", g.handleHealthz)
 	r.Get("/readyz", g.handleReadyz)
+	if g.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", g.metrics)
+	}
 }
 
 // healthHandler serves the health endpoints alone, for HEALTH_ADDR.

@@ -7,11 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // searches is the gateway's work, free of HTTP: accept a search, answer a poll.
@@ -44,6 +47,10 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	if err != nil {
 		return nil, err // validation let through what the contract refuses: a bug
 	}
+	trace.SpanFromContext(ctx).SetAttributes(
+		attribute.String("search_id", req.SearchID),
+		attribute.String("search.product_type", string(req.ProductType)),
+		attribute.String("search.phone_masked", req.PhoneMasked))
 	if !s.connected() {
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}
@@ -52,7 +59,9 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 
 	storeCtx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	_, err = s.store.Create(storeCtx, contracts.NewSearch(*req, in.Props))
+	search := contracts.NewSearch(*req, in.Props)
+	search.Trace = telemetry.InjectMap(ctx)
+	_, err = s.store.Create(storeCtx, search)
 	switch {
 	case err == nil:
 		// Stored durably: from here the search will finish even if this publish fails,
@@ -115,6 +124,12 @@ func (s *searches) poll(ctx context.Context, searchID string) (*contracts.Search
 	}
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	// A poll is its own short trace, linked to the search it asks about.
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("search_id", key))
+	if sc := trace.SpanContextFromContext(telemetry.ExtractMap(ctx, cur.Trace)); sc.IsValid() {
+		span.AddLink(trace.Link{SpanContext: sc})
 	}
 	if now := s.now(); cur.Overdue(now) {
 		return s.finishOverdue(ctx, key, now)

@@ -10,10 +10,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/kvstore"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // tracker follows every write to the searches bucket through one watch. It serves two
@@ -34,6 +37,7 @@ type tracker struct {
 	pub            *bus.Publisher
 	marks          jetstream.KeyValue // the gateway bucket
 	log            zerolog.Logger
+	tracer         trace.Tracer
 	now            func() time.Time
 	sweepInterval  time.Duration
 	republishAfter time.Duration
@@ -47,8 +51,9 @@ type tracker struct {
 type pendingSearch struct {
 	rev       uint64
 	req       contracts.LoanRequested
-	republish time.Time     // when to send the request again
-	wait      time.Duration // and the wait after that, doubling
+	trace     map[string]string // the search's trace, which re-sends join
+	republish time.Time         // when to send the request again
+	wait      time.Duration     // and the wait after that, doubling
 }
 
 const checkpointKey = "sweeper.checkpoint"
@@ -152,7 +157,7 @@ func (t *tracker) observe(e jetstream.KeyValueEntry) {
 		done = s
 	default:
 		t.pending[key] = &pendingSearch{
-			rev: e.Revision(), req: s.Request,
+			rev: e.Revision(), req: s.Request, trace: s.Trace,
 			republish: s.Request.RequestedAt.Add(t.republishAfter), wait: t.republishAfter,
 		}
 	}
@@ -168,33 +173,45 @@ func (t *tracker) observe(e jetstream.KeyValueEntry) {
 // sweep republishes stalled searches and finishes overdue ones.
 func (t *tracker) sweep(ctx context.Context) {
 	now := t.now()
-	var overdue []string
-	var stalled []contracts.LoanRequested
+	var overdue, stalled []pendingSearch
 	t.mu.Lock()
-	for key, p := range t.pending {
+	for _, p := range t.pending {
 		switch {
 		case now.After(p.req.Deadline):
-			overdue = append(overdue, key)
+			overdue = append(overdue, *p)
 		case !now.Before(p.republish):
-			stalled = append(stalled, p.req)
+			stalled = append(stalled, *p)
 			p.wait *= 2
 			p.republish = now.Add(p.wait)
 		}
 	}
 	t.mu.Unlock()
-	for _, key := range overdue {
-		if _, err := finishOverdue(ctx, t.store, key, now, t.log); err != nil {
-			t.log.Error().Err(err).Str("search_id", key).Msg("overdue search not finished; will try again")
+	for _, p := range overdue {
+		ctx, span := t.join(ctx, "search deadline", p)
+		if _, err := finishOverdue(ctx, t.store, p.req.SearchID, now, t.log); err != nil {
+			span.RecordError(err)
+			t.log.Error().Ctx(ctx).Err(err).Str("search_id", p.req.SearchID).Msg("overdue search not finished; will try again")
 		}
+		span.End()
 	}
-	for _, req := range stalled {
+	for _, p := range stalled {
+		ctx, span := t.join(ctx, "search resend", p)
 		// De-duplication by Nats-Msg-Id makes this a no-op if the first copy is still known.
-		if err := publishRequested(ctx, t.pub, &req); err != nil {
-			t.log.Warn().Err(err).Str("search_id", req.SearchID).Msg("stalled search not re-sent; will try again")
-			continue
+		if err := publishRequested(ctx, t.pub, &p.req); err != nil {
+			span.RecordError(err)
+			t.log.Warn().Ctx(ctx).Err(err).Str("search_id", p.req.SearchID).Msg("stalled search not re-sent; will try again")
+		} else {
+			t.log.Info().Ctx(ctx).Str("search_id", p.req.SearchID).Msg("stalled search re-sent")
 		}
-		t.log.Info().Str("search_id", req.SearchID).Msg("stalled search re-sent")
+		span.End()
 	}
+}
+
+// join starts a span of the sweeper's in the search's own trace.
+func (t *tracker) join(ctx context.Context, name string, p pendingSearch) (context.Context, trace.Span) {
+	return t.tracer.Start(telemetry.ExtractMap(ctx, p.trace), name, trace.WithAttributes(
+		attribute.String("search_id", p.req.SearchID),
+		attribute.String("search.product_type", string(p.req.ProductType))))
 }
 
 // checkpoint is the revision from which a restarted watch must read again.
@@ -245,7 +262,7 @@ func finishOverdue(ctx context.Context, store *kvstore.Store, key string, now ti
 	if err != nil {
 		return nil, err
 	}
-	log.Warn().Str("search_id", key).Str("product_type", string(s.Request.ProductType)).
+	log.Warn().Ctx(ctx).Str("search_id", key).Str("product_type", string(s.Request.ProductType)).
 		Str("phone", s.Request.PhoneMasked).Str("reason", contracts.ReasonDeadline).
 		Msg("search finished as rejected: no decision before its deadline")
 	return s, nil

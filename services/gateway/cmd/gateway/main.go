@@ -3,11 +3,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -32,6 +34,21 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 		return err
 	}
 	log := telemetry.NewLogger(stdout, cfg.Log)
+	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, getenv, "gateway")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Last, so the spans of the final requests are sent too; with its own deadline, as
+		// ctx is already cancelled by then.
+		flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, shutdownTracing(flush))
+	}()
+	mp, metrics, err := telemetry.NewMeterProvider("gateway")
+	if err != nil {
+		return err
+	}
 	nc, err := bus.Connect(ctx, cfg.NATS, "gateway")
 	if err != nil {
 		return err
@@ -41,5 +58,5 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	if err != nil {
 		return err
 	}
-	return gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log})
+	return gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log, Tracer: tp, Meter: mp, Metrics: metrics})
 }
