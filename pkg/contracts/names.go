@@ -29,6 +29,13 @@ const (
 	BucketSearches = "searches"
 	// BucketGateway holds the gateway's own bookkeeping (the sweeper's checkpoint).
 	BucketGateway = "gateway"
+	// BucketCatalog holds the bank's product catalog, a JSON document whose format the
+	// offers service defines, under CatalogKey. Every offers replica watches it, so a catalog
+	// put there is priced with at once and without a restart. It keeps a few revisions, so
+	// that earlier catalogs can be read back and put again.
+	BucketCatalog = "catalog"
+	// CatalogKey is the key of the catalog in BucketCatalog.
+	CatalogKey = "current"
 )
 
 // Stages name the steps that publish a message; with the search id they make the
@@ -58,3 +65,19 @@ var (
 // HandlerTimeout bounds one attempt at a message, below BackOff[0] so that an attempt ends
 // before the server hands the message to another replica.
 const HandlerTimeout = 4 * time.Second
+
+// The bank's pre-approvals, as snapshots in a JetStream object store.
+const (
+	// BucketPreapprovals is the JetStream object store (file storage) of the bank's
+	// pre-approvals, each object one snapshot in the format of
+	// services/scoring/preapproval. Phones in it are keyed hashes, never raw numbers.
+	BucketPreapprovals = "preapprovals"
+	// PreapprovalsObject is the snapshot the import command (cmd/preapprovals) writes.
+	// Every import replaces it as a whole; scoring serves it whenever it exists.
+	PreapprovalsObject = "current"
+	// PreapprovalsSeedObject is the snapshot a scoring replica writes into a store that
+	// holds none (from its PREAPPROVALS_FILE or the built-in demo data), so that a fresh
+	// system works with no manual step. Scoring serves it only while PreapprovalsObject
+	// does not exist, and only scoring writes it: a seed never overwrites an import.
+	PreapprovalsSeedObject = "seed"
+)

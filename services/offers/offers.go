@@ -5,13 +5,14 @@ package offers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -24,9 +25,16 @@ import (
 	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
+// instrumentation names this package in spans.
+const instrumentation = "github.com/demobank/yacredits/services/offers"
+
 // Config is what the offers service reads from its environment.
 type Config struct {
-	// CatalogFile (CATALOG_FILE) is the product catalog; empty uses the built-in demo one.
+	// CatalogFile (CATALOG_FILE) is the seed: the catalog written to the catalog bucket when
+	// the bucket holds none (empty: the built-in demo catalog). Once the bucket has a
+	// catalog, the service prices with the bucket's and follows its changes; change the
+	// catalog with catalogctl, not this file. The file is still read and validated at every
+	// start, so a broken one stops the service when it is deployed.
 	CatalogFile string
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
@@ -55,32 +63,27 @@ type Deps struct {
 	JS  jetstream.JetStream
 	Log zerolog.Logger
 	Now func() time.Time // nil: time.Now
+	// Tracer makes the service's spans, Meter its measurements (nil: none); Metrics is
+	// served as /metrics beside the health endpoints (nil: not served).
+	Tracer  trace.TracerProvider
+	Meter   metric.MeterProvider
+	Metrics http.Handler
 }
 
-// LoadCatalog reads the catalog file, or the demo catalog when path is empty.
-func LoadCatalog(path string) (*catalog.Catalog, error) {
-	if path == "" {
-		return catalog.Demo()
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read catalog: %w", err)
-	}
-	c, err := catalog.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", path, err)
-	}
-	return c, nil
-}
-
-// Run consumes scored searches until ctx is cancelled, then finishes the ones in hand.
+// Run consumes scored searches until ctx is cancelled, then finishes the ones in hand. It
+// prices with the catalog in the catalog bucket (seeding an empty bucket with
+// cfg.CatalogFile) and follows the bucket, so a catalog put there applies without a restart.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	log := deps.Log.With().Str("service", "offers").Logger()
 	now := deps.Now
 	if now == nil {
 		now = time.Now
 	}
-	cat, err := LoadCatalog(cfg.CatalogFile)
+	seed, err := readSeed(cfg.CatalogFile)
+	if err != nil {
+		return err
+	}
+	catalogs, err := startCatalogSource(ctx, deps.JS, cfg.NATS.Replicas, seed, log)
 	if err != nil {
 		return err
 	}
@@ -88,31 +91,51 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	p := &pricer{store: store, catalog: cat, now: now}
+	if deps.Meter != nil {
+		if store, err = store.WithMeter(deps.Meter); err != nil {
+			return err
+		}
+	}
+	p := &pricer{store: store, catalog: catalogs.current, now: now}
 	c := &bus.Consumer[contracts.Scored]{
 		Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
 		Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
 		Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+		Tracer: deps.Tracer, Meter: deps.Meter,
 	}
-	log.Info().Int("products", len(cat.Products)).Msg("offers consuming")
+	log.Info().Msg("offers consuming")
 	mux := http.NewServeMux()
-	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches}))
+	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketCatalog}))
+	if deps.Metrics != nil {
+		mux.Handle("GET /metrics", deps.Metrics)
+	}
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return c.Run(gctx, deps.JS) })
+	grp.Go(func() error { return catalogs.run(gctx) })
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
 	return grp.Wait()
 }
 
 type pricer struct {
-	store   *kvstore.Store
-	catalog *catalog.Catalog
+	store *kvstore.Store
+	// catalog is the catalog in force, read once per search.
+	catalog func() *catalog.Catalog
 	now     func() time.Time
 }
 
 // handle prices a scored search and finishes it. A search already done (the deadline
 // passed first, or this is a redelivery) keeps what it has: the first finish wins.
 func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
-	offers := pricing.Price(p.catalog, s)
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, "price offers",
+		trace.WithAttributes(
+			attribute.String("search_id", s.Request.SearchID),
+			attribute.String("search.product_type", string(s.Request.ProductType)),
+			attribute.String("score.verdict", string(s.Verdict)),
+			attribute.String("score.grade", s.Grade)))
+	offers := pricing.Price(p.catalog(), s)
+	span.SetAttributes(attribute.Int("offers.count", len(offers)))
+	span.End()
 	reasons := s.Reasons
 	if s.Verdict == contracts.Approved && len(offers) == 0 {
 		reasons = append(reasons, contracts.ReasonNoOffers)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,21 +33,11 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 		return err
 	}
 	log := telemetry.NewLogger(stdout, cfg.Log)
-	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, getenv, "gateway")
+	tel, err := telemetry.Start(ctx, getenv, "gateway")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Last, so the spans of the final requests are sent too; with its own deadline, as
-		// ctx is already cancelled by then.
-		flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, shutdownTracing(flush))
-	}()
-	mp, metrics, err := telemetry.NewMeterProvider("gateway")
-	if err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, tel.Shutdown(ctx)) }()
 	nc, err := bus.Connect(ctx, cfg.NATS, "gateway")
 	if err != nil {
 		return err
@@ -58,5 +47,5 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	if err != nil {
 		return err
 	}
-	return gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log, Tracer: tp, Meter: mp, Metrics: metrics})
+	return gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log, Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
 }

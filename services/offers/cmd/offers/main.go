@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,11 +27,16 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) error {
+func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error) {
 	cfg, err := offers.LoadConfig(getenv)
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Start(ctx, getenv, "offers")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, tel.Shutdown(ctx)) }()
 	nc, err := bus.Connect(ctx, cfg.NATS, "offers")
 	if err != nil {
 		return err
@@ -40,5 +46,6 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return offers.Run(ctx, cfg, offers.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log)})
+	return offers.Run(ctx, cfg, offers.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log),
+		Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
 }

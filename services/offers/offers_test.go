@@ -1,0 +1,536 @@
+package offers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/kvstore"
+	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/services/offers/catalog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// logSink keeps a service's JSON log entries for a test to wait on.
+type logSink struct {
+	mu      sync.Mutex
+	entries []map[string]any
+	raw     strings.Builder
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.raw.Write(p)
+	var e map[string]any
+	if err := json.Unmarshal(p, &e); err == nil { // zerolog writes one entry per call
+		l.entries = append(l.entries, e)
+	}
+	return len(p), nil
+}
+
+// find returns the first entry with message msg and, if revision is not 0, that revision.
+func (l *logSink) find(msg string, revision uint64) map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.entries {
+		if e["message"] == msg && (revision == 0 || e["revision"] == float64(revision)) {
+			return e
+		}
+	}
+	return nil
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.raw.String()
+}
+
+// service is offers.Run on a real JetStream server, stopped through its context and
+// waited for at cleanup.
+type service struct {
+	logs *logSink
+	done chan struct{}
+	err  error // Run's result, once done is closed
+}
+
+func startService(t *testing.T, js jetstream.JetStream, env map[string]string) *service {
+	t.Helper()
+	cfg, err := LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{logs: &logSink{}, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(s.done)
+		s.err = Run(ctx, cfg, Deps{JS: js, Log: zerolog.New(s.logs)})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+		if s.err != nil {
+			t.Errorf("Run: %v", s.err)
+		}
+	})
+	return s
+}
+
+// waitRunning waits until the service consumes: it has logged so, and the streams and the
+// durable consumer exist. Waiting for them also keeps a test from stopping the server in
+// the middle of creating a stream, which leaks that stream's goroutines in nats-server.
+func (s *service) waitRunning(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	s.waitLog(t, 10*time.Second, "offers consuming", 0)
+	natstest.Eventually(t, 10*time.Second, func() error {
+		_, err := js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerOffers)
+		return err
+	})
+}
+
+// waitLog waits up to timeout for the entry msg (with revision, unless 0) and returns it.
+func (s *service) waitLog(t *testing.T, timeout time.Duration, msg string, revision uint64) map[string]any {
+	t.Helper()
+	var found map[string]any
+	natstest.Eventually(t, timeout, func() error {
+		select {
+		case <-s.done:
+			t.Fatalf("Run returned early: %v\n%s", s.err, s.logs)
+		default:
+		}
+		if found = s.logs.find(msg, revision); found == nil {
+			return fmt.Errorf("no %q log entry for revision %d in:\n%s", msg, revision, s.logs)
+		}
+		return nil
+	})
+	return found
+}
+
+// setup starts a JetStream server with the searches bucket, as the gateway makes it.
+func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *kvstore.Store) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	store, err := kvstore.Ensure(natstest.Context(t, 10*time.Second), js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, js, store
+}
+
+func catalogBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := EnsureCatalogBucket(natstest.Context(t, 10*time.Second), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// demoWith is the demo catalog with old replaced by new, which must occur exactly once.
+func demoWith(t *testing.T, pairs ...string) []byte {
+	t.Helper()
+	s := string(catalog.DemoJSON())
+	for i := 0; i < len(pairs); i += 2 {
+		if n := strings.Count(s, pairs[i]); n != 1 {
+			t.Fatalf("%q occurs %d times in the demo catalog", pairs[i], n)
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	return []byte(s)
+}
+
+const demoStandardRateA = `"A": {"min": 21.9, "max": 24.9}`
+
+// oneProduct is a valid catalog unlike the demo one: a single cash loan.
+const oneProduct = `{"products": [{"id": "cash-only", "product_type": "loan",
+  "amount": {"min": 30000, "max": 1000000}, "term": {"min": 12, "max": 60},
+  "rates": {"A": {"min": 15.9, "max": 18.9}}, "required_documents": ["Паспорт РФ"],
+  "proposal_link": {"link": "https://bank.example/apply?search_id={search_id}&offer={product_id}"}}]}`
+
+// scored is an approved (or declined) grade-A loan search for 500 000 ₽ over 36 months,
+// built through the contracts' constructors as scoring would.
+func scored(t *testing.T, verdict contracts.Verdict, grade string) *contracts.Scored {
+	t.Helper()
+	now := time.Now().UTC()
+	amount, term := money.Roubles(500_000), 36
+	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
+		SearchID: uuid.NewString(), PhoneHash: strings.Repeat("ab", 32), PhoneMasked: "+7933***5040",
+		ProductType: contracts.ProductLoan, Amount: &amount, Term: &term,
+		RequestedAt: now, Deadline: now.Add(time.Minute),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := contracts.Scored{Request: *req, Verdict: verdict, ScoredAt: now}
+	if verdict == contracts.Approved {
+		s.Kind, s.Grade = contracts.PreApproved, grade
+		s.Amount = &contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(1_000_000)}
+	} else {
+		s.Reasons = []string{"no_preapproval"}
+	}
+	out, err := contracts.NewScored(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// priceSearch runs one search through the service the way the pipeline does: its record
+// is stored, its score published on loan.v1.scored, and the finished record read back.
+func priceSearch(t *testing.T, js jetstream.JetStream, store *kvstore.Store) []contracts.Offer {
+	t.Helper()
+	ctx := natstest.Context(t, 30*time.Second)
+	s := scored(t, contracts.Approved, "A")
+	id := s.Request.SearchID
+	if _, err := store.Create(ctx, contracts.NewSearch(s.Request, nil)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, func() error { // until the client is reconnected
+		return bus.NewPublisher(js, 1).Publish(ctx, contracts.SubjectScored, id, contracts.MsgID(id, contracts.StageScored), s)
+	})
+	var done *contracts.Search
+	natstest.Eventually(t, 20*time.Second, func() error {
+		got, _, err := store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if got.Status != contracts.Done {
+			return errors.New("search not finished yet")
+		}
+		done = got
+		return nil
+	})
+	if done.Decision != contracts.HasApprove {
+		t.Fatalf("search finished as %s %v, want offers", done.Decision, done.Reasons)
+	}
+	return done.Offers
+}
+
+// offerOf returns the offer for product id, found by its proposal link.
+func offerOf(t *testing.T, offers []contracts.Offer, id string) contracts.Offer {
+	t.Helper()
+	for _, o := range offers {
+		if strings.Contains(o.ProposalLink.Link, "offer="+id) {
+			return o
+		}
+	}
+	t.Fatalf("no offer for %s among %d", id, len(offers))
+	return contracts.Offer{}
+}
+
+func rate(t *testing.T, min, max string) contracts.RateRange {
+	t.Helper()
+	lo, err1 := money.ParseRate(min)
+	hi, err2 := money.ParseRate(max)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	return contracts.RateRange{Min: lo, Max: hi}
+}
+
+// A catalog put into the bucket reaches a running service within a second and prices the
+// next search; a catalog that does not validate is refused with every problem logged, and
+// the one in force keeps pricing.
+func TestCatalogChangeReachesRunningService(t *testing.T) {
+	_, js, store := setup(t)
+	svc := startService(t, js, nil)
+	svc.waitRunning(t, js)
+	if got, want := offerOf(t, priceSearch(t, js, store), "cash-standard").Rate, rate(t, "21.9", "24.9"); got != want {
+		t.Fatalf("demo catalog: cash-standard rate %v, want %v", got, want)
+	}
+
+	kv := catalogBucket(t, js)
+	ctx := natstest.Context(t, 30*time.Second)
+	cheaper := demoWith(t, demoStandardRateA, `"A": {"min": 11.9, "max": 12.9}`)
+	rev, err := kv.Put(ctx, contracts.CatalogKey, cheaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := svc.waitLog(t, time.Second, "catalog in force", rev)
+	if swapped["products"] != float64(5) {
+		t.Errorf("swap logged %v products, want 5", swapped["products"])
+	}
+	want := rate(t, "11.9", "12.9")
+	if got := offerOf(t, priceSearch(t, js, store), "cash-standard").Rate; got != want {
+		t.Fatalf("after the put: cash-standard rate %v, want %v", got, want)
+	}
+
+	// Two mistakes at once: an inverted rate range and a card with no grace period.
+	invalid := demoWith(t, `"A": {"min": 21.9, "max": 24.9}`, `"A": {"min": 31.9, "max": 24.9}`,
+		`"grace_period": 120`, `"grace_period": 0`)
+	var verr *catalog.ValidationError
+	if _, err := catalog.Parse(invalid); !errors.As(err, &verr) || len(verr.Problems) != 2 {
+		t.Fatalf("the invalid catalog should have two problems, got %v", err)
+	}
+	badRev, err := kv.Put(ctx, contracts.CatalogKey, invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := svc.waitLog(t, time.Second, "catalog refused; the one in force stays", badRev)
+	if got := refused["problems"]; fmt.Sprint(got) != fmt.Sprint(verr.Problems) {
+		t.Errorf("logged problems %v, want %v", got, verr.Problems)
+	}
+	if refused["in_force_revision"] != float64(rev) || refused["level"] != "error" {
+		t.Errorf("refusal logged as %v", refused)
+	}
+	if got := offerOf(t, priceSearch(t, js, store), "cash-standard").Rate; got != want {
+		t.Fatalf("after the refused put: cash-standard rate %v, want %v still", got, want)
+	}
+	if svc.logs.find("catalog in force", badRev) != nil {
+		t.Fatal("the refused catalog was put in force")
+	}
+}
+
+// The bucket is seeded only while it holds no catalog: services starting together write one
+// seed between them, and never replace a catalog that is there.
+func TestSeedingDoesNotOverwrite(t *testing.T) {
+	operators := strings.Replace(oneProduct, "cash-only", "operator-loan", 1) // neither seed
+	tests := []struct {
+		name     string
+		existing string // put before the services start; empty for none
+		deleted  bool   // and then deleted
+		wantSeed bool   // one of the services seeds the bucket
+	}{
+		{name: "empty bucket", wantSeed: true},
+		{name: "catalog already there", existing: operators},
+		{name: "catalog deleted", existing: operators, deleted: true, wantSeed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _, _ := setup(t)
+			ctx := natstest.Context(t, 30*time.Second)
+			_, js := natstest.JetStream(t, srv.ClientURL())
+			kv := catalogBucket(t, js)
+			before := 0 // revisions in the bucket before the start
+			if tt.existing != "" {
+				if _, err := kv.Put(ctx, contracts.CatalogKey, []byte(tt.existing)); err != nil {
+					t.Fatal(err)
+				}
+				before++
+			}
+			if tt.deleted {
+				if err := kv.Delete(ctx, contracts.CatalogKey); err != nil {
+					t.Fatal(err)
+				}
+				before++
+			}
+			// Two replicas starting together with different seeds: the demo catalog and a
+			// one-product file.
+			seedFile := t.TempDir() + "/seed.json"
+			writeFile(t, seedFile, oneProduct)
+			_, js1 := natstest.JetStream(t, srv.ClientURL())
+			_, js2 := natstest.JetStream(t, srv.ClientURL())
+			a := startService(t, js1, nil)
+			b := startService(t, js2, map[string]string{"CATALOG_FILE": seedFile})
+			a.waitRunning(t, js1)
+			b.waitRunning(t, js2)
+			inForceA := a.waitLog(t, 0, "catalog in force", 0)
+			inForceB := b.waitLog(t, 0, "catalog in force", 0)
+
+			history, err := kv.History(ctx, contracts.CatalogKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := before
+			if tt.wantSeed {
+				want++
+			}
+			if len(history) != want {
+				t.Fatalf("%d revisions in the bucket, want %d: a seed was written twice or overwrote a catalog", len(history), want)
+			}
+			last := history[len(history)-1]
+			if !tt.wantSeed && string(last.Value()) != tt.existing {
+				t.Fatalf("the bucket holds %.60q…, not the catalog put before the start", last.Value())
+			}
+			rev := float64(last.Revision())
+			if inForceA["revision"] != rev || inForceB["revision"] != rev || inForceA["products"] != inForceB["products"] {
+				t.Fatalf("services run revision %v (%v products) and %v (%v products), want both %v",
+					inForceA["revision"], inForceA["products"], inForceB["revision"], inForceB["products"], rev)
+			}
+			seeded := 0
+			for _, s := range []*service{a, b} {
+				if s.logs.find("catalog bucket held no catalog: seeded it", 0) != nil {
+					seeded++
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[tt.wantSeed]; seeded != want {
+				t.Fatalf("%d services seeded the bucket, want %d", seeded, want)
+			}
+		})
+	}
+}
+
+// A starting service prices with the newest valid catalog: revisions after it that do not
+// validate were refused by the running replicas, so it passes over them too, and with no
+// valid catalog at all it does not start. A broken seed file stops it even when the bucket
+// does not need it.
+func TestStartWithRefusedRevisions(t *testing.T) {
+	invalid := `{"products": []}`
+	tests := []struct {
+		name       string
+		puts       []string
+		seed       string
+		wantErr    string // Run's error; empty: starts
+		wantForce  uint64 // the revision in force
+		wantRefuse uint64 // a revision logged as refused
+	}{
+		{name: "newest invalid", puts: []string{oneProduct, invalid}, wantForce: 1, wantRefuse: 2},
+		{name: "only invalid", puts: []string{invalid}, wantErr: "products: none"},
+		{name: "broken seed", puts: []string{oneProduct}, seed: `{"products": [`, wantErr: "seed catalog"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, js, _ := setup(t)
+			ctx := natstest.Context(t, 30*time.Second)
+			kv := catalogBucket(t, js)
+			for _, p := range tt.puts {
+				if _, err := kv.Put(ctx, contracts.CatalogKey, []byte(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := map[string]string{}
+			if tt.seed != "" {
+				env["CATALOG_FILE"] = t.TempDir() + "/seed.json"
+				writeFile(t, env["CATALOG_FILE"], tt.seed)
+			}
+			cfg, err := LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" {
+				err := Run(ctx, cfg, Deps{JS: js, Log: zerolog.Nop()})
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Run = %v, want an error with %q", err, tt.wantErr)
+				}
+				return
+			}
+			svc := startService(t, js, env)
+			svc.waitRunning(t, js)
+			svc.waitLog(t, 0, "catalog in force", tt.wantForce)
+			if svc.logs.find("catalog refused; the one in force stays", tt.wantRefuse) == nil {
+				t.Fatalf("revision %d not logged as refused:\n%s", tt.wantRefuse, svc.logs)
+			}
+		})
+	}
+}
+
+// The broker restarts under a running service; a catalog put afterwards still reaches it.
+func TestCatalogWatchSurvivesBrokerRestart(t *testing.T) {
+	srv, js, store := setup(t)
+	svc := startService(t, js, nil)
+	svc.waitRunning(t, js)
+	// One search first: then every stream and consumer exists before the broker goes down
+	// (a server shut down in the middle of creating a stream leaks that stream's goroutines).
+	if got, want := offerOf(t, priceSearch(t, js, store), "cash-standard").Rate, rate(t, "21.9", "24.9"); got != want {
+		t.Fatalf("before the restart: cash-standard rate %v, want %v", got, want)
+	}
+	kv := catalogBucket(t, js)
+	srv.Restart()
+	var rev uint64
+	natstest.Eventually(t, 20*time.Second, func() error { // until the client is reconnected
+		var err error
+		rev, err = kv.Put(natstest.Context(t, 5*time.Second), contracts.CatalogKey, demoWith(t, demoStandardRateA, `"A": {"min": 9.9, "max": 10.9}`))
+		return err
+	})
+	// nats.go notices the lost watch by missed heartbeats only after some ten seconds; the
+	// service's own check must start it again well before that.
+	svc.waitLog(t, 6*time.Second, "catalog in force", rev)
+	if got, want := offerOf(t, priceSearch(t, js, store), "cash-standard").Rate, rate(t, "9.9", "10.9"); got != want {
+		t.Fatalf("after the restart: cash-standard rate %v, want %v", got, want)
+	}
+}
+
+// The handle path: what a scored search finishes as, and that the first finish wins.
+func TestHandle(t *testing.T) {
+	_, _, store := setup(t)
+	demo, err := catalog.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now }}
+	tests := []struct {
+		name         string
+		scored       *contracts.Scored
+		finishedAs   []string // reasons of a finish before the message arrives; nil: pending
+		noRecord     bool
+		wantDecision contracts.Decision
+		wantReasons  []string
+		wantOffers   bool
+		wantErr      error
+	}{
+		{name: "approved", scored: scored(t, contracts.Approved, "A"),
+			wantDecision: contracts.HasApprove, wantOffers: true},
+		{name: "declined", scored: scored(t, contracts.Declined, ""),
+			wantDecision: contracts.Rejected, wantReasons: []string{"no_preapproval"}},
+		{name: "approved, no product for the grade", scored: scored(t, contracts.Approved, "Z"),
+			wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonNoOffers}},
+		{name: "already done: first finish wins", scored: scored(t, contracts.Approved, "A"),
+			finishedAs:   []string{contracts.ReasonDeadline},
+			wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonDeadline}},
+		{name: "no record", scored: scored(t, contracts.Approved, "A"), noRecord: true, wantErr: bus.ErrPermanent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := natstest.Context(t, 10*time.Second)
+			id := tt.scored.Request.SearchID
+			if !tt.noRecord {
+				if _, err := store.Create(ctx, contracts.NewSearch(tt.scored.Request, nil)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var before uint64
+			if tt.finishedAs != nil {
+				if _, err := store.Finish(ctx, id, nil, tt.finishedAs, now.Add(-time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				_, before, _ = store.Get(ctx, id)
+			}
+			err := p.handle(ctx, tt.scored)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("handle = %v, want %v", err, tt.wantErr)
+			}
+			if tt.noRecord {
+				return
+			}
+			got, rev, err := store.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != contracts.Done || got.Decision != tt.wantDecision || !slices.Equal(got.Reasons, tt.wantReasons) {
+				t.Fatalf("finished as %s %s %v, want done %s %v", got.Status, got.Decision, got.Reasons, tt.wantDecision, tt.wantReasons)
+			}
+			if (len(got.Offers) > 0) != tt.wantOffers {
+				t.Fatalf("%d offers, want some: %v", len(got.Offers), tt.wantOffers)
+			}
+			if tt.finishedAs != nil && rev != before {
+				t.Fatalf("a done search was written again (revision %d → %d)", before, rev)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
