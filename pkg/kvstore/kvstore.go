@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,21 +68,29 @@ type Store struct {
 // Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
 // bucket (its retention is the gateway's setting) and calls this at start-up.
 func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
-	if _, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(retention, replicas)); err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
-	}
 	// Reads must come from the stream leader. A replicated bucket lets any replica answer
 	// a "direct get", and a lagging one would show a done search as pending again (the spec
 	// forbids that) and feed compare-and-set a stale revision over and over. The client
-	// decides at bind time, from the stream's AllowDirect, so turn it off and bind again.
-	stream, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
+	// decides at bind time, from the stream's AllowDirect, which the KV API always turns on;
+	// so the bucket is created through it once, and from then on only its stream's
+	// settings are updated, keeping AllowDirect off.
+	name := "KV_" + contracts.BucketSearches
+	stream, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = js.CreateKeyValue(ctx, BucketConfig(retention, replicas)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, fmt.Errorf("create bucket %s: %w", contracts.BucketSearches, err)
+		}
+		stream, err = js.Stream(ctx, name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
 	}
-	if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("ensure bucket %s: leader reads: %w", contracts.BucketSearches, err)
+	cfg := stream.CachedInfo().Config
+	want := cfg
+	want.AllowDirect, want.MaxAge, want.Replicas = false, retention, replicas
+	if !reflect.DeepEqual(cfg, want) {
+		if _, err := js.UpdateStream(ctx, want); err != nil {
+			return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
 		}
 	}
 	kv, err := js.KeyValue(ctx, contracts.BucketSearches)
@@ -95,11 +104,17 @@ func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration
 // the other services use this so that start-up order does not matter.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	for {
-		kv, err := js.KeyValue(ctx, contracts.BucketSearches)
-		if err == nil {
+		// Bind only once the owner has switched reads to the leader (see Ensure): a handle
+		// bound before would keep asking replicas that no longer answer.
+		stream, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
+		if err == nil && !stream.CachedInfo().Config.AllowDirect {
+			kv, err := js.KeyValue(ctx, contracts.BucketSearches)
+			if err != nil {
+				return nil, fmt.Errorf("open bucket %s: %w", contracts.BucketSearches, err)
+			}
 			return &Store{kv: kv}, nil
 		}
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("open bucket %s: %w", contracts.BucketSearches, err)
 		}
 		select {
