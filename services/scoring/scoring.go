@@ -4,18 +4,19 @@
 package scoring
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -29,10 +30,14 @@ import (
 	"github.com/demobank/yacredits/services/scoring/preapproval"
 )
 
+// instrumentation names this package in spans.
+const instrumentation = "github.com/demobank/yacredits/services/scoring"
+
 // Config is what the scoring service reads from its environment.
 type Config struct {
-	// PreapprovalsFile (PREAPPROVALS_FILE) is the bank's pre-approval export (CSV); empty
-	// uses the built-in demo data.
+	// PreapprovalsFile (PREAPPROVALS_FILE) is an export (CSV) to seed the pre-approval
+	// object store with when it holds no snapshot; empty seeds the built-in demo data. Once
+	// the store holds one, the data comes from cmd/preapprovals imports alone.
 	PreapprovalsFile string
 	// PolicyFile (POLICY_FILE) is the credit policy; empty uses the built-in default.
 	PolicyFile string
@@ -70,12 +75,19 @@ type Deps struct {
 	JS  jetstream.JetStream
 	Log zerolog.Logger
 	Now func() time.Time // nil: time.Now
+	// Tracer makes the service's spans, Meter its measurements (nil: none); Metrics is
+	// served as /metrics beside the health endpoints (nil: not served).
+	Tracer  trace.TracerProvider
+	Meter   metric.MeterProvider
+	Metrics http.Handler
 }
 
 //go:embed demo_preapprovals.csv
 var demoPreapprovals []byte
 
-// Run consumes accepted searches until ctx is cancelled, then finishes the ones in hand.
+// Run consumes accepted searches until ctx is cancelled, then finishes the ones in hand. It
+// starts consuming once the first pre-approval snapshot is loaded (until then /readyz says
+// not ready), and swaps in each new snapshot the import command stores.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	log := deps.Log.With().Str("service", "scoring").Logger()
 	now := deps.Now
@@ -90,7 +102,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	index, err := loadPreapprovals(cfg.PreapprovalsFile, hasher, log)
+	seed, err := seedSource(cfg.PreapprovalsFile)
 	if err != nil {
 		return err
 	}
@@ -98,26 +110,51 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
+	if deps.Meter != nil {
+		if store, err = store.WithMeter(deps.Meter); err != nil {
+			return err
+		}
+	}
+	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
 	s := &scorer{
-		index: index, policy: pol, now: now, store: store,
+		snaps: snaps, policy: pol, now: now, store: store,
 		pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
 	}
 	c := &bus.Consumer[contracts.LoanRequested]{
 		Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested,
 		Decode: contracts.DecodeLoanRequested, Handle: s.handle, OnDeadLetter: s.reject,
 		Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+		Tracer: deps.Tracer, Meter: deps.Meter,
 	}
-	log.Info().Int("clients", index.Len()).Msg("scoring consuming")
 	mux := http.NewServeMux()
-	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches}))
+	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches})
+	health.Register(mux, func(ctx context.Context) error {
+		if snaps.index() == nil {
+			return errors.New("no pre-approval snapshot loaded yet")
+		}
+		return jsReady(ctx)
+	})
+	if deps.Metrics != nil {
+		mux.Handle("GET /metrics", deps.Metrics)
+	}
 	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return c.Run(gctx, deps.JS) })
+	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	grp.Go(func() error {
+		// Scoring before the first snapshot would decline every client as unknown.
+		select {
+		case <-snaps.ready:
+		case <-gctx.Done():
+			return nil
+		}
+		log.Info().Int("entries", snaps.index().Len()).Msg("scoring consuming")
+		return c.Run(gctx, deps.JS)
+	})
 	return grp.Wait()
 }
 
 type scorer struct {
-	index  *preapproval.Index
+	snaps  *snapshots
 	policy *policy.Policy
 	now    func() time.Time
 	store  *kvstore.Store
@@ -129,11 +166,26 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	if err != nil {
 		return bus.Permanent(err)
 	}
+	ix := s.snaps.index() // one load: the whole search sees one snapshot
+	if ix == nil {
+		return errors.New("no pre-approval snapshot loaded") // unreachable: consuming waits for one
+	}
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, "score client",
+		trace.WithAttributes(attribute.String("search_id", req.SearchID)))
 	var rec *preapproval.Record
-	if r, ok := s.index.Lookup(hash, req.ProductType); ok {
+	if r, ok := ix.Lookup(hash, req.ProductType); ok {
 		rec = &r
 	}
-	scored, err := contracts.NewScored(policy.Decide(s.policy, rec, *req, s.now()))
+	decision := policy.Decide(s.policy, rec, *req, s.now())
+	// The decision, never the phone.
+	span.SetAttributes(
+		attribute.String("search.product_type", string(req.ProductType)),
+		attribute.Bool("score.preapproval_found", rec != nil),
+		attribute.String("score.verdict", string(decision.Verdict)),
+		attribute.String("score.grade", decision.Grade),
+		attribute.StringSlice("score.reasons", decision.Reasons))
+	span.End()
+	scored, err := contracts.NewScored(decision)
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("policy produced an invalid score: %w", err))
 	}
@@ -163,41 +215,4 @@ func loadPolicy(path string) (*policy.Policy, error) {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
 	return p, nil
-}
-
-// loadPreapprovals reads the export into an index, logging each bad row by line number.
-func loadPreapprovals(path string, h *phone.Hasher, log zerolog.Logger) (*preapproval.Index, error) {
-	var src io.Reader = bytes.NewReader(demoPreapprovals)
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("open pre-approvals: %w", err)
-		}
-		defer f.Close()
-		src = f
-	}
-	r := preapproval.NewReader(src, h)
-	var b preapproval.Builder
-	bad := 0
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var rowErr *preapproval.RowError
-		if errors.As(err, &rowErr) {
-			bad++
-			log.Warn().Int("line", rowErr.Line).Str("reason", rowErr.Reason).Msg("pre-approval row skipped")
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read pre-approvals: %w", err)
-		}
-		if err := b.Add(rec); err != nil {
-			return nil, fmt.Errorf("index pre-approvals: %w", err)
-		}
-	}
-	ix := b.Index()
-	log.Info().Int("clients", ix.Len()).Int("bad_rows", bad).Msg("pre-approvals loaded")
-	return ix, nil
 }

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,11 +27,16 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) error {
+func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error) {
 	cfg, err := scoring.LoadConfig(getenv)
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Start(ctx, getenv, "scoring")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, tel.Shutdown(ctx)) }()
 	nc, err := bus.Connect(ctx, cfg.NATS, "scoring")
 	if err != nil {
 		return err
@@ -40,5 +46,10 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return scoring.Run(ctx, cfg, scoring.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log)})
+	err = scoring.Run(ctx, cfg, scoring.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log),
+		Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil // stopped while still starting: a shutdown, not a failure
+	}
+	return err
 }

@@ -1,0 +1,369 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/services/scoring/preapproval"
+	"github.com/demobank/yacredits/services/scoring/snapshotstore"
+)
+
+// loadTimeout bounds the download and indexing of one snapshot; a million clients take a
+// second or two. A download overtaken by a newer version is abandoned at once (see
+// loader); this is the backstop for one that stalls with nothing to overtake it.
+const loadTimeout = 2 * time.Minute
+
+// served is the index in use and the object it came from.
+type served struct {
+	ix      *preapproval.Index
+	name    string // contracts.PreapprovalsObject or contracts.PreapprovalsSeedObject
+	nuid    string
+	content string // snapshotstore.ContentID
+}
+
+// snapshots serves the pre-approval index and keeps it current. It follows the object
+// store with a watch, loads each new snapshot beside the index in use, checks it, and
+// swaps it in with one atomic store: a search is scored wholly with the old index or
+// wholly with the new. On any problem the index in use stays.
+//
+// What to serve: the imported object when it exists, else the seed. A store with neither
+// is seeded from PREAPPROVALS_FILE or the demo data. The seed has its own object name,
+// which only scoring writes, because the object store offers no create-if-absent: replicas
+// seeding at once may each write the seed (the same content, which the others then do not
+// load again), but none can overwrite an operator's import.
+type snapshots struct {
+	js       jetstream.JetStream
+	replicas int
+	hasher   *phone.Hasher
+	seed     snapshotstore.Source
+	log      zerolog.Logger
+
+	cur   atomic.Pointer[served]
+	ready chan struct{} // closed once the first index is in place
+
+	// The rest belongs to run's goroutine.
+	refused string // the content last refused: not downloaded again at every watch event
+	seeded  bool   // this process wrote the seed
+}
+
+func newSnapshots(js jetstream.JetStream, replicas int, h *phone.Hasher, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
+	return &snapshots{js: js, replicas: replicas, hasher: h, seed: seed, log: log, ready: make(chan struct{})}
+}
+
+// index is the index to score with; nil until the first snapshot is loaded.
+func (s *snapshots) index() *preapproval.Index {
+	if c := s.cur.Load(); c != nil {
+		return c.ix
+	}
+	return nil
+}
+
+// run follows the store until ctx ends. A watch that breaks (the broker away for longer
+// than the client's own recovery) is started again, as the gateway's tracker does; the
+// index in use keeps answering meanwhile.
+func (s *snapshots) run(ctx context.Context) error {
+	for {
+		err := s.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn().Err(err).Msg("watch of the pre-approval store interrupted; starting it again")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *snapshots) follow(ctx context.Context) error {
+	obs, err := snapshotstore.Ensure(ctx, s.js, s.replicas)
+	if err != nil {
+		return err
+	}
+	// The watch's subscription lives until its context ends: one per attempt, so that a
+	// restarted watch leaves nothing behind.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := obs.Watch(wctx)
+	if err != nil {
+		return fmt.Errorf("watch object store %s: %w", contracts.BucketPreapprovals, err)
+	}
+	defer func() { _ = w.Stop() }()
+	l := &loader{s: s, obs: obs, done: make(chan loaded, 1)}
+	defer l.abandon()
+	latest := map[string]*jetstream.ObjectInfo{}
+	replayed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case info, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch of the pre-approval store ended")
+			}
+			switch {
+			case info == nil: // the end of the replay of what the store holds
+				replayed = true
+			case info.Name != contracts.PreapprovalsObject && info.Name != contracts.PreapprovalsSeedObject:
+				continue
+			case info.Deleted:
+				delete(latest, info.Name)
+			default:
+				latest[info.Name] = info
+			}
+		case res := <-l.done:
+			l.busy = nil
+			if err := s.finish(ctx, obs, res); err != nil {
+				return err
+			}
+		}
+		// Act on the store as it stands once the replay is over, not on each of its objects.
+		if replayed {
+			if err := s.settle(ctx, obs, l, latest); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// loader runs one snapshot load at a time beside the watch, so that a load overtaken by a
+// newer version is abandoned at once: Put purges the chunks of the version it replaces,
+// and a download of those would otherwise wait for loadTimeout. The watch goes on
+// meanwhile, so its buffer never fills during a long load.
+type loader struct {
+	s    *snapshots
+	obs  *snapshotstore.Store
+	busy *jetstream.ObjectInfo // the version being loaded, or nil
+	stop context.CancelFunc
+	done chan loaded
+}
+
+type loaded struct {
+	want *jetstream.ObjectInfo // as the watch reported it
+	ix   *preapproval.Index
+	info *jetstream.ObjectInfo // as downloaded (nil if it never started)
+	took time.Duration
+	err  error
+}
+
+func (l *loader) start(ctx context.Context, want *jetstream.ObjectInfo) {
+	lctx, stop := context.WithTimeout(ctx, loadTimeout)
+	l.busy, l.stop = want, stop
+	go func() {
+		defer stop()
+		defer tightenGC()()
+		start := time.Now()
+		ix, info, err := l.obs.Load(lctx, want.Name, l.s.hasher)
+		l.done <- loaded{want: want, ix: ix, info: info, took: time.Since(start), err: err}
+	}()
+}
+
+// abandon stops the load under way, if any, and waits for it to end.
+func (l *loader) abandon() {
+	if l.busy != nil {
+		l.stop()
+		<-l.done
+		l.busy = nil
+	}
+}
+
+// settle makes the index in use the one latest says to serve, or starts loading it.
+func (s *snapshots) settle(ctx context.Context, obs *snapshotstore.Store, l *loader, latest map[string]*jetstream.ObjectInfo) error {
+	want := latest[contracts.PreapprovalsObject]
+	if want == nil {
+		want = latest[contracts.PreapprovalsSeedObject]
+	}
+	if l.busy != nil {
+		if want != nil && want.Name == l.busy.Name && want.NUID == l.busy.NUID {
+			return nil // already on its way
+		}
+		l.abandon() // overtaken
+	}
+	if want == nil {
+		if cur := s.cur.Load(); cur != nil {
+			s.log.Warn().Str("serving", cur.name).Str("nuid", cur.nuid).
+				Msg("the pre-approval store holds no snapshot any more; the index in use stays, and the next start seeds the store")
+			return nil
+		}
+		return s.writeSeed(ctx, obs, "the pre-approval store holds no snapshot")
+	}
+	content := snapshotstore.ContentID(want)
+	if cur := s.cur.Load(); cur != nil && cur.content == content {
+		if cur.name != want.Name || cur.nuid != want.NUID { // the same content, stored again
+			s.cur.Store(&served{ix: cur.ix, name: want.Name, nuid: want.NUID, content: content})
+		}
+		return nil
+	}
+	if content == s.refused {
+		return nil
+	}
+	l.start(ctx, want)
+	return nil
+}
+
+// finish acts on a load's outcome: swap, refuse, or give up this watch so that it starts
+// again and retries.
+func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res loaded) error {
+	err := res.err
+	switch {
+	case err == nil:
+		s.swap(res.ix, res.info, res.took)
+		return nil
+	case snapshotstore.Refused(err):
+		info := res.info
+		if info == nil {
+			info = res.want
+		}
+		s.refused = snapshotstore.ContentID(info)
+		ev := s.log.Error().Err(err).Str("object", info.Name).Str("nuid", info.NUID).
+			Str("key_fingerprint", info.Metadata[snapshotstore.MetaKey]).
+			Str("our_key_fingerprint", preapproval.KeyFingerprint(s.hasher).String())
+		if cur := s.cur.Load(); cur != nil {
+			ev = ev.Str("serving", cur.name).Str("serving_nuid", cur.nuid)
+		}
+		ev.Msg("pre-approval snapshot refused; the index in use stays")
+		// The seed is scoring's own. One made with another key (an earlier run's demo key,
+		// say) is replaced, once per process, so that replicas set up with different keys
+		// by mistake cannot take turns rewriting it for ever.
+		if info.Name == contracts.PreapprovalsSeedObject && errors.Is(err, preapproval.ErrKeyMismatch) && !s.seeded {
+			return s.writeSeed(ctx, obs, "the seed was made with another key")
+		}
+		return nil
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil // deleted meanwhile; the watch reports it
+	default:
+		return fmt.Errorf("load pre-approval snapshot %s: %w", res.want.Name, err)
+	}
+}
+
+func (s *snapshots) swap(ix *preapproval.Index, info *jetstream.ObjectInfo, took time.Duration) {
+	next := &served{ix: ix, name: info.Name, nuid: info.NUID, content: snapshotstore.ContentID(info)}
+	ev := s.log.Info().Str("object", next.name).Str("nuid", next.nuid).Str("content", next.content).
+		Int("entries", ix.Len()).Int("duplicates", ix.Duplicates()).Time("created", ix.Created()).
+		Uint64("bytes", info.Size).Dur("took", took)
+	msg := "pre-approvals loaded"
+	first := s.replace(next, func(prev *served) {
+		ev = ev.Str("previous_nuid", prev.nuid).Int("previous_entries", prev.ix.Len())
+		msg = "pre-approvals loaded, replacing the previous snapshot"
+	})
+	// The old index, if any, is garbage once the searches in hand are done with it, and so
+	// is what the load read. Collect them and return the memory now rather than at the
+	// scavenger's pace, so that a replica holds one index, not two, between daily swaps.
+	debug.FreeOSMemory()
+	ev.Msg(msg)
+	if first {
+		close(s.ready)
+	}
+}
+
+// replace puts next in use and shows the one it replaces, if any, to describe. No
+// reference to that one outlives this call, so that swap can collect it.
+func (s *snapshots) replace(next *served, describe func(prev *served)) (first bool) {
+	prev := s.cur.Swap(next)
+	if prev == nil {
+		return true
+	}
+	describe(prev)
+	return false
+}
+
+// loadGCPercent is the garbage collector's target while a snapshot loads. A load holds two
+// indexes at once (the one in use and the one being built) and reads the whole snapshot
+// through buffers that are garbage as soon as they are parsed; at the default 100 the heap
+// may grow to twice the two indexes before a collection. The indexes hold no pointers, so
+// collecting more often costs little.
+const loadGCPercent = 10
+
+// gcTight counts the loads under way in the process (tests run several replicas in one),
+// so that the last to end restores the target the first one found.
+var gcTight struct {
+	sync.Mutex
+	loads int
+	prev  int
+}
+
+// tightenGC lowers the collector's target for a load and returns what restores it.
+func tightenGC() (restore func()) {
+	gcTight.Lock()
+	if gcTight.loads == 0 {
+		gcTight.prev = debug.SetGCPercent(loadGCPercent)
+	}
+	gcTight.loads++
+	gcTight.Unlock()
+	return func() {
+		gcTight.Lock()
+		if gcTight.loads--; gcTight.loads == 0 {
+			debug.SetGCPercent(gcTight.prev)
+		}
+		gcTight.Unlock()
+	}
+}
+
+// writeSeed imports the seed export into the seed object. The watch then reports it like
+// any other version.
+func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why string) error {
+	res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsSeedObject, s.seed, snapshotstore.Options{
+		Hasher: s.hasher,
+		OnBadRow: func(e *preapproval.RowError) {
+			s.log.Warn().Str("source", s.seed.Name).Int("line", e.Line).Str("reason", e.Reason).Msg("pre-approval row skipped")
+		},
+	})
+	if errors.Is(err, snapshotstore.ErrNoRecords) {
+		// Retrying cannot help; the operator imports an export, and the watch reports it.
+		s.log.Error().Err(err).Str("source", s.seed.Name).Msg("pre-approval store not seeded")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("seed the pre-approval store from %s: %w", s.seed.Name, err)
+	}
+	s.seeded = true
+	s.log.Info().Str("reason", why).Str("source", s.seed.Name).Int("records", res.Records).
+		Int("bad_rows", res.BadRows).Bool("unchanged", res.Unchanged).Msg("pre-approval store seeded")
+	return nil
+}
+
+func demoSeed() snapshotstore.Source {
+	return snapshotstore.BytesSource("demo_preapprovals.csv", demoPreapprovals)
+}
+
+// seedSource is the export that seeds an empty store: the file at path, or the demo data.
+// The file is opened and its header read at start-up, so that a wrong PREAPPROVALS_FILE is
+// found when it is deployed rather than on the day a store turns out empty.
+func seedSource(path string) (snapshotstore.Source, error) {
+	if path == "" {
+		return demoSeed(), nil
+	}
+	src := snapshotstore.FileSource(path)
+	f, err := src.Open()
+	if err != nil {
+		return src, fmt.Errorf("pre-approvals seed: %w", err)
+	}
+	defer f.Close()
+	// The first row is read with a throwaway key and dropped: only the header and the
+	// presence of a row are checked here; the seeding reports bad rows.
+	h, err := phone.NewHasher(make([]byte, phone.MinKeyBytes))
+	if err != nil {
+		return src, err
+	}
+	var rowErr *preapproval.RowError
+	_, err = preapproval.NewReader(f, h).Next()
+	switch {
+	case errors.Is(err, io.EOF):
+		return src, fmt.Errorf("pre-approvals seed %s: no rows after the header", path)
+	case err != nil && !errors.As(err, &rowErr):
+		return src, fmt.Errorf("pre-approvals seed %s: %w", path, err)
+	}
+	return src, nil
+}

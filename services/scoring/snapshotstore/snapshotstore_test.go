@@ -1,0 +1,211 @@
+package snapshotstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/services/scoring/preapproval"
+	"github.com/demobank/yacredits/services/scoring/snapshotstore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const export = `phone,product_type,decision,limit,grade,valid_until
+9330445040,loan,pre_approved,1000000,A,2099-12-31
+9161234567,credit_card,full_approved,150000,B,2099-12-31
+`
+
+func setup(t *testing.T) (jetstream.JetStream, *snapshotstore.Store, *phone.Hasher) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	obs, err := snapshotstore.Ensure(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := phone.NewHasher([]byte("snapshotstore-test-key-0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, obs, h
+}
+
+func storeSize(t *testing.T, obs jetstream.ObjectStore) uint64 {
+	t.Helper()
+	st, err := obs.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// The content digest ignores the creation time: a later import of the same records is
+// not a new version. Another key makes other records, so it is one.
+func TestContentIdentity(t *testing.T) {
+	_, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	at := func(d time.Duration) func() time.Time {
+		return func() time.Time { return time.Date(2026, 7, 1, 3, 0, 0, 0, time.UTC).Add(d) }
+	}
+	first, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h, Now: at(0)})
+	if err != nil || first.Unchanged || first.Records != 2 {
+		t.Fatalf("first import: %+v, %v", first, err)
+	}
+	again, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("b.csv", []byte(export)), snapshotstore.Options{Hasher: h, Now: at(24 * time.Hour)})
+	if err != nil || !again.Unchanged || again.Info.NUID != first.Info.NUID || again.Content != first.Content {
+		t.Fatalf("same records a day later: %+v, %v", again, err)
+	}
+	other, _ := phone.NewHasher([]byte("snapshotstore-other-key-0123456789abcde"))
+	rekeyed, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: other, Now: at(0)})
+	if err != nil || rekeyed.Unchanged || rekeyed.Content == first.Content {
+		t.Fatalf("another key: %+v, %v", rekeyed, err)
+	}
+	if snapshotstore.ContentID(rekeyed.Info) != rekeyed.Content {
+		t.Errorf("ContentID = %s, want %s", snapshotstore.ContentID(rekeyed.Info), rekeyed.Content)
+	}
+}
+
+// An export that changes between the two passes is not stored, and the chunks sent for it
+// are purged: the store is as it was.
+func TestExportChangingDuringImportStoresNothing(t *testing.T) {
+	_, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	if _, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsObject, snapshotstore.BytesSource("v1.csv", []byte(export)), snapshotstore.Options{Hasher: h}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := obs.GetInfo(ctx, contracts.PreapprovalsObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := storeSize(t, obs)
+
+	// Big enough that the upload sends many chunks before the change is noticed.
+	var big strings.Builder
+	if err := preapproval.Generate(&big, 20_000, 1); err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Int32
+	src := snapshotstore.Source{Name: "growing.csv", Open: func() (io.ReadCloser, error) {
+		data := big.String()
+		if opened.Add(1) == 2 {
+			data += "9330445040,loan,pre_approved,1000000,A,2099-12-31\n" // appended meanwhile
+		}
+		return io.NopCloser(strings.NewReader(data)), nil
+	}}
+	_, err = snapshotstore.Import(ctx, obs, contracts.PreapprovalsObject, src, snapshotstore.Options{Hasher: h, ChunkSize: 4 << 10})
+	if !errors.Is(err, snapshotstore.ErrChanged) {
+		t.Fatalf("err = %v, want ErrChanged", err)
+	}
+	after, err := obs.GetInfo(ctx, contracts.PreapprovalsObject)
+	if err != nil || after.NUID != before.NUID {
+		t.Fatalf("object after a refused import: %+v, %v", after, err)
+	}
+	if got := storeSize(t, obs); got != size {
+		t.Fatalf("the store holds %d bytes after a refused import, %d before: chunks left behind", got, size)
+	}
+}
+
+// Load refuses what is not a snapshot, and one hashed with another key.
+func TestLoadRefuses(t *testing.T) {
+	_, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	if _, err := obs.PutString(ctx, "junk", "not a snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	_, info, err := obs.Load(ctx, "junk", h)
+	if !snapshotstore.Refused(err) || !errors.Is(err, preapproval.ErrCorrupt) {
+		t.Fatalf("junk: %v", err)
+	}
+	if snapshotstore.ContentID(info) != info.Digest {
+		t.Errorf("an object without content metadata is known by its digest")
+	}
+
+	other, _ := phone.NewHasher([]byte("snapshotstore-other-key-0123456789abcde"))
+	if _, err := snapshotstore.Import(ctx, obs, "other", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: other}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := obs.Load(ctx, "other", h); !snapshotstore.Refused(err) || !errors.Is(err, preapproval.ErrKeyMismatch) {
+		t.Fatalf("another key: %v", err)
+	}
+	ix, _, err := obs.Load(ctx, "other", other)
+	if err != nil || ix.Len() != 2 {
+		t.Fatalf("the right key: %v", err)
+	}
+
+	if _, _, err := obs.Load(ctx, "missing", h); snapshotstore.Refused(err) || !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+// Ensure binds to a store as it is; it never reconfigures one.
+func TestEnsureKeepsAnExistingStore(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, time.Minute)
+	cfg := snapshotstore.Config(1)
+	cfg.Description = "set up by hand"
+	if _, err := js.CreateObjectStore(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := snapshotstore.Ensure(ctx, js, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := obs.Status(ctx)
+	if err != nil || st.Description() != "set up by hand" || st.Replicas() != 1 || st.Storage() != jetstream.FileStorage {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+}
+
+// A download whose chunks never come (an import purged them) ends as soon as its context
+// does, not at its deadline: scoring abandons such a load when the newer version lands.
+func TestLoadStopsWhenItsContextEnds(t *testing.T) {
+	js, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	res, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+contracts.BucketPreapprovals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+contracts.BucketPreapprovals+".C."+res.Info.NUID)); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := obs.Load(lctx, "x", h)
+		done <- err
+	}()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil || info.State.Consumers == 0 {
+			return fmt.Errorf("not reading chunks yet: %v", err)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Load still waits for chunks after its context ended")
+	}
+}
