@@ -12,9 +12,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -56,7 +58,16 @@ func loadSettings(getenv config.Getenv) (settings, error) {
 	return s, r.Err()
 }
 
-func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error) {
+func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) error {
+	return runSystem(ctx, getenv, stdout, func(ctx context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
+		return telemetry.NewTracerProvider(ctx, getenv, service)
+	})
+}
+
+// tracing makes the tracer provider of one service; tests pass one that records spans.
+type tracing func(ctx context.Context, service string) (trace.TracerProvider, func(context.Context) error, error)
+
+func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newTracer tracing) (err error) {
 	defaultKey := getenv("PHONE_HASH_KEY") == ""
 	env := func(k string) string {
 		if k == "PHONE_HASH_KEY" && defaultKey {
@@ -81,6 +92,26 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	log := telemetry.NewLogger(stdout, gwCfg.Log)
 	if defaultKey {
 		log.Warn().Msg("PHONE_HASH_KEY is not set: using the public demo key; set a secret one for real data")
+	}
+
+	// Each service reports its own service.name, as when deployed apart; the process has
+	// one meter provider and one /metrics, served by the gateway.
+	tracers := map[string]trace.TracerProvider{}
+	for _, name := range []string{"gateway", "scoring", "offers"} {
+		tp, shutdown, err := newTracer(ctx, name)
+		if err != nil {
+			return err
+		}
+		tracers[name] = tp
+		defer func() {
+			flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			err = errors.Join(err, shutdown(flush))
+		}()
+	}
+	meter, metrics, err := telemetry.NewMeterProvider("standalone")
+	if err != nil {
+		return err
 	}
 
 	srv, err := embednats.Start(embednats.Options{
@@ -110,7 +141,11 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 		grp.Go(func() error {
 			// Close only after the service returns: its consumers drain over this connection.
 			defer nc.Close()
-			if err := runService(gctx, js); err != nil {
+			err := runService(gctx, js)
+			if errors.Is(err, context.Canceled) && gctx.Err() != nil {
+				return nil // stopped while still starting: a shutdown, not a failure
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			return nil
@@ -120,13 +155,14 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	// The gateway first: it creates the bucket the other two wait for.
 	errs := []error{
 		start("gateway", func(ctx context.Context, js jetstream.JetStream) error {
-			return gateway.Run(ctx, gwCfg, gateway.Deps{JS: js, Log: log})
+			return gateway.Run(ctx, gwCfg, gateway.Deps{JS: js, Log: log,
+				Tracer: tracers["gateway"], Meter: meter, Metrics: metrics})
 		}),
 		start("scoring", func(ctx context.Context, js jetstream.JetStream) error {
-			return scoring.Run(ctx, scCfg, scoring.Deps{JS: js, Log: log})
+			return scoring.Run(ctx, scCfg, scoring.Deps{JS: js, Log: log, Tracer: tracers["scoring"], Meter: meter})
 		}),
 		start("offers", func(ctx context.Context, js jetstream.JetStream) error {
-			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log})
+			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log, Tracer: tracers["offers"], Meter: meter})
 		}),
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -135,4 +171,3 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	}
 	return grp.Wait()
 }
-

@@ -36,6 +36,13 @@ func (s *system) Logs() string {
 
 func startSystem(t *testing.T, dataDir string, env map[string]string) *system {
 	t.Helper()
+	return startTraced(t, dataDir, env, nil)
+}
+
+// startTraced starts the system with newTracer making each service's tracer provider
+// (nil: as configured by the environment, which in tests is none).
+func startTraced(t *testing.T, dataDir string, env map[string]string, newTracer tracing) *system {
+	t.Helper()
 	vars := map[string]string{
 		"DATA_DIR": dataDir, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
 		"SYNC_BUDGET": "5s", "SEARCH_DEADLINE": "20s",
@@ -48,7 +55,13 @@ func startSystem(t *testing.T, dataDir string, env map[string]string) *system {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, func(k string) string { return vars[k] }, pw)
+		getenv := func(k string) string { return vars[k] }
+		var err error
+		if newTracer == nil {
+			err = run(ctx, getenv, pw)
+		} else {
+			err = runSystem(ctx, getenv, pw, newTracer)
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -80,6 +93,11 @@ func startSystem(t *testing.T, dataDir string, env map[string]string) *system {
 		})
 	}
 	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("system log:\n%s", s.Logs())
+		}
+	})
 	select {
 	case a := <-addr:
 		s.url = "http://" + a

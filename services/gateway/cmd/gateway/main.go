@@ -47,5 +47,9 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	if err != nil {
 		return err
 	}
-	return gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log, Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
+	err = gateway.Run(ctx, cfg, gateway.Deps{JS: js, Log: log, Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil // stopped while still starting: a shutdown, not a failure
+	}
+	return err
 }

@@ -46,6 +46,10 @@ func run(ctx context.Context, getenv config.Getenv, stdout io.Writer) (err error
 	if err != nil {
 		return err
 	}
-	return offers.Run(ctx, cfg, offers.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log),
+	err = offers.Run(ctx, cfg, offers.Deps{JS: js, Log: telemetry.NewLogger(stdout, cfg.Log),
 		Tracer: tel.Tracer, Meter: tel.Meter, Metrics: tel.Metrics})
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil // stopped while still starting: a shutdown, not a failure
+	}
+	return err
 }

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/demobank/yacredits/pkg/telemetry"
+)
+
+// One search is one trace: the gateway's HTTP span at the root, then the request's publish,
+// scoring's processing and publish, offers' processing and its write, every span's parent in
+// the same trace, each service under its own name. No span attribute and no log line holds
+// the raw phone number, and every log line about the search carries the trace's id.
+func TestOneTracePerSearch(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	newTracer := func(_ context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(telemetry.Resource(service)))
+		return tp, tp.Shutdown, nil
+	}
+	sys := startTraced(t, t.TempDir(), nil, newTracer)
+	id := uuid.NewString()
+	if status, body := sys.call(t, "POST", path, request(id, "8 (933) 044-50-40", "loan")); status != 200 || body["status"] != "done" {
+		t.Fatalf("POST = %d %v", status, body)
+	}
+	checkMetrics(t, sys.url+"/metrics")
+	sys.stop() // flushes every span
+
+	spans := rec.Ended()
+	var traceID trace.TraceID
+	for _, s := range spans {
+		if hasAttr(s.Attributes(), "search_id", id) {
+			traceID = s.SpanContext().TraceID()
+			break
+		}
+	}
+	if !traceID.IsValid() {
+		t.Fatalf("no span names search %s", id)
+	}
+	inTrace := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	services := map[string]int{}
+	for _, s := range spans {
+		if s.SpanContext().TraceID() == traceID {
+			inTrace[s.SpanContext().SpanID()] = s
+			services[serviceName(s)]++
+		} else if hasAttr(s.Attributes(), "search_id", id) {
+			t.Errorf("span %q of the search is in another trace", s.Name())
+		}
+	}
+	for _, svc := range []string{"gateway", "scoring", "offers"} {
+		if services[svc] == 0 {
+			t.Errorf("no %s span in the search's trace (services: %v)", svc, services)
+		}
+	}
+	roots := 0
+	for _, s := range inTrace {
+		if !s.Parent().IsValid() {
+			roots++
+			if serviceName(s) != "gateway" || s.SpanKind() != trace.SpanKindServer {
+				t.Errorf("root span %q (%s, %s) is not the gateway's HTTP span", s.Name(), serviceName(s), s.SpanKind())
+			}
+			continue
+		}
+		if _, ok := inTrace[s.Parent().SpanID()]; !ok {
+			t.Errorf("span %q has a parent outside the trace", s.Name())
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d root spans, want 1", roots)
+	}
+	for _, want := range []string{"loan.v1.requested publish", "loan.v1.requested process", "loan.v1.scored publish", "loan.v1.scored process"} {
+		if !hasSpan(inTrace, want) {
+			t.Errorf("no %q span in the trace", want)
+		}
+	}
+
+	for _, s := range spans {
+		for _, a := range s.Attributes() {
+			if leaksPhone(a.Value.Emit()) {
+				t.Errorf("span %q attribute %s holds a raw phone", s.Name(), a.Key)
+			}
+		}
+		for _, e := range s.Events() {
+			for _, a := range e.Attributes {
+				if leaksPhone(a.Value.Emit()) {
+					t.Errorf("span %q event %q holds a raw phone", s.Name(), e.Name)
+				}
+			}
+		}
+	}
+	lines := 0
+	for _, line := range strings.Split(sys.Logs(), "\n") {
+		if leaksPhone(line) {
+			t.Errorf("log line holds a raw phone: %s", line)
+		}
+		var entry struct {
+			SearchID string `json:"search_id"`
+			TraceID  string `json:"trace_id"`
+			SpanID   string `json:"span_id"`
+		}
+		if json.Unmarshal([]byte(line), &entry) != nil || entry.SearchID != id {
+			continue
+		}
+		lines++
+		if entry.TraceID != traceID.String() || entry.SpanID == "" {
+			t.Errorf("log line about the search without its trace: %s", line)
+		}
+	}
+	if lines < 3 { // the HTTP request and the two consumed messages, at least
+		t.Errorf("%d log lines about the search, want at least 3", lines)
+	}
+}
+
+func leaksPhone(s string) bool {
+	return strings.Contains(s, "9330445040") || strings.Contains(s, "044-50-40") || strings.Contains(s, "0445040")
+}
+
+func hasAttr(attrs []attribute.KeyValue, key, value string) bool {
+	for _, a := range attrs {
+		if string(a.Key) == key && a.Value.AsString() == value {
+			return true
+		}
+	}
+	return false
+}
+
+func hasSpan(spans map[trace.SpanID]sdktrace.ReadOnlySpan, name string) bool {
+	for _, s := range spans {
+		if s.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func serviceName(s sdktrace.ReadOnlySpan) string {
+	v, _ := s.Resource().Set().Value("service.name")
+	return v.AsString()
+}
+
+// checkMetrics scrapes /metrics after a search and checks that every series the Grafana
+// dashboard queries is served, but for counters that appear only once their event has
+// happened (a deadline, a redelivery, a dead letter).
+func checkMetrics(t *testing.T, url string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	served := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
+			served[name] = true
+		}
+	}
+	if !strings.Contains(string(body), `http_route="/integrations/v1/api/loan_approval"`) {
+		t.Errorf("request metrics are not labelled by route")
+	}
+	if !strings.Contains(string(body), `credits_searches_total{decision="has_approve"`) {
+		t.Errorf("the approved search is not counted")
+	}
+	dashboard, err := os.ReadFile("../../deploy/grafana/credits-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyAfterAnEvent := map[string]bool{
+		"credits_searches_deadline_exceeded_total": true,
+		"credits_consumer_redeliveries_total":      true,
+		"credits_consumer_dead_letters_total":      true,
+	}
+	names := regexp.MustCompile(`\b(?:http_server|credits)_[a-z_]+`).FindAllString(string(dashboard), -1)
+	if len(names) < 8 {
+		t.Fatalf("the dashboard names only %v", names)
+	}
+	for _, name := range names {
+		if !served[name] && !onlyAfterAnEvent[name] {
+			t.Errorf("the dashboard queries %s, which /metrics does not serve", name)
+		}
+	}
+}
