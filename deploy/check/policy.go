@@ -1,0 +1,588 @@
+package check
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Rule is one policy over a built overlay; Check returns every violation.
+type Rule struct {
+	Name  string
+	Check func(*Cluster) []error
+}
+
+// Rules are the policies every overlay meets.
+var Rules = []Rule{
+	{"probes", checkProbes},
+	{"resources", checkResources},
+	{"security context", checkSecurityContext},
+	{"selectors", checkSelectors},
+	{"config references", checkReferences},
+	{"service variables", checkServiceVariables},
+	{"disruption budgets", checkPDBs},
+	{"graceful termination", checkTermination},
+	{"nats cluster", checkNATS},
+	{"exposure", checkExposure},
+	{"pinned images", checkImages},
+	{"network policies", checkNetworkPolicies},
+}
+
+// RuleByName returns the rule called name.
+func RuleByName(name string) (Rule, bool) {
+	i := slices.IndexFunc(Rules, func(r Rule) bool { return r.Name == name })
+	if i < 0 {
+		return Rule{}, false
+	}
+	return Rules[i], true
+}
+
+// NATSName is the StatefulSet (and app.kubernetes.io/name) of the NATS cluster.
+const NATSName = "nats"
+
+// NATSServers is how many servers the JetStream cluster has.
+const NATSServers = 3
+
+type finder struct{ errs []error }
+
+func (f *finder) add(format string, args ...any) {
+	f.errs = append(f.errs, fmt.Errorf(format, args...))
+}
+
+// containers yields every container of every workload, init containers included.
+func (c *Cluster) containers(yield func(*Workload, *corev1.Container) bool) {
+	for _, w := range c.Workloads {
+		spec := &w.Template.Spec
+		for i := range spec.InitContainers {
+			if !yield(w, &spec.InitContainers[i]) {
+				return
+			}
+		}
+		for i := range spec.Containers {
+			if !yield(w, &spec.Containers[i]) {
+				return
+			}
+		}
+	}
+}
+
+func checkProbes(c *Cluster) []error {
+	var f finder
+	for _, w := range c.Workloads {
+		for i := range w.Template.Spec.Containers {
+			ctr := &w.Template.Spec.Containers[i]
+			where := fmt.Sprintf("%s %s container %s", w.Kind, w.Name, ctr.Name)
+			for _, p := range []struct {
+				name  string
+				probe *corev1.Probe
+			}{{"readinessProbe", ctr.ReadinessProbe}, {"livenessProbe", ctr.LivenessProbe}, {"startupProbe", ctr.StartupProbe}} {
+				if p.probe == nil {
+					if p.name != "startupProbe" {
+						f.add("%s: no %s", where, p.name)
+					}
+					continue
+				}
+				if g := p.probe.HTTPGet; g != nil && !hasPort(ctr, g.Port) {
+					f.add("%s: %s probes port %s, which the container does not declare", where, p.name, g.Port.String())
+				}
+			}
+		}
+	}
+	return f.errs
+}
+
+func hasPort(ctr *corev1.Container, p intstr.IntOrString) bool {
+	return slices.ContainsFunc(ctr.Ports, func(cp corev1.ContainerPort) bool {
+		if p.Type == intstr.String {
+			return cp.Name == p.StrVal
+		}
+		return cp.ContainerPort == p.IntVal
+	})
+}
+
+func checkResources(c *Cluster) []error {
+	var f finder
+	for w, ctr := range c.containers {
+		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, hasReq := ctr.Resources.Requests[r]
+			lim, hasLim := ctr.Resources.Limits[r]
+			switch {
+			case !hasReq || !hasLim:
+				f.add("%s %s container %s: %s needs a request and a limit", w.Kind, w.Name, ctr.Name, r)
+			case req.Cmp(lim) > 0:
+				f.add("%s %s container %s: %s request %s above its limit %s", w.Kind, w.Name, ctr.Name, r, req.String(), lim.String())
+			}
+		}
+	}
+	return f.errs
+}
+
+func checkSecurityContext(c *Cluster) []error {
+	var f finder
+	for w, ctr := range c.containers {
+		pod := w.Template.Spec.SecurityContext
+		if pod == nil {
+			pod = &corev1.PodSecurityContext{}
+		}
+		sc := ctr.SecurityContext
+		if sc == nil {
+			sc = &corev1.SecurityContext{}
+		}
+		where := fmt.Sprintf("%s %s container %s", w.Kind, w.Name, ctr.Name)
+		nonRoot := sc.RunAsNonRoot
+		if nonRoot == nil {
+			nonRoot = pod.RunAsNonRoot
+		}
+		if !isTrue(nonRoot) {
+			f.add("%s: runAsNonRoot is not true", where)
+		}
+		if uid := sc.RunAsUser; (uid != nil && *uid == 0) || (uid == nil && pod.RunAsUser != nil && *pod.RunAsUser == 0) {
+			f.add("%s: runs as user 0", where)
+		}
+		if !isTrue(sc.ReadOnlyRootFilesystem) {
+			f.add("%s: readOnlyRootFilesystem is not true", where)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			f.add("%s: allowPrivilegeEscalation is not false", where)
+		}
+		if isTrue(sc.Privileged) {
+			f.add("%s: privileged", where)
+		}
+		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+			f.add("%s: capabilities must drop ALL and add none", where)
+		}
+		seccomp := sc.SeccompProfile
+		if seccomp == nil {
+			seccomp = pod.SeccompProfile
+		}
+		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			f.add("%s: seccompProfile is not RuntimeDefault", where)
+		}
+	}
+	return f.errs
+}
+
+func checkSelectors(c *Cluster) []error {
+	var f finder
+	for _, w := range c.Workloads {
+		if got := c.Selecting(w.Selector); !slices.Contains(got, w) {
+			f.add("%s %s: its selector does not match its own pod labels", w.Kind, w.Name)
+		}
+		if ss := w.StatefulSet; ss != nil {
+			svc := c.service(ss.Spec.ServiceName)
+			if svc == nil || !slices.Contains(c.SelectingMap(svc.Spec.Selector), w) {
+				f.add("StatefulSet %s: serviceName %q is not a Service selecting its pods", w.Name, ss.Spec.ServiceName)
+			}
+		}
+	}
+	for _, s := range c.Services {
+		if len(c.SelectingMap(s.Spec.Selector)) == 0 {
+			f.add("Service %s: selects no pods", s.Name)
+		}
+	}
+	for _, p := range c.PDBs {
+		if n := len(c.Selecting(p.Spec.Selector)); n != 1 {
+			f.add("PodDisruptionBudget %s: selects the pods of %d workloads, want 1", p.Name, n)
+		}
+	}
+	for _, h := range c.HPAs {
+		ref := h.Spec.ScaleTargetRef
+		if ref.Kind != "Deployment" || c.Workload(ref.Kind, ref.Name) == nil {
+			f.add("HorizontalPodAutoscaler %s: targets %s %s, which is not a Deployment here", h.Name, ref.Kind, ref.Name)
+		}
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 1 || *h.Spec.MinReplicas > h.Spec.MaxReplicas {
+			f.add("HorizontalPodAutoscaler %s: want 1 <= minReplicas <= maxReplicas", h.Name)
+		}
+	}
+	for _, ing := range c.Ingresses {
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				b := p.Backend.Service
+				if b == nil {
+					f.add("Ingress %s: path %s has no Service backend", ing.Name, p.Path)
+					continue
+				}
+				svc := c.service(b.Name)
+				if svc == nil || !slices.ContainsFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool {
+					return (b.Port.Name != "" && sp.Name == b.Port.Name) || (b.Port.Number != 0 && sp.Port == b.Port.Number)
+				}) {
+					f.add("Ingress %s: path %s goes to Service %s port %v, which does not exist", ing.Name, p.Path, b.Name, b.Port)
+				}
+			}
+		}
+	}
+	for _, np := range c.NetworkPolicies {
+		if len(np.Spec.PodSelector.MatchLabels)+len(np.Spec.PodSelector.MatchExpressions) > 0 && len(c.Selecting(&np.Spec.PodSelector)) == 0 {
+			f.add("NetworkPolicy %s: selects no pods", np.Name)
+		}
+		for _, peer := range policyPeers(np) {
+			if peer.PodSelector != nil && peer.NamespaceSelector == nil && len(c.Selecting(peer.PodSelector)) == 0 {
+				f.add("NetworkPolicy %s: a rule names pods %v that do not exist", np.Name, peer.PodSelector)
+			}
+		}
+	}
+	return f.errs
+}
+
+func (c *Cluster) service(name string) *corev1.Service {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func checkReferences(c *Cluster) []error {
+	var f finder
+	for w, ctr := range c.containers {
+		for _, m := range c.ContainerEnv(ctr).Unresolved {
+			f.add("%s %s container %s: refers to %s, which does not exist", w.Kind, w.Name, ctr.Name, m)
+		}
+	}
+	for _, w := range c.Workloads {
+		for _, v := range w.Template.Spec.Volumes {
+			switch {
+			case v.ConfigMap != nil:
+				cm, ok := c.ConfigMaps[v.ConfigMap.Name]
+				if !ok && !isTrue(v.ConfigMap.Optional) {
+					f.add("%s %s volume %s: ConfigMap %s does not exist", w.Kind, w.Name, v.Name, v.ConfigMap.Name)
+				}
+				for _, it := range v.ConfigMap.Items {
+					if _, has := cm.Data[it.Key]; ok && !has {
+						f.add("%s %s volume %s: ConfigMap %s has no key %s", w.Kind, w.Name, v.Name, v.ConfigMap.Name, it.Key)
+					}
+				}
+			case v.Secret != nil:
+				if _, ok := c.secretKeys(v.Secret.SecretName); !ok && !isTrue(v.Secret.Optional) {
+					f.add("%s %s volume %s: Secret %s does not exist", w.Kind, w.Name, v.Name, v.Secret.SecretName)
+				}
+			}
+		}
+	}
+	// A Secret expected from outside that nothing uses is a stale template.
+	for name, keys := range c.External {
+		for _, k := range keys {
+			if !c.secretKeyUsed(name, k) {
+				f.add("Secret %s (created out of band) key %s: nothing uses it", name, k)
+			}
+		}
+	}
+	return f.errs
+}
+
+func (c *Cluster) secretKeyUsed(name, key string) bool {
+	for _, ctr := range c.containers {
+		for _, from := range ctr.EnvFrom {
+			if from.SecretRef != nil && from.SecretRef.Name == name {
+				return true
+			}
+		}
+		for _, ev := range ctr.Env {
+			if r := ev.ValueFrom; r != nil && r.SecretKeyRef != nil && r.SecretKeyRef.Name == name && r.SecretKeyRef.Key == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ServiceContainer is a container that runs one of our services.
+type ServiceContainer struct {
+	Workload  *Workload
+	Container *corev1.Container
+	Service   Service
+}
+
+// ServiceContainers returns the containers running our services: named like the service
+// and running its image.
+func (c *Cluster) ServiceContainers() []ServiceContainer {
+	var out []ServiceContainer
+	for w, ctr := range c.containers {
+		if svc, ok := ServiceByName(ctr.Name); ok && strings.Contains(ctr.Image, "/"+svc.Name) {
+			out = append(out, ServiceContainer{w, ctr, svc})
+		}
+	}
+	return out
+}
+
+func checkServiceVariables(c *Cluster) []error {
+	var f finder
+	seen := map[string]bool{}
+	for _, sc := range c.ServiceContainers() {
+		w, ctr, svc := sc.Workload, sc.Container, sc.Service
+		seen[svc.Name] = true
+		env := c.ContainerEnv(ctr).Values
+		if unread := svc.UnreadVars(env); len(unread) > 0 {
+			f.add("%s %s container %s: given variables %s does not read: %s", w.Kind, w.Name, ctr.Name, svc.Name, strings.Join(unread, ", "))
+		}
+		if _, err := svc.LoadEnv(env); err != nil {
+			f.add("%s %s container %s: %v", w.Kind, w.Name, ctr.Name, err)
+		}
+	}
+	for _, svc := range Services {
+		if !seen[svc.Name] {
+			f.add("no container runs %s (a container named %s with its image)", svc.Name, svc.Name)
+		}
+	}
+	return f.errs
+}
+
+func checkPDBs(c *Cluster) []error {
+	var f finder
+	for _, w := range c.Workloads {
+		var budgets []string
+		for _, p := range c.PDBs {
+			if !slices.Contains(c.Selecting(p.Spec.Selector), w) {
+				continue
+			}
+			budgets = append(budgets, p.Name)
+			switch {
+			case p.Spec.MinAvailable != nil && p.Spec.MaxUnavailable != nil:
+				f.add("PodDisruptionBudget %s: both minAvailable and maxUnavailable", p.Name)
+			case p.Spec.MinAvailable != nil:
+				minAvail, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MinAvailable, int(w.Replicas), true)
+				if err != nil || minAvail >= int(w.Replicas) {
+					f.add("PodDisruptionBudget %s: minAvailable %s of %d replicas blocks every eviction", p.Name, p.Spec.MinAvailable.String(), w.Replicas)
+				}
+			case p.Spec.MaxUnavailable != nil:
+				maxUnavail, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MaxUnavailable, int(w.Replicas), false)
+				if err != nil || maxUnavail < 1 {
+					f.add("PodDisruptionBudget %s: maxUnavailable %s of %d replicas blocks every eviction", p.Name, p.Spec.MaxUnavailable.String(), w.Replicas)
+				}
+				if w.Name == NATSName && maxUnavail > NATSServers/2 {
+					f.add("PodDisruptionBudget %s: maxUnavailable %d would break the JetStream quorum", p.Name, maxUnavail)
+				}
+			default:
+				f.add("PodDisruptionBudget %s: neither minAvailable nor maxUnavailable", p.Name)
+			}
+		}
+		if len(budgets) != 1 {
+			f.add("%s %s: %d PodDisruptionBudgets %v, want 1", w.Kind, w.Name, len(budgets), budgets)
+		}
+	}
+	return f.errs
+}
+
+// checkTermination: each pod gets longer to stop than the work it must let finish.
+func checkTermination(c *Cluster) []error {
+	var f finder
+	var gateway *Settings
+	for _, sc := range c.ServiceContainers() {
+		if sc.Service.Name == "gateway" {
+			if st, err := sc.Service.LoadEnv(c.ContainerEnv(sc.Container).Values); err == nil {
+				gateway = &st
+			}
+		}
+	}
+	if gateway == nil {
+		return []error{fmt.Errorf("no gateway whose settings load: cannot tell how long a search may take")}
+	}
+	for _, sc := range c.ServiceContainers() {
+		w, ctr, svc := sc.Workload, sc.Container, sc.Service
+		grace := 30 * time.Second // the Kubernetes default
+		if g := w.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+			grace = time.Duration(*g) * time.Second
+		}
+		need := gateway.Deadline // a consumer drains messages of searches that live this long
+		if svc.Name == "gateway" {
+			need = gateway.ShutdownTimeout
+		}
+		if l := ctr.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
+			need += time.Duration(l.PreStop.Sleep.Seconds) * time.Second
+		}
+		if grace <= need {
+			f.add("%s %s: terminationGracePeriodSeconds %s is not longer than the work it must let finish (%s)", w.Kind, w.Name, grace, need)
+		}
+	}
+	return f.errs
+}
+
+// NATSEnv is the environment the NATS container's configuration is read with: its env
+// resolved as the kubelet would, with the pod's name for POD_NAME.
+func (c *Cluster) natsEnv(w *Workload, ctr *corev1.Container) map[string]string {
+	env := c.ContainerEnv(ctr).Values
+	if _, ok := env["POD_NAME"]; ok {
+		env["POD_NAME"] = w.Name + "-0"
+	}
+	return env
+}
+
+func checkNATS(c *Cluster) []error {
+	var f finder
+	w := c.Workload("StatefulSet", NATSName)
+	if w == nil {
+		return []error{fmt.Errorf("no StatefulSet %s", NATSName)}
+	}
+	ss := w.StatefulSet
+	if w.Replicas != NATSServers {
+		f.add("StatefulSet nats: %d replicas, want %d", w.Replicas, NATSServers)
+	}
+	headless := c.service(ss.Spec.ServiceName)
+	if headless == nil || headless.Spec.ClusterIP != corev1.ClusterIPNone || !headless.Spec.PublishNotReadyAddresses {
+		f.add("StatefulSet nats: serviceName %q must be a headless Service (clusterIP: None) publishing not-ready addresses", ss.Spec.ServiceName)
+	}
+	ctrs := w.Template.Spec.Containers
+	i := slices.IndexFunc(ctrs, func(c corev1.Container) bool { return c.Name == NATSName })
+	if i < 0 {
+		return append(f.errs, fmt.Errorf("StatefulSet nats: no container named nats"))
+	}
+	ctr := &ctrs[i]
+	if err := CheckNATSImage(ctr.Image); err != nil {
+		f.add("StatefulSet nats: %v", err)
+	}
+
+	// The configuration, read by the server's own parser from the mounted ConfigMap.
+	args := append(slices.Clone(ctr.Command), ctr.Args...)
+	ai := slices.IndexFunc(args, func(a string) bool { return a == "--config" || a == "-c" })
+	if ai < 0 || ai+1 >= len(args) {
+		return append(f.errs, fmt.Errorf("StatefulSet nats: not started with --config"))
+	}
+	confPath := args[ai+1]
+	text, ok := c.mountedFile(w, ctr, confPath)
+	if !ok {
+		return append(f.errs, fmt.Errorf("StatefulSet nats: %s is not a key of a mounted ConfigMap", confPath))
+	}
+	opts, err := NATSConfig(text, c.natsEnv(w, ctr))
+	if err != nil {
+		return append(f.errs, fmt.Errorf("StatefulSet nats: %s: %w", confPath, err))
+	}
+	if !opts.JetStream || !opts.SyncAlways {
+		f.add("StatefulSet nats: want JetStream with sync_interval: always")
+	}
+	if err := CheckNATSMemory(opts); err != nil {
+		f.add("StatefulSet nats: %s: %v", confPath, err)
+	} else if lim, ok := ctr.Resources.Limits[corev1.ResourceMemory]; ok && lim.Value() < opts.JetStreamMaxMemory+256<<20 {
+		f.add("StatefulSet nats: memory limit %s leaves less than 256 MiB above max_memory_store (%d MiB)", lim.String(), opts.JetStreamMaxMemory>>20)
+	}
+	if !c.onClaim(w, ctr, opts.StoreDir) {
+		f.add("StatefulSet nats: the JetStream store %s is not on a volumeClaimTemplate", opts.StoreDir)
+	}
+	var routes []string
+	for _, r := range opts.Routes {
+		routes = append(routes, r.Host)
+	}
+	var want []string
+	for i := range NATSServers {
+		want = append(want, net.JoinHostPort(fmt.Sprintf("%s-%d.%s", ss.Name, i, ss.Spec.ServiceName), fmt.Sprint(opts.Cluster.Port)))
+	}
+	if slices.Sort(routes); !slices.Equal(routes, want) {
+		f.add("StatefulSet nats: cluster routes %v, want %v", routes, want)
+	}
+	// Lame-duck mode before termination, and time for it.
+	pre := ctr.Lifecycle
+	if pre == nil || pre.PreStop == nil || pre.PreStop.Exec == nil ||
+		!slices.ContainsFunc(pre.PreStop.Exec.Command, func(a string) bool { return strings.Contains(a, "ldm") }) {
+		f.add("StatefulSet nats: no preStop hook signalling lame-duck mode (nats-server --signal ldm=PIDFILE)")
+	} else if opts.PidFile == "" || !slices.ContainsFunc(pre.PreStop.Exec.Command, func(a string) bool { return strings.HasSuffix(a, "="+opts.PidFile) }) {
+		f.add("StatefulSet nats: the preStop hook does not signal the pid_file %q", opts.PidFile)
+	} else if !c.onVolume(w, ctr, opts.PidFile) {
+		f.add("StatefulSet nats: pid_file %s is not on a writable volume", opts.PidFile)
+	}
+	grace := time.Duration(30) * time.Second
+	if g := w.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if ldm := opts.LameDuckDuration; ldm == 0 || grace <= ldm+opts.LameDuckGracePeriod {
+		f.add("StatefulSet nats: terminationGracePeriodSeconds %s leaves no time for lame-duck mode (%s + %s)", grace, ldm, opts.LameDuckGracePeriod)
+	}
+	// The services ask for no more copies than there are servers.
+	for _, sc := range c.ServiceContainers() {
+		if st, err := sc.Service.LoadEnv(c.ContainerEnv(sc.Container).Values); err == nil && st.NATSReplicas > int(w.Replicas) {
+			f.add("%s: NATS_REPLICAS=%d, more than the %d NATS servers", sc.Service.Name, st.NATSReplicas, w.Replicas)
+		}
+	}
+	return f.errs
+}
+
+// mountedFile returns the text of path in the container when a ConfigMap volume puts it there.
+func (c *Cluster) mountedFile(w *Workload, ctr *corev1.Container, path string) (string, bool) {
+	for _, m := range ctr.VolumeMounts {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range w.Template.Spec.Volumes {
+			if v.Name == m.Name && v.ConfigMap != nil {
+				if cm, ok := c.ConfigMaps[v.ConfigMap.Name]; ok {
+					text, ok := cm.Data[rel]
+					return text, ok
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// onClaim reports whether dir is on a volume from the StatefulSet's volumeClaimTemplates.
+func (c *Cluster) onClaim(w *Workload, ctr *corev1.Container, dir string) bool {
+	for _, m := range ctr.VolumeMounts {
+		if within(dir, m.MountPath) && !m.ReadOnly && slices.ContainsFunc(w.StatefulSet.Spec.VolumeClaimTemplates,
+			func(pvc corev1.PersistentVolumeClaim) bool { return pvc.Name == m.Name }) {
+			return true
+		}
+	}
+	return false
+}
+
+// onVolume reports whether path is on a writable mounted volume.
+func (c *Cluster) onVolume(_ *Workload, ctr *corev1.Container, path string) bool {
+	return slices.ContainsFunc(ctr.VolumeMounts, func(m corev1.VolumeMount) bool { return !m.ReadOnly && within(path, m.MountPath) })
+}
+
+func within(path, dir string) bool {
+	dir = strings.TrimSuffix(dir, "/")
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// checkExposure: only the gateway is reachable from outside the namespace's pods.
+func checkExposure(c *Cluster) []error {
+	var f finder
+	for _, s := range c.Services {
+		if s.Spec.Type == corev1.ServiceTypeNodePort || s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			f.add("Service %s: type %s exposes it outside the cluster; only the gateway's Ingress may", s.Name, s.Spec.Type)
+		}
+		for _, w := range c.SelectingMap(s.Spec.Selector) {
+			if w.Name == "scoring" || w.Name == "offers" {
+				f.add("Service %s: selects %s, which takes no traffic", s.Name, w.Name)
+			}
+		}
+	}
+	for _, ing := range c.Ingresses {
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				if b := p.Backend.Service; b != nil {
+					svc := c.service(b.Name)
+					if svc == nil || !slices.ContainsFunc(c.SelectingMap(svc.Spec.Selector), func(w *Workload) bool { return w.Name == "gateway" }) {
+						f.add("Ingress %s: path %s reaches Service %s, which is not the gateway", ing.Name, p.Path, b.Name)
+					}
+				}
+			}
+		}
+	}
+	if len(c.Ingresses) == 0 {
+		f.add("no Ingress for the gateway")
+	}
+	return f.errs
+}
+
+func checkImages(c *Cluster) []error {
+	var f finder
+	for w, ctr := range c.containers {
+		if !Pinned(ctr.Image) {
+			f.add("%s %s container %s: image %q is not pinned to a tag", w.Kind, w.Name, ctr.Name, ctr.Image)
+		}
+	}
+	return f.errs
+}

@@ -1,0 +1,100 @@
+package check
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/services/gateway"
+	"github.com/demobank/yacredits/services/offers"
+	"github.com/demobank/yacredits/services/scoring"
+)
+
+// OTelPrefix marks the variables the OpenTelemetry SDK reads itself (exporter, endpoint,
+// protocol, sampler, resource): no LoadConfig asks for them, yet they are read.
+const OTelPrefix = "OTEL_"
+
+// Service is one of our services as the deployment sees it: how it loads its settings.
+type Service struct {
+	Name string
+	// Load is the service's LoadConfig with the result reduced to what a check needs.
+	Load func(config.Getenv) (Settings, error)
+}
+
+// Settings are the loaded values the checks compare with the manifests.
+type Settings struct {
+	// ShutdownTimeout is how long the service lets in-flight work finish on SIGTERM (the
+	// gateway's SHUTDOWN_TIMEOUT); zero for the consumers, which drain instead.
+	ShutdownTimeout time.Duration
+	// Deadline is the longest a search may take (SEARCH_DEADLINE); zero where not read.
+	Deadline time.Duration
+	// HTTPAddr (the gateway's API) and HealthAddr are the listen addresses.
+	HTTPAddr, HealthAddr string
+	// NATSReplicas is how many copies of each stream and bucket the service creates.
+	NATSReplicas int
+}
+
+// Services are the three services, by the name their container and compose service have.
+var Services = []Service{
+	{"gateway", func(getenv config.Getenv) (Settings, error) {
+		c, err := gateway.LoadConfig(getenv)
+		return Settings{ShutdownTimeout: c.ShutdownTimeout, Deadline: c.Deadline,
+			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas}, err
+	}},
+	{"scoring", func(getenv config.Getenv) (Settings, error) {
+		c, err := scoring.LoadConfig(getenv)
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+	}},
+	{"offers", func(getenv config.Getenv) (Settings, error) {
+		c, err := offers.LoadConfig(getenv)
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+	}},
+}
+
+// ServiceByName returns the service called name.
+func ServiceByName(name string) (Service, bool) {
+	i := slices.IndexFunc(Services, func(s Service) bool { return s.Name == name })
+	if i < 0 {
+		return Service{}, false
+	}
+	return Services[i], true
+}
+
+// Reads returns the names of the variables the service asks for when its settings are
+// loaded from env, found through a getenv that writes down every name. Loading from an
+// empty environment as well catches names asked for only when others are unset.
+func (s Service) Reads(env map[string]string) map[string]bool {
+	read := map[string]bool{}
+	for _, e := range []map[string]string{{}, env} {
+		_, _ = s.Load(func(name string) string { // an invalid environment is no matter here
+			read[name] = true
+			return e[name]
+		})
+	}
+	return read
+}
+
+// UnreadVars returns, sorted, the names in env that the service does not read. Names
+// with the OTEL_ prefix count as read (by the OpenTelemetry SDK).
+func (s Service) UnreadVars(env map[string]string) []string {
+	read := s.Reads(env)
+	var unread []string
+	for _, name := range slices.Sorted(maps.Keys(env)) {
+		if !read[name] && !strings.HasPrefix(name, OTelPrefix) {
+			unread = append(unread, name)
+		}
+	}
+	return unread
+}
+
+// LoadEnv loads the service's settings from exactly env, as the process would see it.
+func (s Service) LoadEnv(env map[string]string) (Settings, error) {
+	st, err := s.Load(func(name string) string { return env[name] })
+	if err != nil {
+		return st, fmt.Errorf("%s does not start with this environment: %w", s.Name, err)
+	}
+	return st, nil
+}
