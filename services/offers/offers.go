@@ -87,23 +87,6 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	store, err := kvstore.Open(ctx, deps.JS)
-	if err != nil {
-		return err
-	}
-	if deps.Meter != nil {
-		if store, err = store.WithMeter(deps.Meter); err != nil {
-			return err
-		}
-	}
-	p := &pricer{store: store, catalog: catalogs.current, now: now}
-	c := &bus.Consumer[contracts.Scored]{
-		Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
-		Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
-		Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
-		Tracer: deps.Tracer, Meter: deps.Meter,
-	}
-	log.Info().Msg("offers consuming")
 	mux := http.NewServeMux()
 	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan},
 		[]string{contracts.BucketSearches, contracts.BucketCatalog}))
@@ -111,9 +94,29 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		mux.Handle("GET /metrics", deps.Metrics)
 	}
 	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return c.Run(gctx, deps.JS) })
-	grp.Go(func() error { return catalogs.run(gctx) })
+	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	grp.Go(func() error { return catalogs.run(gctx) })
+	grp.Go(func() error {
+		store, err := kvstore.Open(gctx, deps.JS)
+		if err != nil {
+			return err
+		}
+		if deps.Meter != nil {
+			if store, err = store.WithMeter(deps.Meter); err != nil {
+				return err
+			}
+		}
+		p := &pricer{store: store, catalog: catalogs.current, now: now}
+		c := &bus.Consumer[contracts.Scored]{
+			Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
+			Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
+			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+			Tracer: deps.Tracer, Meter: deps.Meter,
+		}
+		log.Info().Msg("offers consuming")
+		return c.Run(gctx, deps.JS)
+	})
 	return grp.Wait()
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -533,4 +535,45 @@ func writeFile(t *testing.T, path, data string) {
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The orchestrator must see the service alive while it waits for the gateway to create
+// the searches bucket, and ready only once it exists.
+func TestHealthBeforeTheSearchesBucket(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := startService(t, js, map[string]string{"HEALTH_ADDR": addr})
+	status := func(path string) int {
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if got := status("/healthz"); got != 200 {
+			return fmt.Errorf("healthz = %d", got)
+		}
+		return nil
+	})
+	if got := status("/readyz"); got != 503 {
+		t.Fatalf("readyz without the searches bucket = %d, want 503", got)
+	}
+	if _, err := kvstore.Ensure(context.Background(), js, time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if got := status("/readyz"); got != 200 {
+			return fmt.Errorf("readyz = %d", got)
+		}
+		return nil
+	})
+	s.waitRunning(t, js)
 }

@@ -106,26 +106,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	store, err := kvstore.Open(ctx, deps.JS)
-	if err != nil {
-		return err
-	}
-	if deps.Meter != nil {
-		if store, err = store.WithMeter(deps.Meter); err != nil {
-			return err
-		}
-	}
 	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
-	s := &scorer{
-		snaps: snaps, policy: pol, now: now, store: store,
-		pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
-	}
-	c := &bus.Consumer[contracts.LoanRequested]{
-		Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested,
-		Decode: contracts.DecodeLoanRequested, Handle: s.handle, OnDeadLetter: s.reject,
-		Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
-		Tracer: deps.Tracer, Meter: deps.Meter,
-	}
 	mux := http.NewServeMux()
 	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches})
 	health.Register(mux, func(ctx context.Context) error {
@@ -138,9 +119,29 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		mux.Handle("GET /metrics", deps.Metrics)
 	}
 	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return snaps.run(gctx) })
+	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error {
+		store, err := kvstore.Open(gctx, deps.JS)
+		if err != nil {
+			return err
+		}
+		if deps.Meter != nil {
+			if store, err = store.WithMeter(deps.Meter); err != nil {
+				return err
+			}
+		}
+		s := &scorer{
+			snaps: snaps, policy: pol, now: now, store: store,
+			pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
+		}
+		c := &bus.Consumer[contracts.LoanRequested]{
+			Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested,
+			Decode: contracts.DecodeLoanRequested, Handle: s.handle, OnDeadLetter: s.reject,
+			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+			Tracer: deps.Tracer, Meter: deps.Meter,
+		}
 		// Scoring before the first snapshot would decline every client as unknown.
 		select {
 		case <-snaps.ready:
