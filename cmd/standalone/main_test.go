@@ -34,14 +34,14 @@ func (s *system) Logs() string {
 	return s.logs.String()
 }
 
-func startSystem(t *testing.T, dataDir string, env map[string]string) *system {
+func startSystem(t testing.TB, dataDir string, env map[string]string) *system {
 	t.Helper()
 	return startTraced(t, dataDir, env, nil)
 }
 
 // startTraced starts the system with newTracer making each service's tracer provider
 // (nil: as configured by the environment, which in tests is none).
-func startTraced(t *testing.T, dataDir string, env map[string]string, newTracer tracing) *system {
+func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer tracing) *system {
 	t.Helper()
 	vars := map[string]string{
 		"DATA_DIR": dataDir, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
