@@ -19,6 +19,17 @@ import (
 // Check reports why the service is not ready, or nil.
 type Check func(ctx context.Context) error
 
+// Handler serves /healthz, /readyz and, when metrics is not nil, /metrics: the
+// operational endpoints of a worker service.
+func Handler(ready Check, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	Register(mux, ready)
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	return mux
+}
+
 // Register serves /healthz and /readyz on mux.
 func Register(mux *http.ServeMux, ready Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -70,7 +70,7 @@ func parseLoanApproval(body []byte) (*loanApproval, error) {
 	if s, ok, bad := stringField(fields, "phone_number"); bad || !ok {
 		fail("phone_number", "Поле phone_number обязательно и должно быть строкой из 10 цифр")
 	} else if n, err := phone.Parse(s); err != nil {
-		fail("phone_number", "Поле phone_number должно содержать российский номер: 10 цифр, например 9330445040")
+		fail("phone_number", "Поле phone_number должно содержать российский номер: 10 цифр, можно с +7 или 8 впереди")
 	} else {
 		out.Phone = n
 	}

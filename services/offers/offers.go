@@ -87,25 +87,19 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	health.Register(mux, health.JetStream(deps.JS, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketCatalog}))
-	if deps.Metrics != nil {
-		mux.Handle("GET /metrics", deps.Metrics)
-	}
+	ops := health.Handler(health.JetStream(deps.JS, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketCatalog}), deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
-	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error { return catalogs.run(gctx) })
 	grp.Go(func() error {
 		store, err := kvstore.Open(gctx, deps.JS)
 		if err != nil {
 			return err
 		}
-		if deps.Meter != nil {
-			if store, err = store.WithMeter(deps.Meter); err != nil {
-				return err
-			}
+		if store, err = store.WithMeter(deps.Meter); err != nil {
+			return err
 		}
 		p := &pricer{store: store, catalog: catalogs.current, now: now}
 		c := &bus.Consumer[contracts.Scored]{

@@ -107,30 +107,24 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
-	mux := http.NewServeMux()
 	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches})
-	health.Register(mux, func(ctx context.Context) error {
+	ops := health.Handler(func(ctx context.Context) error {
 		if snaps.index() == nil {
 			return errors.New("no pre-approval snapshot loaded yet")
 		}
 		return jsReady(ctx)
-	})
-	if deps.Metrics != nil {
-		mux.Handle("GET /metrics", deps.Metrics)
-	}
+	}, deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
-	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, mux) })
+	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error {
 		store, err := kvstore.Open(gctx, deps.JS)
 		if err != nil {
 			return err
 		}
-		if deps.Meter != nil {
-			if store, err = store.WithMeter(deps.Meter); err != nil {
-				return err
-			}
+		if store, err = store.WithMeter(deps.Meter); err != nil {
+			return err
 		}
 		s := &scorer{
 			snaps: snaps, policy: pol, now: now, store: store,

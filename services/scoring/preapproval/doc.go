@@ -9,13 +9,13 @@
 // per row, CRLF or LF line ends:
 //
 //	phone,product_type,decision,limit,grade,valid_until
-//	+7 933 044-50-40,loan,pre_approved,1000000,A,2026-12-31
-//	89330445040,credit_card,full_approved,150000.50,B,2026-12-31
+//	+7 916 123-45-67,loan,pre_approved,1000000,A,2026-12-31
+//	89161234567,credit_card,full_approved,150000.50,B,2026-12-31
 //
 // The first line names the six columns, in any order, each exactly once.
 //
-//   - phone: a Russian number in any form phone.Parse accepts (9330445040, 8 (933) 044-50-40,
-//     +79330445040, …).
+//   - phone: a Russian number in any form phone.Parse accepts (9161234567, 8 (916) 123-45-67,
+//     +79161234567, …).
 //   - product_type: loan or credit_card.
 //   - decision: pre_approved or full_approved (the spec's data[].decision).
 //   - limit: the approved limit in roubles, above zero, at most two decimals.
