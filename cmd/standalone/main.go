@@ -169,5 +169,13 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		cancel() // stop whatever did start
 		return errors.Join(err, grp.Wait())
 	}
-	return grp.Wait()
+	go func() {
+		<-gctx.Done()
+		log.Info().Msg("shutting down: finishing in-flight requests and messages")
+	}()
+	if err := grp.Wait(); err != nil {
+		return err
+	}
+	log.Info().Msg("stopped")
+	return nil
 }
