@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -42,10 +43,16 @@ type Object struct {
 	Value      any // *appsv1.Deployment, *corev1.Service, ...
 }
 
+var kustomizeMu sync.Mutex
+
 // Build builds the kustomization at dir on fs as kubectl apply -k does, and decodes every
 // object into its k8s.io/api type, failing on fields the type does not have.
 func Build(fs filesys.FileSystem, dir string) ([]Object, error) {
+	// kustomize keeps its OpenAPI schema in package globals that it initialises without a
+	// lock: two builds at once race (seen under -race), so builds take turns.
+	kustomizeMu.Lock()
 	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, dir)
+	kustomizeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
