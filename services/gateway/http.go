@@ -113,37 +113,6 @@ func (g *gateway) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	g.fail(w, r, "", &Error{Code: EMethod, Message: "Метод не поддерживается; используйте GET или POST"})
 }
 
-func (g *gateway) handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// handleReadyz is ready when JetStream answers and the stream and buckets the gateway
-// needs exist.
-func (g *gateway) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := g.ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (g *gateway) ready(ctx context.Context) error {
-	if !g.searches.connected() {
-		return errors.New("not connected to NATS")
-	}
-	if _, err := g.js.Stream(ctx, contracts.StreamLoan); err != nil {
-		return errors.New("stream " + contracts.StreamLoan + ": " + err.Error())
-	}
-	for _, b := range []string{contracts.BucketSearches, contracts.BucketGateway} {
-		if _, err := g.js.KeyValue(ctx, b); err != nil {
-			return errors.New("bucket " + b + ": " + err.Error())
-		}
-	}
-	return nil
-}
-
 func isJSON(contentType string) bool {
 	if contentType == "" {
 		return true // the spec allows it absent

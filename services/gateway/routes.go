@@ -6,6 +6,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
@@ -46,18 +48,17 @@ func isOperational(path string) bool {
 	return path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
+// healthRoutes serves the operational endpoints beside the API, the same handler the
+// worker services use: ready while JetStream answers and the stream and buckets exist.
 func (g *gateway) healthRoutes(r chi.Router) {
-	r.Get("/healthz", g.handleHealthz)
-	r.Get("/readyz", g.handleReadyz)
-	if g.metrics != nil {
-		r.Method(http.MethodGet, "/metrics", g.metrics)
+	ops := g.healthHandler()
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		r.Method(http.MethodGet, p, ops)
 	}
 }
 
-// healthHandler serves the health endpoints alone, for HEALTH_ADDR.
+// healthHandler serves the operational endpoints alone, for HEALTH_ADDR.
 func (g *gateway) healthHandler() http.Handler {
-	r := chi.NewRouter()
-	r.NotFound(g.notFound)
-	g.healthRoutes(r)
-	return r
+	return health.Handler(health.JetStream(g.js, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketGateway}), g.metrics)
 }
