@@ -1,0 +1,78 @@
+//go:build unix
+
+package topology
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Service is one process of ours: a gateway, scoring or offers replica, or the standalone
+// binary.
+type Service struct {
+	*Proc
+	Program string // the binary: gateway, scoring, offers or standalone
+	API     string // HTTP_ADDR, for a gateway or the standalone binary
+	Health  string // HEALTH_ADDR: /healthz, /readyz, /metrics
+}
+
+// NewService prepares (does not start) a process of program named name, configured by env
+// alone: HTTP_ADDR (gateways and standalone) and HEALTH_ADDR are chosen here on free
+// loopback ports; its log goes to dir/name.log.
+func NewService(bin Binaries, dir, program, name string, env map[string]string) (*Service, error) {
+	addrs, err := FreeAddrs(2)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Program: program, Health: addrs[1]}
+	vars := map[string]string{"HEALTH_ADDR": s.Health, "LOG_FORMAT": "json"}
+	if program == "gateway" || program == "standalone" {
+		s.API = addrs[0]
+		vars["HTTP_ADDR"] = s.API
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	var list []string
+	for k, v := range vars {
+		list = append(list, k+"="+v)
+	}
+	sort.Strings(list)
+	s.Proc = &Proc{Name: name, Path: bin.Path(program), Env: list, LogPath: filepath.Join(dir, name+".log")}
+	return s, nil
+}
+
+// URL is the service's API base URL.
+func (s *Service) URL() string { return "http://" + s.API }
+
+// Ready asks /readyz.
+func (s *Service) Ready(ctx context.Context) error {
+	return getOK(ctx, "http://"+s.Health+"/readyz")
+}
+
+// Metric reads one series without labels (go_goroutines, say) from /metrics.
+func (s *Service) Metric(ctx context.Context, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Health+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := monitorClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no series %s", s.Name, name)
+}
