@@ -15,8 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
 )
@@ -205,7 +205,7 @@ func TestPutReachesRunningOffersService(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	if _, err := kvstore.Ensure(ctx, js, time.Hour, 1); err != nil {
+	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := offers.LoadConfig(func(string) string { return "" })

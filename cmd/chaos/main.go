@@ -186,7 +186,7 @@ func (t *table) line(res result) {
 		r.Unavailable, r.RejectedByFault, ms(r.TimeToDone.P50), ms(r.TimeToDone.P99), ms(r.LongestGap),
 		r.OKInWindows, verdict)
 	t.lines = append(t.lines, l)
-	fmt.Fprintln(t.out, strings.ReplaceAll(l, "\t", " | "), "  ("+res.took.Round(time.Second).String()+")")
+	fmt.Fprintln(t.out, strings.ReplaceAll(l, "\t", " | "), "  ("+res.took.Round(time.Second).String()+": "+res.phases+")")
 }
 
 // flush prints the whole table again, aligned, in Markdown.

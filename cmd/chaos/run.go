@@ -58,6 +58,7 @@ type result struct {
 	problems []string // beyond the accounting: the scenario's checks, crashes, set-up errors
 	notes    []string
 	took     time.Duration
+	phases   string
 	dir      string
 }
 
@@ -139,7 +140,13 @@ func runScenario(ctx context.Context, bin topology.Binaries, root string, sc sce
 		res.problems = append(res.problems, "start: "+err.Error())
 		return res
 	}
-	defer r.sys.stop()
+	started := time.Now()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = r.sys.stop()
+		}
+	}()
 	r.sys.client.Pick = func() int {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -177,5 +184,10 @@ func runScenario(ctx context.Context, bin topology.Binaries, root string, sc sce
 		res.problems = append(res.problems, sc.check(ctx, r)...)
 	}
 	res.problems = append(res.problems, r.sys.crashes()...)
+	checked := time.Now()
+	stopped = true
+	res.problems = append(res.problems, r.sys.stop()...)
+	res.phases = fmt.Sprintf("start %s, load and fault %s, stop %s", started.Sub(start).Round(100*time.Millisecond),
+		checked.Sub(started).Round(100*time.Millisecond), time.Since(checked).Round(100*time.Millisecond))
 	return res
 }

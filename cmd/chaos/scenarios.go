@@ -61,7 +61,7 @@ var scenarios = []scenario{
 			r.hold(ctx)
 			return r.restartNodes(ctx, leader)
 		}},
-	{name: "quorum-loss", about: "2 of 3 NATS servers down for the fault time",
+	{name: "quorum-loss", about: "2 of 3 NATS servers down for the fault time, then both restarted",
 		fault: func(ctx context.Context, r *trial) error {
 			nodes := r.sys.cluster.Nodes
 			skip := r.rand.IntN(len(nodes))
@@ -78,16 +78,25 @@ var scenarios = []scenario{
 			}
 			lost := time.Now()
 			r.hold(ctx)
-			if err := down[0].Start(); err != nil {
-				return err
+			for _, n := range down {
+				if err := n.Start(); err != nil {
+					return err
+				}
 			}
-			// Quorum is back once the first restarted server is healthy.
-			err := topology.WaitFor(ctx, 60*time.Second, func() error { return down[0].Healthy(ctx) })
+			// Quorum is back once the searches bucket and the work stream have leaders again.
+			err := topology.WaitFor(ctx, 60*time.Second, func() error {
+				for _, stream := range []string{"KV_searches", "LOAN"} {
+					if _, err := r.sys.cluster.StreamLeader(ctx, stream); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 			r.window(lost, time.Now())
 			if err != nil {
 				return err
 			}
-			return r.restartNodes(ctx, down[1])
+			return r.sys.cluster.WaitHealthy(ctx)
 		}},
 	{name: "partition", about: "a gateway cut off from every NATS server (its proxies stop forwarding), then healed",
 		setup: func(r *trial) setup { return setup{proxied: []string{"gw1"}} },

@@ -30,7 +30,6 @@ func soak(ctx context.Context, bin topology.Binaries, root string, o options, t 
 	if err != nil {
 		return err
 	}
-	defer sys.stop()
 	r.sys = sys
 	sys.client.Pick = func() int {
 		r.mu.Lock()
@@ -91,6 +90,7 @@ func soak(ctx context.Context, bin topology.Binaries, root string, o options, t 
 
 	report := yandex.Account(searches, slowAnswer, r.windows...)
 	res := result{scenario: "soak", seed: seed, report: report, problems: sys.crashes()}
+	res.problems = append(res.problems, sys.stop()...)
 	w := newTable(io.Discard)
 	w.line(res)
 	w.out = stdout

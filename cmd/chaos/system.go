@@ -59,7 +59,7 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 	sys := &system{dir: dir, services: map[string]*topology.Service{}, proxies: map[string][]*tcpproxy.Proxy{}}
 	defer func() {
 		if err != nil {
-			sys.stop()
+			_ = sys.stop()
 		}
 	}()
 	env := map[string]string{"PHONE_HASH_KEY": phoneHashKey(seed), "LOG_LEVEL": "info"}
@@ -166,13 +166,31 @@ func (sys *system) crashes() []string {
 	return out
 }
 
-func (sys *system) stop() {
+// stop sends every service SIGTERM at once, as an orchestrator would, then stops the
+// proxies and the cluster. It reports every service that did not exit cleanly within its
+// grace: a shutdown that hangs or fails is a defect too.
+func (sys *system) stop() []string {
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		problems []string
+	)
 	for _, svc := range sys.services {
-		if svc.Running() {
-			_ = svc.Cont() // a stopped process cannot take its SIGTERM
-			_ = svc.Terminate(20 * time.Second)
+		if !svc.Running() {
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = svc.Cont() // a stopped process cannot take its SIGTERM
+			if err := svc.Terminate(20 * time.Second); err != nil {
+				mu.Lock()
+				problems = append(problems, "shutdown: "+err.Error())
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	for _, ps := range sys.proxies {
 		for _, p := range ps {
 			p.Close()
@@ -181,6 +199,7 @@ func (sys *system) stop() {
 	if sys.cluster != nil {
 		sys.cluster.Stop()
 	}
+	return problems
 }
 
 func containsString(list []string, s string) bool {

@@ -104,7 +104,21 @@ func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer 
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the system did not start; log:\n%s", s.Logs())
 	}
-	return s
+	// It listens first and is ready once its streams and buckets are declared.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the system did not become ready; log:\n%s", s.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (s *system) call(t *testing.T, method, path, body string) (int, map[string]any) {

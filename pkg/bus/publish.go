@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +14,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
@@ -22,6 +24,15 @@ const instrumentation = "github.com/demobank/yacredits/pkg/bus"
 // HeaderSearchID carries the search a message belongs to, so that a message whose body
 // cannot be read can still be dead-lettered against its search.
 const HeaderSearchID = "Search-Id"
+
+// errCodeDuplicateInProcess is JetStream's answer (409, JSStreamDuplicateMessageConflict) to
+// a publish whose message id a replicated stream is still proposing: the same message, in
+// flight.
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+// PublishTimeout bounds one publish, whatever deadline its caller has: a broker that does
+// not answer costs a caller this long, never more.
+const PublishTimeout = 2 * time.Second
 
 // Publisher publishes typed messages to JetStream.
 type Publisher struct {
@@ -35,14 +46,25 @@ func NewPublisher(js jetstream.JetStream, replicas int) *Publisher {
 	return &Publisher{js: js, replicas: replicas}
 }
 
+// streamLost tells a stream that is gone (a memory stream after its servers restarted:
+// declare it again) from one that does not answer now (a cluster below quorum: nothing to
+// declare, and every publish declaring would flood the recovering cluster's meta leader).
+func (p *Publisher) streamLost(ctx context.Context) bool {
+	_, err := p.js.Stream(ctx, contracts.StreamLoan)
+	return errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
 // Publish sends v as JSON on subject with the de-duplication id msgID and the trace
-// context of ctx, and waits for JetStream to store it. A duplicate within the window is
-// not an error: the first copy is the one that counts.
-func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string, v any) error {
+// context of ctx, and waits for JetStream to store it, at most PublishTimeout. duplicate
+// reports that JetStream already had a message with msgID within its window: not an error,
+// the first copy is the one that counts.
+func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string, v any) (duplicate bool, err error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", subject, err)
+		return false, fmt.Errorf("encode %s: %w", subject, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
+	defer cancel()
 	// The producer span belongs to whatever span ctx carries (the HTTP request, or the
 	// consumed message), on that span's pipeline: one trace per search across services.
 	ctx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, subject+" publish",
@@ -58,17 +80,23 @@ func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string
 	msg.Header.Set(HeaderSearchID, searchID)
 	telemetry.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) && p.streamLost(ctx) {
 		if err = EnsureStreams(ctx, p.js, p.replicas); err == nil {
 			ack, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 		}
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
+		// A replicated stream is still storing the first copy of this id: a duplicate.
+		span.SetAttributes(attribute.Bool("messaging.nats.duplicate", true))
+		return true, nil
 	}
 	if err != nil {
 		err = fmt.Errorf("publish %s %s: %w", subject, msgID, err)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "publish failed")
-		return err
+		return false, err
 	}
 	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
-	return nil
+	return ack.Duplicate, nil
 }

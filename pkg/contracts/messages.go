@@ -24,8 +24,11 @@ type LoanRequested struct {
 	ProductType ProductType   `json:"product_type"`
 	Amount      *money.Amount `json:"amount,omitempty"` // the wish, not a filter
 	Term        *int          `json:"term,omitempty"`   // months
-	RequestedAt time.Time     `json:"requested_at"`
-	Deadline    time.Time     `json:"deadline"` // past it the search is finished as rejected
+	// Props are Yandex's opaque service data, kept with the search and never interpreted.
+	// They travel with the request so that whichever service writes the record keeps them.
+	Props       []string  `json:"props,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+	Deadline    time.Time `json:"deadline"` // past it the search is finished as rejected
 }
 
 var (
@@ -175,6 +178,20 @@ type DeadLetter struct {
 	Reason     string    `json:"reason"`
 	Data       []byte    `json:"data"` // the original payload; it never holds a raw phone
 	At         time.Time `json:"at"`
+	// MsgID is the original message's de-duplication id, when it had one.
+	MsgID string `json:"msg_id,omitempty"`
+}
+
+// DecodeDeadLetter reads a loan.v1.deadletter payload.
+func DecodeDeadLetter(data []byte) (*DeadLetter, error) {
+	var d DeadLetter
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalid, SubjectDeadLetter, err)
+	}
+	if d.Subject == "" || d.Consumer == "" || d.Reason == "" {
+		return nil, fmt.Errorf("%w: %s: subject, consumer and reason are required", ErrInvalid, SubjectDeadLetter)
+	}
+	return &d, nil
 }
 
 func joinProblems(subject string, problems []string) error {

@@ -1,6 +1,6 @@
 package contracts
 
-import "time"
+import "strconv"
 
 // Subjects, streams, consumers and buckets. Names follow NATS ADR-6: dot-separated tokens,
 // the version in the subject so that old and new producers can run side by side.
@@ -12,10 +12,15 @@ const (
 	// SubjectDeadLetter carries DeadLetter: a message no retry could process.
 	SubjectDeadLetter = "loan.v1.deadletter"
 
-	// StreamLoan holds the requested and scored messages. It is kept in memory: every message
-	// on it can be derived again from the durable search record, so it costs no disk sync
-	// (see the README's "durable writes" section).
+	// StreamLoan holds the requested and scored messages that are still being worked on (a
+	// work queue: a message leaves it when its consumer acknowledges it). It is kept in
+	// memory: a search answered 200 has a durable record from which its messages can be
+	// derived again, so a disk sync here would buy nothing (see the README's "durable writes").
 	StreamLoan = "LOAN"
+	// StreamLoanAdvisories keeps JetStream's advisories of LOAN messages that reached their
+	// delivery limit, so that their searches are finished even when the replica holding the
+	// last delivery died with it.
+	StreamLoanAdvisories = "LOAN_ADVISORIES"
 	// StreamDeadLetter keeps dead letters on disk for people to inspect.
 	StreamDeadLetter = "LOAN_DLQ"
 
@@ -38,33 +43,23 @@ const (
 	CatalogKey = "current"
 )
 
-// Stages name the steps that publish a message; with the search id they make the
-// Nats-Msg-Id that JetStream de-duplicates on.
-const (
-	StageRequested = "requested"
-	StageScored    = "scored"
-)
+// RequestMsgID is the de-duplication id (Nats-Msg-Id) of a search's request message. Every
+// POST under one search id shares attempt 0: a retry never starts a second pipeline while
+// the first is in flight, and a different request reusing the id within the window is
+// recognised as such (the gateway then answers it from the first one's record: 422). The
+// sweeper's n-th re-send of a pending search uses attempt n, so that a message JetStream
+// still remembers but no longer holds (or that waits in a long back-off) is processed again
+// at once, which is harmless because a search is finished only once.
+func RequestMsgID(r LoanRequested, attempt int) string {
+	if attempt > 0 {
+		return r.SearchID + "." + strconv.Itoa(attempt)
+	}
+	return r.SearchID
+}
 
-// MsgID is the de-duplication id of the message that stage publishes for a search.
-func MsgID(searchID, stage string) string { return searchID + "." + stage }
-
-// Redelivery policy shared by the two work consumers. JetStream redelivers on its own; our
-// code never loops. With BackOff set, the server waits BackOff[n-1] for the ack of delivery
-// n, so BackOff[0] is the time a crashed replica's message waits before another replica
-// gets it: short enough to finish well within the default 10 s search deadline, long
-// enough that a slow handler is not handed to a second replica while it still works.
-var (
-	AckWait    = 5 * time.Second
-	MaxDeliver = 5
-	BackOff    = []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second}
-	// DuplicateWindow must outlast the longest redelivery, sum(BackOff) = 65 s, so that a
-	// publish repeated by a redelivered message is still recognised as a duplicate.
-	DuplicateWindow = 2 * time.Minute
-)
-
-// HandlerTimeout bounds one attempt at a message, below BackOff[0] so that an attempt ends
-// before the server hands the message to another replica.
-const HandlerTimeout = 4 * time.Second
+// ScoredMsgID is the de-duplication id of the verdict scoring publishes for the request
+// message whose id is requestMsgID: a redelivered request yields the same verdict id.
+func ScoredMsgID(requestMsgID string) string { return requestMsgID + ".scored" }
 
 // The bank's pre-approvals, as snapshots in a JetStream object store.
 const (

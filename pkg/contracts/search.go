@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,48 +23,60 @@ const (
 	ReasonNoOffers   = "no_matching_offer"
 )
 
-// SearchSchema is the version of the Search record encoding.
-const SearchSchema = 1
+// SearchSchema is the version of the record encoding written today. Version 1 records are
+// still read: records live SEARCH_RETENTION across deploys (testdata/search.v1.*.json).
+const SearchSchema = 2
 
-// ErrAlreadyDone is returned by Finish on a search that is already done: state only moves
-// forward, so the first finish wins and every later one is a no-op for its caller.
+// ErrAlreadyDone is returned for a finish of a search that is already done: state only
+// moves forward, so the first finish wins and every later one is a no-op for its caller.
 var ErrAlreadyDone = errors.New("search already done")
 
-// Search is the record kept in the searches bucket under the lowercase search_id. It is
-// what a poll reads and what a retry is compared with.
+// Search is the record kept in the searches bucket under the lowercase search_id: what a
+// poll reads and a retry is compared with. It stores nothing twice and nothing that can be
+// derived: the id is the key, the status follows from DoneAt, the decision from Offers.
 type Search struct {
-	Schema   int           `json:"schema"`
-	Request  LoanRequested `json:"request"`
-	Props    []string      `json:"props,omitempty"` // opaque, kept, never interpreted
-	Status   Status        `json:"status"`
-	Decision Decision      `json:"decision,omitempty"`
-	Offers   []Offer       `json:"offers,omitempty"`
-	Reasons  []string      `json:"reasons,omitempty"` // why, in machine codes
-	DoneAt   *time.Time    `json:"done_at,omitempty"`
-	// Trace is the W3C trace context of the request that created the search, so that work
-	// done for it later (a re-send, the deadline, a poll's link) joins the same trace.
-	Trace map[string]string `json:"trace,omitempty"`
+	Request LoanRequested // its SearchID is the record's key
+	// Offers is the answer's data array exactly as it is sent (best first), encoded once by
+	// the offers service and never decoded on the way out; nil when there are none.
+	Offers  json.RawMessage
+	Reasons []string   // why, in machine codes
+	DoneAt  *time.Time // set once the search is done
+	// Trace is the W3C traceparent of the request that started the search, so that work done
+	// for it later (a re-send, the deadline, a poll's link) joins the same trace.
+	Trace string
 }
 
-// NewSearch is the pending record of a freshly accepted request.
-func NewSearch(req LoanRequested, props []string) *Search {
-	return &Search{Schema: SearchSchema, Request: req, Props: props, Status: Pending}
+// NewSearch is the pending record of an accepted request.
+func NewSearch(req LoanRequested, traceparent string) *Search {
+	return &Search{Request: req, Trace: traceparent}
 }
 
-// Finish returns a copy of s marked done with offers (none means rejected) and the
-// reasons. It refuses a search that is already done.
-func (s Search) Finish(offers []Offer, reasons []string, now time.Time) (*Search, error) {
-	if s.Status == Done {
+// Status is pending until the search is done.
+func (s Search) Status() Status {
+	if s.DoneAt != nil {
+		return Done
+	}
+	return Pending
+}
+
+// Decision is the search-level answer of a done search.
+func (s Search) Decision() Decision {
+	if len(s.Offers) > 0 {
+		return HasApprove
+	}
+	return Rejected
+}
+
+// Finish returns a copy of s done with offers (an encoded data array, EncodeOffers; none
+// means rejected) and reasons. It refuses a search that is already done.
+func (s Search) Finish(offers json.RawMessage, reasons []string, now time.Time) (*Search, error) {
+	if s.DoneAt != nil {
 		return nil, ErrAlreadyDone
 	}
-	s.Status = Done
-	s.Decision = Rejected
-	s.Offers = nil
-	if len(offers) > 0 {
-		s.Decision = HasApprove
-		s.Offers = offers
+	if len(offers) == 0 || string(offers) == "[]" || string(offers) == "null" {
+		offers = nil
 	}
-	s.Reasons = reasons
+	s.Offers, s.Reasons = offers, reasons
 	t := now.UTC()
 	s.DoneAt = &t
 	return &s, nil
@@ -71,23 +84,123 @@ func (s Search) Finish(offers []Offer, reasons []string, now time.Time) (*Search
 
 // Overdue reports whether s is still pending past its deadline.
 func (s Search) Overdue(now time.Time) bool {
-	return s.Status == Pending && now.After(s.Request.Deadline)
+	return s.DoneAt == nil && now.After(s.Request.Deadline)
+}
+
+// EncodeOffers encodes offers as the answer's data array, once: the record stores these
+// bytes and the gateway sends them as they are. HTML is not escaped, so that a proposal
+// link's '&' reads as '&'. No offers encode as nil.
+func EncodeOffers(offers []Offer) (json.RawMessage, error) {
+	if len(offers) == 0 {
+		return nil, nil
+	}
+	return marshal(offers)
+}
+
+// DecodeOffers reads offers encoded by EncodeOffers, for people and audits; the answer path
+// never needs to.
+func DecodeOffers(raw json.RawMessage) ([]Offer, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var offers []Offer
+	if err := json.Unmarshal(raw, &offers); err != nil {
+		return nil, fmt.Errorf("%w: decode offers: %v", ErrInvalid, err)
+	}
+	return offers, nil
+}
+
+// searchWire is the record's encoding. Version 2 omits what version 1 stored twice or could
+// derive (search_id, status, decision, a done search's deadline) and keeps the trace as the
+// traceparent alone; the version 1 fields are read and never written.
+type searchWire struct {
+	Schema  int             `json:"schema"`
+	Request LoanRequested   `json:"request"`
+	DoneAt  *time.Time      `json:"done_at,omitempty"`
+	Offers  json.RawMessage `json:"offers,omitempty"`
+	Reasons []string        `json:"reasons,omitempty"`
+	Trace   json.RawMessage `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
+
+	V1Props  []string `json:"props,omitempty"`
+	V1Status Status   `json:"status,omitempty"`
+}
+
+// requestWire drops the fields a record does not store again.
+type requestWire struct {
+	LoanRequested
+	SearchID string     `json:"search_id,omitempty"`
+	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
 // EncodeSearch writes the record for the bucket.
-func EncodeSearch(s *Search) ([]byte, error) { return json.Marshal(s) }
+func EncodeSearch(s *Search) ([]byte, error) {
+	req := requestWire{LoanRequested: s.Request}
+	if s.DoneAt == nil {
+		d := s.Request.Deadline
+		req.Deadline = &d // only a pending search needs its deadline
+	}
+	var trace json.RawMessage
+	if s.Trace != "" {
+		trace, _ = json.Marshal(s.Trace)
+	}
+	return marshal(struct {
+		Schema  int             `json:"schema"`
+		Request requestWire     `json:"request"`
+		DoneAt  *time.Time      `json:"done_at,omitempty"`
+		Offers  json.RawMessage `json:"offers,omitempty"`
+		Reasons []string        `json:"reasons,omitempty"`
+		Trace   json.RawMessage `json:"trace,omitempty"`
+	}{SearchSchema, req, s.DoneAt, s.Offers, s.Reasons, trace})
+}
 
-// DecodeSearch reads a record from the bucket.
-func DecodeSearch(data []byte) (*Search, error) {
-	var s Search
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("%w: decode search: %v", ErrInvalid, err)
+// marshal encodes v without escaping HTML: the offers inside a record are the answer's
+// bytes, and json.Marshal would rewrite a link's '&' as \u0026 on the way through.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	if s.Schema != SearchSchema {
-		return nil, fmt.Errorf("%w: search schema %d, want %d", ErrInvalid, s.Schema, SearchSchema)
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// DecodeSearch reads the record stored under key (the lowercase search_id), in either
+// version.
+func DecodeSearch(key string, data []byte) (*Search, error) {
+	var w searchWire
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("%w: decode search %s: %v", ErrInvalid, key, err)
 	}
-	if s.Status != Pending && s.Status != Done {
-		return nil, fmt.Errorf("%w: search status %q", ErrInvalid, s.Status)
+	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: w.Offers, Reasons: w.Reasons}
+	s.Request.SearchID = key
+	if len(s.Offers) == 0 || string(s.Offers) == "null" || string(s.Offers) == "[]" {
+		s.Offers = nil
 	}
-	return &s, nil
+	switch w.Schema {
+	case 1:
+		s.Request.Props = w.V1Props
+		var m map[string]string
+		if len(w.Trace) > 0 && json.Unmarshal(w.Trace, &m) == nil {
+			s.Trace = m["traceparent"]
+		}
+		if (w.V1Status == Done) != (w.DoneAt != nil) {
+			return nil, fmt.Errorf("%w: search %s: status %q with done_at %v", ErrInvalid, key, w.V1Status, w.DoneAt)
+		}
+	case SearchSchema:
+		if len(w.Trace) > 0 {
+			if err := json.Unmarshal(w.Trace, &s.Trace); err != nil {
+				return nil, fmt.Errorf("%w: search %s: trace: %v", ErrInvalid, key, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: search %s: schema %d, want 1 or %d", ErrInvalid, key, w.Schema, SearchSchema)
+	}
+	if !s.Request.ProductType.Valid() || s.Request.RequestedAt.IsZero() {
+		return nil, fmt.Errorf("%w: search %s: request without product or time", ErrInvalid, key)
+	}
+	if s.DoneAt == nil && s.Request.Deadline.IsZero() {
+		return nil, fmt.Errorf("%w: search %s: pending without a deadline", ErrInvalid, key)
+	}
+	return s, nil
 }

@@ -29,6 +29,9 @@ type Options struct {
 	Cluster *ClusterOptions
 	// Logs, when true, routes the server's own log to standard error.
 	Logs bool
+	// Configure, when set, adjusts the server's options last: users and their permissions,
+	// for example.
+	Configure func(*server.Options)
 }
 
 // ClusterOptions place a server in a cluster.
@@ -71,6 +74,9 @@ func Start(o Options) (*server.Server, error) {
 		}
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
 		opts.Routes = server.RoutesFromStr(routeURLs(c.Routes))
+	}
+	if o.Configure != nil {
+		o.Configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

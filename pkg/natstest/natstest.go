@@ -19,17 +19,22 @@ import (
 
 // Server is a running single JetStream server.
 type Server struct {
-	t        testing.TB
-	storeDir string
-	listen   string
+	t         testing.TB
+	storeDir  string
+	listen    string
+	configure func(*server.Options)
 	*server.Server
 }
 
 // RunServer starts a JetStream server on a random loopback port with a fresh store and
 // every write synced, as in production.
-func RunServer(t testing.TB) *Server {
+func RunServer(t testing.TB) *Server { return RunServerWith(t, nil) }
+
+// RunServerWith is RunServer with configure applied to the server's options (users and
+// permissions, say), at every start.
+func RunServerWith(t testing.TB, configure func(*server.Options)) *Server {
 	t.Helper()
-	s := &Server{t: t, storeDir: t.TempDir(), listen: "127.0.0.1:0"}
+	s := &Server{t: t, storeDir: t.TempDir(), listen: "127.0.0.1:0", configure: configure}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -37,7 +42,7 @@ func RunServer(t testing.TB) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
-	srv, err := embednats.Start(embednats.Options{StoreDir: s.storeDir, Listen: s.listen})
+	srv, err := embednats.Start(embednats.Options{StoreDir: s.storeDir, Listen: s.listen, Configure: s.configure})
 	if err != nil {
 		s.t.Fatalf("start nats: %v", err)
 	}

@@ -41,17 +41,19 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	return Propagator.Extract(ctx, HeaderCarrier(h))
 }
 
-// InjectMap returns ctx's trace context as a map, for storing with a record.
-func InjectMap(ctx context.Context) map[string]string {
+// Traceparent returns the W3C traceparent of ctx's span, or "" when it has none: the one
+// field a record keeps of its request's trace (never the caller's baggage).
+func Traceparent(ctx context.Context) string {
 	m := propagation.MapCarrier{}
-	Propagator.Inject(ctx, m)
-	if len(m) == 0 {
-		return nil
-	}
-	return m
+	propagation.TraceContext{}.Inject(ctx, m)
+	return m["traceparent"]
 }
 
-// ExtractMap returns ctx carrying the trace context stored by InjectMap.
-func ExtractMap(ctx context.Context, m map[string]string) context.Context {
-	return Propagator.Extract(ctx, propagation.MapCarrier(m))
+// FromTraceparent returns ctx carrying the span context a stored traceparent names, so that
+// later work for a search (a re-send, the deadline, a poll's link) joins its trace.
+func FromTraceparent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 }

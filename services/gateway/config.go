@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/telemetry"
@@ -81,6 +82,15 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	}
 	if c.RepublishAfter >= c.Deadline {
 		r.Fail("REPUBLISH_AFTER", "must be shorter than SEARCH_DEADLINE (%s)", c.Deadline)
+	}
+	if c.SweepInterval >= c.RepublishAfter {
+		r.Fail("SWEEP_INTERVAL", "must be shorter than REPUBLISH_AFTER (%s), or re-sends wait for the sweep", c.RepublishAfter)
+	}
+	if c.Retention <= c.Deadline {
+		r.Fail("SEARCH_RETENTION", "must be longer than SEARCH_DEADLINE (%s): a search must outlive its deadline", c.Deadline)
+	}
+	if c.Retention <= bus.DuplicateWindow {
+		r.Fail("SEARCH_RETENTION", "must be longer than the de-duplication window (%s): a retry inside the window is answered from the record", bus.DuplicateWindow)
 	}
 	return c, r.Err()
 }

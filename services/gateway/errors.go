@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -83,7 +84,11 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 	if !errors.As(err, &e) {
 		e = &Error{Code: EInternal, Message: "Внутренняя ошибка; повторите запрос позже"}
 	}
-	if e.Code == EInternal || e.Code == EUnavailable {
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The caller went away: nothing failed on our side.
+		log.Info().Err(err).Str("search_id", searchID).Msg("request abandoned by the client")
+	case e.Code == EInternal || e.Code == EUnavailable:
 		// The cause (joined to e, or e itself) is for our logs, never for the client.
 		log.Error().Err(err).Str("search_id", searchID).Msg("request failed")
 	}

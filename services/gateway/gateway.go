@@ -1,7 +1,6 @@
-// Package gateway is the public HTTP side of the Credits API: it validates a search,
-// records it durably in the searches bucket, hands it to scoring over JetStream, and
-// answers from the bucket, synchronously when the search finishes within the budget and
-// by polling otherwise.
+// Package gateway is the public HTTP side of the Credits API: it validates a search, hands
+// it to scoring over JetStream, and answers from the searches bucket, synchronously when
+// the search finishes within the budget and by polling otherwise.
 package gateway
 
 import (
@@ -10,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,8 +23,8 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 )
 
 // instrumentation names this package in spans and metrics.
@@ -46,17 +47,24 @@ type Deps struct {
 }
 
 type gateway struct {
-	cfg      Config
-	js       jetstream.JetStream
-	log      zerolog.Logger
-	searches *searches
-	tracer   trace.TracerProvider
-	meter    metric.MeterProvider
-	metrics  http.Handler
+	cfg     Config
+	js      jetstream.JetStream
+	log     zerolog.Logger
+	tracer  trace.TracerProvider
+	meter   metric.MeterProvider
+	metrics http.Handler
+	// searches is set once JetStream's streams and buckets are in place; until then the API
+	// answers 503 and /readyz says what is missing.
+	searches atomic.Pointer[searches]
+	setupErr atomic.Pointer[error]
+	notifier *notifier
 }
 
 // Run serves the API until ctx is cancelled, then stops taking requests, lets in-flight
-// ones finish within the shutdown timeout, and returns.
+// ones finish within the shutdown timeout, and only then stops following the bucket, so
+// that a POST in flight still gets its answer. It listens at once; the streams and buckets
+// it needs are declared in the background, again and again until they are, meanwhile the
+// API answers 503 and /readyz names what is missing.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	log := deps.Log.With().Str("service", "gateway").Logger()
 	now := deps.Now
@@ -73,33 +81,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := bus.EnsureStreams(ctx, deps.JS, cfg.NATS.Replicas); err != nil {
-		return err
-	}
-	store, err := kvstore.Ensure(ctx, deps.JS, cfg.Retention, cfg.NATS.Replicas)
-	if err != nil {
-		return err
-	}
-	if store, err = store.WithMeter(deps.Meter); err != nil {
-		return err
-	}
-	marks, err := deps.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: contracts.BucketGateway, Description: "gateway bookkeeping", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.NATS.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", contracts.BucketGateway, err)
-	}
-	pub := bus.NewPublisher(deps.JS, cfg.NATS.Replicas)
-	tr := &tracker{
-		store: store, pub: pub, marks: marks, log: log, now: now, tracer: deps.Tracer.Tracer(instrumentation),
-		sweepInterval: cfg.SweepInterval, republishAfter: cfg.RepublishAfter,
-		waiters: map[string]map[chan *contracts.Search]struct{}{}, pending: map[string]*pendingSearch{},
-	}
-	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics, searches: &searches{
-		store: store, pub: pub, tracker: tr, hasher: hasher, conn: deps.JS.Conn(),
-		budget: cfg.SyncBudget, deadline: cfg.Deadline, now: now, log: log,
-	}}
+	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics}
+	starting := errors.New("declaring streams and buckets")
+	g.setupErr.Store(&starting)
 
 	apiLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -122,8 +106,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		deps.Listening(apiLn.Addr(), healthAddr)
 	}
 
+	// The bucket is followed until HTTP has drained: work outlives ctx by that much.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var background sync.WaitGroup
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		g.start(work, deps, hasher, now)
+	}()
+
 	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return tr.run(gctx) })
 	for i, srv := range servers {
 		grp.Go(func() error {
 			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
@@ -142,7 +135,80 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		}
 		return errors.Join(errs...)
 	})
-	return grp.Wait()
+	err = grp.Wait()
+	stopWork()
+	background.Wait()
+	return err
+}
+
+// start declares what the gateway needs, retrying until it can, then follows the bucket.
+func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, now func() time.Time) {
+	var (
+		store *search.Store
+		marks jetstream.KeyValue
+		from  uint64
+	)
+	pause := 100 * time.Millisecond
+	for {
+		err := bus.EnsureStreams(ctx, g.js, g.cfg.NATS.Replicas)
+		if err == nil {
+			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter})
+		}
+		if err == nil {
+			marks, err = bus.EnsureKeyValue(ctx, g.js, jetstream.KeyValueConfig{
+				Bucket: contracts.BucketGateway, Description: "gateway bookkeeping", History: 1,
+				Storage: jetstream.FileStorage, Replicas: g.cfg.NATS.Replicas,
+			})
+		}
+		if err == nil {
+			from, err = loadCheckpoint(ctx, marks)
+		}
+		if err == nil {
+			break
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return
+		}
+		if prev := g.setupErr.Load(); prev == nil || (*prev).Error() != err.Error() {
+			g.log.Warn().Err(err).Dur("retry_in", pause).Msg("gateway not ready: declaring streams and buckets again")
+		}
+		g.setupErr.Store(&err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+	table := newPendingTable(from)
+	g.notifier = newNotifier(table, g.log)
+	sw := &sweeper{
+		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, table: table, log: g.log,
+		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
+		republishAfter: g.cfg.RepublishAfter, saved: from,
+	}
+	g.searches.Store(&searches{
+		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), notifier: g.notifier, hasher: hasher,
+		conn: g.js.Conn(), budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
+	})
+	g.setupErr.Store(nil)
+	g.log.Info().Uint64("resume_from", from).Msg("following the searches bucket")
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.notifier.run(ctx, store.KeyValue(), from) }()
+	go func() { defer wg.Done(); sw.run(ctx) }()
+	wg.Wait()
+}
+
+// ready is the gateway's own part of /readyz: set up, and following the bucket live.
+func (g *gateway) ready() error {
+	if err := g.setupErr.Load(); err != nil {
+		return *err
+	}
+	if g.notifier == nil {
+		return errors.New("not following the searches bucket yet")
+	}
+	return g.notifier.ready()
 }
 
 func (g *gateway) server(h http.Handler) *http.Server {

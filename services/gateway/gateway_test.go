@@ -5,22 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
-	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/search"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,8 +35,9 @@ type harness struct {
 	url   string
 	srv   *natstest.Server
 	js    jetstream.JetStream
-	store *kvstore.Store
+	store *search.Store
 	logs  *syncWriter
+	stop  func() // stops the gateway as SIGTERM would, and waits for Run to return
 }
 
 func testConfig() Config {
@@ -65,12 +68,16 @@ func startGatewayOn(t *testing.T, cfg Config, srv *natstest.Server, js jetstream
 		done <- Run(ctx, cfg, Deps{JS: js, Log: zerolog.New(h.logs),
 			Listening: func(api, _ net.Addr) { addr <- api }})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
 	select {
 	case a := <-addr:
 		h.url = "http://" + a.String()
@@ -78,10 +85,18 @@ func startGatewayOn(t *testing.T, cfg Config, srv *natstest.Server, js jetstream
 		t.Fatalf("Run returned before listening: %v", err)
 	}
 	var err error
-	h.store, err = kvstore.Open(ctx, js)
+	h.store, err = search.Open(ctx, js, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Listening comes first; ready once the streams and buckets are declared and the watch
+	// has caught up.
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if res := h.do("GET", "/readyz", "", ""); res.status != 200 {
+			return errors.New(res.raw)
+		}
+		return nil
+	})
 	return h
 }
 
@@ -236,20 +251,15 @@ func TestPendingRetryAndConflict(t *testing.T) {
 	}
 }
 
-// A search that finishes within the budget is answered done by the POST itself; one that
-// finishes later is answered done by the poll. The offers service is played here by a
-// write to the bucket, the same write it makes.
+// A search that finishes within the budget is answered done by the POST itself, from the
+// record the offers service created (played here by a consumer that finishes each request
+// it takes off the stream, as offers does); one that finishes later is answered by the poll.
 func TestDoneSyncAndPolled(t *testing.T) {
 	cfg := testConfig()
 	cfg.SyncBudget = 3 * time.Second
 	h := startGateway(t, cfg)
+	p := startPipeline(t, h.js, h.store, 20*time.Millisecond)
 	id := uuid.NewString()
-	go func() {
-		natstest.Eventually(t, 5*time.Second, func() error {
-			_, err := h.store.Finish(context.Background(), id, []contracts.Offer{testOffer(id)}, nil, time.Now())
-			return err
-		})
-	}()
 	res := h.do("POST", apiPaths[1], "application/json", loanBody(id, "9330445040"))
 	if res.status != 200 || res.body["status"] != "done" || res.body["decision"] != "has_approve" || res.body["name"] != "АО Демо-банк" {
 		t.Fatalf("POST = %d %s; want done within the budget", res.status, res.raw)
@@ -258,31 +268,40 @@ func TestDoneSyncAndPolled(t *testing.T) {
 	if len(data) != 1 || data[0].(map[string]any)["propousal_link"] == nil {
 		t.Fatalf("data = %v", res.body["data"])
 	}
+	if !strings.Contains(res.raw, "&offer=") {
+		t.Errorf("the link's '&' is escaped in the answer: %s", res.raw)
+	}
+	// The common path writes the record once: created done by the offers service.
+	if n := h.bucketWrites(); n != 1 {
+		t.Fatalf("%d durable writes for a search done within its budget, want 1", n)
+	}
 
 	cfg.SyncBudget = 0 // pure asynchronous model
 	h2 := startGatewayOn(t, cfg, h.srv, h.js)
+	p.reject() // from here on the bank rejects
 	id2 := uuid.NewString()
 	if res := h2.do("POST", apiPaths[0], "", loanBody(id2, "9330445040")); res.body["status"] != "pending" {
 		t.Fatalf("budget 0 answered %s", res.raw)
 	}
-	if _, err := h.store.Finish(context.Background(), id2, nil, []string{"test"}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	res = h2.do("GET", apiPaths[2]+"?search_id="+id2, "", "")
-	if res.status != 200 || res.body["status"] != "done" || res.body["decision"] != "rejected" || res.raw == "" {
-		t.Fatalf("GET = %d %s", res.status, res.raw)
-	}
-	if !strings.Contains(res.raw, `"data":[]`) {
+	natstest.Eventually(t, 5*time.Second, func() error {
+		res = h2.do("GET", apiPaths[2]+"?search_id="+id2, "", "")
+		if res.status != 200 || res.body["status"] != "done" {
+			return fmt.Errorf("GET = %d %s", res.status, res.raw)
+		}
+		return nil
+	})
+	if res.body["decision"] != "rejected" || !strings.Contains(res.raw, `"data":[]`) {
 		t.Errorf("a rejection must carry data: [], got %s", res.raw)
 	}
 }
 
 // Nothing processes the search, so it is finished as rejected at its deadline, by the
-// sweeper even if nobody polls, and the log says why.
+// sweeper even if nobody polls; the log says why, and the ending is counted.
 func TestDeadline(t *testing.T) {
 	cfg := testConfig()
 	cfg.SyncBudget = 0
 	cfg.Deadline = 300 * time.Millisecond
+	cfg.RepublishAfter = 100 * time.Millisecond
 	h := startGateway(t, cfg)
 	id := uuid.NewString()
 	h.do("POST", apiPaths[0], "", loanBody(id, "9330445040"))
@@ -291,7 +310,7 @@ func TestDeadline(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if s.Status != contracts.Done || s.Decision != contracts.Rejected || s.Reasons[0] != contracts.ReasonDeadline {
+		if s.Status() != contracts.Done || s.Decision() != contracts.Rejected || s.Reasons[0] != contracts.ReasonDeadline {
 			return errors.New("not finished at the deadline yet")
 		}
 		return nil
@@ -305,33 +324,24 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// The gateway died after storing a search and before publishing it: the record exists but
-// no message does. A restarted gateway's sweeper sends it.
-func TestSweeperSendsARecordThatWasNeverPublished(t *testing.T) {
+// A pending record whose request message is gone (the broker lost its memory stream, or a
+// gateway died between writing and publishing): the sweeper sends it again.
+func TestSweeperSendsAPendingRecordWithNoMessage(t *testing.T) {
 	cfg := testConfig()
 	cfg.RepublishAfter = 100 * time.Millisecond
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	store, err := kvstore.Ensure(context.Background(), js, time.Hour, 1)
+	store, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := uuid.NewString()
-	amount := money.Roubles(1000)
-	now := time.Now().UTC()
-	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
-		SearchID: id, PhoneHash: strings.Repeat("ab", 32), PhoneMasked: "+7933***5040",
-		ProductType: contracts.ProductLoan, Amount: &amount, RequestedAt: now, Deadline: now.Add(time.Minute),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Create(context.Background(), contracts.NewSearch(*req, nil)); err != nil {
+	req := testRequest(t, time.Minute)
+	if _, err := store.CreatePending(context.Background(), contracts.NewSearch(req, "")); err != nil {
 		t.Fatal(err)
 	}
 	startGatewayOn(t, cfg, srv, js)
 	natstest.Eventually(t, 5*time.Second, func() error {
-		if requestedCount(t, js, id) != 1 {
+		if requestedCount(t, js, req.SearchID) != 1 {
 			return errors.New("not re-sent yet")
 		}
 		return nil
@@ -352,9 +362,21 @@ func TestSweeperResendsAfterBrokerRestart(t *testing.T) {
 	if n := requestedCount(t, h.js, id); n != 1 {
 		t.Fatalf("before restart: %d messages", n)
 	}
+	stream, err := h.js.Stream(context.Background(), contracts.StreamLoan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := stream.CachedInfo().Created
 	h.srv.Restart()
 	natstest.Eventually(t, 15*time.Second, func() error {
-		if requestedCount(t, h.js, id) != 1 {
+		s, err := h.js.Stream(context.Background(), contracts.StreamLoan)
+		if err != nil {
+			return err
+		}
+		if !s.CachedInfo().Created.After(before) {
+			return errors.New("the memory stream is the old one")
+		}
+		if n := requestedCount(t, h.js, id); n == 0 {
 			return errors.New("not re-sent after the restart")
 		}
 		return nil
@@ -455,5 +477,226 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
+	}
+}
+
+func checkpoint(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	marks, err := js.KeyValue(context.Background(), contracts.BucketGateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := loadCheckpoint(context.Background(), marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// The checkpoint a restarted gateway resumes from never moves back: not when it restarts
+// with no traffic before its first sweep, and not when it does so twice in a row (it went
+// back to revision 1, so the next restart replayed the whole retained bucket).
+func TestCheckpointNeverMovesBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.SyncBudget = 0
+	h := startGateway(t, cfg)
+	for range 5 {
+		h.do("POST", apiPaths[0], "", loanBody(uuid.NewString(), "9330445040"))
+	}
+	// Finished, so that nothing is pending and the checkpoint is past all five.
+	for _, s := range pendingSearches(t, h) {
+		if _, err := h.store.FinishAtDeadline(context.Background(), s, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if cp := checkpoint(t, h.js); cp <= 5 {
+			return fmt.Errorf("checkpoint %d, want past the five records", cp)
+		}
+		return nil
+	})
+	saved := checkpoint(t, h.js)
+	h.stop()
+	for restart := range 2 {
+		g := startGatewayOn(t, cfg, h.srv, h.js)
+		time.Sleep(5 * cfg.SweepInterval) // idle sweeps: what an idle restart does
+		g.stop()
+		if cp := checkpoint(t, h.js); cp < saved {
+			t.Fatalf("idle restart %d moved the checkpoint back from %d to %d", restart+1, saved, cp)
+		}
+	}
+}
+
+// pendingSearches lists the ids of the bucket's pending records.
+func pendingSearches(t *testing.T, h *harness) []string {
+	t.Helper()
+	keys, err := h.store.KeyValue().ListKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range keys.Keys() {
+		if s, _, err := h.store.Get(context.Background(), k); err == nil && s.Status() == contracts.Pending {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// With a thousand overdue searches to sweep, a search done in 20 ms is still answered done
+// by its POST: sweeping never runs on the goroutine that wakes waiting POSTs.
+func TestSweepingNeverDelaysAnswers(t *testing.T) {
+	cfg := testConfig()
+	cfg.SyncBudget = 1500 * time.Millisecond
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	store, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 125 {
+				req := testRequest(t, time.Second)
+				req.RequestedAt, req.Deadline = req.RequestedAt.Add(-time.Minute), req.Deadline.Add(-time.Minute)
+				if _, err := store.CreatePending(context.Background(), contracts.NewSearch(req, "")); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h := startGatewayOn(t, cfg, srv, js)
+	startPipeline(t, js, store, 20*time.Millisecond)
+	for range 5 {
+		start := time.Now()
+		res := h.do("POST", apiPaths[0], "", loanBody(uuid.NewString(), "9330445040"))
+		if res.body["status"] != "done" || time.Since(start) > time.Second {
+			t.Fatalf("answered %s after %s while the sweeper had 1000 overdue searches", res.body["status"], time.Since(start))
+		}
+	}
+}
+
+// On SIGTERM the gateway stops taking requests, and the POSTs in flight still get their
+// answer: the watch that wakes them stops only after HTTP has drained.
+func TestShutdownAnswersPOSTsInFlight(t *testing.T) {
+	cfg := testConfig()
+	cfg.SyncBudget = 3 * time.Second
+	h := startGateway(t, cfg)
+	startPipeline(t, h.js, h.store, 500*time.Millisecond)
+	results := make(chan response, 3)
+	for range 3 {
+		go func() { results <- h.do("POST", apiPaths[0], "", loanBody(uuid.NewString(), "9330445040")) }()
+	}
+	time.Sleep(200 * time.Millisecond) // the POSTs are waiting for their searches
+	h.stop()
+	for range 3 {
+		if res := <-results; res.status != 200 || res.body["status"] != "done" {
+			t.Fatalf("a POST in flight at shutdown answered %d %s", res.status, res.raw)
+		}
+	}
+}
+
+// A gateway whose watch of the bucket keeps failing is not ready, although JetStream answers
+// and its stream and buckets are there: without the watch no POST is answered done. Here
+// its NATS user may not create the watch's consumer.
+func TestReadyzIncludesTheWatch(t *testing.T) {
+	srv := natstest.RunServerWith(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "gateway", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.CONSUMER.CREATE.KV_searches.>"}},
+		}}}
+	})
+	nc := natstest.Connect(t, "nats://gateway:pw@"+srv.Addr().String())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, testConfig(), Deps{JS: js, Log: zerolog.New(h.logs), Listening: func(api, _ net.Addr) { addr <- api }})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	h.url = "http://" + (<-addr).String()
+	// Set up, yet not ready: the watch is what is missing.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if res := h.do("GET", "/readyz", "", ""); !strings.Contains(res.raw, "watch") {
+			return errors.New(res.raw)
+		}
+		return nil
+	})
+	for range 3 {
+		res := h.do("GET", "/readyz", "", "")
+		if res.status != 503 || !strings.Contains(res.raw, "watch") {
+			t.Fatalf("readyz = %d %s, want 503 naming the watch", res.status, res.raw)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// Fifty concurrent first POSTs of one search id, over two gateways of a three-node cluster,
+// are all answered 200 from the one record, never 503 (the losing creates see the id taken
+// before the winning write is readable). Twenty ids, each budget short enough that the
+// POSTs race to write the pending record.
+func TestConcurrentFirstPOSTsAreNeverUnavailable(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	cfg := testConfig()
+	cfg.NATS.Replicas = 3
+	cfg.SyncBudget = 30 * time.Millisecond
+	_, js1 := natstest.JetStream(t, c.URLs())
+	_, js2 := natstest.JetStream(t, c.URLs())
+	gws := []*harness{startGatewayOn(t, cfg, nil, js1), startGatewayOn(t, cfg, nil, js2)}
+	startPipeline(t, js1, gws[0].store, 50*time.Millisecond)
+	for range 20 {
+		id := uuid.NewString()
+		var wg sync.WaitGroup
+		answers := make(chan response, 50)
+		for i := range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers <- gws[i%2].do("POST", apiPaths[0], "", loanBody(id, "9330445040"))
+			}()
+		}
+		wg.Wait()
+		close(answers)
+		for res := range answers {
+			if res.status != 200 {
+				t.Fatalf("a concurrent first POST answered %d %s\n%s\n%s", res.status, res.raw, gws[0].logs, gws[1].logs)
+			}
+		}
+	}
+}
+
+// A different request under an id this gateway is still working on, before any record
+// exists, is a conflict at once; the first one is answered as if alone.
+func TestAnotherRequestInFlightIsAConflict(t *testing.T) {
+	cfg := testConfig()
+	cfg.SyncBudget = time.Second
+	h := startGateway(t, cfg)
+	id := uuid.NewString()
+	first := make(chan response, 1)
+	go func() { first <- h.do("POST", apiPaths[0], "", loanBody(id, "9330445040")) }()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if requestedCount(t, h.js, id) != 1 {
+			return errors.New("the first request is not in flight yet")
+		}
+		return nil
+	})
+	start := time.Now()
+	res := h.do("POST", apiPaths[0], "", loanBody(id, "9001112233"))
+	if res.status != 422 || time.Since(start) > cfg.SyncBudget/2 {
+		t.Fatalf("another request in flight = %d after %s, want 422 at once", res.status, time.Since(start))
+	}
+	if res := <-first; res.status != 200 || res.body["status"] != "pending" {
+		t.Fatalf("the first request = %d %s", res.status, res.raw)
+	}
+	if n := requestedCount(t, h.js, id); n != 1 {
+		t.Fatalf("%d request messages, want the first one only", n)
 	}
 }

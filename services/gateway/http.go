@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -19,30 +20,41 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 )
 
-// answer is the 200 body (spec §4.1, §4.2): name, decision and data only once done.
+// answer is the 200 body (spec §4.1, §4.2): name, decision and data only once done. Data
+// is the record's offers as the offers service encoded them: sent as they are.
 type answer struct {
 	SearchID string             `json:"search_id"`
 	Status   contracts.Status   `json:"status"`
 	Name     string             `json:"name,omitempty"`
 	Decision contracts.Decision `json:"decision,omitempty"`
-	Data     *[]contracts.Offer `json:"data,omitempty"`
+	Data     json.RawMessage    `json:"data,omitempty"`
 }
+
+// noOffers is a rejection's data: the spec types data as an array, so [] rather than null.
+var noOffers = json.RawMessage("[]")
 
 func (g *gateway) render(w http.ResponseWriter, r *http.Request, searchID string, s *contracts.Search) {
 	span := trace.SpanFromContext(r.Context())
-	span.SetAttributes(attribute.String("search.status", string(s.Status)))
-	if s.Status == contracts.Done {
-		span.SetAttributes(attribute.String("search.decision", string(s.Decision)), attribute.Int("search.offers", len(s.Offers)))
-	}
-	a := answer{SearchID: searchID, Status: s.Status}
-	if s.Status == contracts.Done {
-		offers := s.Offers
-		if offers == nil {
-			offers = []contracts.Offer{} // the spec types data as an array: [] on rejection
+	span.SetAttributes(attribute.String("search.status", string(s.Status())))
+	a := answer{SearchID: searchID, Status: s.Status()}
+	if s.DoneAt != nil {
+		span.SetAttributes(attribute.String("search.decision", string(s.Decision())))
+		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision(), s.Offers
+		if a.Data == nil {
+			a.Data = noOffers
 		}
-		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision, &offers
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// working is the gateway's search work once it is set up; until then every API call
+// answers 503 (nothing can be recorded yet).
+func (g *gateway) working(w http.ResponseWriter, r *http.Request) *searches {
+	s := g.searches.Load()
+	if s == nil {
+		g.fail(w, r, "", unavailable(*g.setupErr.Load()))
+	}
+	return s
 }
 
 func (g *gateway) handleSubmit(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +73,11 @@ func (g *gateway) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteSearchID(r.Context(), in.key())
-	s, err := g.searches.submit(r.Context(), in)
+	work := g.working(w, r)
+	if work == nil {
+		return
+	}
+	s, err := work.submit(r.Context(), in)
 	if err != nil {
 		g.fail(w, r, in.SearchID, err)
 		return
@@ -86,7 +102,11 @@ func (g *gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteSearchID(r.Context(), normaliseID(id))
-	s, err := g.searches.poll(r.Context(), id)
+	work := g.working(w, r)
+	if work == nil {
+		return
+	}
+	s, err := work.poll(r.Context(), id)
 	if err != nil {
 		g.fail(w, r, id, err)
 		return

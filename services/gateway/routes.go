@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -57,8 +58,16 @@ func (g *gateway) healthRoutes(r chi.Router) {
 	}
 }
 
-// healthHandler serves the operational endpoints alone, for HEALTH_ADDR.
+// healthHandler serves the operational endpoints alone, for HEALTH_ADDR: ready once set up,
+// while JetStream answers with the stream and buckets in place, and while the watch of the
+// searches bucket is live and caught up (without it no POST could be answered done).
 func (g *gateway) healthHandler() http.Handler {
-	return health.Handler(health.JetStream(g.js, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketGateway}), g.metrics)
+	js := health.JetStream(g.js, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketGateway})
+	return health.Handler(func(ctx context.Context) error {
+		if err := g.ready(); err != nil {
+			return err
+		}
+		return js(ctx)
+	}, g.metrics)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,16 +13,24 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // searches is the gateway's work, free of HTTP: accept a search, answer a poll.
+//
+// A search costs one durable write in the common path. The request is published first (to
+// the memory work stream: a search is accepted only once it has been passed on), and the
+// POST waits for the record the offers service creates, done. Only when the sync budget
+// runs out does the gateway write the record itself, pending, so that its 200 is backed by
+// a durable record; offers then finishes that record. Either way a 200 is sent only once a
+// record is on disk.
 type searches struct {
-	store    *kvstore.Store
+	store    *search.Store
 	pub      *bus.Publisher
-	tracker  *tracker
+	notifier *notifier
+	flights  flights
 	hasher   *phone.Hasher
 	conn     *nats.Conn
 	budget   time.Duration
@@ -30,7 +39,7 @@ type searches struct {
 	log      zerolog.Logger
 }
 
-// submit records a new search, or recognises a retry, and waits up to the sync budget for
+// submit accepts a new search, or recognises a retry, and waits up to the sync budget for
 // it to be done. It returns a search that is pending or done; the error is an *Error.
 func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Search, error) {
 	now := s.now().UTC()
@@ -41,6 +50,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 		ProductType: in.ProductType,
 		Amount:      in.Amount,
 		Term:        in.Term,
+		Props:       in.Props,
 		RequestedAt: now,
 		Deadline:    now.Add(s.deadline),
 	})
@@ -54,60 +64,84 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	if !s.connected() {
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}
-	done, stop := s.tracker.wait(req.SearchID)
+	conflict := &Error{Code: EConflict, SearchID: in.SearchID, Message: "search_id уже использован для другого запроса"}
+	// A different request for an id this gateway is still working on is a conflict at once;
+	// the same one joins the first.
+	release, ok := s.flights.claim(*req)
+	if !ok {
+		return nil, conflict
+	}
+	defer release()
+	w, stop := s.notifier.wait(req.SearchID)
 	defer stop()
 
-	storeCtx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	search := contracts.NewSearch(*req, in.Props)
-	search.Trace = telemetry.InjectMap(ctx)
-	_, err = s.store.Create(storeCtx, search)
-	switch {
-	case err == nil:
-		// Stored durably: from here the search will finish even if this publish fails,
-		// because the sweeper sends stalled searches again.
-		s.publish(ctx, req)
-	case errors.Is(err, kvstore.ErrExists):
-		cur, _, err := s.store.Get(storeCtx, req.SearchID)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		if !cur.Request.SameAs(*req) {
-			return nil, &Error{Code: EConflict, SearchID: in.SearchID,
-				Message: "search_id уже использован для другого запроса"}
-		}
-		if cur.Status == contracts.Done {
-			return cur, nil
-		}
-		if cur.Overdue(now) {
-			return s.finishOverdue(ctx, req.SearchID, now)
-		}
-		s.publish(ctx, &cur.Request) // a retry re-sends; de-duplication keeps it single
-	default:
+	// Accepted only once passed on: a publish that fails answers 503 and promises nothing.
+	dup, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req)
+	if err != nil {
 		return nil, unavailable(err)
 	}
-	return s.await(ctx, req.SearchID, done)
-}
-
-func (s *searches) publish(ctx context.Context, req *contracts.LoanRequested) {
-	if err := publishRequested(ctx, s.pub, req); err != nil {
-		s.log.Warn().Err(err).Str("search_id", req.SearchID).Msg("request not published; the sweeper will re-send it")
+	if dup {
+		// The same request was sent within the de-duplication window: a retry. Its record,
+		// if there is one yet, answers it.
+		if cur, _, err := s.store.Get(ctx, req.SearchID); err == nil {
+			if !cur.Request.SameAs(*req) {
+				return nil, conflict
+			}
+			if cur.DoneAt != nil {
+				return cur, nil
+			}
+		}
 	}
-}
-
-// await waits for done within the budget and otherwise reports the search pending.
-func (s *searches) await(ctx context.Context, key string, done <-chan *contracts.Search) (*contracts.Search, error) {
 	if s.budget > 0 {
 		timer := time.NewTimer(s.budget)
 		defer timer.Stop()
-		select {
-		case d := <-done:
-			return d, nil
-		case <-timer.C:
-		case <-ctx.Done():
+	wait:
+		for {
+			select {
+			case <-w.wake:
+				cur := w.next()
+				if !cur.Request.SameAs(*req) {
+					return nil, conflict
+				}
+				if cur.DoneAt != nil {
+					return cur, nil
+				}
+			case <-timer.C:
+				break wait
+			case <-ctx.Done():
+				// The caller is gone: nobody will read a 200, and the search finishes
+				// anyway, so there is nothing to write.
+				return nil, unavailable(ctx.Err())
+			}
 		}
 	}
-	return &contracts.Search{Status: contracts.Pending}, nil
+	return s.recordPending(context.WithoutCancel(ctx), req, conflict)
+}
+
+// recordPending writes the pending record that backs a 200 pending, or answers from the
+// record that got there first (the offers service's done one, or a concurrent POST's).
+func (s *searches) recordPending(ctx context.Context, req *contracts.LoanRequested, conflict error) (*contracts.Search, error) {
+	rec := contracts.NewSearch(*req, telemetry.Traceparent(ctx))
+	for range 3 {
+		_, err := s.store.CreatePending(ctx, rec)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, search.ErrExists) {
+			return nil, unavailable(err)
+		}
+		cur, _, err := s.store.Settled(ctx, req.SearchID)
+		switch {
+		case errors.Is(err, search.ErrNotFound):
+			continue // taken, then gone (an operator's delete): take it again
+		case err != nil:
+			return nil, unavailable(err)
+		case !cur.Request.SameAs(*req):
+			return nil, conflict
+		}
+		return cur, nil
+	}
+	return nil, unavailable(errors.New("search record neither creatable nor readable"))
 }
 
 // poll answers a GET from the bucket alone.
@@ -116,10 +150,8 @@ func (s *searches) poll(ctx context.Context, searchID string) (*contracts.Search
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}
 	key := normaliseID(searchID)
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
 	cur, _, err := s.store.Get(ctx, key)
-	if errors.Is(err, kvstore.ErrNotFound) {
+	if errors.Is(err, search.ErrNotFound) {
 		return nil, &Error{Code: ENotFound, SearchID: searchID, Message: "Поиск с таким search_id не найден"}
 	}
 	if err != nil {
@@ -128,28 +160,11 @@ func (s *searches) poll(ctx context.Context, searchID string) (*contracts.Search
 	// A poll is its own short trace, linked to the search it asks about.
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String("search_id", key))
-	if sc := trace.SpanContextFromContext(telemetry.ExtractMap(ctx, cur.Trace)); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(telemetry.FromTraceparent(ctx, cur.Trace)); sc.IsValid() {
 		span.AddLink(trace.Link{SpanContext: sc})
 	}
-	if now := s.now(); cur.Overdue(now) {
-		return s.finishOverdue(ctx, key, now)
-	}
 	return cur, nil
 }
-
-// finishOverdue makes a search past its deadline done at the moment it is looked at,
-// rather than when the sweeper next passes: no caller ever sees it pending too long.
-func (s *searches) finishOverdue(ctx context.Context, key string, now time.Time) (*contracts.Search, error) {
-	cur, err := finishOverdue(ctx, s.store, key, now, s.log)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	return cur, nil
-}
-
-// storeTimeout bounds one request's work on the bucket, so that a broker that does not
-// answer turns into a 503 the caller can retry rather than a hung request.
-const storeTimeout = 3 * time.Second
 
 // connected is false while the client is reconnecting: answering 503 at once beats
 // buffering the write and timing out.
@@ -158,4 +173,40 @@ func (s *searches) connected() bool { return s.conn.Status() == nats.CONNECTED }
 // unavailable reports a store failure as 503: nothing was accepted, try again.
 func unavailable(err error) error {
 	return errors.Join(&Error{Code: EUnavailable, Message: "Сервис временно недоступен; повторите запрос"}, err)
+}
+
+// flights are the searches this gateway is working on, by id: a second POST of the same
+// request joins the first, a different one is a conflict before anything is published.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	req contracts.LoanRequested
+	n   int
+}
+
+func (f *flights) claim(req contracts.LoanRequested) (release func(), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*flight{}
+	}
+	cur, found := f.m[req.SearchID]
+	if found && !cur.req.SameAs(req) {
+		return nil, false
+	}
+	if !found {
+		cur = &flight{req: req}
+		f.m[req.SearchID] = cur
+	}
+	cur.n++
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if cur.n--; cur.n == 0 {
+			delete(f.m, req.SearchID)
+		}
+	}, true
 }

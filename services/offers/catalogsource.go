@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/services/offers/catalog"
 )
@@ -35,11 +36,7 @@ func CatalogBucket(replicas int) jetstream.KeyValueConfig {
 // EnsureCatalogBucket creates the catalog bucket or brings its configuration up to date.
 // The offers service and catalogctl both call it, so neither has to come first.
 func EnsureCatalogBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, CatalogBucket(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketCatalog, err)
-	}
-	return kv, nil
+	return bus.EnsureKeyValue(ctx, js, CatalogBucket(replicas))
 }
 
 // readSeed returns the catalog file at path, or the demo catalog when path is empty, after

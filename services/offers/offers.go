@@ -5,7 +5,9 @@ package offers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +21,7 @@ import (
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
-	"github.com/demobank/yacredits/pkg/kvstore"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/pricing"
@@ -38,6 +40,9 @@ type Config struct {
 	CatalogFile string
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
+	// MaxOffers (OFFERS_MAX) caps the offers in one answer, best first: a catalog of hundreds
+	// of products must not make an answer (and its stored record) of hundreds of offers.
+	MaxOffers int
 	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
 	// serves nothing (the standalone binary, where the gateway's endpoints cover the process).
 	HealthAddr string
@@ -51,6 +56,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	c := Config{
 		CatalogFile: r.String("CATALOG_FILE", ""),
 		Concurrency: r.Int("CONCURRENCY", 64, 1, 4096),
+		MaxOffers:   r.Int("OFFERS_MAX", 10, 1, 100),
 		HealthAddr:  r.Addr("HEALTH_ADDR", ""),
 		NATS:        config.ReadNATS(r),
 		Log:         telemetry.ReadLogConfig(r),
@@ -73,6 +79,8 @@ type Deps struct {
 // Run consumes scored searches until ctx is cancelled, then finishes the ones in hand. It
 // prices with the catalog in the catalog bucket (seeding an empty bucket with
 // cfg.CatalogFile) and follows the bucket, so a catalog put there applies without a restart.
+// What it needs from JetStream it declares again and again until it can (replicas starting
+// together on a fresh cluster race each other); meanwhile /readyz says what is missing.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
 	log := deps.Log.With().Str("service", "offers").Logger()
 	now := deps.Now
@@ -81,44 +89,94 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	seed, err := readSeed(cfg.CatalogFile)
 	if err != nil {
-		return err
+		return err // a broken deployment, which no retry heals
 	}
-	catalogs, err := startCatalogSource(ctx, deps.JS, cfg.NATS.Replicas, seed, log)
-	if err != nil {
-		return err
-	}
-	ops := health.Handler(health.JetStream(deps.JS, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketCatalog}), deps.Metrics)
+	var (
+		catalogs atomic.Pointer[catalogSource]
+		consumer atomic.Pointer[bus.Consumer[contracts.Scored]]
+		setupErr atomic.Pointer[error]
+		loaded   = make(chan struct{})
+	)
+	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketCatalog})
+	ops := health.Handler(func(ctx context.Context) error {
+		if catalogs.Load() == nil {
+			if err := setupErr.Load(); err != nil {
+				return fmt.Errorf("no catalog in force yet: %w", *err)
+			}
+			return errors.New("no catalog in force yet")
+		}
+		c := consumer.Load()
+		if c == nil {
+			return errors.New("waiting for the searches bucket")
+		}
+		if err := c.Ready(); err != nil {
+			return err
+		}
+		return jsReady(ctx)
+	}, deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
-	grp.Go(func() error { return catalogs.run(gctx) })
 	grp.Go(func() error {
-		store, err := kvstore.Open(gctx, deps.JS)
+		pause := 100 * time.Millisecond
+		for {
+			cs, err := startCatalogSource(gctx, deps.JS, cfg.NATS.Replicas, seed, log)
+			if err == nil {
+				catalogs.Store(cs)
+				close(loaded)
+				return cs.run(gctx)
+			}
+			if gctx.Err() != nil {
+				return nil
+			}
+			if prev := setupErr.Load(); prev == nil || (*prev).Error() != err.Error() {
+				log.Warn().Err(err).Dur("retry_in", pause).Msg("offers not ready: preparing the catalog again")
+			}
+			setupErr.Store(&err)
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, 5*time.Second)
+		}
+	})
+	grp.Go(func() error {
+		store, err := search.Open(gctx, deps.JS, search.Options{Log: log, Meter: deps.Meter})
 		if err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
-		if store, err = store.WithMeter(deps.Meter); err != nil {
-			return err
+		select {
+		case <-loaded:
+		case <-gctx.Done():
+			return nil
 		}
-		p := &pricer{store: store, catalog: catalogs.current, now: now}
+		p := &pricer{store: store, catalog: func() *catalog.Catalog { return catalogs.Load().current() },
+			now: now, maxOffers: cfg.MaxOffers, log: log}
 		c := &bus.Consumer[contracts.Scored]{
 			Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
 			Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
 			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
 			Tracer: deps.Tracer, Meter: deps.Meter,
 		}
-		log.Info().Msg("offers consuming")
+		consumer.Store(c)
+		log.Info().Int("max_offers", cfg.MaxOffers).Msg("offers consuming")
 		return c.Run(gctx, deps.JS)
 	})
 	return grp.Wait()
 }
 
 type pricer struct {
-	store *kvstore.Store
+	store *search.Store
 	// catalog is the catalog in force, read once per search.
-	catalog func() *catalog.Catalog
-	now     func() time.Time
+	catalog   func() *catalog.Catalog
+	now       func() time.Time
+	maxOffers int
+	log       zerolog.Logger
 }
 
 // handle prices a scored search and finishes it. A search already done (the deadline
@@ -131,27 +189,39 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("score.verdict", string(s.Verdict)),
 			attribute.String("score.grade", s.Grade)))
 	offers := pricing.Price(p.catalog(), s)
+	if len(offers) > p.maxOffers {
+		offers = offers[:p.maxOffers] // best first: the cut keeps the best
+	}
 	span.SetAttributes(attribute.Int("offers.count", len(offers)))
 	span.End()
 	reasons := s.Reasons
 	if s.Verdict == contracts.Approved && len(offers) == 0 {
 		reasons = append(reasons, contracts.ReasonNoOffers)
 	}
-	_, err := p.store.Finish(ctx, s.Request.SearchID, offers, reasons, p.now())
+	data, err := contracts.EncodeOffers(offers)
+	if err != nil {
+		return bus.Permanent(fmt.Errorf("encode offers: %w", err))
+	}
+	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, reasons, p.now())
 	switch {
 	case errors.Is(err, contracts.ErrAlreadyDone):
+		return nil // a redelivery, a re-send, or the deadline came first: the first finish stands
+	case errors.Is(err, search.ErrConflict):
+		p.log.Warn().Ctx(ctx).Str("search_id", s.Request.SearchID).
+			Msg("result dropped: the search id holds a different request, which stands")
 		return nil
-	case errors.Is(err, kvstore.ErrNotFound):
-		// Past retention or never stored: nothing to finish, and no retry will change that.
-		return bus.Permanent(err)
 	}
 	return err
 }
 
 // reject finishes a search whose message was dead-lettered.
-func (p *pricer) reject(ctx context.Context, searchID, reason string) error {
-	_, err := p.store.Finish(ctx, searchID, nil, []string{reason}, p.now())
-	if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, kvstore.ErrNotFound) {
+func (p *pricer) reject(ctx context.Context, searchID string, s *contracts.Scored, reason string) error {
+	var req *contracts.LoanRequested
+	if s != nil {
+		req = &s.Request
+	}
+	_, err := p.store.Reject(ctx, searchID, req, telemetry.Traceparent(ctx), reason, p.now())
+	if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, search.ErrNotFound) || errors.Is(err, search.ErrConflict) {
 		return nil
 	}
 	return err

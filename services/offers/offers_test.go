@@ -21,10 +21,11 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -126,11 +127,11 @@ func (s *service) waitLog(t *testing.T, timeout time.Duration, msg string, revis
 }
 
 // setup starts a JetStream server with the searches bucket, as the gateway makes it.
-func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *kvstore.Store) {
+func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *search.Store) {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	store, err := kvstore.Ensure(natstest.Context(t, 10*time.Second), js, time.Hour, 1)
+	store, err := search.Ensure(natstest.Context(t, 10*time.Second), js, time.Hour, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,18 +196,16 @@ func scored(t *testing.T, verdict contracts.Verdict, grade string) *contracts.Sc
 	return out
 }
 
-// priceSearch runs one search through the service the way the pipeline does: its record
-// is stored, its score published on loan.v1.scored, and the finished record read back.
-func priceSearch(t *testing.T, js jetstream.JetStream, store *kvstore.Store) []contracts.Offer {
+// priceSearch runs one search through the service the way the pipeline does: its score
+// published on loan.v1.scored, and the record the service creates read back.
+func priceSearch(t *testing.T, js jetstream.JetStream, store *search.Store) []contracts.Offer {
 	t.Helper()
 	ctx := natstest.Context(t, 30*time.Second)
 	s := scored(t, contracts.Approved, "A")
 	id := s.Request.SearchID
-	if _, err := store.Create(ctx, contracts.NewSearch(s.Request, nil)); err != nil {
-		t.Fatal(err)
-	}
 	natstest.Eventually(t, 20*time.Second, func() error { // until the client is reconnected
-		return bus.NewPublisher(js, 1).Publish(ctx, contracts.SubjectScored, id, contracts.MsgID(id, contracts.StageScored), s)
+		_, err := bus.NewPublisher(js, 1).Publish(ctx, contracts.SubjectScored, id, contracts.ScoredMsgID(id), s)
+		return err
 	})
 	var done *contracts.Search
 	natstest.Eventually(t, 20*time.Second, func() error {
@@ -214,16 +213,20 @@ func priceSearch(t *testing.T, js jetstream.JetStream, store *kvstore.Store) []c
 		if err != nil {
 			return err
 		}
-		if got.Status != contracts.Done {
+		if got.Status() != contracts.Done {
 			return errors.New("search not finished yet")
 		}
 		done = got
 		return nil
 	})
-	if done.Decision != contracts.HasApprove {
-		t.Fatalf("search finished as %s %v, want offers", done.Decision, done.Reasons)
+	if done.Decision() != contracts.HasApprove {
+		t.Fatalf("search finished as %s %v, want offers", done.Decision(), done.Reasons)
 	}
-	return done.Offers
+	offers, err := contracts.DecodeOffers(done.Offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offers
 }
 
 // offerOf returns the offer for product id, found by its proposal link.
@@ -381,9 +384,10 @@ func TestSeedingDoesNotOverwrite(t *testing.T) {
 }
 
 // A starting service prices with the newest valid catalog: revisions after it that do not
-// validate were refused by the running replicas, so it passes over them too, and with no
-// valid catalog at all it does not start. A broken seed file stops it even when the bucket
-// does not need it.
+// validate were refused by the running replicas, so it passes over them too. With no valid
+// catalog at all it waits, not ready and saying why, until one is put (an operator's fix
+// heals it without a restart). A broken seed file stops it even when the bucket does not
+// need it: that is a broken deployment, which no waiting heals.
 func TestStartWithRefusedRevisions(t *testing.T) {
 	invalid := `{"products": []}`
 	tests := []struct {
@@ -395,7 +399,7 @@ func TestStartWithRefusedRevisions(t *testing.T) {
 		wantRefuse uint64 // a revision logged as refused
 	}{
 		{name: "newest invalid", puts: []string{oneProduct, invalid}, wantForce: 1, wantRefuse: 2},
-		{name: "only invalid", puts: []string{invalid}, wantErr: "products: none"},
+		{name: "only invalid, then a valid one", puts: []string{invalid}, wantForce: 2},
 		{name: "broken seed", puts: []string{oneProduct}, seed: `{"products": [`, wantErr: "seed catalog"},
 	}
 	for _, tt := range tests {
@@ -425,6 +429,15 @@ func TestStartWithRefusedRevisions(t *testing.T) {
 				return
 			}
 			svc := startService(t, js, env)
+			if tt.wantRefuse == 0 {
+				svc.waitLog(t, 10*time.Second, "offers not ready: preparing the catalog again", 0)
+				if _, err := kv.Put(ctx, contracts.CatalogKey, []byte(oneProduct)); err != nil {
+					t.Fatal(err)
+				}
+				svc.waitRunning(t, js)
+				svc.waitLog(t, 0, "catalog in force", tt.wantForce)
+				return
+			}
 			svc.waitRunning(t, js)
 			svc.waitLog(t, 0, "catalog in force", tt.wantForce)
 			if svc.logs.find("catalog refused; the one in force stays", tt.wantRefuse) == nil {
@@ -468,65 +481,106 @@ func TestHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now }}
+	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
+		maxOffers: 10, log: zerolog.Nop()}
+	other := scored(t, contracts.Approved, "A")
 	tests := []struct {
 		name         string
 		scored       *contracts.Scored
-		finishedAs   []string // reasons of a finish before the message arrives; nil: pending
-		noRecord     bool
+		pending      bool     // the gateway wrote the pending record first (its budget ran out)
+		finishedAs   []string // reasons of a finish before the message arrives
+		heldBy       *contracts.Scored
 		wantDecision contracts.Decision
 		wantReasons  []string
 		wantOffers   bool
-		wantErr      error
 	}{
-		{name: "approved", scored: scored(t, contracts.Approved, "A"),
+		{name: "approved, no record yet: created done", scored: scored(t, contracts.Approved, "A"),
+			wantDecision: contracts.HasApprove, wantOffers: true},
+		{name: "approved onto the pending record", scored: scored(t, contracts.Approved, "A"), pending: true,
 			wantDecision: contracts.HasApprove, wantOffers: true},
 		{name: "declined", scored: scored(t, contracts.Declined, ""),
 			wantDecision: contracts.Rejected, wantReasons: []string{"no_preapproval"}},
-		{name: "approved, no product for the grade", scored: scored(t, contracts.Approved, "Z"),
+		{name: "approved, no product for the grade", scored: scored(t, contracts.Approved, "Z"), pending: true,
 			wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonNoOffers}},
 		{name: "already done: first finish wins", scored: scored(t, contracts.Approved, "A"),
-			finishedAs:   []string{contracts.ReasonDeadline},
-			wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonDeadline}},
-		{name: "no record", scored: scored(t, contracts.Approved, "A"), noRecord: true, wantErr: bus.ErrPermanent},
+			finishedAs:   []string{contracts.ReasonDeadLetter},
+			wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonDeadLetter}},
+		{name: "the id holds another request: it stands", scored: other, heldBy: func() *contracts.Scored {
+			s := *scored(t, contracts.Declined, "")
+			s.Request.SearchID = other.Request.SearchID
+			return &s
+		}(), wantDecision: contracts.Rejected, wantReasons: []string{"no_preapproval"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := natstest.Context(t, 10*time.Second)
 			id := tt.scored.Request.SearchID
-			if !tt.noRecord {
-				if _, err := store.Create(ctx, contracts.NewSearch(tt.scored.Request, nil)); err != nil {
+			if tt.pending {
+				if _, err := store.CreatePending(ctx, contracts.NewSearch(tt.scored.Request, "")); err != nil {
 					t.Fatal(err)
 				}
 			}
 			var before uint64
 			if tt.finishedAs != nil {
-				if _, err := store.Finish(ctx, id, nil, tt.finishedAs, now.Add(-time.Second)); err != nil {
+				if _, err := store.Reject(ctx, id, &tt.scored.Request, "", tt.finishedAs[0], now.Add(-time.Second)); err != nil {
 					t.Fatal(err)
 				}
 				_, before, _ = store.Get(ctx, id)
 			}
-			err := p.handle(ctx, tt.scored)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("handle = %v, want %v", err, tt.wantErr)
+			if tt.heldBy != nil {
+				if err := p.handle(ctx, tt.heldBy); err != nil {
+					t.Fatal(err)
+				}
+				_, before, _ = store.Get(ctx, id)
 			}
-			if tt.noRecord {
-				return
+			if err := p.handle(ctx, tt.scored); err != nil {
+				t.Fatalf("handle = %v", err)
 			}
 			got, rev, err := store.Get(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Status != contracts.Done || got.Decision != tt.wantDecision || !slices.Equal(got.Reasons, tt.wantReasons) {
-				t.Fatalf("finished as %s %s %v, want done %s %v", got.Status, got.Decision, got.Reasons, tt.wantDecision, tt.wantReasons)
+			if got.Status() != contracts.Done || got.Decision() != tt.wantDecision || !slices.Equal(got.Reasons, tt.wantReasons) {
+				t.Fatalf("finished as %s %s %v, want done %s %v", got.Status(), got.Decision(), got.Reasons, tt.wantDecision, tt.wantReasons)
 			}
 			if (len(got.Offers) > 0) != tt.wantOffers {
-				t.Fatalf("%d offers, want some: %v", len(got.Offers), tt.wantOffers)
+				t.Fatalf("offers %s, want some: %v", got.Offers, tt.wantOffers)
 			}
-			if tt.finishedAs != nil && rev != before {
+			if before != 0 && rev != before {
 				t.Fatalf("a done search was written again (revision %d → %d)", before, rev)
 			}
 		})
+	}
+}
+
+// A catalog of many products still answers with at most OFFERS_MAX offers, the best ones.
+func TestOffersAreCappedBestFirst(t *testing.T) {
+	_, _, store := setup(t)
+	demo, err := catalog.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	all := pricing.Price(demo, scored(t, contracts.Approved, "A"))
+	if len(all) < 2 {
+		t.Fatalf("the demo catalog gives %d loan offers; the test needs two or more", len(all))
+	}
+	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
+		maxOffers: 1, log: zerolog.Nop()}
+	s := scored(t, contracts.Approved, "A")
+	if err := p.handle(natstest.Context(t, 10*time.Second), s); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := store.Get(context.Background(), s.Request.SearchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offers, err := contracts.DecodeOffers(got.Offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offers) != 1 || offers[0].TotalCost != all[0].TotalCost {
+		t.Fatalf("capped to %d offers (%+v), want the best one of %d", len(offers), offers, len(all))
 	}
 }
 
@@ -566,7 +620,7 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	if got := status("/readyz"); got != 503 {
 		t.Fatalf("readyz without the searches bucket = %d, want 503", got)
 	}
-	if _, err := kvstore.Ensure(context.Background(), js, time.Hour, 1); err != nil {
+	if _, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -576,4 +630,31 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 		return nil
 	})
 	s.waitRunning(t, js)
+}
+
+// Replicas starting together on a fresh three-node cluster race to declare the catalog
+// bucket, and the first declarations may time out while the cluster settles: none exits,
+// each goes on declaring until it can, and all end up consuming. (They used to exit with
+// "ensure bucket catalog: context deadline exceeded".)
+func TestReplicasStartingTogetherOnAFreshClusterStay(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	env := map[string]string{"NATS_REPLICAS": "3"}
+	var services []*service
+	var conns []jetstream.JetStream
+	for range 3 {
+		_, js := natstest.JetStream(t, c.URLs())
+		conns = append(conns, js)
+		services = append(services, startService(t, js, env))
+	}
+	if _, err := search.Ensure(natstest.Context(t, 30*time.Second), conns[0], time.Hour, 3, search.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range services {
+		s.waitLog(t, 30*time.Second, "offers consuming", 0)
+		select {
+		case <-s.done:
+			t.Fatalf("replica %d exited: %v", i, s.err)
+		default:
+		}
+	}
 }

@@ -19,9 +19,9 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/scoring"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
 	"github.com/demobank/yacredits/services/scoring/snapshotstore"
@@ -52,7 +52,7 @@ func BenchmarkReplica(b *testing.B) {
 			srv := natstest.RunServer(b)
 			_, js := natstest.JetStream(b, srv.ClientURL())
 			ctx := context.Background()
-			if _, err := kvstore.Ensure(ctx, js, time.Hour, 1); err != nil {
+			if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{}); err != nil {
 				b.Fatal(err)
 			}
 			obs, err := snapshotstore.Ensure(ctx, js, 1)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,8 +24,8 @@ import (
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/scoring/policy"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -108,9 +109,17 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
 	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches})
+	var consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
 	ops := health.Handler(func(ctx context.Context) error {
 		if snaps.index() == nil {
 			return errors.New("no pre-approval snapshot loaded yet")
+		}
+		c := consumer.Load()
+		if c == nil {
+			return errors.New("waiting for the searches bucket")
+		}
+		if err := c.Ready(); err != nil {
+			return err
 		}
 		return jsReady(ctx)
 	}, deps.Metrics)
@@ -119,11 +128,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error {
-		store, err := kvstore.Open(gctx, deps.JS)
+		store, err := search.Open(gctx, deps.JS, search.Options{Log: log, Meter: deps.Meter})
 		if err != nil {
-			return err
-		}
-		if store, err = store.WithMeter(deps.Meter); err != nil {
 			return err
 		}
 		s := &scorer{
@@ -136,6 +142,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
 			Tracer: deps.Tracer, Meter: deps.Meter,
 		}
+		consumer.Store(c)
 		// Scoring before the first snapshot would decline every client as unknown.
 		select {
 		case <-snaps.ready:
@@ -152,7 +159,7 @@ type scorer struct {
 	snaps  *snapshots
 	policy *policy.Policy
 	now    func() time.Time
-	store  *kvstore.Store
+	store  *search.Store
 	pub    *bus.Publisher
 }
 
@@ -184,14 +191,20 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("policy produced an invalid score: %w", err))
 	}
-	return s.pub.Publish(ctx, contracts.SubjectScored, req.SearchID,
-		contracts.MsgID(req.SearchID, contracts.StageScored), scored)
+	// One verdict per request message: a redelivery repeats its id, a re-send has its own.
+	requestID := bus.MessageID(ctx)
+	if requestID == "" {
+		requestID = req.SearchID // a message from before ids carried the request's fingerprint
+	}
+	_, err = s.pub.Publish(ctx, contracts.SubjectScored, req.SearchID, contracts.ScoredMsgID(requestID), scored)
+	return err
 }
 
-// reject finishes a search whose request was dead-lettered.
-func (s *scorer) reject(ctx context.Context, searchID, reason string) error {
-	_, err := s.store.Finish(ctx, searchID, nil, []string{reason}, s.now())
-	if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, kvstore.ErrNotFound) {
+// reject finishes a search whose request was dead-lettered: its waiting POST, if any, is
+// answered rejected at once instead of at its deadline.
+func (s *scorer) reject(ctx context.Context, searchID string, req *contracts.LoanRequested, reason string) error {
+	_, err := s.store.Reject(ctx, searchID, req, telemetry.Traceparent(ctx), reason, s.now())
+	if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, search.ErrNotFound) || errors.Is(err, search.ErrConflict) {
 		return nil
 	}
 	return err

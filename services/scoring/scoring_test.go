@@ -24,9 +24,9 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/kvstore"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/scoring"
 	"github.com/demobank/yacredits/services/scoring/policy"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -50,7 +50,7 @@ const (
 type rig struct {
 	t     *testing.T
 	js    jetstream.JetStream
-	store *kvstore.Store
+	store *search.Store
 	pub   *bus.Publisher
 	obs   *snapshotstore.Store
 	logs  *logBuffer
@@ -65,7 +65,7 @@ func newRig(t *testing.T) *rig {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, time.Minute)
-	store, err := kvstore.Ensure(ctx, js, time.Hour, 1)
+	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +138,11 @@ func (r *rig) request(number string) string {
 		r.t.Fatal(err)
 	}
 	ctx := natstest.Context(r.t, time.Minute)
-	if _, err := r.store.Create(ctx, contracts.NewSearch(*req, nil)); err != nil {
+	if _, err := r.store.CreatePending(ctx, contracts.NewSearch(*req, "")); err != nil {
 		r.t.Fatal(err)
 	}
-	if err := r.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID,
-		contracts.MsgID(req.SearchID, contracts.StageRequested), req); err != nil {
+	if _, err := r.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID,
+		contracts.RequestMsgID(*req, 0), req); err != nil {
 		r.t.Fatal(err)
 	}
 	return req.SearchID
@@ -389,7 +389,7 @@ func TestPoisonRequestIsDeadLetteredAndItsSearchFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := natstest.Context(t, time.Minute)
-	if _, err := r.store.Create(ctx, contracts.NewSearch(*req, nil)); err != nil {
+	if _, err := r.store.CreatePending(ctx, contracts.NewSearch(*req, "")); err != nil {
 		t.Fatal(err)
 	}
 	poison := *req
@@ -397,7 +397,7 @@ func TestPoisonRequestIsDeadLetteredAndItsSearchFinished(t *testing.T) {
 	data, _ := json.Marshal(poison)
 	msg := &nats.Msg{Subject: contracts.SubjectRequested, Data: data, Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderSearchID, req.SearchID)
-	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(contracts.MsgID(req.SearchID, contracts.StageRequested))); err != nil {
+	if _, err := r.js.PublishMsg(ctx, msg, jetstream.WithMsgID(contracts.RequestMsgID(*req, 0))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -406,11 +406,11 @@ func TestPoisonRequestIsDeadLetteredAndItsSearchFinished(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if s.Status != contracts.Done {
+		if s.Status() != contracts.Done {
 			return errors.New("search still pending")
 		}
-		if s.Decision != contracts.Rejected || !slices.Equal(s.Reasons, []string{contracts.ReasonDeadLetter}) {
-			t.Fatalf("search finished as %s %v", s.Decision, s.Reasons)
+		if s.Decision() != contracts.Rejected || !slices.Equal(s.Reasons, []string{contracts.ReasonDeadLetter}) {
+			t.Fatalf("search finished as %s %v", s.Decision(), s.Reasons)
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -246,19 +247,32 @@ func getJSON(ctx context.Context, url string, v any) error {
 	return json.NewDecoder(res.Body).Decode(v)
 }
 
-// FreeAddrs returns n loopback addresses with ports nothing listens on now. The ports are
-// closed again before they are used, so another program could take one in between; on
-// loopback in a test run that does not happen in practice, and a restarted process must
-// come back on the same port anyway.
+// FreeAddrs returns n loopback addresses with ports nothing listens on now, and never one
+// it returned before in this process: a killed process must find its ports again when it
+// is restarted, so none may go to another. The ports are closed before they are used, so a
+// program outside the harness could take one in between; on loopback in a test run that
+// does not happen in practice.
 func FreeAddrs(n int) ([]string, error) {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
 	var out []string
-	for range n {
+	for len(out) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("no free loopback port: %w", err)
 		}
+		addr := l.Addr().String()
 		defer l.Close() // held until all are chosen, so that none is chosen twice
-		out = append(out, l.Addr().String())
+		if handedOut.ports[addr] {
+			continue
+		}
+		handedOut.ports[addr] = true
+		out = append(out, addr)
 	}
 	return out, nil
 }
+
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}

@@ -44,6 +44,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -92,17 +93,22 @@ const (
 // never reconfigured: the import tool run from a laptop with NATS_REPLICAS unset must not
 // scale a production store down to one replica.
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
-	obs, err := js.ObjectStore(ctx, contracts.BucketPreapprovals)
+	bind := func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return js.ObjectStore(ctx, contracts.BucketPreapprovals)
+	}
+	obs, err := bus.Declare(ctx, bind)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, Config(replicas))
+		obs, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+			return js.CreateObjectStore(ctx, Config(replicas))
+		})
 		if errors.Is(err, jetstream.ErrBucketExists) { // created meanwhile, maybe differently
-			obs, err = js.ObjectStore(ctx, contracts.BucketPreapprovals)
+			obs, err = bus.Declare(ctx, bind)
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure object store %s: %w", contracts.BucketPreapprovals, err)
 	}
-	stream, err := js.Stream(ctx, streamName)
+	stream, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, streamName) })
 	if err != nil {
 		return nil, fmt.Errorf("ensure object store %s: %w", contracts.BucketPreapprovals, err)
 	}

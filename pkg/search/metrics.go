@@ -1,4 +1,4 @@
-package kvstore
+package search
 
 import (
 	"context"
@@ -10,24 +10,22 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 )
 
-// finishMetrics measure searches where they end. Finish is the one funnel every ending
-// passes through (offers, the deadline, a dead letter), and it runs once per search, so the
-// counts are exact however many replicas run.
-type finishMetrics struct {
+// endings measure searches where they end. The funnel (Store.transition) is the one place
+// every ending passes through, once per search, so the counts are exact however many
+// replicas run, and none of the ways a search ends (offers, the deadline, a dead letter)
+// is missing from them.
+type endings struct {
 	searches metric.Int64Counter
 	overdue  metric.Int64Counter
 	latency  metric.Float64Histogram
 }
 
-// WithMeter returns a Store that measures every search it finishes: searches by decision
-// and product, searches that hit their deadline, and the time from request to done. A nil
-// mp measures nothing and returns s.
-func (s *Store) WithMeter(mp metric.MeterProvider) (*Store, error) {
+func newEndings(mp metric.MeterProvider) (*endings, error) {
 	if mp == nil {
-		return s, nil
+		return nil, nil
 	}
-	meter := mp.Meter("github.com/demobank/yacredits/pkg/kvstore")
-	var m finishMetrics
+	meter := mp.Meter(instrumentation)
+	var m endings
 	var err error
 	if m.searches, err = meter.Int64Counter("credits.searches",
 		metric.WithDescription("Searches finished, by decision and product")); err != nil {
@@ -42,17 +40,15 @@ func (s *Store) WithMeter(mp metric.MeterProvider) (*Store, error) {
 		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30)); err != nil {
 		return nil, err
 	}
-	c := *s
-	c.metrics = &m
-	return &c, nil
+	return &m, nil
 }
 
-func (m *finishMetrics) record(ctx context.Context, s *contracts.Search) {
+func (m *endings) record(ctx context.Context, s *contracts.Search) {
 	if m == nil || s.DoneAt == nil {
 		return
 	}
 	attrs := metric.WithAttributes(
-		attribute.String("decision", string(s.Decision)),
+		attribute.String("decision", string(s.Decision())),
 		attribute.String("product_type", string(s.Request.ProductType)))
 	m.searches.Add(ctx, 1, attrs)
 	m.latency.Record(ctx, s.DoneAt.Sub(s.Request.RequestedAt).Seconds(), attrs)

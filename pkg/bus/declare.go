@@ -1,0 +1,75 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeclareTimeout bounds one declaration call (looking up, creating or updating a stream,
+// bucket or consumer). On a cluster, concurrent declarations of one stream by replicas
+// starting together can go unanswered; a short wait and another try (which then finds the
+// stream there) beats waiting out a long timeout.
+const DeclareTimeout = 2 * time.Second
+
+// Declare runs one declaration call with its own DeclareTimeout.
+func Declare[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, DeclareTimeout)
+	defer cancel()
+	return call(ctx)
+}
+
+// EnsureKeyValue binds to the bucket cfg describes, creating it if it does not exist and
+// updating it if its settings differ; a bucket already as configured costs one look-up and
+// no change (every create or update is a proposal of the cluster's meta leader).
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, context.DeadlineExceeded) { // raced, or unanswered
+			kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
+		}
+	case err == nil:
+		var st jetstream.KeyValueStatus
+		st, err = Declare(ctx, kv.Status)
+		if err == nil && !sameBucket(st.Config(), cfg) {
+			kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.UpdateKeyValue(ctx, cfg) })
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// sameBucket compares the settings we declare (the server fills in others).
+func sameBucket(have, want jetstream.KeyValueConfig) bool {
+	return have.History == want.History && have.TTL == want.TTL && have.Storage == want.Storage &&
+		have.Replicas == want.Replicas && have.Description == want.Description && have.Compression == want.Compression
+}
+
+// ensureConsumer binds to the durable consumer cfg describes on stream, creating or
+// updating it only when it is missing or set differently.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return js.Consumer(ctx, stream, cfg.Durable) })
+	if err == nil && sameConsumer(c.CachedInfo().Config, cfg) {
+		return c, nil
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	})
+}
+
+func sameConsumer(have, want jetstream.ConsumerConfig) bool {
+	return have.FilterSubject == want.FilterSubject && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
+		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.BackOff, want.BackOff) &&
+		have.MaxAckPending == want.MaxAckPending && have.DeliverPolicy == want.DeliverPolicy
+}

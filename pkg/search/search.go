@@ -1,0 +1,390 @@
+// Package search owns the life of a search record in the searches bucket, the system of
+// record. A record is created pending (by the gateway, when a search outlives its sync
+// budget) or created done (by the offers service, the common path: one durable write per
+// search), and a pending one is finished once: with offers, at its deadline, or rejected
+// after a dead letter. Every transition goes through one compare-and-set funnel, which
+// also counts the search's ending and writes its one log line; nothing else writes a
+// record, so concurrent writers (two gateways' sweepers, an offers replica, a redelivered
+// message) can never overwrite each other or move a search backwards.
+package search
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/contracts"
+)
+
+// ErrNotFound is returned for a search the bucket does not hold (never seen, or expired).
+var ErrNotFound = errors.New("search not found")
+
+// ErrExists is returned by CreatePending when the search id is taken.
+var ErrExists = errors.New("search already exists")
+
+// ErrConflict is returned when the id is held by a different request (spec §5: the stored
+// search stands).
+var ErrConflict = errors.New("search id holds a different request")
+
+// errNotOverdue is FinishAtDeadline's refusal of a search whose deadline has not passed.
+var errNotOverdue = errors.New("search is not overdue")
+
+// Timeout bounds each call on the bucket, whatever deadline its caller has: a broker that
+// does not answer costs a caller this long, and never blocks it.
+const Timeout = 3 * time.Second
+
+// maxAttempts bounds compare-and-set retries. Each retry means another writer changed the
+// record in between; a handful of writers touch one search, so a long run of conflicts
+// means something is wrong rather than busy.
+const maxAttempts = 16
+
+// BucketConfig is the searches bucket: on disk, one revision per key (older ones are of no
+// use to anyone and cost space), records expiring retention after their last write.
+func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      contracts.BucketSearches,
+		Description: "search records, keyed by lowercase search_id",
+		History:     1,
+		TTL:         retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// Options are what a Store reports to.
+type Options struct {
+	Log   zerolog.Logger       // the ending of each search, one line
+	Meter metric.MeterProvider // searches by decision, deadline endings, time to done (nil: none)
+}
+
+// Store reads search records and makes their transitions.
+type Store struct {
+	kv      jetstream.KeyValue
+	log     zerolog.Logger
+	metrics *endings
+}
+
+func newStore(kv jetstream.KeyValue, o Options) (*Store, error) {
+	m, err := newEndings(o.Meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{kv: kv, log: o.Log, metrics: m}, nil
+}
+
+// Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
+// bucket (its retention is the gateway's setting) and calls this at start-up.
+func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int, o Options) (*Store, error) {
+	// Reads must come from the stream leader. A replicated bucket lets any replica answer
+	// a "direct get", and a lagging one would show a done search as pending again (the spec
+	// forbids that) and feed compare-and-set a stale revision over and over. The client
+	// decides at bind time, from the stream's AllowDirect, which the KV API always turns on;
+	// so the bucket is created through it once, and from then on only its stream's
+	// settings are updated, keeping AllowDirect off.
+	name := "KV_" + contracts.BucketSearches
+	streamOf := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }
+	stream, err := bus.Declare(ctx, streamOf)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+			return js.CreateKeyValue(ctx, BucketConfig(retention, replicas))
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("create bucket %s: %w", contracts.BucketSearches, err)
+		}
+		stream, err = bus.Declare(ctx, streamOf) // raced, or unanswered: look again
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
+	}
+	cfg := stream.CachedInfo().Config
+	want := cfg
+	want.AllowDirect, want.MaxAge, want.Replicas = false, retention, replicas
+	if !reflect.DeepEqual(cfg, want) {
+		if _, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
+			return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
+		}
+	}
+	kv, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.KeyValue(ctx, contracts.BucketSearches)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", contracts.BucketSearches, err)
+	}
+	return newStore(kv, o)
+}
+
+// Open binds to the bucket, waiting for its owner to create it if it does not exist yet;
+// the other services use this so that start-up order does not matter.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	for {
+		// Bind only once the owner has switched reads to the leader (see Ensure): a handle
+		// bound before would keep asking replicas that no longer answer.
+		stream, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			return js.Stream(ctx, "KV_"+contracts.BucketSearches)
+		})
+		if err == nil && !stream.CachedInfo().Config.AllowDirect {
+			kv, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+				return js.KeyValue(ctx, contracts.BucketSearches)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("open bucket %s: %w", contracts.BucketSearches, err)
+			}
+			return newStore(kv, o)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open bucket %s: waiting for the gateway to create it: %w", contracts.BucketSearches, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// KeyValue exposes the bucket for watching.
+func (s *Store) KeyValue() jetstream.KeyValue { return s.kv }
+
+// Get returns the search and its revision.
+func (s *Store) Get(ctx context.Context, id string) (_ *contracts.Search, _ uint64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	ctx, end := span(ctx, "get", id)
+	defer func() {
+		if errors.Is(err, ErrNotFound) {
+			end(nil) // an answer, not a failure
+			return
+		}
+		end(err)
+	}()
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
+	}
+	rec, err := contracts.DecodeSearch(id, e.Value())
+	if err != nil {
+		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+// Settled reads a search whose id a create has just found taken. On a replicated bucket
+// the leader refuses a create while another write of the key is still being replicated,
+// before a read can show it; so a missing record is read again for a moment before it is
+// reported missing.
+func (s *Store) Settled(ctx context.Context, id string) (*contracts.Search, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := s.Get(ctx, id)
+		if !errors.Is(err, ErrNotFound) || attempt == 8 {
+			return rec, rev, err
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// CreatePending stores a pending record, atomically: if the id is taken it returns ErrExists
+// and changes nothing. It returns once the record is stored.
+func (s *Store) CreatePending(ctx context.Context, rec *contracts.Search) (uint64, error) {
+	rev, err := s.create(ctx, rec)
+	if err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+// Finish records the offers service's result for req (offers as the answer's data array:
+// contracts.EncodeOffers; none is a rejection). With no record it creates the done one:
+// the common path, one durable write. With a pending record of the same request it
+// finishes that one. A search already done keeps what it has (contracts.ErrAlreadyDone,
+// with the stored record); an id held by another request stays untouched (ErrConflict).
+func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, reasons []string, now time.Time) (*contracts.Search, error) {
+	done, err := contracts.NewSearch(req, traceparent).Finish(offers, reasons, now)
+	if err != nil {
+		return nil, err
+	}
+	return s.transition(ctx, req.SearchID, "offers", done, func(cur *contracts.Search) (*contracts.Search, error) {
+		if !cur.Request.SameAs(req) {
+			return nil, ErrConflict
+		}
+		return cur.Finish(offers, reasons, now)
+	})
+}
+
+// FinishAtDeadline finishes a search past its deadline as rejected, once. It returns the
+// record as it stands: done by this call, done already by another writer, or still
+// pending when its deadline has not passed (then with an error).
+func (s *Store) FinishAtDeadline(ctx context.Context, id string, now time.Time) (*contracts.Search, error) {
+	return s.transition(ctx, id, "deadline", nil, func(cur *contracts.Search) (*contracts.Search, error) {
+		if cur.DoneAt != nil {
+			return nil, contracts.ErrAlreadyDone
+		}
+		if !cur.Overdue(now) {
+			return nil, errNotOverdue
+		}
+		return cur.Finish(nil, []string{contracts.ReasonDeadline}, now)
+	})
+}
+
+// Reject finishes the search of a dead-lettered message as rejected with reason. req is the
+// message's request when it could be read: then a search with no record yet is created
+// rejected (its POST, still waiting, answers at once); without it only a pending record
+// can be finished.
+func (s *Store) Reject(ctx context.Context, id string, req *contracts.LoanRequested, traceparent, reason string, now time.Time) (*contracts.Search, error) {
+	var create *contracts.Search
+	if req != nil {
+		var err error
+		if create, err = contracts.NewSearch(*req, traceparent).Finish(nil, []string{reason}, now); err != nil {
+			return nil, err
+		}
+	}
+	return s.transition(ctx, id, "dead_letter", create, func(cur *contracts.Search) (*contracts.Search, error) {
+		if req != nil && !cur.Request.SameAs(*req) {
+			return nil, ErrConflict
+		}
+		return cur.Finish(nil, []string{reason}, now)
+	})
+}
+
+// transition is the one funnel every ending goes through: an atomic create of the done
+// record when create is given, else (or when the id is taken) compare-and-set of fn's
+// result over the stored record. fn refuses with an error to leave the record alone; a
+// refusal with contracts.ErrAlreadyDone returns the stored record with it.
+func (s *Store) transition(ctx context.Context, id, by string, create *contracts.Search, fn func(*contracts.Search) (*contracts.Search, error)) (*contracts.Search, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	if create != nil {
+		_, err := s.create(ctx, create)
+		if err == nil {
+			s.ended(ctx, create, by)
+			return create, nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return nil, err
+		}
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		cur, rev, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) && create != nil {
+			// The create lost to a write not yet readable: read again in a moment.
+			if err := pause(ctx, attempt); err != nil {
+				return nil, fmt.Errorf("finish search %s: %w", id, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		next, err := fn(cur)
+		if errors.Is(err, contracts.ErrAlreadyDone) {
+			return cur, fmt.Errorf("finish search %s: %w", id, err)
+		}
+		if err != nil {
+			return cur, fmt.Errorf("finish search %s: %w", id, err)
+		}
+		data, err := contracts.EncodeSearch(next)
+		if err != nil {
+			return nil, fmt.Errorf("encode search %s: %w", id, err)
+		}
+		uctx, end := span(ctx, "update", id)
+		_, err = s.kv.Update(uctx, id, data, rev)
+		end(err)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// On a replicated bucket the leader also refuses a write while another one for
+			// the same key is still being replicated, before a read can show it: give that
+			// write a moment (1 ms, doubling, jittered) instead of spinning on the old value.
+			if err := pause(ctx, attempt); err != nil {
+				return nil, fmt.Errorf("finish search %s: %w", id, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("finish search %s: %w", id, err)
+		}
+		s.ended(ctx, next, by)
+		return next, nil
+	}
+	return nil, fmt.Errorf("finish search %s: %d conflicting writes in a row", id, maxAttempts)
+}
+
+func (s *Store) create(ctx context.Context, rec *contracts.Search) (rev uint64, err error) {
+	id := rec.Request.SearchID
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	ctx, end := span(ctx, "create", id)
+	defer func() {
+		if errors.Is(err, ErrExists) {
+			end(nil) // a retry or a race, not a failure
+			return
+		}
+		end(err)
+	}()
+	data, err := contracts.EncodeSearch(rec)
+	if err != nil {
+		return 0, fmt.Errorf("encode search %s: %w", id, err)
+	}
+	rev, err = s.kv.Create(ctx, id, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create search %s: %w", id, err)
+	}
+	return rev, nil
+}
+
+// ended records a search that just became done: its metrics and its one log line.
+func (s *Store) ended(ctx context.Context, rec *contracts.Search, by string) {
+	s.metrics.record(ctx, rec)
+	s.log.Info().Ctx(ctx).Str("search_id", rec.Request.SearchID).Str("product_type", string(rec.Request.ProductType)).
+		Str("phone", rec.Request.PhoneMasked).Str("decision", string(rec.Decision())).Strs("reasons", rec.Reasons).
+		Str("by", by).Dur("took", rec.DoneAt.Sub(rec.Request.RequestedAt)).Msg("search done")
+}
+
+func pause(ctx context.Context, attempt int) error {
+	d := time.Millisecond << min(attempt, 6)
+	d += time.Duration(rand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// span starts a client span for one bucket operation on the pipeline of ctx's span: a
+// record read or written while handling a search shows in that search's trace.
+func span(ctx context.Context, op, id string) (context.Context, func(error)) {
+	ctx, sp := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).
+		Start(ctx, "kv "+op+" "+contracts.BucketSearches, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(
+				attribute.String("db.system.name", "nats"),
+				attribute.String("db.operation.name", op),
+				attribute.String("db.collection.name", contracts.BucketSearches),
+				attribute.String("search_id", id),
+			))
+	return ctx, func(err error) {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, op+" failed")
+		}
+		sp.End()
+	}
+}
+
+const instrumentation = "github.com/demobank/yacredits/pkg/search"
