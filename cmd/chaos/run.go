@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/demobank/yacredits/cmd/internal/topology"
 	"github.com/demobank/yacredits/cmd/internal/yandex"
 )
@@ -48,6 +46,7 @@ type trial struct {
 	notes     []string
 	extra     []*yandex.Search
 	poisonIDs []string
+	next      func(int) yandex.Request // new searches, from the demo data's clients
 }
 
 // result is one table line.
@@ -64,7 +63,14 @@ type result struct {
 
 func (res result) failed() bool { return res.report.Failed() || len(res.problems) > 0 }
 
-func (r *trial) pick(names ...string) string { return names[r.rand.IntN(len(names))] }
+// intn draws from the trial's seeded source; goroutines share it, so it is locked.
+func (r *trial) intn(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rand.IntN(n)
+}
+
+func (r *trial) pick(names ...string) string { return names[r.intn(len(names))] }
 
 func (r *trial) hold(ctx context.Context) {
 	select {
@@ -91,40 +97,12 @@ func (r *trial) addExtra(s *yandex.Search) {
 	r.extra = append(r.extra, s)
 }
 
-// clients are the demo data's clients (services/scoring/demo_preapprovals.csv): who asks for
-// what, and whether the bank's data approve it.
-var clients = []struct {
-	weight      int
-	body        string
-	preApproved bool
-}{
-	{40, `"phone_number":"9330445040","product_type":"loan","amount":500000.00,"term":36`, true},
-	{25, `"phone_number":"+7 933 044-50-40","product_type":"credit_card"`, true},
-	{20, `"phone_number":"8 (916) 123-45-67","product_type":"loan","amount":300000,"term":24`, true},
-	{15, `"phone_number":"9001112233","product_type":"loan","amount":100000,"term":12`, false},
-}
-
-// next makes a new search from the seeded mix of clients.
-func (r *trial) next(int) yandex.Request {
-	r.mu.Lock()
-	n := r.rand.IntN(100)
-	r.mu.Unlock()
-	c := clients[len(clients)-1]
-	for _, c = range clients {
-		if n -= c.weight; n < 0 {
-			break
-		}
-	}
-	id := uuid.NewString()
-	return yandex.Request{SearchID: id, PreApproved: c.preApproved,
-		Body: []byte(`{"search_id":"` + id + `",` + c.body + `,"props":["chaos"]}`)}
-}
-
 func runScenario(ctx context.Context, bin topology.Binaries, root string, sc scenario, seed uint64, t timing) (res result) {
 	start := time.Now()
 	res = result{scenario: sc.name, seed: seed, dir: filepath.Join(root, fmt.Sprintf("%s-%d", sc.name, seed))}
 	defer func() { res.took = time.Since(start) }()
-	r := &trial{scenario: sc, seed: seed, timing: t, rand: rand.New(rand.NewPCG(seed, uint64(len(sc.name))))}
+	r := &trial{scenario: sc, seed: seed, timing: t, rand: rand.New(rand.NewPCG(seed, uint64(len(sc.name)))),
+		next: yandex.DemoRequests(seed)}
 	addrs, err := topology.FreeAddrs(1)
 	if err != nil {
 		res.problems = append(res.problems, err.Error())
@@ -147,16 +125,12 @@ func runScenario(ctx context.Context, bin topology.Binaries, root string, sc sce
 			_ = r.sys.stop()
 		}
 	}()
-	r.sys.client.Pick = func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.rand.IntN(len(r.sys.gateways))
-	}
+	r.sys.client.Pick = func() int { return r.intn(len(r.sys.gateways)) }
 
 	loadCtx, cancel := context.WithTimeout(ctx, t.load+t.settle)
 	defer cancel()
 	faultDone := make(chan error, 1)
-	jitter := time.Duration(r.rand.Int64N(int64(time.Second)))
+	jitter := time.Duration(r.intn(1000)) * time.Millisecond
 	go func() {
 		if sc.fault == nil {
 			faultDone <- nil
@@ -187,6 +161,9 @@ func runScenario(ctx context.Context, bin topology.Binaries, root string, sc sce
 	checked := time.Now()
 	stopped = true
 	res.problems = append(res.problems, r.sys.stop()...)
+	if res.failed() {
+		res.problems = append(res.problems, r.sys.tails()...)
+	}
 	res.phases = fmt.Sprintf("start %s, load and fault %s, stop %s", started.Sub(start).Round(100*time.Millisecond),
 		checked.Sub(started).Round(100*time.Millisecond), time.Since(checked).Round(100*time.Millisecond))
 	return res

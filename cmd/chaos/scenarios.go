@@ -64,7 +64,7 @@ var scenarios = []scenario{
 	{name: "quorum-loss", about: "2 of 3 NATS servers down for the fault time, then both restarted",
 		fault: func(ctx context.Context, r *trial) error {
 			nodes := r.sys.cluster.Nodes
-			skip := r.rand.IntN(len(nodes))
+			skip := r.intn(len(nodes))
 			var down []*topology.Node
 			for i, n := range nodes {
 				if i != skip {

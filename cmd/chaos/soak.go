@@ -25,17 +25,14 @@ var soakFaults = []string{"kill-scoring", "kill-offers", "kill-gateway", "stop-s
 // o.every, then prints the accounting and each process's memory and goroutines over time.
 func soak(ctx context.Context, bin topology.Binaries, root string, o options, t timing, stdout io.Writer) error {
 	seed := o.seeds[0]
-	r := &trial{scenario: scenario{name: "soak"}, seed: seed, timing: t, rand: rand.New(rand.NewPCG(seed, 0x50a1c))}
+	r := &trial{scenario: scenario{name: "soak"}, seed: seed, timing: t, rand: rand.New(rand.NewPCG(seed, 0x50a1c)),
+		next: yandex.DemoRequests(seed)}
 	sys, err := startSystem(ctx, bin, root+"/soak", seed, setup{proxied: []string{"gw1", "sc1"}})
 	if err != nil {
 		return err
 	}
 	r.sys = sys
-	sys.client.Pick = func() int {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.rand.IntN(len(sys.gateways))
-	}
+	sys.client.Pick = func() int { return r.intn(len(sys.gateways)) }
 	byName := map[string]scenario{}
 	for _, sc := range scenarios {
 		byName[sc.name] = sc
@@ -73,7 +70,7 @@ func soak(ctx context.Context, bin topology.Binaries, root string, o options, t 
 				return
 			case <-time.After(o.every - t.faultFor):
 			}
-			name := soakFaults[r.rand.IntN(len(soakFaults))]
+			name := soakFaults[r.intn(len(soakFaults))]
 			start := time.Now()
 			err := byName[name].fault(loadCtx, r)
 			line := fmt.Sprintf("%s %s (%s)", start.Format(time.TimeOnly), name, time.Since(start).Round(time.Second))

@@ -152,6 +152,16 @@ func (sys *system) waitReady(ctx context.Context) error {
 
 var errExited = errors.New("the process exited")
 
+// tails are the last lines of every process's log, for the report of a failed run (a CI
+// run keeps no files).
+func (sys *system) tails() []string {
+	var out []string
+	for _, svc := range sys.services {
+		out = append(out, "last lines of "+svc.Name+":\n"+svc.Tail(6))
+	}
+	return out
+}
+
 // crashes lists every process that exited without being asked to.
 func (sys *system) crashes() []string {
 	var out []string

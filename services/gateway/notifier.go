@@ -146,15 +146,25 @@ func (n *notifier) watch(ctx context.Context, from uint64) error {
 // the watch, never on its goroutine.
 const watchdogInterval = time.Second
 
+// replayTimeout is how long the watch may replay from its checkpoint without progress.
+const replayTimeout = 10 * time.Second
+
 func (n *notifier) watchdog(ctx context.Context, stalled chan<- error) {
 	tick := time.NewTicker(watchdogInterval)
 	defer tick.Stop()
 	var last, seen uint64
+	started := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		// A watch whose consumer was never set up (its create can go unanswered on a
+		// cluster that is just forming) delivers nothing, not even the end of its replay.
+		if errors.Is(n.ready(), errCatchingUp) && time.Since(started) > replayTimeout && n.pending.newest() == seen {
+			stalled <- fmt.Errorf("watch of the searches bucket did not replay within %s", replayTimeout)
+			return
 		}
 		now := n.pending.newest()
 		if last > seen && now == seen && n.exists(ctx, last) {

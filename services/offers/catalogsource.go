@@ -102,7 +102,7 @@ func (s *catalogSource) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rev, err := kv.Create(ctx, contracts.CatalogKey, s.seed)
+	rev, err := bus.Declare(ctx, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, contracts.CatalogKey, s.seed) })
 	switch {
 	case err == nil:
 		s.log.Info().Uint64("revision", rev).Msg("catalog bucket held no catalog: seeded it")
@@ -128,7 +128,10 @@ func writtenMeanwhile(err error) bool {
 // revisions that do not validate are passed over, as the running replicas refused them:
 // a restarted replica prices like the others.
 func (s *catalogSource) load(ctx context.Context) error {
-	entries, err := s.kv.History(ctx, contracts.CatalogKey)
+	// A bounded read: its consumer's create can go unanswered on a cluster just forming.
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	entries, err := s.kv.History(hctx, contracts.CatalogKey)
 	if err != nil {
 		return fmt.Errorf("read bucket %s: %w", contracts.BucketCatalog, err)
 	}

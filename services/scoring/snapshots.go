@@ -105,10 +105,24 @@ func (s *snapshots) follow(ctx context.Context) error {
 	defer l.abandon()
 	latest := map[string]*jetstream.ObjectInfo{}
 	replayed := false
+	// A watch whose consumer was never set up (its create can go unanswered on a cluster that
+	// is just forming) delivers nothing, not even the end of its replay: start it again.
+	replayDue := time.NewTimer(replayTimeout)
+	defer replayDue.Stop()
+	check := time.NewTicker(checkInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-replayDue.C:
+			if !replayed {
+				return fmt.Errorf("watch of the pre-approval store did not replay it within %s", replayTimeout)
+			}
+		case <-check.C:
+			// A watch can also stall after its replay, and then a new snapshot (or the seed
+			// this replica just wrote) would never be loaded: look at the store itself.
+			s.lookAgain(ctx, obs, latest)
 		case info, ok := <-w.Updates():
 			if !ok {
 				return errors.New("watch of the pre-approval store ended")
@@ -137,6 +151,27 @@ func (s *snapshots) follow(ctx context.Context) error {
 		}
 	}
 }
+
+// checkInterval is how often the store itself is looked at besides the watch.
+const checkInterval = 5 * time.Second
+
+// lookAgain brings latest up to date with the store's snapshots as they stand.
+func (s *snapshots) lookAgain(ctx context.Context, obs *snapshotstore.Store, latest map[string]*jetstream.ObjectInfo) {
+	ctx, cancel := context.WithTimeout(ctx, checkInterval)
+	defer cancel()
+	for _, name := range []string{contracts.PreapprovalsObject, contracts.PreapprovalsSeedObject} {
+		info, err := obs.GetInfo(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			delete(latest, name)
+		case err == nil:
+			latest[name] = info
+		}
+	}
+}
+
+// replayTimeout bounds the watch's replay of the store (a handful of objects' metadata).
+const replayTimeout = 10 * time.Second
 
 // loader runs one snapshot load at a time beside the watch, so that a load overtaken by a
 // newer version is abandoned at once: Put purges the chunks of the version it replaces,
@@ -314,6 +349,9 @@ func tightenGC() (restore func()) {
 // writeSeed imports the seed export into the seed object. The watch then reports it like
 // any other version.
 func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why string) error {
+	// Bounded like a load: a write that never completes must not hold the watch for ever.
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
 	res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsSeedObject, s.seed, snapshotstore.Options{
 		Hasher: s.hasher,
 		OnBadRow: func(e *preapproval.RowError) {

@@ -32,9 +32,13 @@ var Programs = []string{
 	"github.com/demobank/yacredits/cmd/standalone",
 }
 
-// Build compiles Programs into dir with the go command that runs this program, from the
-// workspace it is run in; the build cache makes a second build take seconds.
-func Build(ctx context.Context, dir string) (Binaries, error) {
+// Build compiles programs (all of Programs when none is named) into dir with the go command
+// that runs this program, from the workspace it is run in; the build cache makes a second
+// build take seconds.
+func Build(ctx context.Context, dir string, programs ...string) (Binaries, error) {
+	if len(programs) == 0 {
+		programs = Programs
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, err
 	}
@@ -42,7 +46,7 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	if _, err := os.Stat(goCmd); err != nil {
 		goCmd = "go"
 	}
-	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, Programs...)
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, programs...)
 	cmd := exec.CommandContext(ctx, goCmd, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %v\n%s", err, out)

@@ -96,6 +96,50 @@ func StartCluster(ctx context.Context, bin Binaries, dir string, o ClusterOption
 	return c, nil
 }
 
+const serverConf = `server_name: single
+listen: %s
+http: %s
+prof_port: %s
+jetstream {
+  store_dir: %q
+  %s
+  max_memory_store: 2GB
+  max_file_store: 100GB
+}
+`
+
+// StartServer starts one nats-server process with JetStream, storing under dir, every write
+// synced when sync is set (else the server's default, a sync every two minutes), and waits
+// until it is healthy.
+func StartServer(ctx context.Context, bin Binaries, dir string, sync bool) (*Node, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	addrs, err := FreeAddrs(3)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Client: addrs[0], Monitor: addrs[1], Prof: addrs[2]}
+	syncLine := ""
+	if sync {
+		syncLine = "sync_interval: always"
+	}
+	_, profPort, _ := net.SplitHostPort(n.Prof)
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(serverConf, n.Client, n.Monitor, profPort, filepath.Join(dir, "store"), syncLine)), 0o600); err != nil {
+		return nil, err
+	}
+	n.Proc = &Proc{Name: "nats", Path: bin.Path("nats-server"), Args: []string{"-c", conf}, LogPath: filepath.Join(dir, "nats.log")}
+	if err := n.Start(); err != nil {
+		return nil, err
+	}
+	if err := WaitFor(ctx, 60*time.Second, func() error { return n.Healthy(ctx) }); err != nil {
+		_ = n.Kill()
+		return nil, fmt.Errorf("nats-server: %w\n%s", err, n.Tail(20))
+	}
+	return n, nil
+}
+
 // URLs is every member's client URL.
 func (c *Cluster) URLs() []string {
 	var out []string

@@ -178,6 +178,39 @@ func (p *Proc) RSS() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
+// CPUTime is the processor time the process has used so far (user and system), read from
+// /proc: the difference over a run says how many cores it kept busy.
+func (p *Proc) CPUTime() (time.Duration, error) {
+	pid := p.PID()
+	if pid == 0 {
+		return 0, fmt.Errorf("%s: not running", p.Name)
+	}
+	return cpuTime(pid)
+}
+
+// SelfCPUTime is this process's own processor time.
+func SelfCPUTime() (time.Duration, error) { return cpuTime(os.Getpid()) }
+
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its ')' are plain.
+	rest := string(data[bytes.LastIndexByte(data, ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const ticks = 100 // USER_HZ, 100 on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
 // Tail returns the last n lines of the process's log, for a report of what went wrong.
 func (p *Proc) Tail(n int) string {
 	data, err := os.ReadFile(p.LogPath)
