@@ -1,11 +1,12 @@
 package contracts
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"time"
+
+	json "github.com/go-json-experiment/json"
 
 	"github.com/demobank/yacredits/pkg/money"
 )

@@ -1,11 +1,15 @@
 package contracts
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/demobank/yacredits/pkg/money"
 )
 
 // Status is where a search stands. It only ever moves from Pending to Done.
@@ -94,7 +98,7 @@ func EncodeOffers(offers []Offer) (json.RawMessage, error) {
 	if len(offers) == 0 {
 		return nil, nil
 	}
-	return marshal(offers)
+	return jsonv2.Marshal(offers)
 }
 
 // DecodeOffers reads offers encoded by EncodeOffers, for people and audits; the answer path
@@ -104,7 +108,7 @@ func DecodeOffers(raw json.RawMessage) ([]Offer, error) {
 		return nil, nil
 	}
 	var offers []Offer
-	if err := json.Unmarshal(raw, &offers); err != nil {
+	if err := jsonv2.Unmarshal(raw, &offers); err != nil {
 		return nil, fmt.Errorf("%w: decode offers: %v", ErrInvalid, err)
 	}
 	return offers, nil
@@ -114,65 +118,61 @@ func DecodeOffers(raw json.RawMessage) ([]Offer, error) {
 // derive (search_id, status, decision, a done search's deadline) and keeps the trace as the
 // traceparent alone; the version 1 fields are read and never written.
 type searchWire struct {
-	Schema  int             `json:"schema"`
-	Request LoanRequested   `json:"request"`
-	DoneAt  *time.Time      `json:"done_at,omitempty"`
-	Offers  json.RawMessage `json:"offers,omitempty"`
-	Reasons []string        `json:"reasons,omitempty"`
-	Trace   json.RawMessage `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
+	Schema  int            `json:"schema"`
+	Request LoanRequested  `json:"request"`
+	DoneAt  *time.Time     `json:"done_at,omitempty"`
+	Offers  jsontext.Value `json:"offers,omitempty"`
+	Reasons []string       `json:"reasons,omitempty"`
+	Trace   jsontext.Value `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
 
 	V1Props  []string `json:"props,omitempty"`
 	V1Status Status   `json:"status,omitempty"`
 }
 
-// requestWire drops the fields a record does not store again.
+// recordWire is what version 2 writes.
+type recordWire struct {
+	Schema  int            `json:"schema"`
+	Request requestWire    `json:"request"`
+	DoneAt  *time.Time     `json:"done_at,omitempty"`
+	Offers  jsontext.Value `json:"offers,omitempty"`
+	Reasons []string       `json:"reasons,omitempty"`
+	Trace   string         `json:"trace,omitempty"`
+}
+
+// requestWire is a request as a record keeps it: without the id (the record's key), and
+// without the deadline once the search is done.
 type requestWire struct {
-	LoanRequested
-	SearchID string     `json:"search_id,omitempty"`
-	Deadline *time.Time `json:"deadline,omitempty"`
+	PhoneHash   string        `json:"phone_hash"`
+	PhoneMasked string        `json:"phone_masked"`
+	ProductType ProductType   `json:"product_type"`
+	Amount      *money.Amount `json:"amount,omitempty"`
+	Term        *int          `json:"term,omitempty"`
+	Props       []string      `json:"props,omitempty"`
+	RequestedAt time.Time     `json:"requested_at"`
+	Deadline    *time.Time    `json:"deadline,omitempty"`
 }
 
 // EncodeSearch writes the record for the bucket.
 func EncodeSearch(s *Search) ([]byte, error) {
-	req := requestWire{LoanRequested: s.Request}
+	r := s.Request
+	w := recordWire{Schema: SearchSchema, Request: requestWire{PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
+		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt},
+		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace}
 	if s.DoneAt == nil {
-		d := s.Request.Deadline
-		req.Deadline = &d // only a pending search needs its deadline
+		d := r.Deadline
+		w.Request.Deadline = &d // only a pending search needs its deadline
 	}
-	var trace json.RawMessage
-	if s.Trace != "" {
-		trace, _ = json.Marshal(s.Trace)
-	}
-	return marshal(struct {
-		Schema  int             `json:"schema"`
-		Request requestWire     `json:"request"`
-		DoneAt  *time.Time      `json:"done_at,omitempty"`
-		Offers  json.RawMessage `json:"offers,omitempty"`
-		Reasons []string        `json:"reasons,omitempty"`
-		Trace   json.RawMessage `json:"trace,omitempty"`
-	}{SearchSchema, req, s.DoneAt, s.Offers, s.Reasons, trace})
-}
-
-// marshal encodes v without escaping HTML: the offers inside a record are the answer's
-// bytes, and json.Marshal would rewrite a link's '&' as \u0026 on the way through.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
+	return jsonv2.Marshal(&w)
 }
 
 // DecodeSearch reads the record stored under key (the lowercase search_id), in either
 // version.
 func DecodeSearch(key string, data []byte) (*Search, error) {
 	var w searchWire
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := jsonv2.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("%w: decode search %s: %v", ErrInvalid, key, err)
 	}
-	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: w.Offers, Reasons: w.Reasons}
+	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons}
 	s.Request.SearchID = key
 	if len(s.Offers) == 0 || string(s.Offers) == "null" || string(s.Offers) == "[]" {
 		s.Offers = nil
@@ -181,7 +181,7 @@ func DecodeSearch(key string, data []byte) (*Search, error) {
 	case 1:
 		s.Request.Props = w.V1Props
 		var m map[string]string
-		if len(w.Trace) > 0 && json.Unmarshal(w.Trace, &m) == nil {
+		if len(w.Trace) > 0 && jsonv2.Unmarshal(w.Trace, &m) == nil {
 			s.Trace = m["traceparent"]
 		}
 		if (w.V1Status == Done) != (w.DoneAt != nil) {
@@ -189,7 +189,7 @@ func DecodeSearch(key string, data []byte) (*Search, error) {
 		}
 	case SearchSchema:
 		if len(w.Trace) > 0 {
-			if err := json.Unmarshal(w.Trace, &s.Trace); err != nil {
+			if err := jsonv2.Unmarshal(w.Trace, &s.Trace); err != nil {
 				return nil, fmt.Errorf("%w: search %s: trace: %v", ErrInvalid, key, err)
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Amount is a sum of money in kopecks (1/100 of a rouble).
@@ -84,6 +86,35 @@ func (r *Rate) UnmarshalJSON(b []byte) error {
 	}
 	*r = Rate(v)
 	return nil
+}
+
+// MarshalJSONTo writes the amount for the strict JSON encoder (go-json-experiment/json), the
+// one the services use, without the detour through MarshalJSON's bytes.
+func (a Amount) MarshalJSONTo(enc *jsontext.Encoder) error {
+	return enc.WriteValue(jsontext.Value(a.String()))
+}
+
+// UnmarshalJSONFrom reads the amount for the strict JSON decoder.
+func (a *Amount) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	return a.UnmarshalJSON(v)
+}
+
+// MarshalJSONTo writes the rate for the strict JSON encoder.
+func (r Rate) MarshalJSONTo(enc *jsontext.Encoder) error {
+	return enc.WriteValue(jsontext.Value(r.String()))
+}
+
+// UnmarshalJSONFrom reads the rate for the strict JSON decoder.
+func (r *Rate) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	return r.UnmarshalJSON(v)
 }
 
 // parseFixed reads s as a decimal with at most decimals fraction digits and returns it

@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
+	json "github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
 )
 
@@ -55,7 +55,11 @@ type Error struct {
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
-func requestError(msg string) error { return &Error{Code: EInvalid, Message: msg} }
+// requestError is a 400 about the body as a whole (not JSON, not an object): like every 400
+// it names what is wrong in properties and details, here the property "body".
+func requestError(msg string) error {
+	return &Error{Code: EInvalid, Message: msg, Details: []FieldError{{Property: "body", Message: msg}}}
+}
 
 func invalidFields(searchID string, details []FieldError) error {
 	msg := "Некорректные поля запроса"
@@ -117,9 +121,8 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // proposal links carry '&'; \u0026 is valid but unkind to readers
-	_ = enc.Encode(v)
+	// The strict encoder escapes no HTML: proposal links carry '&', and \u0026 is unkind.
+	_ = json.MarshalWrite(w, v)
 }
 
 func contains(list []string, s string) bool {

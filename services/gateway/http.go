@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -27,11 +27,11 @@ type answer struct {
 	Status   contracts.Status   `json:"status"`
 	Name     string             `json:"name,omitempty"`
 	Decision contracts.Decision `json:"decision,omitempty"`
-	Data     json.RawMessage    `json:"data,omitempty"`
+	Data     jsontext.Value     `json:"data,omitzero"`
 }
 
 // noOffers is a rejection's data: the spec types data as an array, so [] rather than null.
-var noOffers = json.RawMessage("[]")
+var noOffers = jsontext.Value("[]")
 
 func (g *gateway) render(w http.ResponseWriter, r *http.Request, searchID string, s *contracts.Search) {
 	span := trace.SpanFromContext(r.Context())
@@ -39,7 +39,7 @@ func (g *gateway) render(w http.ResponseWriter, r *http.Request, searchID string
 	a := answer{SearchID: searchID, Status: s.Status()}
 	if s.DoneAt != nil {
 		span.SetAttributes(attribute.String("search.decision", string(s.Decision())))
-		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision(), s.Offers
+		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision(), jsontext.Value(s.Offers)
 		if a.Data == nil {
 			a.Data = noOffers
 		}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	json "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
@@ -115,8 +117,8 @@ func parseLoanApproval(body []byte) (*loanApproval, error) {
 	}
 
 	if raw, ok := fields["props"]; ok && !isNull(raw) {
-		var props []string
-		switch err := json.Unmarshal(raw, &props); {
+		props, err := stringArray(raw)
+		switch {
 		case err != nil:
 			fail("props", "Поле props должно быть массивом строк")
 		case len(props) > maxProps:
@@ -136,6 +138,24 @@ func parseLoanApproval(body []byte) (*loanApproval, error) {
 		return nil, invalidFields(out.SearchID, problems)
 	}
 	return &out, nil
+}
+
+// stringArray reads an array whose every element is a string (a null element is not).
+func stringArray(raw jsontext.Value) ([]string, error) {
+	var items []jsontext.Value
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		if item.Kind() != '"' {
+			return nil, errMalformed
+		}
+		if err := json.Unmarshal(item, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // parseSearchID checks a polled search id.
@@ -162,85 +182,38 @@ func searchIDFromBody(body []byte) string {
 
 var errMalformed = errors.New("malformed JSON")
 
-// duplicateKey is the key found twice in one object.
-type duplicateKey string
-
-func (d duplicateKey) Error() string { return fmt.Sprintf("duplicate key %q", string(d)) }
-
-// decodeObject parses body as exactly one JSON object with no duplicated key at any depth,
-// and returns its members by exact name (encoding/json matches struct fields
-// case-insensitively, which the spec forbids).
-func decodeObject(body []byte) (map[string]json.RawMessage, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
+// decodeObject parses body as exactly one JSON object and returns its members by exact name.
+// The strict decoder (go-json-experiment/json, the prototype of encoding/json/v2) refuses,
+// at any depth, a repeated member name, invalid UTF-8 and anything after the object; member
+// names match exactly (encoding/json would match struct fields case-insensitively, which
+// the spec forbids).
+func decodeObject(body []byte) (map[string]jsontext.Value, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return nil, requestError("Пустое тело запроса: ожидается JSON-объект")
 	}
-	if !json.Valid(body) { // also catches trailing data after the object
-		return nil, requestError("Тело запроса не является корректным JSON")
+	if !utf8.Valid(body) {
+		return nil, requestError("Тело запроса должно быть в кодировке UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber() // numbers stay text: 1e999 is valid JSON, only too big for a float
-	tok, _ := dec.Token()
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	var fields map[string]jsontext.Value
+	err := json.Unmarshal(body, &fields)
+	var syntax *jsontext.SyntacticError
+	switch {
+	case err == nil && trimmed[0] == '{':
+		return fields, nil
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &syntax):
+		return nil, requestError(fmt.Sprintf("В JSON-объекте повторяется ключ %q", syntax.JSONPointer.LastToken()))
+	case errors.As(err, &syntax):
+		return nil, requestError("Тело запроса не является корректным JSON")
+	case err == nil || trimmed[0] != '{':
 		return nil, requestError("Тело запроса должно быть JSON-объектом")
 	}
-	if err := checkObject(dec); err != nil {
-		var dup duplicateKey
-		if errors.As(err, &dup) {
-			return nil, requestError(fmt.Sprintf("В JSON-объекте повторяется ключ %q", string(dup)))
-		}
-		return nil, requestError("Тело запроса не является корректным JSON")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, requestError("Тело запроса не является корректным JSON")
-	}
-	return fields, nil
-}
-
-// checkObject walks the members of an object whose '{' was read, failing on a repeated key.
-func checkObject(dec *json.Decoder) error {
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return errMalformed
-		}
-		key, _ := tok.(string)
-		if seen[key] {
-			return duplicateKey(key)
-		}
-		seen[key] = true
-		if err := checkValue(dec); err != nil {
-			return err
-		}
-	}
-	_, err := dec.Token() // '}'
-	return err
-}
-
-func checkValue(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return errMalformed
-	}
-	switch tok {
-	case json.Delim('{'):
-		return checkObject(dec)
-	case json.Delim('['):
-		for dec.More() {
-			if err := checkValue(dec); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // ']'
-		return err
-	}
-	return nil
+	return nil, requestError("Тело запроса не является корректным JSON")
 }
 
 // stringField returns the string member name; ok is false when it is absent or null, bad
 // is true when it is present but not a string.
-func stringField(fields map[string]json.RawMessage, name string) (s string, ok, bad bool) {
+func stringField(fields map[string]jsontext.Value, name string) (s string, ok, bad bool) {
 	raw, present := fields[name]
 	if !present || isNull(raw) {
 		return "", false, false
@@ -251,19 +224,23 @@ func stringField(fields map[string]json.RawMessage, name string) (s string, ok, 
 	return s, true, false
 }
 
-func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+func isNull(raw jsontext.Value) bool { return raw.Kind() == 'n' }
 
 // decimal reads a JSON number, or a string holding one, exactly.
-func decimal(raw json.RawMessage) (*big.Rat, error) {
-	text := string(bytes.TrimSpace(raw))
-	if strings.HasPrefix(text, `"`) {
+func decimal(raw jsontext.Value) (*big.Rat, error) {
+	text := string(raw)
+	switch raw.Kind() {
+	case '"':
 		if err := json.Unmarshal(raw, &text); err != nil {
 			return nil, err
 		}
 		// A numeric string must be a JSON number too: no spaces, no "+", no hex.
-		if !json.Valid([]byte(text)) || strings.ContainsAny(text, `"{}[]tfn `) {
+		if jsontext.Value(text).Kind() != '0' || !jsontext.Value(text).IsValid() {
 			return nil, errMalformed
 		}
+	case '0':
+	default:
+		return nil, errMalformed
 	}
 	// big.Rat would happily expand 1e999999999; no amount or term needs an exponent past 20.
 	if len(text) > 64 {

@@ -36,6 +36,8 @@ func TestParseLoanApproval(t *testing.T) {
 			wantProps: []string{"search_id", "phone_number", "product_type", "amount", "term", "props"}},
 		{name: "null required", body: `{"search_id":null,"phone_number":null,"product_type":null}`, wantProps: []string{"search_id", "phone_number", "product_type"}},
 		{name: "phone as number", body: `{"search_id":"` + id + `","phone_number":9330445040,"product_type":"loan"}`, wantProps: []string{"phone_number"}},
+		{name: "props with a null element", body: `{` + base + `,"props":["a",null]}`, wantProps: []string{"props"}},
+		{name: "props with a number", body: `{` + base + `,"props":["a",1]}`, wantProps: []string{"props"}},
 		{name: "braced uuid", body: `{"search_id":"{` + id + `}","phone_number":"9330445040","product_type":"loan"}`, wantProps: []string{"search_id"}},
 		{name: "urn uuid", body: `{"search_id":"urn:uuid:` + id + `","phone_number":"9330445040","product_type":"loan"}`, wantProps: []string{"search_id"}},
 		{name: "32 hex uuid", body: `{"search_id":"` + strings.ReplaceAll(id, "-", "") + `","phone_number":"9330445040","product_type":"loan"}`, wantProps: []string{"search_id"}},
@@ -67,6 +69,7 @@ func TestParseLoanApproval(t *testing.T) {
 		{name: "trailing data", body: `{` + base + `} {}`, wantMessage: "корректным JSON"},
 		{name: "duplicate key", body: `{` + base + `,"product_type":"credit_card"}`, wantMessage: `повторяется ключ "product_type"`},
 		{name: "nested duplicate key", body: `{` + base + `,"x":{"a":1,"a":2}}`, wantMessage: `повторяется ключ "a"`},
+		{name: "invalid UTF-8", body: `{` + base + `,"props":["` + "\xff\xfe" + `"]}`, wantMessage: "UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +94,12 @@ func TestParseLoanApproval(t *testing.T) {
 			for _, d := range e.Details {
 				props = append(props, d.Property)
 			}
-			if !reflect.DeepEqual(props, tt.wantProps) {
-				t.Errorf("properties = %v, want %v", props, tt.wantProps)
+			want := tt.wantProps
+			if want == nil {
+				want = []string{"body"} // a problem with the body as a whole names the body
+			}
+			if !reflect.DeepEqual(props, want) {
+				t.Errorf("properties = %v, want %v", props, want)
 			}
 			if !strings.Contains(e.Message, tt.wantMessage) {
 				t.Errorf("message %q does not contain %q", e.Message, tt.wantMessage)
