@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"strings"
 	"time"
@@ -59,7 +61,7 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 	if _, err := search.Ensure(ctx, js, 24*time.Hour, 1, search.Options{}); err != nil {
 		return err
 	}
-	record, err := sampleRecord()
+	recs, err := newRecords()
 	if err != nil {
 		return err
 	}
@@ -67,8 +69,13 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 	if err != nil {
 		return err
 	}
+	heapBefore, err := node.HeapInUse(ctx)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	if err := fill(ctx, js, o.retained, record, out); err != nil {
+	encoded, err := fill(ctx, js, o.retained, recs, out)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "filled %d records in %s\n", o.retained, time.Since(start).Round(time.Second))
@@ -85,11 +92,15 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 	// Let the server drop the message-block caches a fill warms, as it does when idle.
 	time.Sleep(15 * time.Second)
 	rssIdle, _ := node.RSS()
+	heap, err := node.HeapInUse(ctx)
+	if err != nil {
+		return err
+	}
 	n := float64(st.Msgs)
-	fmt.Fprintf(out, "a record of %d offers: %d bytes as encoded\n", 3, len(record))
+	fmt.Fprintf(out, "a record (up to 3 offers): %.0f bytes as encoded, on average\n", float64(encoded)/n)
 	fmt.Fprintf(out, "stored per record: %.0f bytes (JetStream's count), %.0f bytes on disk\n", float64(st.Bytes)/n, float64(disk)/n)
-	fmt.Fprintf(out, "nats-server memory per record: %.0f bytes right after the fill, %.0f bytes idle (resident %d MiB → %d MiB)\n",
-		float64(rssFilled-before)/n, float64(rssIdle-before)/n, before>>20, rssIdle>>20)
+	fmt.Fprintf(out, "nats-server memory per record: %.0f bytes of heap in use after a collection; resident %.0f bytes right after the fill, %.0f idle (%d MiB → %d MiB)\n",
+		float64(heap-heapBefore)/n, float64(rssFilled-before)/n, float64(rssIdle-before)/n, before>>20, rssIdle>>20)
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -116,51 +127,92 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 	return nil
 }
 
-// sampleRecord is a finished search with three loan offers, as the offers service stores it.
-func sampleRecord() ([]byte, error) {
+// records makes finished searches as the offers service stores them: fresh ids and phone
+// hashes, amounts and terms spread over the demo catalog's ranges, up to three offers each
+// priced from the demo catalog (a proposal link carries its search's id), so that what is
+// measured, compression included, is what a day of traffic leaves behind.
+type records struct {
+	variants []variant
+	rand     *mrand.Rand
+}
+
+type variant struct {
+	req    contracts.LoanRequested
+	offers []byte // encoded with the placeholder id below
+	reason []string
+}
+
+const placeholderID = "00000000-0000-4000-8000-000000000000"
+
+func newRecords() (*records, error) {
 	demo, err := catalog.Demo()
 	if err != nil {
 		return nil, err
 	}
+	r := &records{rand: mrand.New(mrand.NewPCG(1, 2))}
 	now := time.Now().UTC()
-	amount, term := money.Roubles(500_000), 36
-	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
-		SearchID: uuid.NewString(), PhoneHash: strings.Repeat("5d", 32), PhoneMasked: "+7933***5040",
-		ProductType: contracts.ProductLoan, Amount: &amount, Term: &term, Props: []string{"yandex"},
-		RequestedAt: now, Deadline: now.Add(10 * time.Second),
-	})
-	if err != nil {
-		return nil, err
+	for i := range 400 {
+		amount, term := money.Roubles(int64(10_000+r.rand.IntN(990_000))), 6+r.rand.IntN(55)
+		product := contracts.ProductLoan
+		if i%3 == 0 {
+			product = contracts.ProductCreditCard
+		}
+		req := contracts.LoanRequested{SearchID: placeholderID, PhoneHash: strings.Repeat("5d", 32), PhoneMasked: "+7933***5040",
+			ProductType: product, Amount: &amount, Props: []string{"yandex"}, RequestedAt: now, Deadline: now.Add(10 * time.Second)}
+		if product == contracts.ProductLoan {
+			req.Term = &term
+		}
+		grade := []string{"A", "B", "C"}[r.rand.IntN(3)]
+		scored, err := contracts.NewScored(contracts.Scored{Request: req, Verdict: contracts.Approved, Kind: contracts.PreApproved,
+			Amount: &contracts.AmountRange{Min: money.Roubles(10_000), Max: amount}, Grade: grade,
+			Reasons: []string{"approved"}, ScoredAt: now})
+		if err != nil {
+			return nil, err
+		}
+		offers := pricing.Price(demo, scored)
+		if len(offers) > 3 {
+			offers = offers[:3]
+		}
+		data, err := contracts.EncodeOffers(offers)
+		if err != nil {
+			return nil, err
+		}
+		r.variants = append(r.variants, variant{req: req, offers: data, reason: scored.Reasons})
 	}
-	scored, err := contracts.NewScored(contracts.Scored{Request: *req, Verdict: contracts.Approved, Kind: contracts.PreApproved,
-		Amount: &contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(1_000_000)}, Grade: "A",
-		Reasons: []string{"approved"}, ScoredAt: now})
-	if err != nil {
-		return nil, err
-	}
-	offers := pricing.Price(demo, scored)
-	if len(offers) < 3 {
-		return nil, fmt.Errorf("the demo catalog prices %d loan offers, want 3", len(offers))
-	}
-	data, err := contracts.EncodeOffers(offers[:3])
-	if err != nil {
-		return nil, err
-	}
-	done, err := contracts.NewSearch(*req, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").Finish(data, scored.Reasons, now)
-	if err != nil {
-		return nil, err
-	}
-	return contracts.EncodeSearch(done)
+	return r, nil
 }
 
-// fill writes n records under fresh ids, as the offers service's creates do (the same
-// subject and header), many at a time.
-func fill(ctx context.Context, js jetstream.JetStream, n int, record []byte, out io.Writer) error {
-	report := time.Now()
+// next is a record under a fresh id.
+func (r *records) next() (string, []byte, error) {
+	v := r.variants[r.rand.IntN(len(r.variants))]
+	id := uuid.NewString()
+	req := v.req
+	req.SearchID = id
+	hash := make([]byte, 32)
+	_, _ = rand.Read(hash)
+	req.PhoneHash = hex.EncodeToString(hash)
+	s := contracts.NewSearch(req, "00-"+hex.EncodeToString(hash[:16])+"-"+hex.EncodeToString(hash[16:24])+"-01")
+	done, err := s.Finish(bytes.ReplaceAll(v.offers, []byte(placeholderID), []byte(id)), v.reason, time.Now())
+	if err != nil {
+		return "", nil, err
+	}
+	data, err := contracts.EncodeSearch(done)
+	return id, data, err
+}
+
+// fill writes n records, as the offers service's creates do (the same subject and header),
+// many at a time.
+func fill(ctx context.Context, js jetstream.JetStream, n int, recs *records, out io.Writer) (int, error) {
+	report, total := time.Now(), 0
 	for i := 0; i < n; i++ {
-		msg := &nats.Msg{Subject: "$KV." + contracts.BucketSearches + "." + uuid.NewString(), Data: record, Header: nats.Header{}}
+		id, data, err := recs.next()
+		if err != nil {
+			return 0, err
+		}
+		total += len(data)
+		msg := &nats.Msg{Subject: "$KV." + contracts.BucketSearches + "." + id, Data: data, Header: nats.Header{}}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
-			return err
+			return 0, err
 		}
 		if time.Since(report) > 10*time.Second {
 			fmt.Fprintf(out, "  %d of %d\n", i, n)
@@ -169,11 +221,11 @@ func fill(ctx context.Context, js jetstream.JetStream, n int, record []byte, out
 	}
 	select {
 	case <-js.PublishAsyncComplete():
-		return nil
+		return total, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-time.After(5 * time.Minute):
-		return errors.New("the fill did not complete")
+		return 0, errors.New("the fill did not complete")
 	}
 }
 

@@ -3,6 +3,7 @@
 package topology
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -182,6 +184,29 @@ func (n *Node) Goroutines(ctx context.Context) (int, error) {
 	var total int
 	_, err = fmt.Fscanf(res.Body, "goroutine profile: total %d", &total)
 	return total, err
+}
+
+// HeapInUse is the server's Go heap in use right after a garbage collection (from its
+// profiling port): what it really keeps, which its resident size overstates by whatever
+// garbage has not been collected yet.
+func (n *Node) HeapInUse(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Prof+"/debug/pprof/heap?debug=1&gc=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapInuse = "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no HeapInuse in the heap profile")
 }
 
 // StreamLeader finds the node that leads stream (a KV bucket's stream is KV_<bucket>), as
