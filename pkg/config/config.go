@@ -163,3 +163,24 @@ func (r *Reader) OneOf(name, def string, allowed ...string) string {
 	r.Fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
 	return def
 }
+
+// Loopback reports whether a listen or dial address (host:port, or a URL like
+// nats://host:port) stays on this machine. An empty host listens on every interface: not
+// loopback.
+func Loopback(addr string) bool {
+	if _, rest, ok := strings.Cut(addr, "://"); ok {
+		addr = rest
+	}
+	if at := strings.LastIndex(addr, "@"); at >= 0 {
+		addr = addr[at+1:] // credentials in a URL
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

@@ -9,7 +9,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
+	"math"
 	"strings"
 	"sync"
 )
@@ -56,12 +58,15 @@ func Parse(s string) (Number, error) {
 // Canonical returns +7XXXXXXXXXX. Call it only to hash the number.
 func (n Number) Canonical() string { return n.canonical }
 
-// Masked returns the form people may see: +7933***5040.
+// Masked returns the form people may see, in logs and stored records: the last four digits,
+// +7******5040. Enough for a support desk to match a client who names them; not enough to
+// find the person: a million numbers end in any four digits, where the form with the
+// operator code too (+7933***5040) left a thousand, one call each.
 func (n Number) Masked() string {
 	if len(n.canonical) != 12 {
 		return ""
 	}
-	return n.canonical[:5] + "***" + n.canonical[8:]
+	return "+7******" + n.canonical[8:]
 }
 
 // String returns the masked form, never the number.
@@ -116,4 +121,44 @@ func ParseHex(s string) ([32]byte, error) {
 	}
 	_, err := hex.Decode(out[:], []byte(s))
 	return out, err
+}
+
+// publicKeys are hashing keys that were ever committed to this repository (the standalone
+// binary's demo key, the docker compose and dev defaults): anybody can recompute a phone's
+// hash under them, so a record made with one protects nothing.
+var publicKeys = []string{
+	"standalone-demo-key-not-a-secret-0123456789",
+	"compose-only-phone-hash-key-not-a-secret-0123456789",
+	"dev-only-phone-hash-key-not-a-secret-0123456789",
+}
+
+// minKeyBits is the least entropy a key must show: a quick estimate (Shannon entropy of its
+// bytes times its length) that tells 32 random bytes or 64 hex digits (256 bits) from
+// "aaaa…" or a short phrase repeated.
+const minKeyBits = 128
+
+// CheckKey says why key must not hash real phones: a public key, or one with too little
+// entropy. Outside a laptop the services refuse such a key; a phone number has only ten
+// digits, so with a known key its hash gives it back in a fraction of a second.
+func CheckKey(key []byte) error {
+	for _, k := range publicKeys {
+		if string(key) == k {
+			return errors.New("this key is public (committed to the repository): generate one, e.g. openssl rand -hex 32")
+		}
+	}
+	var counts [256]int
+	for _, b := range key {
+		counts[b]++
+	}
+	bits := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / float64(len(key))
+			bits -= p * math.Log2(p)
+		}
+	}
+	if bits*float64(len(key)) < minKeyBits {
+		return fmt.Errorf("this key has about %.0f bits of entropy, want %d or more: generate one, e.g. openssl rand -hex 32", bits*float64(len(key)), minKeyBits)
+	}
+	return nil
 }

@@ -10,10 +10,10 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 )
 
-// Propagator is the one propagation format used across the services: W3C trace context
-// and baggage, which Jaeger and every OpenTelemetry SDK read.
-var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(
-	propagation.TraceContext{}, propagation.Baggage{})
+// Propagator is the one propagation format used across the services: W3C trace context,
+// which Jaeger and every OpenTelemetry SDK read. No baggage: nothing of ours sets any, and a
+// caller's must not travel to the other services or be stored with a search.
+var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // HeaderCarrier adapts NATS message headers to OpenTelemetry's TextMapCarrier.
 type HeaderCarrier nats.Header

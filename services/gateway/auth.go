@@ -23,7 +23,11 @@ func (g *gateway) authenticate(next http.Handler) http.Handler {
 	id, secret := sha256.Sum256([]byte(a.ClientID)), sha256.Sum256([]byte(a.ClientSecret))
 	needCredentials := len(tokens) > 0 || a.ClientID != ""
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(a.AllowedNetworks) > 0 && !allowed(a.AllowedNetworks, clientIP(r, a.ClientIPHeader)) {
+		ip := clientIP(r, a.ClientIPHeader, a.TrustedProxies)
+		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+			info.client = ip
+		}
+		if len(a.AllowedNetworks) > 0 && !allowed(a.AllowedNetworks, ip) {
 			g.fail(w, r, "", &Error{Code: EForbidden, Message: "Доступ с этого адреса запрещён"})
 			return
 		}
@@ -54,17 +58,33 @@ func credentialsOK(r *http.Request, tokens [][32]byte, basic bool, id, secret [3
 	return false
 }
 
-// clientIP is the caller's address: the last entry of the configured proxy header (the
-// one our own proxy appended; earlier entries are the client's word), else the peer.
-func clientIP(r *http.Request, header string) netip.Addr {
-	if header != "" {
-		if v := r.Header.Values(header); len(v) > 0 {
-			parts := strings.Split(v[len(v)-1], ",")
-			if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
-				return a.Unmap()
-			}
+// clientIP is the caller's address. The connection's peer is the caller, unless the peer is
+// one of our own proxies (TRUSTED_PROXIES): then the client IP header is read from its right
+// end, where our proxies append, skipping the addresses of our proxies, and the first other
+// address is the caller. What lies left of it was written by the client and is never
+// believed; a header from a peer that is not our proxy is not read at all.
+func clientIP(r *http.Request, header string, trusted []netip.Prefix) netip.Addr {
+	peer := peerAddr(r)
+	if header == "" || !allowed(trusted, peer) {
+		return peer
+	}
+	var parts []string
+	for _, v := range r.Header.Values(header) {
+		parts = append(parts, strings.Split(v, ",")...)
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(parts[i]))
+		if err != nil {
+			return peer // our proxy wrote nothing we can read: the peer is all we know
+		}
+		if a = a.Unmap(); !allowed(trusted, a) {
+			return a
 		}
 	}
+	return peer
+}
+
+func peerAddr(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -82,16 +102,27 @@ func allowed(nets []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// rateLimit applies RATE_LIMIT across all callers: the limit protects the bank's
-// JetStream write budget, which all callers share.
-func (g *gateway) rateLimit(next http.Handler) http.Handler {
-	if g.cfg.RateLimit <= 0 {
-		return next
+// newLimiter is the one RATE_LIMIT for the whole API, all callers, paths and methods
+// together: the limit protects the bank's JetStream write budget, which all of them share.
+// Nil when there is no limit.
+func newLimiter(perSecond float64, burst int) *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
 	}
-	lim := rate.NewLimiter(rate.Limit(g.cfg.RateLimit), g.cfg.RateBurst)
+	return rate.NewLimiter(rate.Limit(perSecond), burst)
+}
+
+// rateLimit answers 429 with the seconds until the next request is allowed.
+func (g *gateway) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !lim.Allow() {
-			g.fail(w, r, "", &Error{Code: ERateLimit, Message: "Слишком много запросов; повторите позже"})
+		if g.limiter == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if res := g.limiter.Reserve(); res.Delay() > 0 {
+			wait := res.Delay()
+			res.Cancel()
+			g.fail(w, r, "", &Error{Code: ERateLimit, Message: "Слишком много запросов; повторите позже", RetryAfter: wait})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -28,7 +28,12 @@ type Config struct {
 	RateLimit float64 // RATE_LIMIT: requests per second over all clients; 0 is no limit
 	RateBurst int     // RATE_BURST
 
+	// TraceTrusted (TRACE_TRUSTED_NETWORKS, CIDRs) are callers whose trace context a request
+	// continues; any other caller's is only linked (see edge).
+	TraceTrusted []netip.Prefix
+
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests get on shutdown
+	ReadTimeout     time.Duration // HTTP_READ_TIMEOUT: how long a client may take to send its request
 	NATS            config.NATS
 	Log             telemetry.LogConfig
 }
@@ -39,10 +44,15 @@ type Auth struct {
 	ClientID        string         // AUTH_CLIENT_ID: HTTP Basic user
 	ClientSecret    string         // AUTH_CLIENT_SECRET: HTTP Basic password (secret)
 	AllowedNetworks []netip.Prefix // ALLOWED_NETWORKS: source CIDRs, comma-separated
-	// ClientIPHeader (CLIENT_IP_HEADER) names a header set by our own proxy that carries the
-	// caller's address (for example X-Forwarded-For, whose last entry is used). Empty: the
-	// connection's address.
+	// ClientIPHeader (CLIENT_IP_HEADER) names a header our own proxies append the caller's
+	// address to (X-Forwarded-For). It is read only on connections from TrustedProxies.
 	ClientIPHeader string
+	// TrustedProxies (TRUSTED_PROXIES) are our own proxies' networks, CIDRs: only their
+	// connections have CLIENT_IP_HEADER read, and their addresses in it are skipped.
+	TrustedProxies []netip.Prefix
+	// Disabled (AUTH_DISABLED) lets a gateway on a non-loopback address run without
+	// credentials, when another layer authenticates Yandex: said at every start.
+	Disabled bool
 }
 
 // LoadConfig reads and checks the gateway's variables, reporting every problem at once.
@@ -61,6 +71,8 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		RateLimit:       r.Float("RATE_LIMIT", 0, 0, 1e6),
 		RateBurst:       r.Int("RATE_BURST", 100, 1, 1_000_000),
 		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 10*time.Minute),
+		ReadTimeout:     r.Duration("HTTP_READ_TIMEOUT", 10*time.Second, 100*time.Millisecond, time.Minute),
+		TraceTrusted:    r.Prefixes("TRACE_TRUSTED_NETWORKS"),
 		NATS:            config.ReadNATS(r),
 		Log:             telemetry.ReadLogConfig(r),
 		Auth: Auth{
@@ -69,10 +81,22 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 			ClientSecret:    r.Secret("AUTH_CLIENT_SECRET", ""),
 			AllowedNetworks: r.Prefixes("ALLOWED_NETWORKS"),
 			ClientIPHeader:  r.String("CLIENT_IP_HEADER", ""),
+			TrustedProxies:  r.Prefixes("TRUSTED_PROXIES"),
+			Disabled:        r.Bool("AUTH_DISABLED", false),
 		},
 	}
 	if len(c.PhoneHashKey) < phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "required, at least %d bytes (for example: openssl rand -hex 32)", phone.MinKeyBytes)
+	}
+	local := config.Loopback(c.HTTPAddr)
+	if err := phone.CheckKey(c.PhoneHashKey); err != nil && !local && len(c.PhoneHashKey) >= phone.MinKeyBytes {
+		r.Fail("PHONE_HASH_KEY", "refused on a gateway listening beyond loopback (%s): %v", c.HTTPAddr, err)
+	}
+	if !local && !c.Auth.Disabled && len(c.Auth.Tokens) == 0 && c.Auth.ClientID == "" {
+		r.Fail("AUTH_TOKENS", "a gateway listening beyond loopback (%s) needs credentials: AUTH_TOKENS, or AUTH_CLIENT_ID and AUTH_CLIENT_SECRET (or AUTH_DISABLED=true when another layer authenticates Yandex)", c.HTTPAddr)
+	}
+	if c.Auth.ClientIPHeader != "" && len(c.Auth.TrustedProxies) == 0 {
+		r.Fail("CLIENT_IP_HEADER", "is read only from TRUSTED_PROXIES, and none are set: a header from anyone else is the caller's own word")
 	}
 	if (c.Auth.ClientID == "") != (c.Auth.ClientSecret == "") {
 		r.Fail("AUTH_CLIENT_ID", "AUTH_CLIENT_ID and AUTH_CLIENT_SECRET go together")

@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	json "github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
@@ -19,6 +22,7 @@ const (
 	EMethod      Code = "method"      // a method the path does not serve
 	ETooLarge    Code = "too_large"   // body over 64 KiB
 	EMediaType   Code = "media_type"  // not JSON
+	ETimeout     Code = "timeout"     // the client did not send its request in time
 	EConflict    Code = "conflict"    // the search id was used for another request
 	ERateLimit   Code = "rate_limit"  // over the configured rate
 	EUnavailable Code = "unavailable" // the search could not be recorded now
@@ -32,6 +36,7 @@ var codeStatus = map[Code]int{
 	EMethod:      http.StatusMethodNotAllowed,
 	ETooLarge:    http.StatusRequestEntityTooLarge,
 	EMediaType:   http.StatusUnsupportedMediaType,
+	ETimeout:     http.StatusRequestTimeout,
 	EConflict:    http.StatusUnprocessableEntity,
 	ERateLimit:   http.StatusTooManyRequests,
 	EUnavailable: http.StatusServiceUnavailable,
@@ -51,6 +56,8 @@ type Error struct {
 	Message  string
 	SearchID string
 	Details  []FieldError
+	// RetryAfter is when a 429 or 503 may be retried (at least a second).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -95,6 +102,10 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 	case e.Code == EInternal || e.Code == EUnavailable:
 		// The cause (joined to e, or e itself) is for our logs, never for the client.
 		log.Error().Err(err).Str("search_id", searchID).Msg("request failed")
+	case err != error(e):
+		// A client's fault with a cause of its own (a body cut short, a read timed out):
+		// worth a look if it recurs, not an error of ours.
+		log.Warn().Err(err).Str("search_id", searchID).Msg("request refused: the client's fault")
 	}
 	if e.SearchID != "" {
 		searchID = e.SearchID
@@ -111,7 +122,7 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 	}
 	switch e.Code {
 	case EUnavailable, ERateLimit:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(e.RetryAfter.Seconds())))))
 	case EMethod:
 		w.Header().Set("Allow", "GET, POST")
 	}

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -58,6 +59,8 @@ type gateway struct {
 	searches atomic.Pointer[searches]
 	setupErr atomic.Pointer[error]
 	notifier *notifier
+	limiter  *rate.Limiter // RATE_LIMIT, one for the whole API; nil: none
+	edge     *edge
 }
 
 // Run serves the API until ctx is cancelled, then stops taking requests, lets in-flight
@@ -81,7 +84,13 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics}
+	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics,
+		limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	if g.edge, err = newEdge(deps.Tracer, deps.Meter, func(r *http.Request) bool {
+		return allowed(cfg.TraceTrusted, clientIP(r, cfg.Auth.ClientIPHeader, cfg.Auth.TrustedProxies))
+	}, log); err != nil {
+		return err
+	}
 	starting := errors.New("declaring streams and buckets")
 	g.setupErr.Store(&starting)
 
@@ -99,6 +108,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return fmt.Errorf("listen on HEALTH_ADDR %s: %w", cfg.HealthAddr, err)
 		}
 		servers, listeners, healthAddr = append(servers, g.server(g.healthHandler())), append(listeners, hl), hl.Addr()
+	}
+	if cfg.Auth.Disabled {
+		log.Warn().Msg("AUTH_DISABLED=true: the API takes requests without credentials; another layer must authenticate Yandex")
 	}
 	log.Info().Str("api", apiLn.Addr().String()).Str("health", healthAddr.String()).
 		Dur("sync_budget", cfg.SyncBudget).Dur("deadline", cfg.Deadline).Msg("gateway listening")
@@ -214,8 +226,8 @@ func (g *gateway) ready() error {
 func (g *gateway) server(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, g.cfg.ReadTimeout),
+		ReadTimeout:       g.cfg.ReadTimeout,
 		WriteTimeout:      g.cfg.SyncBudget + 10*time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,

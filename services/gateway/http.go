@@ -5,16 +5,12 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strings"
-	"time"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/go-json-experiment/json/jsontext"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -143,8 +139,12 @@ func isJSON(contentType string) bool {
 
 func normaliseID(id string) string { return strings.ToLower(id) }
 
-// requestInfo collects what the access log reports about a request once it is answered.
-type requestInfo struct{ searchID string }
+// requestInfo collects what the access log and the span report about a request once it is
+// answered: its search, and the caller's address as authenticate resolved it.
+type requestInfo struct {
+	searchID string
+	client   netip.Addr
+}
 
 type requestInfoKey struct{}
 
@@ -152,31 +152,6 @@ func noteSearchID(ctx context.Context, id string) {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
 		info.searchID = id
 	}
-}
-
-// accessLog writes one line per request. It never logs bodies or query strings: a body
-// holds a phone number.
-func (g *gateway) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		info := &requestInfo{}
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
-		route := chi.RouteContext(r.Context()).RoutePattern()
-		if route != "" {
-			// Known only after routing: name the span and label the request metrics by it.
-			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
-			trace.SpanFromContext(r.Context()).SetAttributes(semconv.HTTPRoute(route))
-			if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
-				l.Add(semconv.HTTPRoute(route))
-			}
-		}
-		if isOperational(r.URL.Path) {
-			return // probes every few seconds would drown the log
-		}
-		g.log.Info().Ctx(r.Context()).Str("method", r.Method).Str("route", route).Int("status", ww.Status()).
-			Str("search_id", info.searchID).Dur("took", time.Since(start)).Msg("http request")
-	})
 }
 
 // recoverer turns a panic into a logged 500 in the documented shape.

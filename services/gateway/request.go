@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -259,11 +260,18 @@ func decimal(raw jsontext.Value) (*big.Rat, error) {
 	return v, nil
 }
 
-// readBody reads at most maxBodyBytes.
+// readBody reads at most maxBodyBytes. A body the client did not finish sending (shorter
+// than its Content-Length, or too slow for the server's read timeout) is the client's fault:
+// 400 or 408, never 500.
 func readBody(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r, maxBodyBytes+1))
-	if err != nil {
-		return nil, err
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return nil, errors.Join(&Error{Code: ETimeout, Message: "Тело запроса не получено вовремя"}, err)
+	case err != nil:
+		return nil, errors.Join(&Error{Code: EInvalid, Message: "Тело запроса получено не полностью",
+			Details: []FieldError{{Property: "body", Message: "Тело запроса получено не полностью"}}}, err)
 	}
 	if len(body) > maxBodyBytes {
 		return nil, tooLarge()

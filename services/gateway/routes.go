@@ -5,11 +5,9 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
-	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // apiPaths are the three spellings of the method that the published pages use (spec §2);
@@ -24,7 +22,7 @@ var apiPaths = []string{
 // authentication so that probes never need credentials.
 func (g *gateway) routes(withHealth bool) http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.accessLog, g.recoverer)
+	r.Use(g.edge.middleware, g.recoverer)
 	r.NotFound(g.notFound)
 	r.MethodNotAllowed(g.methodNotAllowed)
 	if withHealth {
@@ -37,12 +35,7 @@ func (g *gateway) routes(withHealth bool) http.Handler {
 			r.Get(p, g.handlePoll)
 		}
 	})
-	// The server span and request metrics wrap everything; probes and scrapes are left out
-	// of traces, where they would only be noise.
-	return otelhttp.NewHandler(r, "http.server",
-		otelhttp.WithTracerProvider(g.tracer), otelhttp.WithMeterProvider(g.meter),
-		otelhttp.WithPropagators(telemetry.Propagator),
-		otelhttp.WithFilter(func(r *http.Request) bool { return !isOperational(r.URL.Path) }))
+	return r
 }
 
 func isOperational(path string) bool {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,8 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	}
 	if len(c.PhoneHashKey) < phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "required, at least %d bytes, the same as the gateway's", phone.MinKeyBytes)
+	} else if err := phone.CheckKey(c.PhoneHashKey); err != nil && !(allLoopback(c.NATS.URL) && (c.HealthAddr == "" || config.Loopback(c.HealthAddr))) {
+		r.Fail("PHONE_HASH_KEY", "refused beyond loopback (NATS_URL %s): %v", c.NATS.URL, err)
 	}
 	return c, r.Err()
 }
@@ -208,6 +211,16 @@ func (s *scorer) reject(ctx context.Context, searchID string, req *contracts.Loa
 		return nil
 	}
 	return err
+}
+
+// allLoopback reports whether every server of a NATS_URL list is on this machine.
+func allLoopback(urls string) bool {
+	for _, u := range strings.Split(urls, ",") {
+		if !config.Loopback(strings.TrimSpace(u)) {
+			return false
+		}
+	}
+	return true
 }
 
 func loadPolicy(path string) (*policy.Policy, error) {
