@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/search"
@@ -205,7 +206,11 @@ func TestPutReachesRunningOffersService(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
+	// What the gateway declares, and offers expects to find.
 	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := offers.LoadConfig(func(string) string { return "" })

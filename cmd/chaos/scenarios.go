@@ -78,6 +78,9 @@ var scenarios = []scenario{
 			}
 			lost := time.Now()
 			r.hold(ctx)
+			// Below quorum until the servers come back: a 200 in between would be a promise
+			// no disk backs.
+			r.window(lost, time.Now())
 			for _, n := range down {
 				if err := n.Start(); err != nil {
 					return err
@@ -92,7 +95,6 @@ var scenarios = []scenario{
 				}
 				return nil
 			})
-			r.window(lost, time.Now())
 			if err != nil {
 				return err
 			}
@@ -218,14 +220,19 @@ func (s *stalling) close() {
 
 // poisonIDs are the search ids the poison scenario's messages claim; no such search exists.
 func (r *trial) poison(ctx context.Context) error {
-	nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
+	// Poison as the services that may publish on each subject would send it: a bug of ours,
+	// not an outsider (who cannot publish there at all).
+	publishers := map[string]jetstream.JetStream{}
+	for subject, user := range map[string]string{"loan.v1.requested": "gateway", "loan.v1.scored": "scoring"} {
+		nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second),
+			nats.UserInfo(user, natsPassword(user)), nats.CustomInboxPrefix("_INBOX_"+user))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if publishers[subject], err = jetstream.New(nc); err != nil {
+			return err
+		}
 	}
 	payloads := []struct{ subject, data string }{
 		{"loan.v1.requested", `{"search_id": "not json`},
@@ -242,7 +249,7 @@ func (r *trial) poison(ctx context.Context) error {
 		}
 		msg := &nats.Msg{Subject: p.subject, Data: []byte(data), Header: nats.Header{"Search-Id": []string{id}}}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := js.PublishMsg(pctx, msg)
+		_, err := publishers[p.subject].PublishMsg(pctx, msg)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("publish poison on %s: %w", p.subject, err)
@@ -254,7 +261,8 @@ func (r *trial) poison(ctx context.Context) error {
 // checkPoison: every poison message reaches the dead-letter stream, none of them makes a
 // search appear, and (checked for every scenario) no process died of them.
 func (r *trial) checkPoison(ctx context.Context) []string {
-	nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second),
+		nats.UserInfo("ops", natsPassword("ops")), nats.CustomInboxPrefix("_INBOX_ops"))
 	if err != nil {
 		return []string{err.Error()}
 	}

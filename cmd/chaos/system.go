@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,22 @@ import (
 func phoneHashKey(seed uint64) string {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	return fmt.Sprintf("%016x%016x%016x%016x", r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64())
+}
+
+// natsUsers are the users of deploy/k8s/base/nats/users.conf.
+var natsUsers = []string{"gateway", "scoring", "offers", "ops"}
+
+// natsPassword is a user's password in the suite's clusters: throw-away, like their data.
+func natsPassword(user string) string { return "chaos" + user + "0123456789" }
+
+// repoRoot is the workspace the suite runs in (go env GOWORK's directory), where the shipped
+// configuration lives; the current directory when there is no workspace.
+func repoRoot() string {
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "env", "GOWORK").Output()
+	if w := strings.TrimSpace(string(out)); err == nil && w != "" && w != "off" {
+		return filepath.Dir(w)
+	}
+	return "."
 }
 
 // system is one run's processes: the production topology (a 3-node cluster and two replicas
@@ -74,12 +92,24 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 		}
 		sys.services["standalone"], sys.gateways = svc, []*topology.Service{svc}
 	} else {
-		if sys.cluster, err = topology.StartCluster(ctx, bin, dir, topology.ClusterOptions{Size: 3}); err != nil {
+		// The NATS users and permissions exactly as shipped: every path the faults drive the
+		// system down (dead letters, re-sends, advisories) runs with the rights it has in
+		// production.
+		users, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "k8s", "base", "nats", "users.conf"))
+		if err != nil {
+			return nil, err
+		}
+		var natsEnv []string
+		for _, u := range natsUsers {
+			natsEnv = append(natsEnv, "NATS_"+strings.ToUpper(u)+"_PASSWORD="+natsPassword(u))
+		}
+		if sys.cluster, err = topology.StartCluster(ctx, bin, dir, topology.ClusterOptions{Size: 3, Conf: string(users), Env: natsEnv}); err != nil {
 			return nil, err
 		}
 		env["NATS_REPLICAS"] = "3"
 		for _, sn := range serviceNames {
-			e := map[string]string{"NATS_URL": strings.Join(sys.cluster.URLs(), ",")}
+			e := map[string]string{"NATS_URL": strings.Join(sys.cluster.URLs(), ","),
+				"NATS_USER": sn.program, "NATS_PASSWORD": natsPassword(sn.program)}
 			for k, v := range env {
 				e[k] = v
 			}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,6 +29,9 @@ func LoadCompose(ctx context.Context, path string, content []byte, env map[strin
 			return nil, err
 		}
 	}
+	// A copy: the loader writes into the map it is given (COMPOSE_PROJECT_NAME), and
+	// callers share theirs between parallel loads.
+	env = maps.Clone(env)
 	if env == nil {
 		env = map[string]string{}
 	}
@@ -229,7 +233,11 @@ func checkComposeNATS(p *types.Project) []error {
 	}
 	var confFile string
 	var volumes = map[string]string{} // target → named volume
+	binds := map[string]string{}      // target → file in the repository
 	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind {
+			binds[v.Target] = v.Source
+		}
 		switch {
 		case v.Type == types.VolumeTypeBind && v.Target == cmd[i+1]:
 			confFile = v.Source
@@ -254,7 +262,14 @@ func checkComposeNATS(p *types.Project) []error {
 			env[k] = *v
 		}
 	}
-	opts, err := NATSConfig(string(text), env)
+	opts, err := NATSConfig(string(text), env, func(name string) (string, bool) {
+		src, ok := binds[path.Join(path.Dir(cmd[i+1]), name)]
+		if !ok {
+			return "", false
+		}
+		data, err := os.ReadFile(src)
+		return string(data), err == nil
+	}, nil)
 	if err != nil {
 		fail("%s: %v", confFile, err)
 		return errs
@@ -267,6 +282,14 @@ func checkComposeNATS(p *types.Project) []error {
 	}
 	if err := CheckNATSMemory(opts); err != nil {
 		fail("%s: %v", confFile, err)
+	}
+	errs = append(errs, checkNATSUsers(opts)...)
+	for _, svc := range Services {
+		if s, ok := p.Services[svc.Name]; ok {
+			if u := s.Environment["NATS_USER"]; u == nil || *u != svc.Name {
+				fail("%s does not connect as its own NATS user %q", svc.Name, svc.Name)
+			}
+		}
 	}
 	if opts.HTTPPort == 0 {
 		fail("%s: no http_port, so no /healthz for the health check", confFile)

@@ -19,8 +19,19 @@ var root = func() string {
 
 var composePath = filepath.Join(root, "docker-compose.yml")
 
+// composeEnv is what a developer must set: PHONE_HASH_KEY has no default (a committed key is
+// refused).
+var composeEnv = map[string]string{"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"}
+
+// Without PHONE_HASH_KEY compose refuses to start, naming it.
+func TestComposeNeedsAPhoneHashKey(t *testing.T) {
+	if _, err := LoadCompose(context.Background(), composePath, nil, nil); err == nil || !strings.Contains(err.Error(), "PHONE_HASH_KEY") {
+		t.Fatalf("compose without PHONE_HASH_KEY: %v, want an error naming it", err)
+	}
+}
+
 func TestComposeFile(t *testing.T) {
-	p, err := LoadCompose(context.Background(), composePath, nil, nil)
+	p, err := LoadCompose(context.Background(), composePath, nil, composeEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +44,7 @@ func TestComposeFile(t *testing.T) {
 // the services, and the result must still pass.
 func TestComposeFileWithOverrides(t *testing.T) {
 	env := map[string]string{
-		"PHONE_HASH_KEY": strings.Repeat("k", 64), "NATS_PASSWORD": "p0123456789abcdef",
+		"PHONE_HASH_KEY": "9b3e71c04fa28d56e1b07c93a4f25d8e60c1b79a3d42f58e07b6c91a2d3f4e5b", "NATS_GATEWAY_PASSWORD": "p0123456789abcdef",
 		"AUTH_TOKENS": "a,b", "LOG_LEVEL": "debug",
 	}
 	p, err := LoadCompose(context.Background(), composePath, nil, env)
@@ -94,7 +105,7 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 				}
 				broken = strings.Replace(string(good), "./deploy/compose/nats.conf:", path+":", 1)
 			}
-			p, err := LoadCompose(context.Background(), composePath, []byte(broken), nil)
+			p, err := LoadCompose(context.Background(), composePath, []byte(broken), composeEnv)
 			if err != nil {
 				t.Fatalf("the broken copy does not load: %v", err)
 			}

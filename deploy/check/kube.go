@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ var kinds = map[string]func() any{
 	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"networking.k8s.io/v1/Ingress":           func() any { return &networkingv1.Ingress{} },
 	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
+	"cert-manager.io/v1/Certificate":         func() any { return &Certificate{} },
+	"cert-manager.io/v1/Issuer":              func() any { return &Issuer{} },
 }
 
 // Object is one object of a built overlay, decoded strictly.
@@ -132,6 +135,8 @@ type Cluster struct {
 	HPAs            []*autoscalingv2.HorizontalPodAutoscaler
 	Ingresses       []*networkingv1.Ingress
 	NetworkPolicies []*networkingv1.NetworkPolicy
+	Certificates    []*Certificate
+	Issuers         []*Issuer
 }
 
 // Workload is a Deployment or a StatefulSet: what runs pods.
@@ -187,6 +192,10 @@ func NewCluster(objs []Object, external map[string][]string) (*Cluster, error) {
 			c.Ingresses = append(c.Ingresses, v)
 		case *networkingv1.NetworkPolicy:
 			c.NetworkPolicies = append(c.NetworkPolicies, v)
+		case *Certificate:
+			c.Certificates = append(c.Certificates, v)
+		case *Issuer:
+			c.Issuers = append(c.Issuers, v)
 		}
 		namespaces[objectNamespace(o)] = true
 	}
@@ -291,7 +300,7 @@ func (c *Cluster) ContainerEnv(ctr *corev1.Container) Env {
 	for _, ev := range ctr.Env {
 		switch src := ev.ValueFrom; {
 		case src == nil:
-			e.Values[ev.Name] = ev.Value
+			e.Values[ev.Name] = expandEnv(ev.Value, e.Values)
 		case src.ConfigMapKeyRef != nil:
 			ref := src.ConfigMapKeyRef
 			var v string
@@ -324,6 +333,19 @@ func (c *Cluster) ContainerEnv(ctr *corev1.Container) Env {
 	return e
 }
 
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expandEnv replaces $(NAME) with the value of a variable defined before it, as the kubelet
+// does; a reference to an undefined one stays as written.
+func expandEnv(v string, defined map[string]string) string {
+	return envRef.ReplaceAllStringFunc(v, func(ref string) string {
+		if val, ok := defined[ref[2:len(ref)-1]]; ok {
+			return val
+		}
+		return ref
+	})
+}
+
 // secretKeys returns a Secret's keys and values, from the overlay or, for one created out
 // of band, its template's keys with a stand-in value.
 func (c *Cluster) secretKeys(name string) (map[string]string, bool) {
@@ -331,6 +353,9 @@ func (c *Cluster) secretKeys(name string) (map[string]string, bool) {
 		return s, true
 	}
 	keys, ok := c.External[name]
+	if crt := c.certificateFor(name); crt != nil {
+		keys, ok = certificateKeys, true
+	}
 	if !ok {
 		return nil, false
 	}

@@ -71,7 +71,11 @@ func TestOverlaySizes(t *testing.T) {
 				t.Errorf("NATS is not %d servers", NATSServers)
 			}
 			for _, sc := range c.ServiceContainers() {
-				st, err := sc.Service.LoadEnv(c.ContainerEnv(sc.Container).Values)
+				env, err := c.ServiceEnv(sc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := sc.Service.LoadEnv(env)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -107,6 +111,14 @@ func TestDevSecretsMatchProdTemplates(t *testing.T) {
 		base := name[:strings.LastIndex(name, "-")] // without the content hash
 		generated[base] = slices.Sorted(maps.Keys(data))
 	}
+	// dev, too, expects some created beforehand (the phone-hash key: never committed).
+	devExternal, err := ExternalSecrets(fs, filepath.Join(k8sDir, "overlays", "dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, keys := range devExternal {
+		generated[name] = keys
+	}
 	for name, keys := range prod {
 		if !slices.Equal(generated[name], keys) {
 			t.Errorf("Secret %s: dev has keys %v, the prod template %v", name, generated[name], keys)
@@ -138,6 +150,17 @@ func brokenFS(t *testing.T, kustomization string, edit func(fs filesys.FileSyste
 	}
 	if edit != nil {
 		edit(fs)
+	}
+	// dev's Secrets created beforehand are the broken overlay's too.
+	templates, _ := filepath.Glob(filepath.Join(k8sDir, "overlays", "dev", "secrets", "*.env.example"))
+	for _, src := range templates {
+		data, err := disk.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.WriteFile(filepath.Join(k8sDir, "overlays", "broken", "secrets", filepath.Base(src)), data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	head := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../dev\n"
 	if err := fs.WriteFile(filepath.Join(k8sDir, "overlays", "broken", "kustomization.yaml"), []byte(head+kustomization)); err != nil {
@@ -198,7 +221,13 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 		{name: "writes not synced", rule: "nats cluster", want: "sync_interval: always",
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "sync_interval: always", "sync_interval: \"2m\"")},
 		{name: "route to a server that does not exist", rule: "nats cluster", want: "cluster routes",
-			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "nats-2.nats-headless", "nats-3.nats-headless")},
+			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/template/spec/containers/0/env/7/value\n  value: \"nats://route:$(NATS_ROUTE_PASSWORD)@nats-3.nats-headless:6222\"")},
+		{name: "routes without credentials", rule: "nats cluster", want: "cluster routes need no credentials",
+			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "user: route\n    password: $NATS_ROUTE_PASSWORD", "")},
+		{name: "a user allowed everything", rule: "nats cluster", want: `user "scoring" may publish or subscribe to everything`,
+			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "users.conf"), `subscribe: { allow: ["_INBOX_scoring.>"] }`, `subscribe: { allow: [">"] }`)},
+		{name: "a service on another's NATS user", rule: "nats cluster", want: `offers: NATS_USER "gateway"`,
+			kustomization: jsonPatch("Deployment", "offers", "- op: replace\n  path: /spec/template/spec/containers/0/env/0/value\n  value: gateway")},
 		{name: "memory store too small for the work stream", rule: "nats cluster", want: "less than the 512 MiB",
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "max_memory_store: 640MB", "max_memory_store: 256MB")},
 		{name: "memory limit below the memory store", rule: "nats cluster", want: "leaves less than 256 MiB",

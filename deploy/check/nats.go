@@ -1,9 +1,11 @@
 package check
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -22,7 +24,22 @@ const MinNATSVersion = "v2.12.6"
 // defined at the top of the text rather than set in the process's environment, which the
 // parser treats the same way (an unquoted value parsed as a value), so that checks can run
 // in parallel.
-func NATSConfig(text string, env map[string]string) (*server.Options, error) {
+//
+// include resolves the configuration's include directives (a file name as written, relative
+// to the configuration's directory) to their text, which is put in place of the directive,
+// as the server does. tlsFile, if not nil, maps the certificate and key files the TLS blocks
+// name to files the parser can load (the server loads them while parsing); its error is
+// the configuration's.
+func NATSConfig(text string, env map[string]string, include func(name string) (string, bool), tlsFile func(path string) (string, error)) (*server.Options, error) {
+	var err error
+	if text, err = inlineIncludes(text, include); err != nil {
+		return nil, err
+	}
+	if tlsFile != nil {
+		if text, err = replaceTLSFiles(text, tlsFile); err != nil {
+			return nil, err
+		}
+	}
 	var defs strings.Builder
 	for _, name := range referencedVars(text) {
 		v, ok := env[name]
@@ -38,6 +55,42 @@ func NATSConfig(text string, env map[string]string) (*server.Options, error) {
 	return opts, nil
 }
 
+var includeDirective = regexp.MustCompile(`(?m)^\s*include\s+"?([^"\s#]+)"?\s*(#.*)?$`)
+
+func inlineIncludes(text string, include func(string) (string, bool)) (string, error) {
+	var missing error
+	out := includeDirective.ReplaceAllStringFunc(text, func(line string) string {
+		name := includeDirective.FindStringSubmatch(line)[1]
+		body, ok := "", false
+		if include != nil {
+			body, ok = include(name)
+		}
+		if !ok {
+			missing = fmt.Errorf("the configuration includes %s, which is not mounted beside it", name)
+		}
+		return body
+	})
+	return out, missing
+}
+
+var tlsFileLine = regexp.MustCompile(`(?m)^(\s*(?:cert_file|key_file|ca_file)\s*[:=]?\s*)"?([^"\s#]+)"?`)
+
+func replaceTLSFiles(text string, tlsFile func(string) (string, error)) (string, error) {
+	var failed error
+	out := tlsFileLine.ReplaceAllStringFunc(text, func(line string) string {
+		m := tlsFileLine.FindStringSubmatch(line)
+		local, err := tlsFile(m[2])
+		if err != nil {
+			failed = errors.Join(failed, err)
+			return line
+		}
+		return m[1] + strconv.Quote(local)
+	})
+	return out, failed
+}
+
+var quoted = regexp.MustCompile(`"[^"]*"`)
+
 var varRef = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
 
 // referencedVars lists the $VARIABLES used outside comments, sorted.
@@ -50,6 +103,7 @@ func referencedVars(text string) []string {
 		if strings.HasPrefix(strings.TrimSpace(line), "//") {
 			continue
 		}
+		line = quoted.ReplaceAllString(line, `""`) // a variable is never substituted inside quotes
 		for _, m := range varRef.FindAllStringSubmatch(line, -1) {
 			names = append(names, m[1])
 		}

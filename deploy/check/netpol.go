@@ -85,7 +85,10 @@ var Flows = []Flow{
 	{From: "prometheus", To: "gateway", Port: 8081, Allowed: true},
 	{From: "prometheus", To: "scoring", Port: 8081, Allowed: true},
 	{From: "prometheus", To: "offers", Port: 8081, Allowed: true},
-	{From: "prometheus", To: "nats", Port: 8222, Allowed: true},
+	{From: "prometheus", To: "nats", Port: 7777, Allowed: true},
+	{From: "prometheus", To: "nats", Port: 8222},
+	{From: "other-namespace", To: "nats", Port: 8222},
+	{From: "scoring", To: "nats", Port: 8222},
 	{From: "prometheus", To: "gateway", Port: 8080},
 	{From: "prometheus", To: "nats", Port: 4222},
 }
@@ -257,7 +260,7 @@ var serviceEgress = map[string][]int32{"nats": {4222}, "jaeger": {4317, 4318}, "
 
 // healthPorts are the only ports of a pod other than the gateway's API that anything from
 // outside the namespace may reach (metrics and health, by monitoring).
-var healthPortNames = []string{"health", "monitor"}
+var healthPortNames = []string{"health", "metrics"}
 
 func checkNetworkPolicies(c *Cluster) []error {
 	var f finder

@@ -3,10 +3,13 @@ package check
 import (
 	"fmt"
 	"net"
+	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -320,7 +323,10 @@ func checkServiceVariables(c *Cluster) []error {
 	for _, sc := range c.ServiceContainers() {
 		w, ctr, svc := sc.Workload, sc.Container, sc.Service
 		seen[svc.Name] = true
-		env := c.ContainerEnv(ctr).Values
+		env, err := c.ServiceEnv(sc)
+		if err != nil {
+			f.add("%s %s container %s: %v", w.Kind, w.Name, ctr.Name, err)
+		}
 		if unread := svc.UnreadVars(env); len(unread) > 0 {
 			f.add("%s %s container %s: given variables %s does not read: %s", w.Kind, w.Name, ctr.Name, svc.Name, strings.Join(unread, ", "))
 		}
@@ -378,7 +384,7 @@ func checkTermination(c *Cluster) []error {
 	var gateway *Settings
 	for _, sc := range c.ServiceContainers() {
 		if sc.Service.Name == "gateway" {
-			if st, err := sc.Service.LoadEnv(c.ContainerEnv(sc.Container).Values); err == nil {
+			if st, err := sc.Service.LoadEnv(c.serviceEnvOrPlain(sc)); err == nil {
 				gateway = &st
 			}
 		}
@@ -451,10 +457,21 @@ func checkNATS(c *Cluster) []error {
 	if !ok {
 		return append(f.errs, fmt.Errorf("StatefulSet nats: %s is not a key of a mounted ConfigMap", confPath))
 	}
-	opts, err := NATSConfig(text, c.natsEnv(w, ctr))
+	var certSecrets []string
+	opts, err := NATSConfig(text, c.natsEnv(w, ctr), func(name string) (string, bool) {
+		return c.mountedFile(w, ctr, path.Join(path.Dir(confPath), name))
+	}, func(file string) (string, error) {
+		secret, key, ok := c.mountedSecret(w, ctr, file)
+		if !ok {
+			return "", fmt.Errorf("TLS file %s is not a key of a Secret mounted in the container", file)
+		}
+		certSecrets = append(certSecrets, secret)
+		return standInTLSFile(key)
+	})
 	if err != nil {
 		return append(f.errs, fmt.Errorf("StatefulSet nats: %s: %w", confPath, err))
 	}
+	f.errs = append(f.errs, c.checkNATSTLS(ss, opts, certSecrets)...)
 	if !opts.JetStream || !opts.SyncAlways {
 		f.add("StatefulSet nats: want JetStream with sync_interval: always")
 	}
@@ -477,6 +494,22 @@ func checkNATS(c *Cluster) []error {
 	if slices.Sort(routes); !slices.Equal(routes, want) {
 		f.add("StatefulSet nats: cluster routes %v, want %v", routes, want)
 	}
+	// A server joins the cluster only with the route password.
+	if opts.Cluster.Username == "" || opts.Cluster.Password == "" {
+		f.add("StatefulSet nats: cluster routes need no credentials (cluster.authorization): any server could join")
+	}
+	for _, r := range opts.Routes {
+		if r.User == nil || r.User.Username() != opts.Cluster.Username {
+			f.add("StatefulSet nats: route %s does not log in as the cluster's route user", r.Host)
+		}
+	}
+	errs := checkNATSUsers(opts)
+	f.errs = append(f.errs, errs...)
+	for _, sc := range c.ServiceContainers() {
+		if user := c.ContainerEnv(sc.Container).Values["NATS_USER"]; user != sc.Service.Name {
+			f.add("%s: NATS_USER %q, want its own user %q", sc.Service.Name, user, sc.Service.Name)
+		}
+	}
 	// Lame-duck mode before termination, and time for it.
 	pre := ctr.Lifecycle
 	if pre == nil || pre.PreStop == nil || pre.PreStop.Exec == nil ||
@@ -496,7 +529,7 @@ func checkNATS(c *Cluster) []error {
 	}
 	// The services ask for no more copies than there are servers.
 	for _, sc := range c.ServiceContainers() {
-		if st, err := sc.Service.LoadEnv(c.ContainerEnv(sc.Container).Values); err == nil && st.NATSReplicas > int(w.Replicas) {
+		if st, err := sc.Service.LoadEnv(c.serviceEnvOrPlain(sc)); err == nil && st.NATSReplicas > int(w.Replicas) {
 			f.add("%s: NATS_REPLICAS=%d, more than the %d NATS servers", sc.Service.Name, st.NATSReplicas, w.Replicas)
 		}
 	}
@@ -520,6 +553,68 @@ func (c *Cluster) mountedFile(w *Workload, ctr *corev1.Container, path string) (
 		}
 	}
 	return "", false
+}
+
+// serviceEnvOrPlain is ServiceEnv for the checks that judge something else: its error is
+// checkServiceVariables's to report.
+func (c *Cluster) serviceEnvOrPlain(sc ServiceContainer) map[string]string {
+	env, _ := c.ServiceEnv(sc)
+	return env
+}
+
+// mountedSecret returns the Secret and key whose file the container sees at path.
+func (c *Cluster) mountedSecret(w *Workload, ctr *corev1.Container, path string) (secret, key string, ok bool) {
+	for _, m := range ctr.VolumeMounts {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range w.Template.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			key := rel
+			if len(v.Secret.Items) > 0 {
+				key = ""
+				for _, it := range v.Secret.Items {
+					if it.Path == rel {
+						key = it.Key
+					}
+				}
+			}
+			keys, ok := c.secretKeys(v.Secret.SecretName)
+			if _, has := keys[key]; ok && has {
+				return v.Secret.SecretName, key, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// fileVars are the services' variables that name a file, which must come from a Secret.
+var fileVars = []string{"NATS_CA_FILE"}
+
+// ServiceEnv is the service's environment as ContainerEnv resolves it, with the files its
+// variables name (mounted from a Secret, or an error) replaced by local stand-ins, so that
+// the service's own start-up checks can read them.
+func (c *Cluster) ServiceEnv(sc ServiceContainer) (map[string]string, error) {
+	env := c.ContainerEnv(sc.Container).Values
+	for _, name := range fileVars {
+		path, ok := env[name]
+		if !ok || path == "" {
+			continue
+		}
+		secret, key, ok := c.mountedSecret(sc.Workload, sc.Container, path)
+		if !ok {
+			return env, fmt.Errorf("%s=%s is not a key of a Secret mounted in the container", name, path)
+		}
+		local, err := standInTLSFile(key)
+		if err != nil {
+			return env, fmt.Errorf("%s=%s (Secret %s): %w", name, path, secret, err)
+		}
+		env[name] = local
+	}
+	return env, nil
 }
 
 // onClaim reports whether dir is on a volume from the StatefulSet's volumeClaimTemplates.
@@ -585,4 +680,74 @@ func checkImages(c *Cluster) []error {
 		}
 	}
 	return f.errs
+}
+
+// NATSUsers are the users every NATS configuration defines, each with its own allow-list
+// (deploy/k8s/base/nats/users.conf).
+var NATSUsers = []string{"gateway", "scoring", "offers", "ops"}
+
+// checkNATSUsers: one user per service and one for the tools, each with permissions, none
+// allowed everything.
+// checkNATSTLS: the servers and the services agree on TLS. Where the servers speak it, both
+// ways: clients only over TLS, and routes too (the server always verifies a route's
+// certificate, so a server without one of ours cannot join even with the password). The services then reach
+// them at tls:// trusting a CA file from a Secret, and the certificate names the host they
+// dial.
+func (c *Cluster) checkNATSTLS(ss *appsv1.StatefulSet, opts *server.Options, certSecrets []string) []error {
+	var f finder
+	clientTLS, routeTLS := opts.TLSConfig != nil, opts.Cluster.TLSConfig != nil
+	if clientTLS != routeTLS {
+		f.add("StatefulSet nats: TLS for clients is %v, for routes %v: both or neither", clientTLS, routeTLS)
+	}
+	for _, sc := range c.ServiceContainers() {
+		env := c.ContainerEnv(sc.Container).Values
+		url, ca := env["NATS_URL"], env["NATS_CA_FILE"]
+		switch {
+		case clientTLS && (!strings.HasPrefix(url, "tls://") || ca == ""):
+			f.add("%s: NATS_URL %q and NATS_CA_FILE %q: the servers speak TLS, the service must dial tls:// and trust their CA", sc.Service.Name, url, ca)
+		case !clientTLS && (strings.HasPrefix(url, "tls://") || ca != ""):
+			f.add("%s: NATS_URL %q, NATS_CA_FILE %q: TLS the servers do not offer", sc.Service.Name, url, ca)
+		case clientTLS:
+			host := strings.TrimPrefix(url, "tls://")
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			for _, secret := range slices.Compact(slices.Sorted(slices.Values(certSecrets))) {
+				if crt := c.certificateFor(secret); crt != nil && !slices.Contains(crt.Spec.DNSNames, host) {
+					f.add("%s: dials %s, which Certificate %s (dnsNames %v) does not name", sc.Service.Name, host, crt.Name, crt.Spec.DNSNames)
+				}
+			}
+		}
+	}
+	// A route dials nats-<n>.<headless>: the servers' certificate must name those too.
+	for _, secret := range slices.Compact(slices.Sorted(slices.Values(certSecrets))) {
+		if crt := c.certificateFor(secret); routeTLS && crt != nil && !slices.Contains(crt.Spec.DNSNames, "*."+ss.Spec.ServiceName) {
+			f.add("Certificate %s does not name the routes' hosts *.%s", crt.Name, ss.Spec.ServiceName)
+		}
+	}
+	return f.errs
+}
+
+func checkNATSUsers(opts *server.Options) []error {
+	var errs []error
+	users := map[string]*server.User{}
+	for _, u := range opts.Users {
+		users[u.Username] = u
+	}
+	if opts.Username != "" {
+		errs = append(errs, fmt.Errorf("NATS: a single shared user %q: want one user per service", opts.Username))
+	}
+	for _, name := range NATSUsers {
+		u, ok := users[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("NATS: no user %q", name))
+		case u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 ||
+			u.Permissions.Subscribe == nil || len(u.Permissions.Subscribe.Allow) == 0:
+			errs = append(errs, fmt.Errorf("NATS: user %q has no allow-lists: it may do everything", name))
+		case slices.Contains(u.Permissions.Publish.Allow, ">") || slices.Contains(u.Permissions.Subscribe.Allow, ">"):
+			errs = append(errs, fmt.Errorf("NATS: user %q may publish or subscribe to everything (\">\")", name))
+		}
+	}
+	return errs
 }

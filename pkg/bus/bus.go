@@ -36,7 +36,11 @@ func Connect(ctx context.Context, cfg config.NATS, name string, extra ...nats.Op
 		nats.MaxPingsOutstanding(2),
 	}
 	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		// Replies come to an inbox of the user's own, the only one its NATS user may read.
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix("_INBOX_"+cfg.User))
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
 	}
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(cfg.URL, opts...)

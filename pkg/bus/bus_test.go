@@ -39,6 +39,10 @@ func request(t testing.TB) *contracts.LoanRequested {
 // runConsumer runs c until the returned stop is called (or the test ends).
 func runConsumer[T any](t *testing.T, js jetstream.JetStream, c *Consumer[T]) (stop func()) {
 	t.Helper()
+	// The streams are the gateway's to declare; here the test plays the gateway.
+	if err := EnsureStreams(context.Background(), js, 1); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, js) }()
@@ -396,6 +400,9 @@ func TestDeadLetterIDsAreUniqueAcrossRestarts(t *testing.T) {
 		natstest.Eventually(t, 20*time.Second, func() error {
 			// No de-duplication id of its own: the case a stream sequence alone would repeat.
 			msg := &nats.Msg{Subject: contracts.SubjectRequested, Data: []byte("{not json"), Header: nats.Header{HeaderSearchID: []string{id}}}
+			if err := EnsureStreams(context.Background(), js, 1); err != nil {
+				return err // the gateway's part, after a restart
+			}
 			_, err := pub.js.PublishMsg(context.Background(), msg)
 			return err
 		})

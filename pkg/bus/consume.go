@@ -193,7 +193,7 @@ func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 	go func() {
 		defer wg.Done()
 		c.loop(ctx, js, &c.work, c.Name, func(ctx context.Context) (jetstream.Consumer, error) {
-			if err := EnsureStreams(ctx, js, c.Replicas); err != nil {
+			if err := streamsExist(ctx, js); err != nil {
 				return nil, err
 			}
 			return ensureConsumer(ctx, js, contracts.StreamLoan, WorkConsumer(c.Name, c.Subject, c.Retry))
@@ -202,7 +202,7 @@ func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 	go func() {
 		defer wg.Done()
 		c.loop(ctx, js, &c.advisories, c.Name+"-max-deliveries", func(ctx context.Context) (jetstream.Consumer, error) {
-			if err := EnsureStreams(ctx, js, c.Replicas); err != nil {
+			if err := streamsExist(ctx, js); err != nil {
 				return nil, err
 			}
 			return ensureConsumer(ctx, js, contracts.StreamLoanAdvisories, jetstream.ConsumerConfig{
@@ -215,6 +215,22 @@ func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 		}, c.handleMaxDeliveries, 4)
 	}()
 	wg.Wait()
+	return nil
+}
+
+// streamsExist waits for nothing and creates nothing: the streams are the gateway's to
+// declare (its NATS user is the only one allowed to), and a consumer declared before them
+// says so and tries again.
+func streamsExist(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{contracts.StreamLoan, contracts.StreamLoanAdvisories} {
+		_, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s does not exist yet (the gateway declares it)", name)
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
 	return nil
 }
 

@@ -135,6 +135,10 @@ func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *search.Store) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The streams are the gateway's to declare; the test plays the gateway.
+	if err := bus.EnsureStreams(natstest.Context(t, 10*time.Second), js, 1); err != nil {
+		t.Fatal(err)
+	}
 	return srv, js, store
 }
 
@@ -623,6 +627,9 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	if _, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := bus.EnsureStreams(context.Background(), js, 1); err != nil {
+		t.Fatal(err)
+	}
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if got := status("/readyz"); got != 200 {
 			return fmt.Errorf("readyz = %d", got)
@@ -646,9 +653,12 @@ func TestReplicasStartingTogetherOnAFreshClusterStay(t *testing.T) {
 		conns = append(conns, js)
 		services = append(services, startService(t, js, env))
 	}
-	if _, err := search.Ensure(natstest.Context(t, 30*time.Second), conns[0], time.Hour, 3, search.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	natstest.Eventually(t, 30*time.Second, func() error { // what the gateway does, retried as it does
+		if _, err := search.Ensure(context.Background(), conns[0], time.Hour, 3, search.Options{}); err != nil {
+			return err
+		}
+		return bus.EnsureStreams(context.Background(), conns[0], 3)
+	})
 	for i, s := range services {
 		s.waitLog(t, 30*time.Second, "offers consuming", 0)
 		select {

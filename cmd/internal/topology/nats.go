@@ -38,6 +38,8 @@ type ClusterOptions struct {
 	Size int
 	// Conf is added to every node's configuration (accounts and users, for example).
 	Conf string
+	// Env is every node's environment (the passwords Conf refers to, say).
+	Env []string
 }
 
 const natsConf = `server_name: %s
@@ -85,7 +87,7 @@ func StartCluster(ctx context.Context, bin Binaries, dir string, o ClusterOption
 			return nil, err
 		}
 		n.Proc = &Proc{Name: "nats-" + name, Path: bin.Path("nats-server"), Args: []string{"-c", conf},
-			LogPath: filepath.Join(dir, name+".log")}
+			Env: o.Env, LogPath: filepath.Join(dir, name+".log")}
 		if err := n.Start(); err != nil {
 			c.Stop()
 			return nil, err

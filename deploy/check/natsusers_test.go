@@ -1,0 +1,358 @@
+package check
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/services/gateway"
+	"github.com/demobank/yacredits/services/offers"
+	"github.com/demobank/yacredits/services/scoring"
+)
+
+// natsPasswords are the test's passwords for every variable the shipped configurations use.
+var natsPasswords = map[string]string{
+	"NATS_GATEWAY_PASSWORD": "gw0123456789abcdef", "NATS_SCORING_PASSWORD": "sc0123456789abcdef",
+	"NATS_OFFERS_PASSWORD": "of0123456789abcdef", "NATS_OPS_PASSWORD": "op0123456789abcdef",
+	"NATS_ROUTE_PASSWORD": "rt0123456789abcdef", "POD_NAME": "nats-0",
+	"NATS_ROUTE_0": "nats://route:rt0123456789abcdef@127.0.0.1:1", "NATS_ROUTE_1": "nats://route:rt0123456789abcdef@127.0.0.1:2",
+	"NATS_ROUTE_2": "nats://route:rt0123456789abcdef@127.0.0.1:3",
+}
+
+func password(user string) string { return natsPasswords["NATS_"+strings.ToUpper(user)+"_PASSWORD"] }
+
+// shippedServer starts a real nats-server from a shipped configuration: its users and their
+// permissions exactly as shipped, and only what cannot run here changed (the listen port, the
+// store directory; for the cluster's configuration, a server of its own instead of three).
+func shippedServer(t *testing.T, confPath string) *server.Server {
+	t.Helper()
+	text, err := os.ReadFile(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := NATSConfig(string(text), natsPasswords, func(name string) (string, bool) {
+		data, err := os.ReadFile(filepath.Join(k8sDir, "base", "nats", name))
+		return string(data), err == nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.ProfPort = "127.0.0.1", -1, 0, 0
+	opts.StoreDir, opts.PidFile, opts.NoLog, opts.NoSigs = t.TempDir(), "", true, true
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	opts.ServerName = "check"
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// connectAs opens a connection as user, as pkg/bus does, and collects the permission
+// violations the server reports on it.
+type userConn struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	mu         sync.Mutex
+	violations []string
+}
+
+func connectAs(t *testing.T, url, user string) *userConn {
+	t.Helper()
+	u := &userConn{}
+	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.CustomInboxPrefix("_INBOX_"+user),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			u.mu.Lock()
+			u.violations = append(u.violations, err.Error())
+			u.mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatalf("%s cannot connect: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	u.nc = nc
+	u.js, _ = jetstream.New(nc)
+	return u
+}
+
+// refused reports whether the server refused an operation on subject within a second.
+func (u *userConn) refused(subject string) bool {
+	_ = u.nc.Flush()
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		u.mu.Lock()
+		for _, v := range u.violations {
+			if strings.Contains(v, "Permissions Violation") && strings.Contains(v, `"`+subject+`"`) {
+				u.mu.Unlock()
+				return true
+			}
+		}
+		u.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// Each shipped NATS configuration gives each service and the operators' tools a user of its
+// own, allowed what it needs and refused the rest: with their users the three services run
+// a search through to done, and each user is refused what it must not do (before, one user
+// held every right: the gateway's credentials could delete the LOAN stream, purge the
+// searches bucket, rewrite the catalog and forge scoring's verdict).
+func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
+	for _, conf := range []string{filepath.Join(root, "deploy", "compose", "nats.conf"), filepath.Join(k8sDir, "base", "nats", "nats.conf")} {
+		t.Run(filepath.Base(filepath.Dir(conf)), func(t *testing.T) {
+			s := shippedServer(t, conf)
+			url := s.ClientURL()
+			t.Run("the services work with their own users", func(t *testing.T) { runSearchAsServices(t, url) })
+			refusals := []struct {
+				user, what, subject string
+				do                  func(u *userConn) error
+			}{
+				{"gateway", "delete a stream", "$JS.API.STREAM.DELETE.LOAN_DLQ",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.DELETE.LOAN_DLQ", nil) }},
+				{"gateway", "purge the searches bucket", "$JS.API.STREAM.PURGE.KV_searches",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.PURGE.KV_searches", nil) }},
+				{"gateway", "write the catalog", "$KV.catalog.current",
+					func(u *userConn) error { return u.nc.Publish("$KV.catalog.current", []byte("{}")) }},
+				{"gateway", "publish a verdict", "loan.v1.scored",
+					func(u *userConn) error { return u.nc.Publish("loan.v1.scored", []byte("{}")) }},
+				{"gateway", "subscribe to everything", ">",
+					func(u *userConn) error { _, err := u.nc.Subscribe(">", func(*nats.Msg) {}); return err }},
+				{"gateway", "write the pre-approvals", "$O.preapprovals.C.x",
+					func(u *userConn) error { return u.nc.Publish("$O.preapprovals.C.x", nil) }},
+				{"scoring", "accept a search", "loan.v1.requested",
+					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
+				{"scoring", "write the catalog", "$KV.catalog.current",
+					func(u *userConn) error { return u.nc.Publish("$KV.catalog.current", []byte("{}")) }},
+				{"scoring", "delete the searches bucket", "$JS.API.STREAM.DELETE.KV_searches",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.DELETE.KV_searches", nil) }},
+				{"scoring", "read another service's replies", "_INBOX_gateway.>",
+					func(u *userConn) error { _, err := u.nc.Subscribe("_INBOX_gateway.>", func(*nats.Msg) {}); return err }},
+				{"offers", "publish a verdict", "loan.v1.scored",
+					func(u *userConn) error { return u.nc.Publish("loan.v1.scored", []byte("{}")) }},
+				{"offers", "purge the searches bucket", "$JS.API.STREAM.PURGE.KV_searches",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.PURGE.KV_searches", nil) }},
+				{"offers", "write the pre-approvals", "$O.preapprovals.C.x",
+					func(u *userConn) error { return u.nc.Publish("$O.preapprovals.C.x", nil) }},
+				{"ops", "accept a search", "loan.v1.requested",
+					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
+				{"ops", "write a search", "$KV.searches.x",
+					func(u *userConn) error { return u.nc.Publish("$KV.searches.x", []byte("{}")) }},
+				{"ops", "delete a stream", "$JS.API.STREAM.DELETE.LOAN",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.DELETE.LOAN", nil) }},
+			}
+			for _, r := range refusals {
+				t.Run(r.user+" may not "+r.what, func(t *testing.T) {
+					u := connectAs(t, url, r.user)
+					if err := r.do(u); err != nil {
+						t.Fatal(err)
+					}
+					if !u.refused(r.subject) {
+						t.Fatalf("%s could %s (%s)", r.user, r.what, r.subject)
+					}
+				})
+			}
+			t.Run("ops may change the catalog", func(t *testing.T) {
+				u := connectAs(t, url, "ops")
+				kv, err := bus.EnsureKeyValue(context.Background(), u.js, offers.CatalogBucket(1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := kv.Put(context.Background(), "current", []byte(`{"products":[]}`)); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("nobody without a password gets in", func(t *testing.T) {
+				if nc, err := nats.Connect(url); err == nil {
+					nc.Close()
+					t.Fatal("an anonymous client connected")
+				}
+			})
+		})
+	}
+}
+
+// runSearchAsServices runs the gateway, scoring and offers with their own NATS users, as
+// deployed, and a search through them to done.
+func runSearchAsServices(t *testing.T, url string) {
+	key := "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	env := func(user string, extra map[string]string) config.Getenv {
+		return func(k string) string {
+			m := map[string]string{"NATS_URL": url, "NATS_USER": user, "NATS_PASSWORD": password(user), "PHONE_HASH_KEY": key}
+			for k, v := range extra {
+				m[k] = v
+			}
+			return m[k]
+		}
+	}
+	connect := func(user string) jetstream.JetStream {
+		nc, err := bus.Connect(ctx, config.NATS{URL: url, User: user, Password: password(user), ConnectTimeout: 5 * time.Second}, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return js
+	}
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	gwCfg, err := gateway.LoadConfig(env("gateway", map[string]string{"HTTP_ADDR": "127.0.0.1:0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	gwJS := connect("gateway")
+	run("gateway", func() error {
+		return gateway.Run(ctx, gwCfg, gateway.Deps{JS: gwJS, Log: log, Listening: func(api, _ net.Addr) { addr <- api }})
+	})
+	scCfg, err := scoring.LoadConfig(env("scoring", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scJS := connect("scoring")
+	run("scoring", func() error { return scoring.Run(ctx, scCfg, scoring.Deps{JS: scJS, Log: log}) })
+	ofCfg, err := offers.LoadConfig(env("offers", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofJS := connect("offers")
+	run("offers", func() error { return offers.Run(ctx, ofCfg, offers.Deps{JS: ofJS, Log: log}) })
+	base := "http://" + (<-addr).String()
+	body := `{"search_id":"` + uuid.NewString() + `","phone_number":"9330445040","product_type":"loan","amount":500000,"term":36}`
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Post(base+"/integrations/v1/api/loan_approval", "application/json", strings.NewReader(body))
+		if err == nil {
+			raw, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 && strings.Contains(string(raw), `"has_approve"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the search was answered %d %s\nlogs:\n%s", res.StatusCode, raw, logs)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "Permissions Violation") || strings.Contains(logs.String(), "permissions violation") {
+		t.Errorf("a service was refused something it needs:\n%s", logs)
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A server may join the cluster only with the route password: one that tries without it is
+// refused, and so its clients never see the cluster's messages; one with it joins (before,
+// a rogue server joined the k8s configuration's cluster and its clients read the services'
+// messages).
+func TestClusterRoutesNeedTheRoutePassword(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join(k8sDir, "base", "nats", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := NATSConfig(string(text), natsPasswords, func(name string) (string, bool) {
+		data, err := os.ReadFile(filepath.Join(k8sDir, "base", "nats", name))
+		return string(data), err == nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.ProfPort = "127.0.0.1", -1, 0, 0
+	opts.StoreDir, opts.PidFile, opts.NoLog, opts.NoSigs, opts.ServerName = t.TempDir(), "", true, true, "legit"
+	opts.Cluster.Host, opts.Cluster.Port, opts.Routes = "127.0.0.1", -1, nil
+	opts.JetStream = false // routes, not storage, are what is tested; a lone clustered JetStream waits for peers
+	legit := startServer(t, opts)
+	routeAddr := legit.ClusterAddr().String()
+	joiner := func(name, userinfo string) *server.Server {
+		return startServer(t, &server.Options{ServerName: name, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: opts.Cluster.Name, Host: "127.0.0.1", Port: -1},
+			Routes:  server.RoutesFromStr("nats-route://" + userinfo + routeAddr)})
+	}
+	rogue := joiner("rogue", "")
+	time.Sleep(2 * time.Second) // the rogue's route attempts, refused
+	if n := legit.NumRoutes(); n != 0 {
+		t.Fatalf("a server without the route password joined: %d routes", n)
+	}
+	sub, err := nats.Connect(rogue.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got, _ := sub.SubscribeSync("loan.>")
+	_ = sub.Flush()
+	gw := connectAs(t, legit.ClientURL(), "gateway")
+	_ = gw.nc.Publish("loan.v1.requested", []byte("secret"))
+	_ = gw.nc.Flush()
+	if m, err := got.NextMsg(500 * time.Millisecond); err == nil {
+		t.Fatalf("a client of the rogue server read %q", m.Data)
+	}
+	joiner("member", "route:"+natsPasswords["NATS_ROUTE_PASSWORD"]+"@")
+	deadline := time.Now().Add(10 * time.Second)
+	for legit.NumRoutes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a server with the route password did not join: the check above proves nothing")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func startServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
