@@ -41,12 +41,11 @@ package catalog
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
@@ -135,17 +134,13 @@ func escape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+"
 // (there is no catalog to check yet); a decoded catalog is checked whole and an invalid one
 // is returned as a *ValidationError listing every problem.
 func Parse(data []byte) (*Catalog, error) {
-	if err := checkKeys(data); err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	// The strict decoder refuses a repeated name (encoding/json keeps the last of two
+	// equal keys without a word, which would let a second "A" grade or a second "fees"
+	// quietly replace the first), invalid UTF-8, unknown fields, names in the wrong case
+	// and anything after the object.
 	var c Catalog
-	if err := dec.Decode(&c); err != nil {
+	if err := jsonv2.Unmarshal(data, &c, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("catalog: data after the top-level object")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -54,16 +54,18 @@ func TestParseStrict(t *testing.T) {
 	tests := []struct {
 		name, json, wantErr string
 	}{
-		{"unknown field", `{"products":[{"id":"x","fess":{}}]}`, `catalog: json: unknown field "fess"`},
+		{"unknown field", `{"products":[{"id":"x","fess":{}}]}`, `unknown object member name "fess" within "/products/0"`},
+		{"name in the wrong case", `{"Products":[]}`, `unknown object member name "Products"`},
 		{"repeated grade", `{"products":[{"rates":{"A":{"min":1,"max":2},"A":{"min":3,"max":4}}}]}`,
-			`catalog: products[0].rates: duplicate key "A"`},
-		{"repeated top key", `{"products":[],"products":[]}`, `catalog: top level: duplicate key "products"`},
-		{"trailing data", `{"products":[]} {}`, `catalog: data after the top-level object`},
+			`duplicate object member name "A" within "/products/0/rates"`},
+		{"repeated top key", `{"products":[],"products":[]}`, `duplicate object member name "products"`},
+		{"invalid UTF-8", "{\"products\":[{\"id\":\"\xff\"}]}", "invalid UTF-8"},
+		{"trailing data", `{"products":[]} {}`, `after top-level value`},
 		{"rate with four decimals", `{"products":[{"rates":{"A":{"min":19.9001,"max":20}}}]}`, "too many decimal places"},
 		{"amount as a string", `{"products":[{"amount":{"min":"30000","max":1}}]}`, "not a decimal number"},
-		{"cut short", `{"products":[`, "catalog: unexpected EOF"},
-		{"empty", ``, "catalog: unexpected EOF"},
-		{"not an object", `[]`, "catalog: json: cannot unmarshal array"},
+		{"cut short", `{"products":[`, `unexpected EOF within "/products"`},
+		{"empty", ``, "catalog: jsontext: unexpected EOF"},
+		{"not an object", `[]`, "cannot unmarshal JSON array into Go catalog.Catalog"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

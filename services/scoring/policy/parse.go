@@ -3,13 +3,13 @@ package policy
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
@@ -67,14 +67,14 @@ const MaxTerm = 360
 // listing all of them, so that one round of editing fixes the file.
 //
 // The file is first read into a tree and then checked against the schema by hand, rather
-// than decoded into structs: encoding/json stops at the first type error and reports only
-// the first unknown field, and never notices a repeated key.
+// than decoded into structs: a decoder into structs stops at the first type error and
+// reports only the first unknown field, where a person editing the file wants them all.
 func Parse(data []byte) (*Policy, error) {
-	root, repeated, err := decodeTree(data)
+	root, err := decodeTree(data)
 	if err != nil {
 		return nil, &InvalidError{Problems: []Problem{{Message: err.Error()}}}
 	}
-	c := &checker{problems: repeated}
+	c := &checker{}
 	p := c.policy(root)
 	if len(c.problems) > 0 {
 		return nil, &InvalidError{Problems: c.problems}
@@ -388,80 +388,75 @@ func (n *node) keysOrNil() []string {
 	return n.keys
 }
 
-// decodeTree reads exactly one JSON value. It reports repeated keys, which encoding/json
-// would silently resolve to the last one, as problems and reads on; bad JSON is an error.
-func decodeTree(data []byte) (*node, []Problem, error) {
+// decodeTree reads exactly one JSON value with the strict decoder (go-json-experiment's
+// jsontext, the prototype of encoding/json/v2's), which refuses a repeated name (that
+// encoding/json would silently resolve to the last one) and invalid UTF-8; bad JSON is an
+// error naming where it is.
+func decodeTree(data []byte) (*node, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, nil, errors.New("the file is empty")
+		return nil, errors.New("the file is empty")
 	}
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var repeated []Problem
-	n, err := decodeValue(d, data, "", &repeated)
+	d := jsontext.NewDecoder(bytes.NewReader(data))
+	n, err := decodeValue(d)
 	if err != nil {
-		return nil, nil, err
+		return nil, invalidJSON(data, err)
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, nil, errors.New("invalid JSON: data after the policy object")
+	if _, err := d.ReadToken(); err != io.EOF {
+		return nil, errors.New("invalid JSON: data after the policy object")
 	}
-	return n, repeated, nil
+	return n, nil
 }
 
 // invalidJSON words a decoding error with the line and column people look for in an editor.
 func invalidJSON(data []byte, err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
 		return errors.New("invalid JSON: the file ends too soon")
 	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) && se.Offset <= int64(len(data)) {
-		before := data[:se.Offset]
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) && se.ByteOffset <= int64(len(data)) {
+		before := data[:se.ByteOffset]
 		line := bytes.Count(before, []byte("\n")) + 1
 		col := len(before) - bytes.LastIndexByte(before, '\n')
-		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, err)
+		msg, _, _ := strings.Cut(strings.TrimPrefix(se.Error(), "jsontext: "), " after offset ")
+		return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, msg)
 	}
 	return fmt.Errorf("invalid JSON: %v", err)
 }
 
-func decodeValue(d *json.Decoder, data []byte, path string, repeated *[]Problem) (*node, error) {
-	tok, err := d.Token()
+func decodeValue(d *jsontext.Decoder) (*node, error) {
+	tok, err := d.ReadToken()
 	if err != nil {
-		return nil, invalidJSON(data, err)
+		return nil, err
 	}
-	switch v := tok.(type) {
-	case json.Delim:
+	switch tok.Kind() {
+	case '{', '[':
 		n := &node{kind: kindObject}
-		if v == '[' {
+		if tok.Kind() == '[' {
 			n.kind = kindArray
 		}
-		for i := 0; d.More(); i++ {
-			elemPath := fmt.Sprintf("%s[%d]", path, i)
+		for d.PeekKind() != '}' && d.PeekKind() != ']' {
 			if n.kind == kindObject {
-				kt, err := d.Token()
+				kt, err := d.ReadToken()
 				if err != nil {
-					return nil, invalidJSON(data, err)
+					return nil, err
 				}
-				k := kt.(string) // inside an object the decoder yields only string keys
-				if slices.Contains(n.keys, k) {
-					*repeated = append(*repeated, Problem{Field: join(path, k), Message: "appears twice"})
-				}
-				n.keys = append(n.keys, k)
-				elemPath = join(path, k)
+				n.keys = append(n.keys, kt.String()) // inside an object the decoder yields only names
 			}
-			e, err := decodeValue(d, data, elemPath, repeated)
+			e, err := decodeValue(d)
 			if err != nil {
 				return nil, err
 			}
 			n.vals = append(n.vals, e)
 		}
-		if _, err := d.Token(); err != nil { // the closing ] or }
-			return nil, invalidJSON(data, err)
+		if _, err := d.ReadToken(); err != nil { // the closing ] or }
+			return nil, err
 		}
 		return n, nil
-	case json.Number:
-		return &node{kind: kindNumber, text: v.String()}, nil
-	case string:
-		return &node{kind: kindString, text: v}, nil
-	case bool:
+	case '0':
+		return &node{kind: kindNumber, text: tok.String()}, nil // the literal as written
+	case '"':
+		return &node{kind: kindString, text: tok.String()}, nil
+	case 't', 'f':
 		return &node{kind: kindBool}, nil
 	default:
 		return &node{kind: kindNull}, nil

@@ -33,7 +33,7 @@ func TestParseErrors(t *testing.T) {
 		want []string
 	}{
 		{"empty", " \n", []string{"the file is empty"}},
-		{"bad JSON", "{\n  \"version\": 1,}", []string{"invalid JSON at line 2, column 16: invalid character '}' looking for beginning of object key string"}},
+		{"bad JSON", "{\n  \"version\": 1,}", []string{"invalid JSON at line 2, column 15: invalid character ',' at start of value"}},
 		{"cut short", `{"version": 1`, []string{"invalid JSON: the file ends too soon"}},
 		{"two objects", `{} {}`, []string{"invalid JSON: data after the policy object"}},
 		{"not an object", `[1]`, []string{"want an object"}},
@@ -45,7 +45,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{"products.mortgage: unknown field", "products: name at least one of loan and credit_card"}},
 		{"unknown field", strings.Replace(minimal, `"over_limit"`, `"overlimit": 1, "over_limit"`, 1), []string{"products.loan.overlimit: unknown field"}},
 		{"repeated field", strings.Replace(minimal, `"over_limit": "reject"`, `"over_limit": "reject", "over_limit": "offer_limit"`, 1),
-			[]string{"products.loan.over_limit: appears twice"}},
+			[]string{`invalid JSON at line 3, column 26: duplicate object member name "over_limit" within "/products/loan"`}},
+		{"invalid UTF-8", strings.Replace(minimal, `"over_limit": "reject"`, "\"over_limit\": \"re\xffject\"", 1),
+			[]string{`invalid JSON at line 3, column 19: invalid UTF-8 within "/products/loan/over_limit"`}},
 		{"product not an object", `{"version": 1, "products": {"loan": null}}`, []string{"products.loan: want an object"}},
 		{"product missing everything", `{"version": 1, "products": {"loan": {}}}`, []string{
 			"products.loan.min_amount: required", "products.loan.max_amount: required", "products.loan.over_limit: required",
