@@ -168,7 +168,7 @@ type table struct {
 	lines []string
 }
 
-const tableHeader = "scenario\tseed\tsearches\taccepted\tdone\tlost\tdoubled\tunexpected\t503s\trejected by fault\tdone p50\tdone p99\tlongest gap\t200s below quorum\tresult"
+const tableHeader = "scenario\tseed\tsearches\taccepted\tdone\tlost\tdoubled\tunexpected\t503s\trejected by fault\tdone p50\tdone p99\tlongest gap\taccepted below quorum\tresult"
 
 func newTable(out io.Writer) *table {
 	fmt.Fprintln(out, strings.ReplaceAll(tableHeader, "\t", " | "))
@@ -184,7 +184,7 @@ func (t *table) line(res result) {
 	l := fmt.Sprintf("%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%s",
 		res.scenario, res.seed, r.Searches, r.Accepted, r.Done, r.Lost, r.Doubled, r.Unexpected,
 		r.Unavailable, r.RejectedByFault, ms(r.TimeToDone.P50), ms(r.TimeToDone.P99), ms(r.LongestGap),
-		r.OKInWindows, verdict)
+		r.AcceptedInWindows, verdict)
 	t.lines = append(t.lines, l)
 	fmt.Fprintln(t.out, strings.ReplaceAll(l, "\t", " | "), "  ("+res.took.Round(time.Second).String()+": "+res.phases+")")
 }

@@ -54,14 +54,22 @@ func (p *Publisher) streamLost(ctx context.Context) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
+// Published is what JetStream said of a stored message.
+type Published struct {
+	// Seq is the message's sequence in its stream; 0 when a replicated stream was still
+	// storing the first copy of the same id.
+	Seq uint64
+	// Duplicate reports that JetStream already had a message with the id within its
+	// window: not an error, the first copy is the one that counts.
+	Duplicate bool
+}
+
 // Publish sends v as JSON on subject with the de-duplication id msgID and the trace
-// context of ctx, and waits for JetStream to store it, at most PublishTimeout. duplicate
-// reports that JetStream already had a message with msgID within its window: not an error,
-// the first copy is the one that counts.
-func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string, v any) (duplicate bool, err error) {
+// context of ctx, and waits for JetStream to store it, at most PublishTimeout.
+func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string, v any) (Published, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return false, fmt.Errorf("encode %s: %w", subject, err)
+		return Published{}, fmt.Errorf("encode %s: %w", subject, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 	defer cancel()
@@ -89,14 +97,14 @@ func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
 		// A replicated stream is still storing the first copy of this id: a duplicate.
 		span.SetAttributes(attribute.Bool("messaging.nats.duplicate", true))
-		return true, nil
+		return Published{Duplicate: true}, nil
 	}
 	if err != nil {
 		err = fmt.Errorf("publish %s %s: %w", subject, msgID, err)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "publish failed")
-		return false, err
+		return Published{}, err
 	}
 	span.SetAttributes(attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
-	return ack.Duplicate, nil
+	return Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }

@@ -198,6 +198,13 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, no
 		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, table: table, log: g.log,
 		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
 		republishAfter: g.cfg.RepublishAfter, saved: from,
+		loan: func(ctx context.Context) (*jetstream.StreamState, error) {
+			st, err := g.js.Stream(ctx, contracts.StreamLoan) // one STREAM.INFO request
+			if err != nil {
+				return nil, err
+			}
+			return &st.CachedInfo().State, nil
+		},
 	}
 	g.searches.Store(&searches{
 		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), notifier: g.notifier, hasher: hasher,

@@ -248,7 +248,12 @@ type pendingEntry struct {
 	next    time.Time     // when to re-send next
 	wait    time.Duration // the wait after that
 	sentOK  time.Time     // the last successful re-send by this gateway
-	busy    bool          // a worker has it
+	seq     uint64        // that re-send's sequence in the LOAN stream
+	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
+	// the queue (0: not seen yet). The scored message it led to was published before that,
+	// so once the queue is past drainedBy too, the search has been worked on to the end.
+	drainedBy uint64
+	busy      bool // a worker has it
 }
 
 func newPendingTable(resumeFrom uint64) *pendingTable {

@@ -76,11 +76,11 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	defer stop()
 
 	// Accepted only once passed on: a publish that fails answers 503 and promises nothing.
-	dup, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req)
+	sent, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if dup {
+	if sent.Duplicate {
 		// The same request was sent within the de-duplication window: a retry. Its record,
 		// if there is one yet, answers it.
 		if cur, _, err := s.store.Get(ctx, req.SearchID); err == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,10 +29,11 @@ import (
 //
 // The deadline is kept with one allowance: a search whose deadline passed while nothing
 // could be done for it (the broker was away, this gateway was restarting) is first sent
-// again, and finished as rejected only if still pending REPUBLISH_AFTER after a send that
-// succeeded. A fault that stopped the whole system then costs the client its answer only
-// when the answer really does not come. A search past twice its deadline gets no such
-// second chance: nobody waits for it any more.
+// again, and finished as rejected only once that send has had its chance: the LOAN queue
+// has worked through it (or stopped moving, or lost it) and REPUBLISH_AFTER has passed. A
+// fault that stopped the whole system then costs the client its answer only when the answer
+// really does not come, not because the backlog it left takes a few seconds to drain. A
+// search a minute past its deadline gets no such second chance: nobody waits for it any more.
 type sweeper struct {
 	store          *search.Store
 	pub            *bus.Publisher
@@ -43,6 +45,60 @@ type sweeper struct {
 	interval       time.Duration
 	republishAfter time.Duration
 	saved          uint64 // the checkpoint last stored; it only moves forward
+	// loan is the LOAN stream, whose state tells how far the queue has worked (nil: unknown).
+	loan  func(ctx context.Context) (*jetstream.StreamState, error)
+	queue atomic.Pointer[queueState]
+}
+
+// queueState is what the sweeper last learned of the LOAN work queue. A work queue drops a
+// message when it is acknowledged, so its first sequence and its count of deleted messages
+// inside move exactly when the services work: publishing moves neither.
+type queueState struct {
+	first, last, msgs, deleted uint64
+	at                         time.Time // when it was read
+	movedAt                    time.Time // when it last showed work done (or was empty)
+}
+
+// next returns the state read now from st, given the one before (nil on the first read).
+func (q *queueState) next(st jetstream.StreamState, now time.Time) *queueState {
+	n := &queueState{first: st.FirstSeq, last: st.LastSeq, msgs: st.Msgs, deleted: uint64(st.NumDeleted), at: now, movedAt: now}
+	if q != nil && st.Msgs > 0 && st.FirstSeq == q.first && uint64(st.NumDeleted) == q.deleted {
+		n.movedAt = q.movedAt
+	}
+	return n
+}
+
+// progress is what became of a re-sent search's message, as far as the queue tells.
+type progress int
+
+const (
+	queued progress = iota // still being worked on, or unknown: wait
+	worked                 // worked through, or the queue stopped moving: finish if still pending
+	lost                   // the queue no longer holds it (declared again since): send again
+)
+
+// progress judges e's last re-send against the queue q, read within the last staleAfter;
+// it records in e when the re-sent request left the queue.
+func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Duration) progress {
+	if q == nil || now.Sub(q.at) > staleAfter {
+		return queued // the broker does not say: the fault that hides it is the one to outwait
+	}
+	if e.seq > q.last || e.drainedBy > q.last {
+		return lost
+	}
+	if now.Sub(q.movedAt) >= staleAfter {
+		return worked // stuck: nothing is being worked on, waiting longer gains nothing
+	}
+	if e.drainedBy == 0 {
+		if q.msgs > 0 && q.first <= e.seq {
+			return queued
+		}
+		e.drainedBy = max(q.last, e.seq)
+	}
+	if q.msgs > 0 && q.first <= e.drainedBy {
+		return queued
+	}
+	return worked
 }
 
 // sweepWorkers bound how many sweep calls run at once; sweepQueue how many wait.
@@ -52,6 +108,11 @@ const (
 	// jobTimeout bounds one sweep call, whatever the broker does.
 	jobTimeout = 5 * time.Second
 )
+
+// forsakenAfter is how long past its deadline a search still gets its second chance: longer
+// than an outage the fault suite inflicts (two NATS servers down for 15 s, then the cluster's
+// recovery), shorter than a restart after which nobody is waiting any more.
+const forsakenAfter = time.Minute
 
 type jobKind int
 
@@ -84,6 +145,10 @@ func (s *sweeper) run(ctx context.Context) {
 		close(jobs)
 		wg.Wait()
 	}()
+	if s.loan != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.followQueue(ctx) }()
+	}
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	for {
@@ -92,7 +157,7 @@ func (s *sweeper) run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		for _, j := range s.table.due(s.now(), s.republishAfter) {
+		for _, j := range s.table.due(s.now(), s.republishAfter, s.queue.Load()) {
 			select {
 			case jobs <- j:
 			default:
@@ -100,6 +165,26 @@ func (s *sweeper) run(ctx context.Context) {
 			}
 		}
 		s.saveCheckpoint(ctx)
+	}
+}
+
+// followQueue reads the LOAN stream's state every interval, on its own goroutine so that a
+// broker slow to answer delays no sweep; a read that fails leaves the last state to age.
+func (s *sweeper) followQueue(ctx context.Context) {
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, jobTimeout)
+		st, err := s.loan(rctx)
+		cancel()
+		if err == nil {
+			s.queue.Store(s.queue.Load().next(*st, s.now()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -118,8 +203,8 @@ func (s *sweeper) work(ctx context.Context, j job) {
 	now := s.now()
 	switch j.kind {
 	case resend:
-		_, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(req, j.attempt), &req)
-		s.table.resent(j.key, err == nil, now, s.republishAfter)
+		sent, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(req, j.attempt), &req)
+		s.table.resent(j.key, err == nil, sent.Seq, now, s.republishAfter)
 		if err != nil {
 			span.RecordError(err)
 			s.log.Warn().Ctx(ctx).Err(err).Str("search_id", req.SearchID).Msg("pending search not re-sent; will try again")
@@ -139,9 +224,9 @@ func (s *sweeper) work(ctx context.Context, j job) {
 	}
 }
 
-// due hands out the work the pending searches need now, marking each busy until its
-// worker reports back.
-func (t *pendingTable) due(now time.Time, republishAfter time.Duration) []job {
+// due hands out the work the pending searches need now, given what is known of the LOAN
+// queue (nil: nothing), marking each busy until its worker reports back.
+func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queueState) []job {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var jobs []job
@@ -154,15 +239,26 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration) []job {
 			e.next, e.wait = req.RequestedAt.Add(republishAfter), republishAfter
 		}
 		overdue := now.After(req.Deadline)
-		// Past twice its deadline nobody waits for an answer any more: finished at once,
+		// A minute past its deadline nobody waits for an answer any more: finished at once,
 		// not worked on again at the cost of fresh searches.
-		forsaken := now.Sub(req.Deadline) > req.Deadline.Sub(req.RequestedAt)
+		forsaken := now.Sub(req.Deadline) > forsakenAfter
 		var j job
 		switch {
-		case overdue && (forsaken || !e.sentOK.IsZero() && now.Sub(e.sentOK) >= republishAfter):
+		case overdue && forsaken:
 			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero():
-			continue // sent again not long ago: give that send its chance
+			switch e.progress(q, now, republishAfter) {
+			case queued:
+				continue // sent again: give that send its chance
+			case lost:
+				e.sentOK, e.seq, e.drainedBy = time.Time{}, 0, 0
+				j = job{kind: resend, attempt: e.attempt + 1}
+			case worked:
+				if now.Sub(e.sentOK) < republishAfter {
+					continue
+				}
+				j = job{kind: finish}
+			}
 		case now.Before(e.next):
 			continue
 		default:
@@ -186,7 +282,7 @@ func (t *pendingTable) release(key string) {
 // resent records a re-send's outcome: after a success the next waits twice as long; after
 // a failure the search is tried again soon, so that it goes out as soon as the broker
 // takes it.
-func (t *pendingTable) resent(key string, ok bool, now time.Time, republishAfter time.Duration) {
+func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, republishAfter time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, found := t.entries[key]
@@ -199,7 +295,7 @@ func (t *pendingTable) resent(key string, ok bool, now time.Time, republishAfter
 		return
 	}
 	e.attempt++
-	e.sentOK, e.next = now, now.Add(e.wait)
+	e.sentOK, e.seq, e.drainedBy, e.next = now, seq, 0, now.Add(e.wait)
 	e.wait *= 2
 }
 

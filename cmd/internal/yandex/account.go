@@ -49,8 +49,11 @@ type Report struct {
 	DoneInFirstPOST int
 	// LongestGap is the longest stretch of the run in which no answer was a 200.
 	LongestGap time.Duration
-	// OKInWindows counts 200s received while one of the windows held.
-	OKInWindows int
+	// AcceptedInWindows counts searches first accepted (their first 200, to a POST) by a
+	// request sent and answered while one of the windows held: a promise made while nothing
+	// could store it. Polls answered then from records stored before are fine, as is a POST
+	// whose record was written before the window began.
+	AcceptedInWindows int
 	// Problems describes the first few searches that went wrong, for people.
 	Problems []string
 }
@@ -93,10 +96,12 @@ func Account(searches []*Search, slow time.Duration, windows ...Window) Report {
 			switch {
 			case a.Status == 200:
 				oks = append(oks, a.Received)
-				for _, w := range windows {
-					if w.holds(a.Received) {
-						r.OKInWindows++
-						break
+				if a.Method == "POST" && !accepted {
+					for _, w := range windows {
+						if w.holds(a.Sent) && w.holds(a.Received) {
+							r.AcceptedInWindows++
+							break
+						}
 					}
 				}
 				if a.Method == "POST" {
