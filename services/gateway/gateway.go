@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
@@ -111,6 +112,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	if cfg.Auth.Disabled {
 		log.Warn().Msg("AUTH_DISABLED=true: the API takes requests without credentials; another layer must authenticate Yandex")
+	}
+	// Off is a fine default on a laptop, and a decision to be said out loud anywhere else.
+	if !config.Loopback(cfg.HTTPAddr) {
+		if len(cfg.Auth.AllowedNetworks) == 0 {
+			log.Warn().Msg("ALLOWED_NETWORKS is empty: callers from any network are let through to authentication")
+		}
+		if cfg.RateLimit == 0 {
+			log.Warn().Msg("RATE_LIMIT is 0: nothing bounds the requests this gateway takes")
+		}
 	}
 	log.Info().Str("api", apiLn.Addr().String()).Str("health", healthAddr.String()).
 		Dur("sync_budget", cfg.SyncBudget).Dur("deadline", cfg.Deadline).Msg("gateway listening")

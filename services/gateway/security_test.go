@@ -322,3 +322,37 @@ func TestSecureDefaults(t *testing.T) {
 		})
 	}
 }
+
+// A gateway beyond loopback says at every start what it leaves open: no authentication
+// (AUTH_DISABLED), no allow-list, no rate limit. On loopback it says nothing of the kind.
+func TestOpenSettingsAreSaidAtStart(t *testing.T) {
+	warnings := []string{"AUTH_DISABLED=true", "ALLOWED_NETWORKS is empty", "RATE_LIMIT is 0"}
+	public, err := LoadConfig(func(k string) string {
+		return map[string]string{"HTTP_ADDR": "0.0.0.0:0", "AUTH_DISABLED": "true",
+			"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want bool
+	}{{"public", public, true}, {"loopback", testConfig(), false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startGateway(t, tt.cfg)
+			h.stop()
+			for _, w := range warnings {
+				found := false
+				for _, line := range strings.Split(h.logs.String(), "\n") {
+					if strings.Contains(line, w) && strings.Contains(line, `"level":"warn"`) {
+						found = true
+					}
+				}
+				if found != tt.want {
+					t.Errorf("warning %q logged: %v, want %v\n%s", w, found, tt.want, h.logs.String())
+				}
+			}
+		})
+	}
+}
