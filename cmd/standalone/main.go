@@ -23,6 +23,7 @@ import (
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/embednats"
 	"github.com/demobank/yacredits/pkg/telemetry"
+	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -48,6 +49,18 @@ type settings struct {
 	NATSNoSync bool   // NATS_NO_SYNC: skip the per-write fsync (benchmarks only)
 }
 
+// writeDemoTestPhones writes the demo test phones file into dir and returns its path.
+func writeDemoTestPhones(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	path := filepath.Join(dir, "test-phones.json")
+	if err := os.WriteFile(path, testphones.Demo(), 0o640); err != nil {
+		return "", fmt.Errorf("demo test phones: %w", err)
+	}
+	return path, nil
+}
+
 func loadSettings(getenv config.Getenv) (settings, error) {
 	r := config.NewReader(getenv)
 	s := settings{
@@ -69,13 +82,24 @@ type tracing func(ctx context.Context, service string) (trace.TracerProvider, fu
 
 func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newTracer tracing) (err error) {
 	defaultKey := getenv("PHONE_HASH_KEY") == ""
+	var demoTestPhones string
 	env := func(k string) string {
-		if k == "PHONE_HASH_KEY" && defaultKey {
+		switch {
+		case k == "PHONE_HASH_KEY" && defaultKey:
 			return devPhoneHashKey
+		case k == "TEST_PHONES" && demoTestPhones != "":
+			return demoTestPhones
 		}
 		return getenv(k)
 	}
 	set, setErr := loadSettings(env)
+	if setErr == nil && getenv("TEST_PHONES") == "" {
+		// The demo's test phones (README, "Before Yandex's check"), written where people
+		// can read them: a deployed gateway has none unless TEST_PHONES names a file.
+		if demoTestPhones, setErr = writeDemoTestPhones(set.DataDir); setErr != nil {
+			return setErr
+		}
+	}
 	gwCfg, gwErr := gateway.LoadConfig(env)
 	// One process, one health endpoint: the gateway's. HEALTH_ADDR is the gateway's alone.
 	workerEnv := func(k string) string {

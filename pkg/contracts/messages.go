@@ -21,7 +21,7 @@ var ErrInvalid = errors.New("invalid message")
 type LoanRequested struct {
 	SearchID    string        `json:"search_id"`    // lowercase hyphenated UUID
 	PhoneHash   string        `json:"phone_hash"`   // hex HMAC-SHA256 of the canonical phone
-	PhoneMasked string        `json:"phone_masked"` // +7933***5040, for people
+	PhoneMasked string        `json:"phone_masked"` // +7******5040, for people
 	ProductType ProductType   `json:"product_type"`
 	Amount      *money.Amount `json:"amount,omitempty"` // the wish, not a filter
 	Term        *int          `json:"term,omitempty"`   // months
@@ -30,6 +30,9 @@ type LoanRequested struct {
 	Props       []string  `json:"props,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 	Deadline    time.Time `json:"deadline"` // past it the search is finished as rejected
+	// Test marks a search of a test phone (TEST_PHONES): decided from that file, and kept
+	// out of the business figures in logs, traces and metrics.
+	Test bool `json:"test,omitzero"`
 }
 
 var (

@@ -150,13 +150,14 @@ type requestWire struct {
 	Props       []string      `json:"props,omitempty"`
 	RequestedAt time.Time     `json:"requested_at"`
 	Deadline    *time.Time    `json:"deadline,omitempty"`
+	Test        bool          `json:"test,omitzero"`
 }
 
 // EncodeSearch writes the record for the bucket.
 func EncodeSearch(s *Search) ([]byte, error) {
 	r := s.Request
 	w := recordWire{Schema: SearchSchema, Request: requestWire{PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
-		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt},
+		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt, Test: r.Test},
 		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace}
 	if s.DoneAt == nil {
 		d := r.Deadline

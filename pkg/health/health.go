@@ -1,12 +1,12 @@
 // Package health serves the liveness and readiness endpoints every service exposes to its
 // orchestrator: /healthz answers while the process runs, /readyz only while the service
-// can do its work (JetStream reachable, its streams, consumers and buckets in place).
+// can do its work (JetStream reachable, its streams, consumers and buckets in place), and
+// says, per dependency, what is there and what is missing.
 package health
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,64 +16,134 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Check reports why the service is not ready, or nil.
-type Check func(ctx context.Context) error
+// Check looks at one dependency of a service. Probe returns a detail for people (a count,
+// a revision, an age) when the dependency is ready, and an error saying what is wrong when
+// it is not.
+type Check struct {
+	Name  string
+	Probe func(ctx context.Context) (detail string, err error)
+}
+
+// Func makes a Check of a probe that only says yes or no.
+func Func(name string, ready func() error) Check {
+	return Check{Name: name, Probe: func(context.Context) (string, error) { return "", ready() }}
+}
+
+// Report is the /readyz document: every dependency with its state, the failing ones
+// named again at the top so that a person (or a probe's log) sees them first.
+type Report struct {
+	Status  string   `json:"status"` // "ready" or "not ready"
+	Failing []string `json:"failing,omitempty"`
+	Checks  []Item   `json:"checks"`
+}
+
+// Item is one dependency's state.
+type Item struct {
+	Name   string `json:"name"`
+	Ready  bool   `json:"ready"`
+	Detail string `json:"detail,omitempty"` // our own infrastructure's words, never a request's data
+}
+
+// Evaluate runs every check, all of them even after one fails, in order.
+func Evaluate(ctx context.Context, checks []Check) Report {
+	r := Report{Status: "ready", Checks: make([]Item, 0, len(checks))}
+	for _, c := range checks {
+		detail, err := c.Probe(ctx)
+		it := Item{Name: c.Name, Ready: err == nil, Detail: detail}
+		if err != nil {
+			it.Detail = err.Error()
+			r.Failing = append(r.Failing, c.Name)
+			r.Status = "not ready"
+		}
+		r.Checks = append(r.Checks, it)
+	}
+	return r
+}
 
 // Handler serves /healthz, /readyz and, when metrics is not nil, /metrics: the
 // operational endpoints of a worker service.
-func Handler(ready Check, metrics http.Handler) http.Handler {
+func Handler(checks []Check, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	Register(mux, ready)
+	Register(mux, checks)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
 	return mux
 }
 
-// Register serves /healthz and /readyz on mux.
-func Register(mux *http.ServeMux, ready Check) {
+// Register serves /healthz and /readyz on mux. /readyz answers 200 when every check is
+// ready and 503 otherwise (what probes read), with the Report as its body (what people read).
+func Register(mux *http.ServeMux, checks []Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		write(w, http.StatusOK, "ok", "")
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := ready(ctx); err != nil {
-			write(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-			return
+		rep := Evaluate(ctx, checks)
+		status := http.StatusOK
+		if len(rep.Failing) > 0 {
+			status = http.StatusServiceUnavailable
 		}
-		write(w, http.StatusOK, "ok", "")
+		writeJSON(w, status, rep)
 	})
 }
 
-func write(w http.ResponseWriter, status int, state, reason string) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	body := map[string]string{"status": state}
-	if reason != "" {
-		body["reason"] = reason // our own infrastructure's words, never a request's data
-	}
-	_ = json.NewEncoder(w).Encode(body)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
-// JetStream is a readiness check: connected, and every named stream and bucket exists.
-func JetStream(js jetstream.JetStream, streams, buckets []string) Check {
-	return func(ctx context.Context) error {
-		if js.Conn().Status() != nats.CONNECTED {
-			return errors.New("not connected to NATS")
+// JetStream returns the checks of a JetStream client: connected, and each named stream
+// (with its message count) and bucket present.
+func JetStream(js jetstream.JetStream, streams, buckets []string) []Check {
+	checks := []Check{{Name: "nats", Probe: func(context.Context) (string, error) {
+		nc := js.Conn()
+		if st := nc.Status(); st != nats.CONNECTED {
+			return "", fmt.Errorf("not connected to NATS (%s)", st)
 		}
-		for _, s := range streams {
-			if _, err := js.Stream(ctx, s); err != nil {
-				return fmt.Errorf("stream %s: %w", s, err)
+		return "connected to " + nc.ConnectedServerName(), nil
+	}}}
+	for _, s := range streams {
+		checks = append(checks, Check{Name: "stream " + s, Probe: func(ctx context.Context) (string, error) {
+			st, err := js.Stream(ctx, s)
+			if err != nil {
+				return "", err
 			}
-		}
-		for _, b := range buckets {
-			if _, err := js.KeyValue(ctx, b); err != nil {
-				return fmt.Errorf("bucket %s: %w", b, err)
-			}
-		}
-		return nil
+			return fmt.Sprintf("%d messages", st.CachedInfo().State.Msgs), nil
+		}})
 	}
+	for _, b := range buckets {
+		checks = append(checks, Check{Name: "bucket " + b, Probe: func(ctx context.Context) (string, error) {
+			kv, err := js.KeyValue(ctx, b)
+			if err != nil {
+				return "", err
+			}
+			st, err := kv.Status(ctx)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d values", st.Values()), nil
+		}})
+	}
+	return checks
+}
+
+// Consumer is the check of a durable consumer of stream: present, with its backlog (how
+// many messages wait and how many are being worked on) as the detail. A backlog is for
+// people and dashboards to judge; only a missing consumer makes the service not ready.
+func Consumer(js jetstream.JetStream, stream, name string) Check {
+	return Check{Name: "consumer " + name, Probe: func(ctx context.Context) (string, error) {
+		c, err := js.Consumer(ctx, stream, name)
+		if err != nil {
+			return "", err
+		}
+		info := c.CachedInfo()
+		return fmt.Sprintf("backlog %d waiting, %d in flight, %d redelivered", info.NumPending, info.NumAckPending, info.NumRedelivered), nil
+	}}
 }
 
 // Serve serves h on addr until ctx is cancelled. An empty addr serves nothing and waits.

@@ -2,10 +2,12 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,7 +24,8 @@ func TestEndpoints(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	mux := http.NewServeMux()
-	Register(mux, JetStream(js, []string{"S"}, nil))
+	snapshot := errors.New("no snapshot loaded yet")
+	Register(mux, append(JetStream(js, []string{"S"}, nil), Func("snapshot", func() error { return snapshot })))
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	get := func(path string) (int, string) {
@@ -37,13 +40,31 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("healthz = %d", code)
 	}
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "stream S") {
-		t.Fatalf("readyz without the stream = %d %s", code, body)
+	// Every dependency is reported, the missing ones named first.
+	code, body := get("/readyz")
+	var rep Report
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatalf("readyz body: %v\n%s", err, body)
+	}
+	if code != 503 || rep.Status != "not ready" || !slices.Equal(rep.Failing, []string{"stream S", "snapshot"}) ||
+		len(rep.Checks) != 3 || !rep.Checks[0].Ready || rep.Checks[0].Name != "nats" ||
+		rep.Checks[1].Ready || !strings.Contains(rep.Checks[1].Detail, "not found") ||
+		rep.Checks[2].Detail != "no snapshot loaded yet" {
+		t.Fatalf("readyz without the stream and the snapshot = %d %s", code, body)
 	}
 	if _, err := js.CreateStream(context.Background(), jsStream("S")); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := get("/readyz"); code != 200 {
+	code, body = get("/readyz")
+	rep = Report{}
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || code != 503 || !slices.Equal(rep.Failing, []string{"snapshot"}) {
+		t.Fatalf("readyz with the stream = %d %s", code, body)
+	}
+	snapshot = nil
+	code, body = get("/readyz")
+	rep = Report{}
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || code != 200 || rep.Status != "ready" || len(rep.Failing) != 0 ||
+		rep.Checks[1].Detail != "0 messages" {
 		t.Fatalf("readyz = %d %s", code, body)
 	}
 }

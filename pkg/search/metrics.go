@@ -47,12 +47,15 @@ func (m *endings) record(ctx context.Context, s *contracts.Search) {
 	if m == nil || s.DoneAt == nil {
 		return
 	}
+	// test keeps the test phones' searches (TEST_PHONES) apart from the business figures:
+	// a dashboard sums test="false".
+	test := attribute.Bool("test", s.Request.Test)
 	attrs := metric.WithAttributes(
 		attribute.String("decision", string(s.Decision())),
-		attribute.String("product_type", string(s.Request.ProductType)))
+		attribute.String("product_type", string(s.Request.ProductType)), test)
 	m.searches.Add(ctx, 1, attrs)
 	m.latency.Record(ctx, s.DoneAt.Sub(s.Request.RequestedAt).Seconds(), attrs)
 	if slices.Contains(s.Reasons, contracts.ReasonDeadline) {
-		m.overdue.Add(ctx, 1, metric.WithAttributes(attribute.String("product_type", string(s.Request.ProductType))))
+		m.overdue.Add(ctx, 1, metric.WithAttributes(attribute.String("product_type", string(s.Request.ProductType)), test))
 	}
 }

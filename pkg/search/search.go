@@ -349,9 +349,12 @@ func (s *Store) create(ctx context.Context, rec *contracts.Search) (rev uint64, 
 // ended records a search that just became done: its metrics and its one log line.
 func (s *Store) ended(ctx context.Context, rec *contracts.Search, by string) {
 	s.metrics.record(ctx, rec)
-	s.log.Info().Ctx(ctx).Str("search_id", rec.Request.SearchID).Str("product_type", string(rec.Request.ProductType)).
-		Str("phone", rec.Request.PhoneMasked).Str("decision", string(rec.Decision())).Strs("reasons", rec.Reasons).
-		Str("by", by).Dur("took", rec.DoneAt.Sub(rec.Request.RequestedAt)).Msg("search done")
+	e := s.log.Info().Ctx(ctx).Str("search_id", rec.Request.SearchID).Str("product_type", string(rec.Request.ProductType)).
+		Str("phone", rec.Request.PhoneMasked).Str("decision", string(rec.Decision())).Strs("reasons", rec.Reasons)
+	if rec.Request.Test {
+		e = e.Bool("test", true) // a test phone's: not a client's
+	}
+	e.Str("by", by).Dur("took", rec.DoneAt.Sub(rec.Request.RequestedAt)).Msg("search done")
 }
 
 func pause(ctx context.Context, attempt int) error {

@@ -15,6 +15,9 @@ type Config struct {
 	HTTPAddr   string // HTTP_ADDR: the API
 	HealthAddr string // HEALTH_ADDR: /healthz, /readyz; empty serves them on HTTP_ADDR
 	BankName   string // BANK_NAME: the answer's "name"
+	// TestPhones (TEST_PHONES) is a file of phones with fixed outcomes (pkg/testphones):
+	// their searches are marked as tests. Empty: none.
+	TestPhones string
 
 	PhoneHashKey []byte // PHONE_HASH_KEY: the HMAC key phones are hashed with (secret)
 
@@ -62,6 +65,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		HTTPAddr:        r.Addr("HTTP_ADDR", "127.0.0.1:8080"),
 		HealthAddr:      r.Addr("HEALTH_ADDR", ""),
 		BankName:        r.String("BANK_NAME", "АО Демо-банк"),
+		TestPhones:      r.String("TEST_PHONES", ""),
 		PhoneHashKey:    []byte(r.Secret("PHONE_HASH_KEY", "")),
 		SyncBudget:      r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
 		Deadline:        r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),

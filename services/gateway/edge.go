@@ -99,7 +99,10 @@ func (e *edge) middleware(next http.Handler) http.Handler {
 		}
 		took := time.Since(start)
 		e.duration.Record(ctx, took.Seconds(), metric.WithAttributes(attrs...))
-		e.log.Info().Ctx(ctx).Str("method", method).Str("route", route).Int("status", status).
-			Str("search_id", info.searchID).Str("client", client.String()).Dur("took", took).Msg("http request")
+		l := e.log.Info().Ctx(ctx).Str("method", method).Str("route", route).Int("status", status).Str("search_id", info.searchID)
+		if info.test {
+			l = l.Bool("test", true)
+		}
+		l.Str("client", client.String()).Dur("took", took).Msg("http request")
 	})
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/pkg/testphones"
 )
 
 // instrumentation names this package in spans and metrics.
@@ -85,6 +86,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
+	tests, err := testphones.Load(cfg.TestPhones, hasher)
+	if err != nil {
+		return err
+	}
 	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics,
 		limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
 	if g.edge, err = newEdge(deps.Tracer, deps.Meter, func(r *http.Request) bool {
@@ -135,7 +140,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	background.Add(1)
 	go func() {
 		defer background.Done()
-		g.start(work, deps, hasher, now)
+		g.start(work, deps, hasher, tests, now)
 	}()
 
 	grp, gctx := errgroup.WithContext(ctx)
@@ -164,7 +169,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 }
 
 // start declares what the gateway needs, retrying until it can, then follows the bucket.
-func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, now func() time.Time) {
+func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, tests *testphones.Set, now func() time.Time) {
 	var (
 		store *search.Store
 		marks jetstream.KeyValue
@@ -217,7 +222,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, no
 		},
 	}
 	g.searches.Store(&searches{
-		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), notifier: g.notifier, hasher: hasher,
+		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), notifier: g.notifier, hasher: hasher, tests: tests,
 		conn: g.js.Conn(), budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
 	})
 	g.setupErr.Store(nil)
@@ -229,15 +234,25 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, no
 	wg.Wait()
 }
 
-// ready is the gateway's own part of /readyz: set up, and following the bucket live.
-func (g *gateway) ready() error {
+// setUp says whether the gateway has declared its streams and buckets.
+func (g *gateway) setUp() error {
 	if err := g.setupErr.Load(); err != nil {
 		return *err
 	}
-	if g.notifier == nil {
-		return errors.New("not following the searches bucket yet")
+	return nil
+}
+
+// watch says how the watch of the searches bucket is: live and caught up, with how far it
+// has read and how many searches it holds pending, or what is wrong with it.
+func (g *gateway) watch(context.Context) (string, error) {
+	if g.setupErr.Load() != nil || g.notifier == nil {
+		return "", errors.New("not following the searches bucket yet")
 	}
-	return g.notifier.ready()
+	if err := g.notifier.ready(); err != nil {
+		return "", err
+	}
+	t := g.notifier.pending
+	return fmt.Sprintf("caught up at revision %d, %d searches pending", t.newest(), t.len()), nil
 }
 
 func (g *gateway) server(h http.Handler) *http.Server {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/pkg/testphones"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -710,5 +713,52 @@ func TestAnotherRequestInFlightIsAConflict(t *testing.T) {
 	}
 	if n := requestedCount(t, h.js, id); n != 1 {
 		t.Fatalf("%d request messages, want the first one only", n)
+	}
+}
+
+// A test phone's search (TEST_PHONES) is marked as a test in its record, which every
+// later stage and the metrics read, and in the request's log line; any other phone's is not.
+func TestTestPhonesAreMarked(t *testing.T) {
+	cfg := testConfig()
+	cfg.TestPhones = filepath.Join(t.TempDir(), "test-phones.json")
+	if err := os.WriteFile(cfg.TestPhones, testphones.Demo(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startGateway(t, cfg)
+	startPipeline(t, h.js, h.store, 0)
+	for _, tc := range []struct {
+		phone string
+		test  bool
+	}{{"+7 900 000-00-01", true}, {"9330445040", false}} {
+		id := uuid.NewString()
+		if res := h.do("POST", apiPaths[0], "", loanBody(id, tc.phone)); res.status != 200 {
+			t.Fatalf("POST = %d %s", res.status, res.raw)
+		}
+		s, _, err := h.store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Request.Test != tc.test {
+			t.Errorf("%s: record marked test = %v, want %v", tc.phone, s.Request.Test, tc.test)
+		}
+		var line string
+		for _, l := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(l, `"message":"http request"`) && strings.Contains(l, id) {
+				line = l
+			}
+		}
+		if strings.Contains(line, `"test":true`) != tc.test {
+			t.Errorf("%s: log line %s, want test marked %v", tc.phone, line, tc.test)
+		}
+	}
+	// A file that is not valid stops the start, naming the problem.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"phones":[{"phone":"12","outcome":"reject"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.TestPhones = bad
+	err := Run(context.Background(), cfg, Deps{JS: h.js, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "phones[0]: phone") {
+		t.Fatalf("Run with a bad TEST_PHONES = %v", err)
 	}
 }

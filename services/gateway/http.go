@@ -78,6 +78,7 @@ func (g *gateway) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, in.SearchID, err)
 		return
 	}
+	noteTest(r.Context(), s)
 	g.render(w, r, in.SearchID, s)
 }
 
@@ -107,6 +108,7 @@ func (g *gateway) handlePoll(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, id, err)
 		return
 	}
+	noteTest(r.Context(), s)
 	g.render(w, r, id, s)
 }
 
@@ -143,6 +145,7 @@ func normaliseID(id string) string { return strings.ToLower(id) }
 // answered: its search, and the caller's address as authenticate resolved it.
 type requestInfo struct {
 	searchID string
+	test     bool // a test phone's search (TEST_PHONES)
 	client   netip.Addr
 }
 
@@ -152,6 +155,17 @@ func noteSearchID(ctx context.Context, id string) {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
 		info.searchID = id
 	}
+}
+
+// noteTest marks the request's log line and span when its search is a test phone's.
+func noteTest(ctx context.Context, s *contracts.Search) {
+	if !s.Request.Test {
+		return
+	}
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		info.test = true
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("search.test", true))
 }
 
 // recoverer turns a panic into a logged 500 in the documented shape.

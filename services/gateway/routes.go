@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -55,12 +54,9 @@ func (g *gateway) healthRoutes(r chi.Router) {
 // while JetStream answers with the stream and buckets in place, and while the watch of the
 // searches bucket is live and caught up (without it no POST could be answered done).
 func (g *gateway) healthHandler() http.Handler {
-	js := health.JetStream(g.js, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketGateway})
-	return health.Handler(func(ctx context.Context) error {
-		if err := g.ready(); err != nil {
-			return err
-		}
-		return js(ctx)
-	}, g.metrics)
+	checks := append(health.JetStream(g.js, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketGateway}),
+		health.Func("set-up", g.setUp),
+		health.Check{Name: "bucket watch", Probe: g.watch})
+	return health.Handler(checks, g.metrics)
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
+	"github.com/demobank/yacredits/pkg/testphones"
 )
 
 // searches is the gateway's work, free of HTTP: accept a search, answer a poll.
@@ -32,6 +34,7 @@ type searches struct {
 	notifier *notifier
 	flights  flights
 	hasher   *phone.Hasher
+	tests    *testphones.Set // TEST_PHONES: their searches are marked as tests
 	conn     *nats.Conn
 	budget   time.Duration
 	deadline time.Duration
@@ -43,9 +46,10 @@ type searches struct {
 // it to be done. It returns a search that is pending or done; the error is an *Error.
 func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Search, error) {
 	now := s.now().UTC()
+	hash := s.hasher.Sum(in.Phone)
 	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
 		SearchID:    in.key(),
-		PhoneHash:   s.hasher.Hex(in.Phone),
+		PhoneHash:   hex.EncodeToString(hash[:]),
 		PhoneMasked: in.Phone.Masked(),
 		ProductType: in.ProductType,
 		Amount:      in.Amount,
@@ -53,6 +57,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 		Props:       in.Props,
 		RequestedAt: now,
 		Deadline:    now.Add(s.deadline),
+		Test:        s.tests.Lookup(hash) != nil,
 	})
 	if err != nil {
 		return nil, err // validation let through what the contract refuses: a bug
@@ -60,7 +65,8 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	trace.SpanFromContext(ctx).SetAttributes(
 		attribute.String("search_id", req.SearchID),
 		attribute.String("search.product_type", string(req.ProductType)),
-		attribute.String("search.phone_masked", req.PhoneMasked))
+		attribute.String("search.phone_masked", req.PhoneMasked),
+		attribute.Bool("search.test", req.Test))
 	if !s.connected() {
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}

@@ -97,24 +97,31 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		setupErr atomic.Pointer[error]
 		loaded   = make(chan struct{})
 	)
-	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketCatalog})
-	ops := health.Handler(func(ctx context.Context) error {
-		if catalogs.Load() == nil {
-			if err := setupErr.Load(); err != nil {
-				return fmt.Errorf("no catalog in force yet: %w", *err)
+	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan},
+		[]string{contracts.BucketSearches, contracts.BucketCatalog}),
+		health.Check{Name: "catalog", Probe: func(context.Context) (string, error) {
+			cs := catalogs.Load()
+			if cs == nil {
+				if err := setupErr.Load(); err != nil {
+					return "", fmt.Errorf("no catalog in force yet: %w", *err)
+				}
+				return "", errors.New("no catalog in force yet")
 			}
-			return errors.New("no catalog in force yet")
-		}
-		c := consumer.Load()
-		if c == nil {
-			return errors.New("waiting for the searches bucket")
-		}
-		if err := c.Ready(); err != nil {
-			return err
-		}
-		return jsReady(ctx)
-	}, deps.Metrics)
+			cur := cs.cur.Load()
+			if cur == nil {
+				return "", errors.New("no catalog in force yet")
+			}
+			return fmt.Sprintf("revision %d in force, %d products", cur.revision, len(cur.catalog.Products)), nil
+		}},
+		health.Func("consuming", func() error {
+			c := consumer.Load()
+			if c == nil {
+				return errors.New("waiting for the searches bucket")
+			}
+			return c.Ready()
+		}),
+		health.Consumer(deps.JS, contracts.StreamLoan, contracts.ConsumerOffers))
+	ops := health.Handler(checks, deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })

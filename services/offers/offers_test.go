@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -607,12 +608,15 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	s := startService(t, js, map[string]string{"HEALTH_ADDR": addr})
+	var body string
 	status := func(path string) int {
 		res, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return 0
 		}
-		res.Body.Close()
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		body = string(b)
 		return res.StatusCode
 	}
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -621,8 +625,19 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 		}
 		return nil
 	})
-	if got := status("/readyz"); got != 503 {
-		t.Fatalf("readyz without the searches bucket = %d, want 503", got)
+	// Not ready, and /readyz names what is missing; the catalog is in force already.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if got := status("/readyz"); got != 503 || !strings.Contains(body, "revision 1 in force") {
+			return fmt.Errorf("readyz = %d %s", got, body)
+		}
+		return nil
+	})
+	var rep struct{ Failing []string }
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.Failing, "bucket searches") || !slices.Contains(rep.Failing, "stream LOAN") || slices.Contains(rep.Failing, "catalog") {
+		t.Fatalf("readyz without the searches bucket and the stream fails %v:\n%s", rep.Failing, body)
 	}
 	if _, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{}); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
+	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/scoring/policy"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
 )
@@ -43,6 +44,9 @@ type Config struct {
 	PreapprovalsFile string
 	// PolicyFile (POLICY_FILE) is the credit policy; empty uses the built-in default.
 	PolicyFile string
+	// TestPhones (TEST_PHONES) is a file of phones with fixed outcomes (pkg/testphones),
+	// decided from it instead of the pre-approvals. Empty: none.
+	TestPhones string
 	// PhoneHashKey (PHONE_HASH_KEY) hashes the export's phones the way the gateway does.
 	PhoneHashKey []byte
 	// Concurrency (CONCURRENCY) is how many searches one replica scores at once.
@@ -60,6 +64,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	c := Config{
 		PreapprovalsFile: r.String("PREAPPROVALS_FILE", ""),
 		PolicyFile:       r.String("POLICY_FILE", ""),
+		TestPhones:       r.String("TEST_PHONES", ""),
 		PhoneHashKey:     []byte(r.Secret("PHONE_HASH_KEY", "")),
 		Concurrency:      r.Int("CONCURRENCY", 64, 1, 4096),
 		HealthAddr:       r.Addr("HEALTH_ADDR", ""),
@@ -106,26 +111,30 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
+	tests, err := testphones.Load(cfg.TestPhones, hasher)
+	if err != nil {
+		return err
+	}
+	if tests.Len() > 0 {
+		log.Info().Int("test_phones", tests.Len()).Msg("test phones configured: their searches are decided from TEST_PHONES")
+	}
 	seed, err := seedSource(cfg.PreapprovalsFile)
 	if err != nil {
 		return err
 	}
 	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
-	jsReady := health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches})
 	var consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
-	ops := health.Handler(func(ctx context.Context) error {
-		if snaps.index() == nil {
-			return errors.New("no pre-approval snapshot loaded yet")
-		}
-		c := consumer.Load()
-		if c == nil {
-			return errors.New("waiting for the searches bucket")
-		}
-		if err := c.Ready(); err != nil {
-			return err
-		}
-		return jsReady(ctx)
-	}, deps.Metrics)
+	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches}),
+		health.Check{Name: "pre-approvals", Probe: snaps.describe},
+		health.Func("consuming", func() error {
+			c := consumer.Load()
+			if c == nil {
+				return errors.New("waiting for the searches bucket")
+			}
+			return c.Ready()
+		}),
+		health.Consumer(deps.JS, contracts.StreamLoan, contracts.ConsumerScoring))
+	ops := health.Handler(checks, deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
@@ -136,7 +145,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return err
 		}
 		s := &scorer{
-			snaps: snaps, policy: pol, now: now, store: store,
+			snaps: snaps, policy: pol, tests: tests, now: now, store: store,
 			pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
 		}
 		c := &bus.Consumer[contracts.LoanRequested]{
@@ -161,6 +170,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 type scorer struct {
 	snaps  *snapshots
 	policy *policy.Policy
+	tests  *testphones.Set
 	now    func() time.Time
 	store  *search.Store
 	pub    *bus.Publisher
@@ -177,11 +187,24 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	}
 	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, "score client",
 		trace.WithAttributes(attribute.String("search_id", req.SearchID)))
-	var rec *preapproval.Record
-	if r, ok := ix.Lookup(hash, req.ProductType); ok {
-		rec = &r
+	var (
+		rec      *preapproval.Record
+		decision contracts.Scored
+	)
+	if tp := s.tests.Lookup(hash); tp != nil {
+		span.SetAttributes(attribute.Bool("search.test", true))
+		var answer bool
+		decision, answer, err = s.decideTest(ctx, tp, req)
+		if err != nil || !answer {
+			span.End()
+			return err // a deadline phone: acknowledged, never answered
+		}
+	} else {
+		if r, ok := ix.Lookup(hash, req.ProductType); ok {
+			rec = &r
+		}
+		decision = policy.Decide(s.policy, rec, *req, s.now())
 	}
-	decision := policy.Decide(s.policy, rec, *req, s.now())
 	// The decision, never the phone.
 	span.SetAttributes(
 		attribute.String("search.product_type", string(req.ProductType)),
@@ -201,6 +224,39 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	}
 	_, err = s.pub.Publish(ctx, contracts.SubjectScored, req.SearchID, contracts.ScoredMsgID(requestID), scored)
 	return err
+}
+
+// ReasonTestPhone is the reason a test phone set to reject is declined.
+const ReasonTestPhone = "test_phone"
+
+// decideTest decides a test phone's search from its fixed outcome: after its delay; by the
+// credit policy as if the bank had pre-approved it (so the offers are the catalog's real
+// ones); declined; or not at all (answer false), for the sweeper to finish at the deadline.
+func (s *scorer) decideTest(ctx context.Context, tp *testphones.Phone, req *contracts.LoanRequested) (d contracts.Scored, answer bool, err error) {
+	if tp.Delay > 0 {
+		t := time.NewTimer(tp.Delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return d, false, ctx.Err()
+		case <-t.C:
+		}
+	}
+	now := s.now()
+	r := *req
+	r.Test = true // whatever the gateway knew: the record says it is a test
+	switch tp.Outcome {
+	case testphones.Deadline:
+		return d, false, nil
+	case testphones.Reject:
+		return contracts.Scored{Request: r, Verdict: contracts.Declined, Reasons: []string{ReasonTestPhone}, ScoredAt: now}, true, nil
+	}
+	var rec *preapproval.Record
+	if tp.Approves(r.ProductType) {
+		rec = &preapproval.Record{Product: r.ProductType, Kind: tp.Kind, Limit: tp.Limit, Grade: tp.Grade,
+			ValidUntil: now.AddDate(1, 0, 0)}
+	}
+	return policy.Decide(s.policy, rec, r, now), true, nil
 }
 
 // reject finishes a search whose request was dead-lettered: its waiting POST, if any, is

@@ -27,6 +27,7 @@ import (
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/scoring"
 	"github.com/demobank/yacredits/services/scoring/policy"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -523,5 +524,54 @@ func TestStartupErrors(t *testing.T) {
 				t.Fatalf("err = %v, want one saying %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// Test phones (TEST_PHONES) end as their file says, whatever the pre-approvals hold, and
+// their scores say they are tests; /readyz says which snapshot is in force and the backlog.
+func TestTestPhonesHaveFixedOutcomes(t *testing.T) {
+	r := newRig(t)
+	file := filepath.Join(t.TempDir(), "test-phones.json")
+	if err := os.WriteFile(file, testphones.Demo(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	r.start(map[string]string{"TEST_PHONES": file, "HEALTH_ADDR": addr})
+
+	never := r.request("+79000000004") // the deadline phone: scored never
+	if s := r.score("+7 900 000-00-01"); s.Verdict != contracts.Approved || s.Grade != "A" || !s.Request.Test {
+		t.Fatalf("approved test phone scored %+v", s)
+	}
+	if s := r.score("89000000002"); s.Verdict != contracts.Declined || !slices.Equal(s.Reasons, []string{scoring.ReasonTestPhone}) || !s.Request.Test {
+		t.Fatalf("rejected test phone scored %+v", s)
+	}
+	if s := r.score("9000000005"); s.Verdict != contracts.Approved || s.Kind != contracts.FullApproved {
+		t.Fatalf("full-approved test phone scored %+v", s)
+	}
+	delayed := r.score("9000000003")
+	if took := delayed.ScoredAt.Sub(delayed.Request.RequestedAt); delayed.Verdict != contracts.Approved || took < 3*time.Second {
+		t.Fatalf("delayed test phone scored %+v after %s, want approved after 3s", delayed, took)
+	}
+	if s := r.scored[never]; s != nil {
+		t.Fatalf("the deadline phone was scored: %+v", s)
+	}
+	cons, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := cons.CachedInfo(); info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Fatalf("the deadline phone's request is not simply acknowledged: %+v", info)
+	}
+	// Not a test phone: the pre-approvals decide, as ever.
+	r.expect("9330445040", contracts.Approved, policy.ReasonApproved)
+
+	code, body, err := get("http://" + addr + "/readyz")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("/readyz = %d %s %v", code, body, err)
+	}
+	for _, want := range []string{`"name": "pre-approvals"`, "entries, stored", `"name": "consumer scoring"`, "backlog 0 waiting"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz does not say %q:\n%s", want, body)
+		}
 	}
 }

@@ -29,7 +29,8 @@ type served struct {
 	ix      *preapproval.Index
 	name    string // contracts.PreapprovalsObject or contracts.PreapprovalsSeedObject
 	nuid    string
-	content string // snapshotstore.ContentID
+	content string    // snapshotstore.ContentID
+	stored  time.Time // when the object was written: the snapshot's age
 }
 
 // snapshots serves the pre-approval index and keeps it current. It follows the object
@@ -67,6 +68,17 @@ func (s *snapshots) index() *preapproval.Index {
 		return c.ix
 	}
 	return nil
+}
+
+// describe is the readiness of the pre-approvals: which snapshot is in force, how many
+// entries it holds and how old it is.
+func (s *snapshots) describe(context.Context) (string, error) {
+	c := s.cur.Load()
+	if c == nil {
+		return "", errors.New("no pre-approval snapshot loaded yet")
+	}
+	return fmt.Sprintf("%s (content %s), %d entries, stored %s ago", c.name, c.content, c.ix.Len(),
+		time.Since(c.stored).Round(time.Second)), nil
 }
 
 // run follows the store until ctx ends. A watch that breaks (the broker away for longer
@@ -237,7 +249,7 @@ func (s *snapshots) settle(ctx context.Context, obs *snapshotstore.Store, l *loa
 	content := snapshotstore.ContentID(want)
 	if cur := s.cur.Load(); cur != nil && cur.content == content {
 		if cur.name != want.Name || cur.nuid != want.NUID { // the same content, stored again
-			s.cur.Store(&served{ix: cur.ix, name: want.Name, nuid: want.NUID, content: content})
+			s.cur.Store(&served{ix: cur.ix, name: want.Name, nuid: want.NUID, content: content, stored: want.ModTime})
 		}
 		return nil
 	}
@@ -284,7 +296,7 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 }
 
 func (s *snapshots) swap(ix *preapproval.Index, info *jetstream.ObjectInfo, took time.Duration) {
-	next := &served{ix: ix, name: info.Name, nuid: info.NUID, content: snapshotstore.ContentID(info)}
+	next := &served{ix: ix, name: info.Name, nuid: info.NUID, content: snapshotstore.ContentID(info), stored: info.ModTime}
 	ev := s.log.Info().Str("object", next.name).Str("nuid", next.nuid).Str("content", next.content).
 		Int("entries", ix.Len()).Int("duplicates", ix.Duplicates()).Time("created", ix.Created()).
 		Uint64("bytes", info.Size).Dur("took", took)
