@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -195,13 +196,13 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("search.product_type", string(s.Request.ProductType)),
 			attribute.String("score.verdict", string(s.Verdict)),
 			attribute.String("score.grade", s.Grade)))
-	offers := pricing.Price(p.catalog(), s)
+	offers, dropped := pricing.Quote(p.catalog(), s)
 	if len(offers) > p.maxOffers {
 		offers = offers[:p.maxOffers] // best first: the cut keeps the best
 	}
 	span.SetAttributes(attribute.Int("offers.count", len(offers)))
 	span.End()
-	reasons := s.Reasons
+	reasons := append(slices.Clone(s.Reasons), dropped...)
 	if s.Verdict == contracts.Approved && len(offers) == 0 {
 		reasons = append(reasons, contracts.ReasonNoOffers)
 	}

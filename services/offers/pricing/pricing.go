@@ -62,8 +62,15 @@ const CardTermMonths = 12
 // rate, with the issuance fee and the annual service fee at month 0 and any monthly fee with
 // each payment; the grace period is not applied, as it depends on how the card is used.
 func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
+	offers, _ := Quote(c, s)
+	return offers
+}
+
+// Quote is Price with the reason codes of the products it had to drop for a reason the
+// search record should keep (ReasonAboveCeiling), each code once.
+func Quote(c *catalog.Catalog, s *contracts.Scored) (offers []contracts.Offer, reasons []string) {
 	if c == nil || s == nil || s.Verdict != contracts.Approved || s.Amount == nil {
-		return nil
+		return nil, nil
 	}
 	type quote struct {
 		id    string
@@ -73,35 +80,40 @@ func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
 	var net []float64 // one buffer for every ПСК of this search
 	for i := range c.Products {
 		p := &c.Products[i]
-		if o, ok := offer(p, s, &net); ok {
+		o, ok, capped := offer(p, s, &net)
+		if ok {
 			quotes = append(quotes, quote{p.ID, o})
+		}
+		if capped && !slices.Contains(reasons, ReasonAboveCeiling) {
+			reasons = append(reasons, ReasonAboveCeiling)
 		}
 	}
 	if len(quotes) == 0 {
-		return nil
+		return nil, reasons
 	}
 	slices.SortFunc(quotes, func(a, b quote) int {
 		return cmp.Or(cmp.Compare(a.offer.TotalCost.Min, b.offer.TotalCost.Min), strings.Compare(a.id, b.id))
 	})
-	offers := make([]contracts.Offer, len(quotes))
+	offers = make([]contracts.Offer, len(quotes))
 	for i, q := range quotes {
 		offers[i] = q.offer
 	}
-	return offers
+	return offers, reasons
 }
 
-// offer prices one product for the search, or says it is not offered.
-func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (contracts.Offer, bool) {
+// offer prices one product for the search, or says it is not offered; capped says it was
+// not offered because no part of it is within the ПСК ceiling.
+func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (_ contracts.Offer, ok, capped bool) {
 	if p.ProductType != s.Request.ProductType {
-		return contracts.Offer{}, false
+		return contracts.Offer{}, false, false
 	}
 	rates, ok := p.Rates[s.Grade]
 	if !ok {
-		return contracts.Offer{}, false
+		return contracts.Offer{}, false, false
 	}
 	amount := contracts.AmountRange{Min: max(p.Amount.Min, s.Amount.Min), Max: min(p.Amount.Max, s.Amount.Max)}
 	if amount.Min > amount.Max {
-		return contracts.Offer{}, false
+		return contracts.Offer{}, false, false
 	}
 	o := contracts.Offer{
 		ProductType: p.ProductType,
@@ -119,13 +131,13 @@ func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (contracts.O
 	switch p.ProductType {
 	case contracts.ProductLoan:
 		if p.Term == nil {
-			return contracts.Offer{}, false
+			return contracts.Offer{}, false, false
 		}
 		terms = *p.Term
 		if s.Term != nil {
 			terms = contracts.TermRange{Min: max(terms.Min, s.Term.Min), Max: min(terms.Max, s.Term.Max)}
 			if terms.Min > terms.Max {
-				return contracts.Offer{}, false
+				return contracts.Offer{}, false, false
 			}
 		}
 		lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
@@ -139,13 +151,27 @@ func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (contracts.O
 	}
 	cost, ok := costRange(p, amount, rates, terms, net)
 	if !ok {
-		return contracts.Offer{}, false
+		return contracts.Offer{}, false, false
+	}
+	if cost.Max > AbsoluteCeiling {
+		// Offered only where the law allows: the amounts whose ПСК stays within the ceiling.
+		if amount, ok = withinCeiling(p, amount, rates, terms, AbsoluteCeiling, net); !ok {
+			return contracts.Offer{}, false, true
+		}
+		o.Amount = amount
+		if o.Payment.Min != nil {
+			lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
+			o.Payment.Min = &lo
+		}
+		if cost, ok = costRange(p, amount, rates, terms, net); !ok || cost.Max > AbsoluteCeiling {
+			return contracts.Offer{}, false, true
+		}
 	}
 	o.TotalCost = cost
 	if o.Validate() != nil {
-		return contracts.Offer{}, false
+		return contracts.Offer{}, false, false
 	}
-	return o, true
+	return o, true, false
 }
 
 func monthlyCharge(p *catalog.Product, amount money.Amount) money.Amount {
