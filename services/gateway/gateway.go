@@ -213,12 +213,12 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, table: table, log: g.log,
 		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
 		republishAfter: g.cfg.RepublishAfter, saved: from,
-		loan: func(ctx context.Context) (*jetstream.StreamState, error) {
+		loan: func(ctx context.Context) (*jetstream.StreamInfo, error) {
 			st, err := g.js.Stream(ctx, contracts.StreamLoan) // one STREAM.INFO request
 			if err != nil {
 				return nil, err
 			}
-			return &st.CachedInfo().State, nil
+			return st.CachedInfo(), nil
 		},
 	}
 	g.searches.Store(&searches{

@@ -324,6 +324,10 @@ func TestDeadline(t *testing.T) {
 		if s.Status() != contracts.Done || s.Decision() != contracts.Rejected || s.Reasons[0] != contracts.ReasonDeadline {
 			return errors.New("not finished at the deadline yet")
 		}
+		// Kept: nothing stood in its way, so no allowance past its last re-send's chance.
+		if late := s.DoneAt.Sub(s.Request.RequestedAt.Add(cfg.Deadline)); late > time.Second {
+			t.Fatalf("finished %s after its deadline", late)
+		}
 		return nil
 	})
 	res := h.do("GET", apiPaths[0]+"?search_id="+id, "", "")

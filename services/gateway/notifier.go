@@ -248,7 +248,12 @@ type pendingEntry struct {
 	next    time.Time     // when to re-send next
 	wait    time.Duration // the wait after that
 	sentOK  time.Time     // the last successful re-send by this gateway
+	acked   time.Time     // when it was stored: a queue read sent before knows nothing of it
 	seq     uint64        // that re-send's sequence in the LOAN stream
+	created time.Time     // the LOAN stream it was judged against (its creation time)
+	// troubled: the search met a fault (a re-send refused, or none before its deadline), so
+	// its deadline may wait for its last re-send to be worked through.
+	troubled bool
 	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
 	// the queue (0: not seen yet). The scored message it led to was published before that,
 	// so once the queue is past drainedBy too, the search has been worked on to the end.

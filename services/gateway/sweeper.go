@@ -27,13 +27,14 @@ import (
 // with its own deadline, so that a slow broker delays only the sweep, never an answer and
 // never another sweep call.
 //
-// The deadline is kept with one allowance: a search whose deadline passed while nothing
-// could be done for it (the broker was away, this gateway was restarting) is first sent
-// again, and finished as rejected only once that send has had its chance: the LOAN queue
-// has worked through it (or stopped moving, or lost it) and REPUBLISH_AFTER has passed. A
-// fault that stopped the whole system then costs the client its answer only when the answer
-// really does not come, not because the backlog it left takes a few seconds to drain. A
-// search a minute past its deadline gets no such second chance: nobody waits for it any more.
+// The deadline is kept, finished REPUBLISH_AFTER after the last re-send at most, with one
+// allowance: a search that met a fault (a re-send the broker refused, or none made before
+// its deadline because this gateway was restarting) is sent again and finished as rejected
+// only once that send has had its chance: the LOAN queue has worked through it (or stopped
+// moving, or lost it) and REPUBLISH_AFTER has passed. A fault that stopped the whole system
+// then costs the client its answer only when the answer really does not come, not because
+// the backlog it left takes a few seconds to drain. A search a minute past its deadline gets
+// no such second chance: nobody waits for it any more.
 type sweeper struct {
 	store          *search.Store
 	pub            *bus.Publisher
@@ -46,7 +47,7 @@ type sweeper struct {
 	republishAfter time.Duration
 	saved          uint64 // the checkpoint last stored; it only moves forward
 	// loan is the LOAN stream, whose state tells how far the queue has worked (nil: unknown).
-	loan  func(ctx context.Context) (*jetstream.StreamState, error)
+	loan  func(ctx context.Context) (*jetstream.StreamInfo, error)
 	queue atomic.Pointer[queueState]
 }
 
@@ -55,14 +56,17 @@ type sweeper struct {
 // inside move exactly when the services work: publishing moves neither.
 type queueState struct {
 	first, last, msgs, deleted uint64
-	at                         time.Time // when it was read
+	created                    time.Time // the stream's creation: another one is a stream declared again
+	at                         time.Time // when the read was sent: it knows nothing stored after
 	movedAt                    time.Time // when it last showed work done (or was empty)
 }
 
-// next returns the state read now from st, given the one before (nil on the first read).
-func (q *queueState) next(st jetstream.StreamState, now time.Time) *queueState {
-	n := &queueState{first: st.FirstSeq, last: st.LastSeq, msgs: st.Msgs, deleted: uint64(st.NumDeleted), at: now, movedAt: now}
-	if q != nil && st.Msgs > 0 && st.FirstSeq == q.first && uint64(st.NumDeleted) == q.deleted {
+// next returns the state of info, read from at, given the one before (nil on the first read).
+func (q *queueState) next(info *jetstream.StreamInfo, at time.Time) *queueState {
+	st := info.State
+	n := &queueState{first: st.FirstSeq, last: st.LastSeq, msgs: st.Msgs, deleted: uint64(st.NumDeleted),
+		created: info.Created, at: at, movedAt: at}
+	if q != nil && st.Msgs > 0 && st.FirstSeq == q.first && uint64(st.NumDeleted) == q.deleted && info.Created.Equal(q.created) {
 		n.movedAt = q.movedAt
 	}
 	return n
@@ -78,13 +82,19 @@ const (
 )
 
 // progress judges e's last re-send against the queue q, read within the last staleAfter;
-// it records in e when the re-sent request left the queue.
+// it records in e which stream it judged against and when the re-sent request left the queue.
 func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Duration) progress {
 	if q == nil || now.Sub(q.at) > staleAfter {
 		return queued // the broker does not say: the fault that hides it is the one to outwait
 	}
-	if e.seq > q.last || e.drainedBy > q.last {
-		return lost
+	if q.at.Before(e.acked) {
+		return queued // read before the re-send was stored: it cannot tell
+	}
+	if e.created.IsZero() {
+		e.created = q.created
+	}
+	if !q.created.Equal(e.created) || e.seq > q.last || e.drainedBy > q.last {
+		return lost // the stream was declared again since: the message went with the old one
 	}
 	if now.Sub(q.movedAt) >= staleAfter {
 		return worked // stuck: nothing is being worked on, waiting longer gains nothing
@@ -173,12 +183,19 @@ func (s *sweeper) run(ctx context.Context) {
 func (s *sweeper) followQueue(ctx context.Context) {
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
+	var warned time.Time
 	for {
 		rctx, cancel := context.WithTimeout(ctx, jobTimeout)
-		st, err := s.loan(rctx)
+		at := s.now()
+		info, err := s.loan(rctx)
 		cancel()
-		if err == nil {
-			s.queue.Store(s.queue.Load().next(*st, s.now()))
+		switch {
+		case err == nil:
+			s.queue.Store(s.queue.Load().next(info, at))
+		case ctx.Err() == nil && time.Since(warned) > time.Minute:
+			// Unread, overdue searches that had a fault wait up to a minute past their deadline.
+			warned = time.Now()
+			s.log.Warn().Err(err).Msg("LOAN queue not read: overdue searches that met a fault wait for it")
 		}
 		select {
 		case <-ctx.Done():
@@ -204,7 +221,7 @@ func (s *sweeper) work(ctx context.Context, j job) {
 	switch j.kind {
 	case resend:
 		sent, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(req, j.attempt), &req)
-		s.table.resent(j.key, err == nil, sent.Seq, now, s.republishAfter)
+		s.table.resent(j.key, err == nil, sent.Seq, s.now(), s.republishAfter)
 		if err != nil {
 			span.RecordError(err)
 			s.log.Warn().Ctx(ctx).Err(err).Str("search_id", req.SearchID).Msg("pending search not re-sent; will try again")
@@ -246,12 +263,19 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 		switch {
 		case overdue && forsaken:
 			j = job{kind: finish}
+		case overdue && !e.sentOK.IsZero() && !e.troubled:
+			// Nothing stood in this search's way: its deadline is kept, give or take the
+			// last re-send's chance.
+			if now.Sub(e.sentOK) < republishAfter {
+				continue
+			}
+			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero():
 			switch e.progress(q, now, republishAfter) {
 			case queued:
-				continue // sent again: give that send its chance
+				continue // sent again after a fault: give that send its chance
 			case lost:
-				e.sentOK, e.seq, e.drainedBy = time.Time{}, 0, 0
+				e.sentOK, e.seq, e.drainedBy, e.created = time.Time{}, 0, 0, time.Time{}
 				j = job{kind: resend, attempt: e.attempt + 1}
 			case worked:
 				if now.Sub(e.sentOK) < republishAfter {
@@ -259,6 +283,14 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 				}
 				j = job{kind: finish}
 			}
+		case overdue:
+			// Overdue and never re-sent by this gateway (restarted, or its watch late): a
+			// fault kept it from its chance, so it gets one now.
+			e.troubled = true
+			if now.Before(e.next) {
+				continue
+			}
+			j = job{kind: resend, attempt: e.attempt + 1}
 		case now.Before(e.next):
 			continue
 		default:
@@ -291,11 +323,12 @@ func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, re
 	}
 	e.busy = false
 	if !ok {
+		e.troubled = true // the broker refused it: its deadline may pass for want of a broker
 		e.next = now.Add(republishAfter / 4)
 		return
 	}
 	e.attempt++
-	e.sentOK, e.seq, e.drainedBy, e.next = now, seq, 0, now.Add(e.wait)
+	e.sentOK, e.acked, e.seq, e.drainedBy, e.created, e.next = now, now, seq, 0, time.Time{}, now.Add(e.wait)
 	e.wait *= 2
 }
 

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/demobank/yacredits/pkg/contracts"
 )
 
 // What a re-sent search's message has become, judged from the LOAN queue's state: the
@@ -14,7 +17,8 @@ func TestProgressOfAResend(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	const stale = 2 * time.Second
 	state := func(first, last, msgs uint64, deleted int, at, moved time.Duration) *queueState {
-		return &queueState{first: first, last: last, msgs: msgs, deleted: uint64(deleted), at: t0.Add(at), movedAt: t0.Add(moved)}
+		return &queueState{first: first, last: last, msgs: msgs, deleted: uint64(deleted), at: t0.Add(at), movedAt: t0.Add(moved),
+			created: t0.Add(-time.Hour)}
 	}
 	type read struct {
 		q    *queueState
@@ -49,9 +53,19 @@ func TestProgressOfAResend(t *testing.T) {
 			{state(120, 1000, 880, 0, 0, 0), queued},
 			{state(1, 30, 30, 0, time.Second, time.Second), lost},
 		}},
+		{"declared again and grown past the re-send", 100, []read{
+			{state(50, 900, 850, 0, 0, 0), queued},
+			{func() *queueState { q := state(50, 900, 850, 0, time.Second, time.Second); q.created = t0; return q }(), lost},
+		}},
+		{"read sent before the re-send was stored", 100, []read{
+			{state(1, 99, 99, 0, -time.Millisecond, -time.Millisecond), queued}, // would be lost, were it newer
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &pendingEntry{seq: tc.seq}
+			e := &pendingEntry{seq: tc.seq, acked: t0.Add(-time.Microsecond)}
+			if tc.name == "read sent before the re-send was stored" {
+				e.acked = t0
+			}
 			for i, r := range tc.reads {
 				now := t0.Add(time.Duration(i) * time.Second)
 				if got := e.progress(r.q, now, stale); got != r.want {
@@ -67,7 +81,7 @@ func TestProgressOfAResend(t *testing.T) {
 func TestQueueStateMoves(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	var q *queueState
-	q = q.next(jetstream.StreamState{FirstSeq: 10, LastSeq: 20, Msgs: 11}, t0)
+	q = q.next(&jetstream.StreamInfo{State: jetstream.StreamState{FirstSeq: 10, LastSeq: 20, Msgs: 11}}, t0)
 	steps := []struct {
 		st    jetstream.StreamState
 		moved bool
@@ -81,9 +95,50 @@ func TestQueueStateMoves(t *testing.T) {
 	for i, s := range steps {
 		now := t0.Add(time.Duration(i+1) * time.Second)
 		prev := q.movedAt
-		q = q.next(s.st, now)
+		q = q.next(&jetstream.StreamInfo{State: s.st}, now)
 		if moved := q.movedAt.Equal(now); moved != s.moved || !moved && !q.movedAt.Equal(prev) {
 			t.Fatalf("step %d: movedAt = %v (was %v), want moved = %v", i, q.movedAt, prev, s.moved)
 		}
+	}
+}
+
+// What the sweep hands out for an overdue search: a search that met no fault is finished
+// REPUBLISH_AFTER after its last re-send, whatever backlog the queue holds (a stuck message
+// elsewhere must not hold every deadline); one that met a fault waits while the queue works
+// through its re-send; and a re-send stored after the last queue read is never taken for lost.
+func TestDueForAnOverdueSearch(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const republish = 2 * time.Second
+	draining := &queueState{first: 50, last: 900, msgs: 850, at: t0, movedAt: t0} // moving, behind seq 100
+	for _, tc := range []struct {
+		name     string
+		troubled bool
+		sentAgo  time.Duration
+		seq      uint64
+		acked    time.Duration // relative to t0
+		want     []jobKind
+	}{
+		{"no fault: the deadline is kept", false, 3 * time.Second, 100, -3 * time.Second, []jobKind{finish}},
+		{"no fault, re-sent a moment ago: that send's chance", false, time.Second, 100, -time.Second, nil},
+		{"a fault: waits for the queue", true, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"a fault, re-sent after the last read, past its end", true, 3 * time.Second, 901, time.Millisecond, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0.Add(100 * time.Millisecond)
+			req := testRequest(t, time.Minute)
+			req.RequestedAt, req.Deadline = t0.Add(-12*time.Second), t0.Add(-2*time.Second) // overdue, not forsaken
+			table := newPendingTable(0)
+			table.put("k", 1, &contracts.Search{Request: req})
+			e := table.entries["k"]
+			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
+			e.sentOK, e.acked, e.seq, e.troubled = now.Add(-tc.sentAgo), t0.Add(tc.acked), tc.seq, tc.troubled
+			var got []jobKind
+			for _, j := range table.due(now, republish, draining) {
+				got = append(got, j.kind)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("due = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
