@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/embednats"
+	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/gateway"
@@ -47,6 +49,39 @@ type settings struct {
 	DataDir    string // DATA_DIR: JetStream's files
 	NATSListen string // NATS_LISTEN: a client port for tools (nats CLI); empty: in-process only
 	NATSNoSync bool   // NATS_NO_SYNC: skip the per-write fsync (benchmarks only)
+}
+
+// readiness collects scoring's and offers' readiness checks for the gateway's /readyz;
+// until a service has given its checks, one check says it has not started.
+type readiness struct {
+	mu     sync.Mutex
+	checks map[string][]health.Check
+}
+
+func (r *readiness) add(service string) func([]health.Check) {
+	return func(cs []health.Check) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.checks == nil {
+			r.checks = map[string][]health.Check{}
+		}
+		r.checks[service] = health.Named(service+": ", cs)
+	}
+}
+
+func (r *readiness) list() []health.Check {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []health.Check
+	for _, service := range []string{"scoring", "offers"} {
+		cs, ok := r.checks[service]
+		if !ok {
+			out = append(out, health.Func(service, func() error { return errors.New("not started yet") }))
+			continue
+		}
+		out = append(out, cs...)
+	}
+	return out
 }
 
 // writeDemoTestPhones writes the demo test phones file into dir and returns its path.
@@ -176,17 +211,22 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		})
 		return nil
 	}
+	// One /readyz for the process: the gateway's, with scoring's and offers' checks added as
+	// each service makes them (a service not started yet is not ready).
+	var others readiness
 	// The gateway first: it creates the bucket the other two wait for.
 	errs := []error{
 		start("gateway", func(ctx context.Context, js jetstream.JetStream) error {
 			return gateway.Run(ctx, gwCfg, gateway.Deps{JS: js, Log: log,
-				Tracer: tracers["gateway"], Meter: meter, Metrics: metrics})
+				Tracer: tracers["gateway"], Meter: meter, Metrics: metrics, Checks: others.list})
 		}),
 		start("scoring", func(ctx context.Context, js jetstream.JetStream) error {
-			return scoring.Run(ctx, scCfg, scoring.Deps{JS: js, Log: log, Tracer: tracers["scoring"], Meter: meter})
+			return scoring.Run(ctx, scCfg, scoring.Deps{JS: js, Log: log, Tracer: tracers["scoring"], Meter: meter,
+				Checks: others.add("scoring")})
 		}),
 		start("offers", func(ctx context.Context, js jetstream.JetStream) error {
-			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log, Tracer: tracers["offers"], Meter: meter})
+			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log, Tracer: tracers["offers"], Meter: meter,
+				Checks: others.add("offers")})
 		}),
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,25 +45,37 @@ type Item struct {
 	Detail string `json:"detail,omitempty"` // our own infrastructure's words, never a request's data
 }
 
-// Evaluate runs every check, all of them even after one fails, in order.
+// Evaluate runs every check at once, so that one slow dependency costs its own check and
+// not the others' time, and reports them in order.
 func Evaluate(ctx context.Context, checks []Check) Report {
-	r := Report{Status: "ready", Checks: make([]Item, 0, len(checks))}
-	for _, c := range checks {
-		detail, err := c.Probe(ctx)
-		it := Item{Name: c.Name, Ready: err == nil, Detail: detail}
-		if err != nil {
-			it.Detail = err.Error()
-			r.Failing = append(r.Failing, c.Name)
+	items := make([]Item, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			detail, err := c.Probe(ctx)
+			items[i] = Item{Name: c.Name, Ready: err == nil, Detail: detail}
+			if err != nil {
+				items[i].Detail = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	r := Report{Status: "ready", Checks: items}
+	for _, it := range items {
+		if !it.Ready {
+			r.Failing = append(r.Failing, it.Name)
 			r.Status = "not ready"
 		}
-		r.Checks = append(r.Checks, it)
 	}
 	return r
 }
 
 // Handler serves /healthz, /readyz and, when metrics is not nil, /metrics: the
-// operational endpoints of a worker service.
-func Handler(checks []Check, metrics http.Handler) http.Handler {
+// operational endpoints of a worker service. checks is called at every /readyz, so that
+// the list may grow (the standalone binary adds its other services' once they are made).
+func Handler(checks func() []Check, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	Register(mux, checks)
 	if metrics != nil {
@@ -73,14 +86,14 @@ func Handler(checks []Check, metrics http.Handler) http.Handler {
 
 // Register serves /healthz and /readyz on mux. /readyz answers 200 when every check is
 // ready and 503 otherwise (what probes read), with the Report as its body (what people read).
-func Register(mux *http.ServeMux, checks []Check) {
+func Register(mux *http.ServeMux, checks func() []Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		rep := Evaluate(ctx, checks)
+		rep := Evaluate(ctx, checks())
 		status := http.StatusOK
 		if len(rep.Failing) > 0 {
 			status = http.StatusServiceUnavailable
@@ -95,6 +108,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// List is a fixed list of checks, for Handler and Register.
+func List(checks ...Check) func() []Check { return func() []Check { return checks } }
+
+// Named returns checks with prefix before each name: one process serving several
+// services' checks tells them apart.
+func Named(prefix string, checks []Check) []Check {
+	out := make([]Check, len(checks))
+	for i, c := range checks {
+		out[i] = Check{Name: prefix + c.Name, Probe: c.Probe}
+	}
+	return out
 }
 
 // JetStream returns the checks of a JetStream client: connected, and each named stream

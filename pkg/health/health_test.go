@@ -25,7 +25,7 @@ func TestEndpoints(t *testing.T) {
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	mux := http.NewServeMux()
 	snapshot := errors.New("no snapshot loaded yet")
-	Register(mux, append(JetStream(js, []string{"S"}, nil), Func("snapshot", func() error { return snapshot })))
+	Register(mux, List(append(JetStream(js, []string{"S"}, nil), Func("snapshot", func() error { return snapshot }))...))
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	get := func(path string) (int, string) {

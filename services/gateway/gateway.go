@@ -25,6 +25,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/testphones"
@@ -47,6 +48,9 @@ type Deps struct {
 	Meter metric.MeterProvider
 	// Metrics serves /metrics beside the health endpoints (nil: not served).
 	Metrics http.Handler
+	// Checks, if set, adds the readiness checks of other services in this process to
+	// /readyz (the standalone binary's scoring and offers); called at every /readyz.
+	Checks func() []health.Check
 }
 
 type gateway struct {
@@ -56,6 +60,7 @@ type gateway struct {
 	tracer  trace.TracerProvider
 	meter   metric.MeterProvider
 	metrics http.Handler
+	others  func() []health.Check // other services' readiness, in the standalone binary
 	// searches is set once JetStream's streams and buckets are in place; until then the API
 	// answers 503 and /readyz says what is missing.
 	searches atomic.Pointer[searches]
@@ -90,7 +95,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics,
+	g := &gateway{cfg: cfg, js: deps.JS, log: log, tracer: deps.Tracer, meter: deps.Meter, metrics: deps.Metrics, others: deps.Checks,
 		limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
 	if g.edge, err = newEdge(deps.Tracer, deps.Meter, func(r *http.Request) bool {
 		return allowed(cfg.TraceTrusted, clientIP(r, cfg.Auth.ClientIPHeader, cfg.Auth.TrustedProxies))
@@ -125,6 +130,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		}
 		if cfg.RateLimit == 0 {
 			log.Warn().Msg("RATE_LIMIT is 0: nothing bounds the requests this gateway takes")
+		}
+		if cfg.HealthAddr == "" {
+			log.Warn().Msg("HEALTH_ADDR is empty: /readyz and /metrics, which describe our infrastructure, are served on the public API address")
 		}
 	}
 	log.Info().Str("api", apiLn.Addr().String()).Str("health", healthAddr.String()).

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/go-chi/chi/v5"
 
@@ -58,5 +59,9 @@ func (g *gateway) healthHandler() http.Handler {
 		[]string{contracts.BucketSearches, contracts.BucketGateway}),
 		health.Func("set-up", g.setUp),
 		health.Check{Name: "bucket watch", Probe: g.watch})
-	return health.Handler(checks, g.metrics)
+	list := health.List(checks...)
+	if g.others != nil {
+		list = func() []health.Check { return append(slices.Clip(checks), g.others()...) }
+	}
+	return health.Handler(list, g.metrics)
 }

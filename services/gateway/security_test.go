@@ -324,9 +324,10 @@ func TestSecureDefaults(t *testing.T) {
 }
 
 // A gateway beyond loopback says at every start what it leaves open: no authentication
-// (AUTH_DISABLED), no allow-list, no rate limit. On loopback it says nothing of the kind.
+// (AUTH_DISABLED), no allow-list, no rate limit, readiness and metrics on the public port.
+// On loopback it says nothing of the kind.
 func TestOpenSettingsAreSaidAtStart(t *testing.T) {
-	warnings := []string{"AUTH_DISABLED=true", "ALLOWED_NETWORKS is empty", "RATE_LIMIT is 0"}
+	warnings := []string{"AUTH_DISABLED=true", "ALLOWED_NETWORKS is empty", "RATE_LIMIT is 0", "HEALTH_ADDR is empty"}
 	public, err := LoadConfig(func(k string) string {
 		return map[string]string{"HTTP_ADDR": "0.0.0.0:0", "AUTH_DISABLED": "true",
 			"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"}[k]

@@ -75,6 +75,9 @@ type Deps struct {
 	Tracer  trace.TracerProvider
 	Meter   metric.MeterProvider
 	Metrics http.Handler
+	// Checks, if set, is given the service's readiness checks once they are made: the
+	// standalone binary serves them on the gateway's /readyz.
+	Checks func([]health.Check)
 }
 
 // Run consumes scored searches until ctx is cancelled, then finishes the ones in hand. It
@@ -122,7 +125,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return c.Ready()
 		}),
 		health.Consumer(deps.JS, contracts.StreamLoan, contracts.ConsumerOffers))
-	ops := health.Handler(checks, deps.Metrics)
+	if deps.Checks != nil {
+		deps.Checks(checks)
+	}
+	ops := health.Handler(health.List(checks...), deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
