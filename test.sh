@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 go test -race -count=1 $(go list -f '{{.Dir}}/...' -m)
 
 fuzztime=${FUZZTIME:-10s}
-if [[ $fuzztime == 0 ]]; then
+if [[ $fuzztime == 0 || $fuzztime == 0s ]]; then
 	exit 0
 fi
 # go test -fuzz takes one target of one package at a time. The targets are found in the

@@ -330,7 +330,7 @@ var checks = []check{
 		return problemsErr("the 404", a, errorProblems(a.obj, 404, id))
 	}},
 	{"error.413-too-large", "§3", "a body over 64 KiB answers 413", func(ctx context.Context, k *checker) error {
-		big := body(uuid.NewString(), "9330445040", "loan", `"props":["`+strings.Repeat("x", 70<<10)+`"]`)
+		big := body(uuid.NewString(), k.anyPhone(), "loan", `"props":["`+strings.Repeat("x", 70<<10)+`"]`)
 		a, err := k.c.post(ctx, paths[0], big)
 		if err != nil {
 			return err
@@ -342,7 +342,7 @@ var checks = []check{
 	}},
 	{"error.415-content-type", "§3", "a Content-Type that is not JSON answers 415", func(ctx context.Context, k *checker) error {
 		a, err := k.c.do(ctx, request{method: http.MethodPost, path: paths[0], contentType: "text/plain",
-			body: body(uuid.NewString(), "9330445040", "loan")})
+			body: body(uuid.NewString(), k.anyPhone(), "loan")})
 		if err != nil {
 			return err
 		}
@@ -368,37 +368,48 @@ var checks = []check{
 	}},
 }
 
-// badRequests are the classes of bad input (§3), each a 400 naming its fields (§4.3).
+// badRequests are the classes of bad input (§3), each a 400 naming its fields (§4.3); a
+// body that is not a request object at all must name something too, whatever the server
+// calls it. Each is built with a fresh id and the approved test phone, so that a server
+// that wrongly accepts one stores nothing under an id a later run reuses, nor a real phone.
 var badRequests = []struct {
 	name  string
-	body  string
+	body  func(id, phone string) string
 	props []string
 }{
-	{"missing-fields", `{}`, []string{"search_id", "phone_number", "product_type"}},
-	{"phone", body(fixedID, "12345", "loan"), []string{"phone_number"}},
-	{"phone-other-country", body(fixedID, "+380501234567", "loan"), []string{"phone_number"}},
-	{"product-type", body(fixedID, "9330445040", "mortgage"), []string{"product_type"}},
-	{"search-id-braces", body("{"+fixedID+"}", "9330445040", "loan"), []string{"search_id"}},
-	{"amount", body(fixedID, "9330445040", "loan", `"amount":-5`), []string{"amount"}},
-	{"amount-decimals", body(fixedID, "9330445040", "loan", `"amount":100.005`), []string{"amount"}},
-	{"term-fraction", body(fixedID, "9330445040", "loan", `"term":"36.5"`), []string{"term"}},
-	{"term-range", body(fixedID, "9330445040", "loan", `"term":361`), []string{"term"}},
-	{"props-not-strings", body(fixedID, "9330445040", "loan", `"props":[1]`), []string{"props"}},
-	{"every-field-at-once", body(fixedID, "12345", "loan", `"amount":-5`, `"term":0`), []string{"phone_number", "amount", "term"}},
-	{"malformed-json", `{"search_id":`, []string{"body"}},
-	{"empty-body", ``, []string{"body"}},
-	{"not-an-object", `[1,2]`, []string{"body"}},
-	{"duplicate-key", `{"search_id":"` + fixedID + `","search_id":"` + fixedID + `","phone_number":"9330445040","product_type":"loan"}`, nil},
-	{"trailing-data", body(fixedID, "9330445040", "loan") + ` {}`, nil},
+	{"missing-fields", func(string, string) string { return `{}` }, []string{"search_id", "phone_number", "product_type"}},
+	{"phone", func(id, _ string) string { return body(id, "12345", "loan") }, []string{"phone_number"}},
+	{"phone-other-country", func(id, _ string) string { return body(id, "+380501234567", "loan") }, []string{"phone_number"}},
+	{"product-type", func(id, ph string) string { return body(id, ph, "mortgage") }, []string{"product_type"}},
+	{"search-id-braces", func(id, ph string) string { return body("{"+id+"}", ph, "loan") }, []string{"search_id"}},
+	{"amount", func(id, ph string) string { return body(id, ph, "loan", `"amount":-5`) }, []string{"amount"}},
+	{"amount-decimals", func(id, ph string) string { return body(id, ph, "loan", `"amount":100.005`) }, []string{"amount"}},
+	{"term-fraction", func(id, ph string) string { return body(id, ph, "loan", `"term":"36.5"`) }, []string{"term"}},
+	{"term-range", func(id, ph string) string { return body(id, ph, "loan", `"term":361`) }, []string{"term"}},
+	{"props-not-strings", func(id, ph string) string { return body(id, ph, "loan", `"props":[1]`) }, []string{"props"}},
+	{"every-field-at-once", func(id, _ string) string { return body(id, "12345", "loan", `"amount":-5`, `"term":0`) }, []string{"phone_number", "amount", "term"}},
+	{"malformed-json", func(string, string) string { return `{"search_id":` }, nil},
+	{"empty-body", func(string, string) string { return `` }, nil},
+	{"not-an-object", func(string, string) string { return `[1,2]` }, nil},
+	{"duplicate-key", func(id, ph string) string {
+		return `{"search_id":"` + id + `","search_id":"` + id + `","phone_number":"` + ph + `","product_type":"loan"}`
+	}, nil},
+	{"trailing-data", func(id, ph string) string { return body(id, ph, "loan") + ` {}` }, nil},
 }
 
-// fixedID is the id of the bad requests: none of them may be stored, so one id serves all.
-const fixedID = "0d5a3c2e-8f1b-4a6d-9e7c-3b2a1f0e9d8c"
+// anyPhone is a phone for the bodies whose phone does not matter (they are refused for
+// something else): the approved test phone, or the standalone's when none is given.
+func (k *checker) anyPhone() string {
+	if k.phones.approved != "" {
+		return k.phones.approved
+	}
+	return defaultPhones.approved
+}
 
 func init() {
 	for _, b := range badRequests {
 		checks = append(checks, check{"error.400-" + b.name, "§3, §4.3", "bad input answers 400 with properties and details: " + b.name, func(ctx context.Context, k *checker) error {
-			a, err := k.c.post(ctx, paths[0], b.body)
+			a, err := k.c.post(ctx, paths[0], b.body(uuid.NewString(), k.anyPhone()))
 			if err != nil {
 				return err
 			}
@@ -413,7 +424,7 @@ func init() {
 			return skip("no credentials given: the deployment is checked as open")
 		}
 		a, err := k.c.do(ctx, request{method: http.MethodPost, path: paths[0], contentType: "application/json",
-			body: body(uuid.NewString(), "9330445040", "loan"), noAuth: true})
+			body: body(uuid.NewString(), k.anyPhone(), "loan"), noAuth: true})
 		if err != nil {
 			return err
 		}

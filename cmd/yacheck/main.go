@@ -19,7 +19,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -58,10 +60,10 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	base := fs.String("url", "http://127.0.0.1:8080", "the deployment's base URL (the paths are the contract's)")
 	token := fs.String("token", getenv("YACHECK_TOKEN"), "a bearer token (default $YACHECK_TOKEN)")
 	basic := fs.String("basic", getenv("YACHECK_BASIC"), "HTTP Basic credentials, client_id:secret (default $YACHECK_BASIC)")
-	approved := fs.String("phone-approved", "+79000000001", "a test phone approved for a loan and a card")
-	rejected := fs.String("phone-rejected", "+79000000002", "a test phone that is rejected")
-	delayed := fs.String("phone-delayed", "+79000000003", "a test phone approved after a delay longer than the sync budget")
-	deadline := fs.String("phone-deadline", "+79000000004", "a test phone nothing decides: rejected at the deadline")
+	approved := fs.String("phone-approved", defaultPhones.approved, "a test phone approved for a loan and a card")
+	rejected := fs.String("phone-rejected", defaultPhones.rejected, "a test phone that is rejected")
+	delayed := fs.String("phone-delayed", defaultPhones.delayed, "a test phone approved after a delay longer than the sync budget")
+	deadline := fs.String("phone-deadline", defaultPhones.deadline, "a test phone nothing decides: rejected at the deadline")
 	within := fs.Duration("within", 15*time.Second, "how long a search may take to be done: the deployment's SEARCH_DEADLINE and some slack")
 	searches := fs.Int("searches", 20, "searches in the timing sample")
 	postP99 := fs.Duration("post-p99", 2*time.Second, "budget for the POST p99")
@@ -72,6 +74,19 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	junitOut := fs.String("junit", "", "also write the results as JUnit XML to this file")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
+	}
+	// The defaults are the standalone binary's test phones. Elsewhere they may be anybody's
+	// number: a deployment is checked with the test phones it was configured with, named.
+	named := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { named[f.Name] = true })
+	if u, err := url.Parse(*base); err != nil || u.Host == "" {
+		return options{}, fmt.Errorf("-url %q: want a base URL such as https://credits.bank.example", *base)
+	} else if !loopback(u.Hostname()) {
+		for _, f := range []string{"phone-approved", "phone-rejected", "phone-delayed", "phone-deadline"} {
+			if !named[f] {
+				return options{}, fmt.Errorf("-%s: name the test phone %s is configured with (TEST_PHONES), or -%s '' to skip its checks: the default is the standalone binary's", f, u.Host, f)
+			}
+		}
 	}
 	if *token != "" && *basic != "" {
 		return options{}, errors.New("-token and -basic: one kind of credentials at a time")
@@ -98,6 +113,17 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		o.only = re
 	}
 	return o, nil
+}
+
+// defaultPhones are the standalone binary's demo test phones (pkg/testphones/demo.json).
+var defaultPhones = phones{approved: "+79000000001", rejected: "+79000000002", delayed: "+79000000003", deadline: "+79000000004"}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // run runs the checks in order and reports them; failed says whether any failed.

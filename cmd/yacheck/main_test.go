@@ -269,3 +269,26 @@ func TestEachBreakageIsCaught(t *testing.T) {
 		})
 	}
 }
+
+// Beyond loopback the standalone's test phones may be anybody's number: each must be named
+// (or skipped with ”), so that a check never sends a real person's phone to a bank.
+func TestDeployedURLNeedsItsTestPhones(t *testing.T) {
+	none := func(string) string { return "" }
+	phonesNamed := []string{"-phone-approved", "+79991110001", "-phone-rejected", "+79991110002", "-phone-delayed", "", "-phone-deadline", ""}
+	for _, tc := range []struct {
+		args []string
+		want string // "" for accepted
+	}{
+		{[]string{"-url", "https://credits.bank.example"}, "-phone-approved: name the test phone"},
+		{append([]string{"-url", "https://credits.bank.example"}, phonesNamed[:6]...), "-phone-deadline"},
+		{append([]string{"-url", "https://credits.bank.example"}, phonesNamed...), ""},
+		{[]string{"-url", "http://127.0.0.1:8080"}, ""},
+		{[]string{"-url", "http://localhost:8080"}, ""},
+		{[]string{"-url", "credits.bank.example"}, "want a base URL"},
+	} {
+		_, err := parseFlags(tc.args, none)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("parseFlags(%q) = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

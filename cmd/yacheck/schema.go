@@ -88,7 +88,7 @@ func errorProblems(obj map[string]any, status int, id string, want ...string) []
 		return p.list
 	}
 	props, ok := obj["properties"].([]any)
-	if !ok {
+	if !ok || len(props) == 0 {
 		p.add("properties: a 400 carries the names of the invalid fields; got %s", show(obj["properties"]))
 	}
 	named := map[string]bool{}

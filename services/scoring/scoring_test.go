@@ -552,15 +552,17 @@ func TestTestPhonesHaveFixedOutcomes(t *testing.T) {
 	if took := delayed.ScoredAt.Sub(delayed.Request.RequestedAt); delayed.Verdict != contracts.Approved || took < 3*time.Second {
 		t.Fatalf("delayed test phone scored %+v after %s, want approved after 3s", delayed, took)
 	}
-	if s := r.scored[never]; s != nil {
-		t.Fatalf("the deadline phone was scored: %+v", s)
-	}
+	// Its request handled (acknowledged, not redelivered), and nothing published for it.
 	cons, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info := cons.CachedInfo(); info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
 		t.Fatalf("the deadline phone's request is not simply acknowledged: %+v", info)
+	}
+	r.readScored()
+	if s := r.scored[never]; s != nil {
+		t.Fatalf("the deadline phone was scored: %+v", s)
 	}
 	// Not a test phone: the pre-approvals decide, as ever.
 	r.expect("9330445040", contracts.Approved, policy.ReasonApproved)
