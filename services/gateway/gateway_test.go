@@ -746,11 +746,15 @@ func TestTestPhonesAreMarked(t *testing.T) {
 			t.Errorf("%s: record marked test = %v, want %v", tc.phone, s.Request.Test, tc.test)
 		}
 		var line string
-		for _, l := range strings.Split(h.logs.String(), "\n") {
-			if strings.Contains(l, `"message":"http request"`) && strings.Contains(l, id) {
-				line = l
+		natstest.Eventually(t, 5*time.Second, func() error {
+			for _, l := range strings.Split(h.logs.String(), "\n") {
+				if strings.Contains(l, `"message":"http request"`) && strings.Contains(l, id) {
+					line = l
+					return nil
+				}
 			}
-		}
+			return errors.New("no log line for the request yet")
+		})
 		if strings.Contains(line, `"test":true`) != tc.test {
 			t.Errorf("%s: log line %s, want test marked %v", tc.phone, line, tc.test)
 		}
