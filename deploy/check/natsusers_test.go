@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -309,6 +310,8 @@ func TestClusterRoutesNeedTheRoutePassword(t *testing.T) {
 	opts.Cluster.Host, opts.Cluster.Port, opts.Routes = "127.0.0.1", -1, nil
 	opts.JetStream = false // routes, not storage, are what is tested; a lone clustered JetStream waits for peers
 	legit := startServer(t, opts)
+	refusals := &errorLog{}
+	legit.SetLoggerV2(refusals, false, false, false)
 	routeAddr := legit.ClusterAddr().String()
 	joiner := func(name, userinfo string) *server.Server {
 		return startServer(t, &server.Options{ServerName: name, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
@@ -316,7 +319,15 @@ func TestClusterRoutesNeedTheRoutePassword(t *testing.T) {
 			Routes:  server.RoutesFromStr("nats-route://" + userinfo + routeAddr)})
 	}
 	rogue := joiner("rogue", "")
-	time.Sleep(2 * time.Second) // the rogue's route attempts, refused
+	// The rogue has tried, and been refused, once the legit server logs a route's
+	// authentication failure.
+	deadline := time.Now().Add(10 * time.Second)
+	for !refusals.has("authentication") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refused route attempt within 10 s: the check below would prove nothing; logged %q", refusals.all())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := legit.NumRoutes(); n != 0 {
 		t.Fatalf("a server without the route password joined: %d routes", n)
 	}
@@ -334,13 +345,38 @@ func TestClusterRoutesNeedTheRoutePassword(t *testing.T) {
 		t.Fatalf("a client of the rogue server read %q", m.Data)
 	}
 	joiner("member", "route:"+natsPasswords["NATS_ROUTE_PASSWORD"]+"@")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for legit.NumRoutes() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a server with the route password did not join: the check above proves nothing")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// errorLog keeps what a nats-server logs as errors, for a test to wait on.
+type errorLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *errorLog) Errorf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+}
+func (l *errorLog) Noticef(string, ...any) {}
+func (l *errorLog) Warnf(string, ...any)   {}
+func (l *errorLog) Fatalf(string, ...any)  {}
+func (l *errorLog) Debugf(string, ...any)  {}
+func (l *errorLog) Tracef(string, ...any)  {}
+
+func (l *errorLog) has(s string) bool { return strings.Contains(strings.ToLower(l.all()), s) }
+
+func (l *errorLog) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 func startServer(t *testing.T, opts *server.Options) *server.Server {
