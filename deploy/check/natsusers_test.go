@@ -21,6 +21,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -243,13 +244,26 @@ func runSearchAsServices(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	scJS := connect("scoring")
-	run("scoring", func() error { return scoring.Run(ctx, scCfg, scoring.Deps{JS: scJS, Log: log}) })
+	var checksMu sync.Mutex
+	var checks []health.Check // scoring's and offers' readiness, as their own users see it
+	collect := func(prefix string) func([]health.Check) {
+		return func(cs []health.Check) {
+			checksMu.Lock()
+			defer checksMu.Unlock()
+			checks = append(checks, health.Named(prefix, cs)...)
+		}
+	}
+	run("scoring", func() error {
+		return scoring.Run(ctx, scCfg, scoring.Deps{JS: scJS, Log: log, Checks: collect("scoring: ")})
+	})
 	ofCfg, err := offers.LoadConfig(env("offers", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ofJS := connect("offers")
-	run("offers", func() error { return offers.Run(ctx, ofCfg, offers.Deps{JS: ofJS, Log: log}) })
+	run("offers", func() error {
+		return offers.Run(ctx, ofCfg, offers.Deps{JS: ofJS, Log: log, Checks: collect("offers: ")})
+	})
 	base := "http://" + (<-addr).String()
 	body := `{"search_id":"` + uuid.NewString() + `","phone_number":"9330445040","product_type":"loan","amount":500000,"term":36}`
 	deadline := time.Now().Add(30 * time.Second)
@@ -269,6 +283,26 @@ func runSearchAsServices(t *testing.T, url string) {
 	}
 	if strings.Contains(logs.String(), "Permissions Violation") || strings.Contains(logs.String(), "permissions violation") {
 		t.Errorf("a service was refused something it needs:\n%s", logs)
+	}
+	// Readiness reads stream, bucket and consumer state, and the gateway's sweeper the LOAN
+	// queue's: each user may, or /readyz would say not ready (a refused request only times out).
+	res, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("the gateway's /readyz as user gateway = %d %s", res.StatusCode, raw)
+	}
+	checksMu.Lock()
+	rep := health.Evaluate(context.Background(), checks)
+	checksMu.Unlock()
+	if len(rep.Checks) == 0 || len(rep.Failing) > 0 {
+		t.Errorf("scoring's and offers' readiness as their own users: %+v", rep)
+	}
+	if strings.Contains(logs.String(), "LOAN queue not read") {
+		t.Errorf("the gateway's sweeper may not read the LOAN queue:\n%s", logs)
 	}
 }
 
