@@ -34,6 +34,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func check(path string, stderr io.Writer) (*catalog.Catalog, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := catalog.Parse(data)
+	c, err := pricing.ParseCatalog(data)
 	var invalid *catalog.ValidationError
 	switch {
 	case errors.As(err, &invalid):
@@ -151,7 +152,7 @@ func get(ctx context.Context, revision uint64, getenv config.Getenv, stdout, std
 			fmt.Fprintln(stdout)
 		}
 		fmt.Fprintf(stderr, "revision %d, put %s\n", e.Revision(), e.Created().UTC().Format(time.RFC3339))
-		if _, err := catalog.Parse(e.Value()); err != nil {
+		if _, err := pricing.ParseCatalog(e.Value()); err != nil {
 			// Only a put around catalogctl can store one; the services refused it.
 			fmt.Fprintf(stderr, "warning: revision %d is not a valid catalog, so the offers service does not price with it:\n", e.Revision())
 			var invalid *catalog.ValidationError

@@ -14,6 +14,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
 // catalogHistory is how many revisions of the catalog the bucket keeps: enough to read the
@@ -50,7 +51,7 @@ func readSeed(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read seed catalog: %w", err)
 	}
-	if _, err := catalog.Parse(data); err != nil {
+	if _, err := pricing.ParseCatalog(data); err != nil {
 		return nil, fmt.Errorf("seed catalog %s: %w", path, err)
 	}
 	return data, nil
@@ -143,7 +144,7 @@ func (s *catalogSource) load(ctx context.Context) error {
 	var refused []refusal
 	for i := len(entries) - 1; i >= 0 && entries[i].Operation() == jetstream.KeyValuePut; i-- {
 		e := entries[i]
-		c, err := catalog.Parse(e.Value())
+		c, err := pricing.ParseCatalog(e.Value())
 		if err != nil {
 			refused = append(refused, refusal{e.Revision(), err})
 			continue
@@ -248,7 +249,7 @@ func (s *catalogSource) apply(e jetstream.KeyValueEntry) {
 			Msg("catalog removed from the bucket; the one in force stays until one is put (a service or watch starting meanwhile seeds the bucket again)")
 		return
 	}
-	c, err := catalog.Parse(e.Value())
+	c, err := pricing.ParseCatalog(e.Value())
 	if err != nil {
 		s.refuse(e.Revision(), err)
 		return

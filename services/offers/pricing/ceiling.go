@@ -1,6 +1,9 @@
 package pricing
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/services/offers/catalog"
@@ -69,4 +72,56 @@ func withinCeiling(p *catalog.Product, amount contracts.AmountRange, rates contr
 		}
 	}
 	return contracts.AmountRange{Min: hi * rouble, Max: amount.Max}, true
+}
+
+// ParseCatalog is catalog.Parse and then the law: a product that could be offered above the
+// absolute ceiling somewhere in its range, at any grade, is a problem of the catalog too, so
+// that a bank learns of it when it puts the catalog, not from a missing offer. (Pricing would
+// narrow or drop such a product anyway: no offer leaves above the ceiling either way.)
+func ParseCatalog(data []byte) (*catalog.Catalog, error) {
+	c, err := catalog.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if problems := CeilingProblems(c); len(problems) > 0 {
+		return nil, &catalog.ValidationError{Problems: problems}
+	}
+	return c, nil
+}
+
+// CeilingProblems lists the products whose ПСК can exceed AbsoluteCeiling over their whole
+// range (every amount and term) at some grade's highest rate, with where.
+func CeilingProblems(c *catalog.Catalog) []string {
+	var problems []string
+	var net []float64
+	for i := range c.Products {
+		p := &c.Products[i]
+		terms := contracts.TermRange{Min: CardTermMonths, Max: CardTermMonths}
+		if p.Term != nil {
+			terms = *p.Term
+		}
+		for _, grade := range sortedGrades(p.Rates) {
+			rates := p.Rates[grade]
+			cost, ok := costRange(p, p.Amount, rates, terms, &net)
+			if !ok || cost.Max <= AbsoluteCeiling {
+				continue
+			}
+			where := "at its smallest amount"
+			if within, ok := withinCeiling(p, p.Amount, rates, terms, AbsoluteCeiling, &net); ok {
+				where = fmt.Sprintf("below %s ₽", within.Min)
+			}
+			problems = append(problems, fmt.Sprintf("product %q grade %s: ПСК up to %s %% %s, above the legal ceiling of %s %% (353-FZ art. 6 part 11)",
+				p.ID, grade, cost.Max, where, AbsoluteCeiling))
+		}
+	}
+	return problems
+}
+
+func sortedGrades(rates map[string]contracts.RateRange) []string {
+	grades := make([]string, 0, len(rates))
+	for g := range rates {
+		grades = append(grades, g)
+	}
+	slices.Sort(grades)
+	return grades
 }

@@ -1,8 +1,12 @@
 package pricing
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
@@ -70,5 +74,36 @@ func TestAbsoluteCeiling(t *testing.T) {
 		if o.TotalCost.Max > AbsoluteCeiling {
 			t.Errorf("offer above the ceiling: %+v", o)
 		}
+	}
+}
+
+// A catalog with a product that can be offered above the ceiling is refused when it is
+// put, naming the product, the grade and from which amount it would be lawful; the demo
+// catalog passes.
+func TestCatalogAboveTheCeilingIsRefused(t *testing.T) {
+	if _, err := ParseCatalog(catalog.DemoJSON()); err != nil {
+		t.Fatalf("the demo catalog: %v", err)
+	}
+	c := demo(t)
+	payday := catalog.Product{
+		ID: "payday", ProductType: contracts.ProductLoan,
+		Amount: contracts.AmountRange{Min: money.Roubles(2_000), Max: money.Roubles(50_000)},
+		Term:   &contracts.TermRange{Min: 1, Max: 3},
+		Rates:  map[string]contracts.RateRange{"A": {Min: money.Percent(100), Max: money.Percent(100)}},
+		Fees:   catalog.Fees{Issuance: &catalog.Fee{Fixed: money.Roubles(1_000)}},
+		ProposalLink: catalog.LinkTemplate{
+			Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+		},
+	}
+	c.Products = append(c.Products, payday)
+	data, err := jsonv2.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseCatalog(data)
+	var invalid *catalog.ValidationError
+	if !errors.As(err, &invalid) || len(invalid.Problems) != 1 ||
+		!strings.Contains(invalid.Problems[0], `product "payday" grade A`) || !strings.Contains(invalid.Problems[0], "below 7771 ₽") {
+		t.Fatalf("ParseCatalog = %v, want the payday product refused, lawful from 7 771 ₽", err)
 	}
 }
