@@ -74,24 +74,27 @@ func withinCeiling(p *catalog.Product, amount contracts.AmountRange, rates contr
 	return contracts.AmountRange{Min: hi * rouble, Max: amount.Max}, true
 }
 
-// ParseCatalog is catalog.Parse and then the law: a product that could be offered above the
-// absolute ceiling somewhere in its range, at any grade, is a problem of the catalog too, so
-// that a bank learns of it when it puts the catalog, not from a missing offer. (Pricing would
+// ParseCatalog is catalog.Parse and then PricingProblems: a product that could be offered
+// above the absolute ceiling somewhere in its range, at any grade, or whose payment rounds to
+// 0, is a problem of the catalog too, so that a bank learns of it when it puts the catalog,
+// not from a missing offer. (Pricing would
 // narrow or drop such a product anyway: no offer leaves above the ceiling either way.)
 func ParseCatalog(data []byte) (*catalog.Catalog, error) {
 	c, err := catalog.Parse(data)
 	if err != nil {
 		return nil, err
 	}
-	if problems := CeilingProblems(c); len(problems) > 0 {
+	if problems := PricingProblems(c); len(problems) > 0 {
 		return nil, &catalog.ValidationError{Problems: problems}
 	}
 	return c, nil
 }
 
-// CeilingProblems lists the products whose ПСК can exceed AbsoluteCeiling over their whole
-// range (every amount and term) at some grade's highest rate, with where.
-func CeilingProblems(c *catalog.Catalog) []string {
+// PricingProblems lists what only pricing can see is wrong with a catalog: the products
+// whose ПСК can exceed AbsoluteCeiling over their whole range (every amount and term) at
+// some grade's highest rate, with where; and the loans whose smallest amount has a monthly
+// payment that rounds to 0, which no schedule can show.
+func PricingProblems(c *catalog.Catalog) []string {
 	var problems []string
 	var net []float64
 	for i := range c.Products {
@@ -102,6 +105,12 @@ func CeilingProblems(c *catalog.Catalog) []string {
 		}
 		for _, grade := range sortedGrades(p.Rates) {
 			rates := p.Rates[grade]
+			if p.ProductType == contracts.ProductLoan && p.Term != nil &&
+				AnnuityPayment(p.Amount.Min, rates.Min, p.Term.Max)+monthlyCharge(p, p.Amount.Min) <= 0 {
+				problems = append(problems, fmt.Sprintf("product %q grade %s: the monthly payment of its smallest amount (%s ₽ over %d months) rounds to 0",
+					p.ID, grade, p.Amount.Min, p.Term.Max))
+				continue
+			}
 			cost, ok := costRange(p, p.Amount, rates, terms, &net)
 			if !ok || cost.Max <= AbsoluteCeiling {
 				continue

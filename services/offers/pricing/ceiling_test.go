@@ -107,3 +107,25 @@ func TestCatalogAboveTheCeilingIsRefused(t *testing.T) {
 		t.Fatalf("ParseCatalog = %v, want the payday product refused, lawful from 7 771 ₽", err)
 	}
 }
+
+// A loan whose smallest amount repays nothing a month (1 ₽ over 60 months at 0.001 %) is
+// refused: an offer cannot show a payment of 0.
+func TestCatalogWithAZeroPaymentIsRefused(t *testing.T) {
+	c := demo(t)
+	c.Products = append(c.Products, catalog.Product{
+		ID: "tiny", ProductType: contracts.ProductLoan,
+		Amount: contracts.AmountRange{Min: money.Roubles(1), Max: money.Roubles(50_000)},
+		Term:   &contracts.TermRange{Min: 12, Max: 360},
+		Rates:  map[string]contracts.RateRange{"A": {Min: 1, Max: 1}},
+		ProposalLink: catalog.LinkTemplate{
+			Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+		},
+	})
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	problems := PricingProblems(c)
+	if len(problems) != 1 || !strings.Contains(problems[0], `product "tiny" grade A: the monthly payment`) {
+		t.Fatalf("problems = %q", problems)
+	}
+}
