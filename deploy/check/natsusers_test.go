@@ -43,6 +43,15 @@ func password(user string) string { return natsPasswords["NATS_"+strings.ToUpper
 // store directory; for the cluster's configuration, a server of its own instead of three).
 func shippedServer(t *testing.T, confPath string) *server.Server {
 	t.Helper()
+	opts := shippedOptions(t, confPath, "check")
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	return startServer(t, opts)
+}
+
+// shippedOptions reads a shipped configuration, its includes beside the k8s one, and
+// changes only what cannot run here: the listen ports, the store directory, the name.
+func shippedOptions(t *testing.T, confPath, name string) *server.Options {
+	t.Helper()
 	text, err := os.ReadFile(confPath)
 	if err != nil {
 		t.Fatal(err)
@@ -55,19 +64,8 @@ func shippedServer(t *testing.T, confPath string) *server.Server {
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port, opts.HTTPPort, opts.ProfPort = "127.0.0.1", -1, 0, 0
-	opts.StoreDir, opts.PidFile, opts.NoLog, opts.NoSigs = t.TempDir(), "", true, true
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.ServerName = "check"
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	opts.StoreDir, opts.PidFile, opts.NoLog, opts.NoSigs, opts.ServerName = t.TempDir(), "", true, true, name
+	return opts
 }
 
 // connectAs opens a connection as user, as pkg/bus does, and collects the permission
@@ -332,19 +330,7 @@ func (b *lockedBuffer) String() string {
 // a rogue server joined the k8s configuration's cluster and its clients read the services'
 // messages).
 func TestClusterRoutesNeedTheRoutePassword(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join(k8sDir, "base", "nats", "nats.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := NATSConfig(string(text), natsPasswords, func(name string) (string, bool) {
-		data, err := os.ReadFile(filepath.Join(k8sDir, "base", "nats", name))
-		return string(data), err == nil
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.HTTPPort, opts.ProfPort = "127.0.0.1", -1, 0, 0
-	opts.StoreDir, opts.PidFile, opts.NoLog, opts.NoSigs, opts.ServerName = t.TempDir(), "", true, true, "legit"
+	opts := shippedOptions(t, filepath.Join(k8sDir, "base", "nats", "nats.conf"), "legit")
 	opts.Cluster.Host, opts.Cluster.Port, opts.Routes = "127.0.0.1", -1, nil
 	opts.JetStream = false // routes, not storage, are what is tested; a lone clustered JetStream waits for peers
 	legit := startServer(t, opts)
