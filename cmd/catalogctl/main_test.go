@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers"
@@ -183,24 +183,6 @@ func TestGetWarnsOfAnInvalidRevision(t *testing.T) {
 	r.check(t, "", nil, []string{"warning: revision 1 is not a valid catalog", "revision 1: " + problems[0], "revision 1: " + problems[1]})
 }
 
-// syncBuffer is a log that a running service writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // What the command puts is what a running offers service prices with, within a second.
 func TestPutReachesRunningOffersService(t *testing.T) {
 	srv := natstest.RunServer(t)
@@ -217,7 +199,7 @@ func TestPutReachesRunningOffersService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- offers.Run(runCtx, cfg, offers.Deps{JS: js, Log: zerolog.New(logs)}) }()

@@ -22,6 +22,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/health"
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -221,7 +222,7 @@ func runSearchAsServices(t *testing.T, url string) {
 		js, _ := jetstream.New(nc)
 		return js
 	}
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	log := zerolog.New(logs)
 	run := func(name string, f func() error) {
 		wg.Add(1)
@@ -306,23 +307,6 @@ func runSearchAsServices(t *testing.T, url string) {
 	if strings.Contains(logs.String(), "LOAN queue not read") {
 		t.Errorf("the gateway's sweeper may not read the LOAN queue:\n%s", logs)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A server may join the cluster only with the route password: one that tries without it is

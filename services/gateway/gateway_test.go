@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/testphones"
@@ -39,7 +39,7 @@ type harness struct {
 	srv   *natstest.Server
 	js    jetstream.JetStream
 	store *search.Store
-	logs  *syncWriter
+	logs  *logtest.Buffer
 	stop  func() // stops the gateway as SIGTERM would, and waits for Run to return
 }
 
@@ -63,7 +63,7 @@ func startGateway(t testing.TB, cfg Config) *harness {
 
 func startGatewayOn(t testing.TB, cfg Config, srv *natstest.Server, js jetstream.JetStream) *harness {
 	t.Helper()
-	h := &harness{t: t, srv: srv, js: js, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	h := &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}
 	return startWith(t, h, cfg, Deps{JS: js})
 }
 
@@ -633,7 +633,7 @@ func TestReadyzIncludesTheWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	h := &harness{t: t, logs: &logtest.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)

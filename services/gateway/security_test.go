@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
@@ -92,7 +92,7 @@ func TestMetricsStayBounded(t *testing.T) {
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	cfg := testConfig()
 	cfg.SyncBudget = 0
-	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	h := &harness{t: t, logs: &logtest.Buffer{}}
 	startWith(t, h, cfg, Deps{JS: js, Log: zerolog.Nop(), Meter: mp, Metrics: metrics})
 	series := func() int {
 		res, err := http.Get(h.url + "/metrics")
@@ -232,7 +232,7 @@ func TestInboundTraceContextIsNotObeyed(t *testing.T) {
 			if trusted {
 				cfg.TraceTrusted = mustPrefixes(t, "127.0.0.0/8")
 			}
-			h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
+			h := &harness{t: t, logs: &logtest.Buffer{}}
 			startWith(t, h, cfg, Deps{JS: js, Log: zerolog.Nop(), Tracer: tp})
 			req, _ := http.NewRequest("GET", h.url+apiPaths[0]+"?search_id="+uuid.NewString(), nil)
 			propagation.TraceContext{}.Inject(trace.ContextWithRemoteSpanContext(context.Background(), caller), propagation.HeaderCarrier(req.Header))
@@ -264,7 +264,7 @@ func TestInboundTraceIsLinked(t *testing.T) {
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	cfg := testConfig()
 	cfg.SyncBudget = 0
-	h := &harness{t: t, logs: &syncWriter{buf: &bytes.Buffer{}}}
+	h := &harness{t: t, logs: &logtest.Buffer{}}
 	startWith(t, h, cfg, Deps{JS: js, Log: zerolog.Nop(), Tracer: tp})
 	caller := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{8}, TraceFlags: trace.FlagsSampled})
 	req, _ := http.NewRequest("GET", h.url+apiPaths[0]+"?search_id="+uuid.NewString(), nil)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
@@ -214,23 +214,12 @@ func (r *rig) expect(number string, want contracts.Verdict, reasons ...string) {
 }
 
 // logBuffer collects the service's JSON log for the tests to wait on.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ logtest.Buffer }
 
 // has reports whether a line has every one of parts.
 func (l *logBuffer) has(parts ...string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 lines:
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		for _, p := range parts {
 			if !strings.Contains(line, p) {
 				continue lines
@@ -241,11 +230,7 @@ lines:
 	return false
 }
 
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
+func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 func (l *logBuffer) waitFor(t *testing.T, parts ...string) {
 	t.Helper()
