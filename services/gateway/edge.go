@@ -45,12 +45,12 @@ func newEdge(tp trace.TracerProvider, mp metric.MeterProvider, trusted func(*htt
 	return &edge{tracer: tp.Tracer(instrumentation), duration: d, trusted: trusted, log: log}, nil
 }
 
-// middleware writes, for every request but the probes', a span, its metrics and one access
-// log line. It never logs bodies or query strings: a body holds a phone number.
 // knownMethods bound the method label: anything else is "_OTHER", as semantic conventions say.
 var knownMethods = map[string]bool{http.MethodGet: true, http.MethodPost: true, http.MethodPut: true,
 	http.MethodDelete: true, http.MethodHead: true, http.MethodOptions: true, http.MethodPatch: true}
 
+// middleware writes, for every request but the probes', a span, its metrics and one access
+// log line. It never logs bodies or query strings: a body holds a phone number.
 func (e *edge) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isOperational(r.URL.Path) {

@@ -65,8 +65,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	trace.SpanFromContext(ctx).SetAttributes(
 		attribute.String("search_id", req.SearchID),
 		attribute.String("search.product_type", string(req.ProductType)),
-		attribute.String("search.phone_masked", req.PhoneMasked),
-		attribute.Bool("search.test", req.Test))
+		attribute.String("search.phone_masked", req.PhoneMasked))
 	if !s.connected() {
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}
