@@ -78,6 +78,14 @@ func TestMessagesStillDecode(t *testing.T) {
 	if err != nil || sc.Verdict != Approved || sc.Grade != "A" || sc.Amount.Max != money.Roubles(1000000) || !sc.Request.SameAs(*req) {
 		t.Fatalf("scored = %+v, %v", sc, err)
 	}
+	if sc.ValidUntil != nil {
+		t.Fatalf("a verdict of before valid_until has one: %v", sc.ValidUntil)
+	}
+	// Since proposal links expire with the pre-approval, a verdict says when it lapses.
+	sc, err = DecodeScored(read(t, "loan.v1.scored.valid_until.json"))
+	if err != nil || sc.ValidUntil == nil || !sc.ValidUntil.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.FixedZone("MSK", 3*3600))) {
+		t.Fatalf("scored with valid_until = %+v, %v", sc, err)
+	}
 	dl, err := DecodeDeadLetter(read(t, "loan.v1.deadletter.json"))
 	if err != nil || dl.SearchID != goldenID || dl.Deliveries != 5 || dl.Consumer != "scoring" {
 		t.Fatalf("dead letter = %+v, %v", dl, err)

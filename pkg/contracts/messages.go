@@ -120,6 +120,9 @@ type Scored struct {
 	Grade    string        `json:"grade,omitempty"`  // the risk grade pricing uses
 	Reasons  []string      `json:"reasons,omitempty"`
 	ScoredAt time.Time     `json:"scored_at"`
+	// ValidUntil is when the client's pre-approval lapses, for an approval made from one
+	// (nil for one made by a policy fallback): no proposal link outlives it.
+	ValidUntil *time.Time `json:"valid_until,omitempty"`
 }
 
 // NewScored builds the message, checking what the offers service relies on.

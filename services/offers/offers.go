@@ -22,6 +22,7 @@ import (
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/offers/catalog"
@@ -47,8 +48,10 @@ type Config struct {
 	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
 	// serves nothing (the standalone binary, where the gateway's endpoints cover the process).
 	HealthAddr string
-	NATS       config.NATS
-	Log        telemetry.LogConfig
+	// Links signs every proposal link (LINK_*); with no key file, a key made at start-up.
+	Links offerlink.Config
+	NATS  config.NATS
+	Log   telemetry.LogConfig
 }
 
 // LoadConfig reads and checks the variables, reporting every problem at once.
@@ -59,6 +62,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Concurrency: r.Int("CONCURRENCY", 64, 1, 4096),
 		MaxOffers:   r.Int("OFFERS_MAX", 10, 1, 100),
 		HealthAddr:  r.Addr("HEALTH_ADDR", ""),
+		Links:       offerlink.ReadConfig(r),
 		NATS:        config.ReadNATS(r),
 		Log:         telemetry.ReadLogConfig(r),
 	}
@@ -94,6 +98,16 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	seed, err := readSeed(cfg.CatalogFile)
 	if err != nil {
 		return err // a broken deployment, which no retry heals
+	}
+	if made, err := cfg.Links.Ephemeral(); err != nil {
+		return err
+	} else if made {
+		log.Warn().Str("kid", cfg.Links.KeyID).Msg("proposal links are signed with a key made at start-up: " +
+			"they stop verifying when this replica restarts and never verify elsewhere; set LINK_KEYS_FILE")
+	}
+	links, err := cfg.Links.Signer()
+	if err != nil {
+		return err
 	}
 	var (
 		catalogs atomic.Pointer[catalogSource]
@@ -170,7 +184,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return nil
 		}
 		p := &pricer{store: store, catalog: func() *catalog.Catalog { return catalogs.Load().current() },
-			now: now, maxOffers: cfg.MaxOffers, log: log}
+			links: links, linkLifetime: cfg.Links.Lifetime, now: now, maxOffers: cfg.MaxOffers, log: log}
 		c := &bus.Consumer[contracts.Scored]{
 			Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
 			Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
@@ -187,10 +201,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 type pricer struct {
 	store *search.Store
 	// catalog is the catalog in force, read once per search.
-	catalog   func() *catalog.Catalog
-	now       func() time.Time
-	maxOffers int
-	log       zerolog.Logger
+	catalog      func() *catalog.Catalog
+	links        *offerlink.Signer
+	linkLifetime time.Duration
+	now          func() time.Time
+	maxOffers    int
+	log          zerolog.Logger
 }
 
 // handle prices a scored search and finishes it. A search already done (the deadline
@@ -202,9 +218,14 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("search.product_type", string(s.Request.ProductType)),
 			attribute.String("score.verdict", string(s.Verdict)),
 			attribute.String("score.grade", s.Grade)))
-	offers, dropped := pricing.Quote(p.catalog(), s)
-	if len(offers) > p.maxOffers {
-		offers = offers[:p.maxOffers] // best first: the cut keeps the best
+	quotes, dropped := pricing.Quotes(p.catalog(), s)
+	if len(quotes) > p.maxOffers {
+		quotes = quotes[:p.maxOffers] // best first: the cut keeps the best
+	}
+	offers, err := p.sign(s, quotes)
+	if err != nil {
+		span.End()
+		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
 	}
 	span.SetAttributes(attribute.Int("offers.count", len(offers)))
 	span.End()
@@ -226,6 +247,36 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 		return nil
 	}
 	return err
+}
+
+// sign adds to every proposal link the token that says which offer of which search it is,
+// so that the bank's site can trust it and a conversion can be traced to the search.
+func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted) ([]contracts.Offer, error) {
+	if len(quotes) == 0 {
+		return nil, nil
+	}
+	var validUntil time.Time
+	if s.ValidUntil != nil {
+		validUntil = *s.ValidUntil
+	}
+	now := p.now()
+	offers := make([]contracts.Offer, len(quotes))
+	for i, q := range quotes {
+		o := q.Offer
+		claims := offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, now, p.linkLifetime, validUntil)
+		for _, l := range []*string{&o.ProposalLink.Link, &o.ProposalLink.Deep} {
+			if *l == "" {
+				continue
+			}
+			signed, err := p.links.Link(*l, claims)
+			if err != nil {
+				return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
+			}
+			*l = signed
+		}
+		offers[i] = o
+	}
+	return offers, nil
 }
 
 // reject finishes a search whose message was dead-lettered.

@@ -24,6 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/pricing"
@@ -486,8 +487,7 @@ func TestHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
-		maxOffers: 10, log: zerolog.Nop()}
+	p, keys := testPricer(t, store, demo, now, 10)
 	other := scored(t, contracts.Approved, "A")
 	tests := []struct {
 		name         string
@@ -503,6 +503,12 @@ func TestHandle(t *testing.T) {
 			wantDecision: contracts.HasApprove, wantOffers: true},
 		{name: "approved onto the pending record", scored: scored(t, contracts.Approved, "A"), pending: true,
 			wantDecision: contracts.HasApprove, wantOffers: true},
+		{name: "links expire with the pre-approval", scored: func() *contracts.Scored {
+			s := scored(t, contracts.Approved, "A")
+			until := now.Add(36 * time.Hour)
+			s.ValidUntil = &until
+			return s
+		}(), wantDecision: contracts.HasApprove, wantOffers: true},
 		{name: "declined", scored: scored(t, contracts.Declined, ""),
 			wantDecision: contracts.Rejected, wantReasons: []string{"no_preapproval"}},
 		{name: "approved, no product for the grade", scored: scored(t, contracts.Approved, "Z"), pending: true,
@@ -554,7 +560,70 @@ func TestHandle(t *testing.T) {
 			if before != 0 && rev != before {
 				t.Fatalf("a done search was written again (revision %d → %d)", before, rev)
 			}
+			if tt.wantOffers {
+				checkLinks(t, keys, got, tt.scored, now)
+			}
 		})
+	}
+}
+
+const testLinkLifetime = 7 * 24 * time.Hour
+
+// testPricer prices with demo and signs links with a key made for the test.
+func testPricer(t *testing.T, store *search.Store, demo *catalog.Catalog, now time.Time, maxOffers int) (*pricer, *offerlink.KeySet) {
+	t.Helper()
+	k, err := offerlink.GenerateKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := offerlink.NewKeySet(k)
+	signer, err := offerlink.NewSigner(keys, "test", "demobank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
+		links: signer, linkLifetime: testLinkLifetime, maxOffers: maxOffers, log: zerolog.Nop()}, keys
+}
+
+// checkLinks verifies every offer's links with the public keys, as the bank's site would,
+// and checks that each token states that very offer.
+func checkLinks(t *testing.T, keys *offerlink.KeySet, got *contracts.Search, s *contracts.Scored, now time.Time) {
+	t.Helper()
+	offers, err := contracts.DecodeOffers(got.Offers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExp := now.Add(testLinkLifetime)
+	if s.ValidUntil != nil && s.ValidUntil.Before(wantExp) {
+		wantExp = *s.ValidUntil
+	}
+	jwks, err := json.Marshal(keys.Public()) // all the bank's site has
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := offerlink.ParseKeySet(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := offerlink.NewVerifier(pub, "demobank", func() time.Time { return now })
+	for _, o := range offers {
+		for _, link := range []string{o.ProposalLink.Link, o.ProposalLink.Deep} {
+			if link == "" {
+				continue
+			}
+			c, err := v.VerifyLink(link)
+			if err != nil {
+				t.Fatalf("%s: %v", link, err)
+			}
+			if c.SearchID != s.Request.SearchID || !strings.Contains(link, "offer="+c.Offer) || c.ProductType != o.ProductType ||
+				c.Decision != o.Decision || c.Amount != o.Amount || c.Rate != o.Rate || (c.Term == nil) != (o.Term == nil) ||
+				(o.Term != nil && *c.Term != *o.Term) || c.Expiry != wantExp.Unix() || c.IssuedAt != now.Unix() {
+				t.Fatalf("token %+v does not state offer %+v (expiry want %s)", c, o, wantExp)
+			}
+			if len(link) > offerlink.MaxLinkLength {
+				t.Fatalf("link of %d characters", len(link))
+			}
+		}
 	}
 }
 
@@ -570,8 +639,7 @@ func TestOffersAreCappedBestFirst(t *testing.T) {
 	if len(all) < 2 {
 		t.Fatalf("the demo catalog gives %d loan offers; the test needs two or more", len(all))
 	}
-	p := &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
-		maxOffers: 1, log: zerolog.Nop()}
+	p, _ := testPricer(t, store, demo, now, 1)
 	s := scored(t, contracts.Approved, "A")
 	if err := p.handle(natstest.Context(t, 10*time.Second), s); err != nil {
 		t.Fatal(err)

@@ -177,6 +177,12 @@ func TestValidate(t *testing.T) {
 			[]string{`product "cash": proposal_link.deep: unknown placeholder; only {search_id} and {product_id} are replaced`}},
 		{"relative link", func(c *Catalog) { c.Products[0].ProposalLink.Link = "/apply?search_id={search_id}" },
 			[]string{`product "cash": proposal_link.link: not an absolute URL`}},
+		{"a token parameter of its own", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply?search_id={search_id}&token=x"
+		}, []string{`product "cash": proposal_link.link: the "token" parameter is the signed token's, added to every link`}},
+		{"too long once signed", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply?search_id={search_id}&pad=" + strings.Repeat("p", 1200)
+		}, []string{`product "cash": proposal_link.link: signed, the link can reach 2066 characters, more than 2000`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
 // Limits a product must keep. The amount and term limits are the API's own (a request can
@@ -102,7 +103,7 @@ func (v *validator) product(p *Product) {
 	v.texts("special_conditions", p.SpecialConditions)
 	v.texts("required_documents", p.RequiredDocuments)
 	v.texts("choosable_documents", p.ChoosableDocuments)
-	v.link(p.ProposalLink)
+	v.link(p.ProposalLink, p.ID)
 }
 
 func (v *validator) amount(a contracts.AmountRange) {
@@ -235,12 +236,12 @@ func (v *validator) texts(field string, texts []string) {
 // sampleSearchID stands in for a real one when a template is checked.
 const sampleSearchID = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
 
-func (v *validator) link(t LinkTemplate) {
+func (v *validator) link(t LinkTemplate, id string) {
 	if t.Link == "" && t.Deep == "" {
 		v.addf("proposal_link: needs link or deep")
 		return
 	}
-	expanded := t.Expand(sampleSearchID, "id")
+	expanded := t.Expand(sampleSearchID, id)
 	for _, l := range []struct{ field, template, expanded string }{
 		{"proposal_link.link", t.Link, expanded.Link},
 		{"proposal_link.deep", t.Deep, expanded.Deep},
@@ -255,8 +256,16 @@ func (v *validator) link(t LinkTemplate) {
 			v.addf("%s: unknown placeholder; only %s and %s are replaced", l.field, SearchIDPlaceholder, ProductIDPlaceholder)
 			continue
 		}
-		if u, err := url.Parse(l.expanded); err != nil || u.Scheme == "" {
+		u, err := url.Parse(l.expanded)
+		if err != nil || u.Scheme == "" {
 			v.addf("%s: not an absolute URL", l.field)
+			continue
+		}
+		if u.Query().Has(offerlink.TokenParam) {
+			v.addf("%s: the %q parameter is the signed token's, added to every link", l.field, offerlink.TokenParam)
+		}
+		if n := len(l.expanded) + len("&"+offerlink.TokenParam+"=") + offerlink.MaxTokenLength(id); n > offerlink.MaxLinkLength {
+			v.addf("%s: signed, the link can reach %d characters, more than %d", l.field, n, offerlink.MaxLinkLength)
 		}
 	}
 }

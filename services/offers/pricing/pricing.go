@@ -69,36 +69,43 @@ func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
 // Quote is Price with the reason codes of the products it had to drop for a reason the
 // search record should keep (ReasonAboveCeiling), each code once.
 func Quote(c *catalog.Catalog, s *contracts.Scored) (offers []contracts.Offer, reasons []string) {
+	quotes, reasons := Quotes(c, s)
+	if len(quotes) == 0 {
+		return nil, reasons
+	}
+	offers = make([]contracts.Offer, len(quotes))
+	for i, q := range quotes {
+		offers[i] = q.Offer
+	}
+	return offers, reasons
+}
+
+// Quoted is an offer with the catalog product it prices.
+type Quoted struct {
+	ProductID string
+	Offer     contracts.Offer
+}
+
+// Quotes is Quote with each offer's product id, which the proposal link's token names.
+func Quotes(c *catalog.Catalog, s *contracts.Scored) (quotes []Quoted, reasons []string) {
 	if c == nil || s == nil || s.Verdict != contracts.Approved || s.Amount == nil {
 		return nil, nil
 	}
-	type quote struct {
-		id    string
-		offer contracts.Offer
-	}
-	var quotes []quote
 	var net []float64 // one buffer for every ПСК of this search
 	for i := range c.Products {
 		p := &c.Products[i]
 		o, ok, capped := offer(p, s, &net)
 		if ok {
-			quotes = append(quotes, quote{p.ID, o})
+			quotes = append(quotes, Quoted{p.ID, o})
 		}
 		if capped && !slices.Contains(reasons, ReasonAboveCeiling) {
 			reasons = append(reasons, ReasonAboveCeiling)
 		}
 	}
-	if len(quotes) == 0 {
-		return nil, reasons
-	}
-	slices.SortFunc(quotes, func(a, b quote) int {
-		return cmp.Or(cmp.Compare(a.offer.TotalCost.Min, b.offer.TotalCost.Min), strings.Compare(a.id, b.id))
+	slices.SortFunc(quotes, func(a, b Quoted) int {
+		return cmp.Or(cmp.Compare(a.Offer.TotalCost.Min, b.Offer.TotalCost.Min), strings.Compare(a.ProductID, b.ProductID))
 	})
-	offers = make([]contracts.Offer, len(quotes))
-	for i, q := range quotes {
-		offers[i] = q.offer
-	}
-	return offers, reasons
+	return quotes, reasons
 }
 
 // offer prices one product for the search, or says it is not offered; capped says it was

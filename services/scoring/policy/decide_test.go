@@ -191,6 +191,23 @@ func TestDecideDoesNotShareTheTermRange(t *testing.T) {
 	}
 }
 
+// A proposal link must not outlive the pre-approval it came from: the verdict says when that
+// lapses (the first instant after valid_until's day in Moscow), and only an approval made
+// from a pre-approval has such a bound.
+func TestDecideCarriesTheValidity(t *testing.T) {
+	p := Default()
+	until := time.Date(2026, 12, 31, 0, 0, 0, 0, msk)
+	s := Decide(p, record(contracts.ProductLoan, contracts.PreApproved, 100_000, "A", until), request(contracts.ProductLoan, 0, 0), now)
+	if want := time.Date(2027, 1, 1, 0, 0, 0, 0, msk); s.ValidUntil == nil || !s.ValidUntil.Equal(want) {
+		t.Fatalf("ValidUntil = %v, want %s", s.ValidUntil, want)
+	}
+	fallback := testPolicy(t, `"no_preapproval": {"action": "reject"}`, `"no_preapproval": {"action": "offer", "grade": "C", "limit": 50000}`)
+	s = Decide(fallback, nil, request(contracts.ProductLoan, 0, 0), now)
+	if s.Verdict != contracts.Approved || s.ValidUntil != nil {
+		t.Fatalf("a fallback approval: %s, ValidUntil %v, want approved with none", s.Verdict, s.ValidUntil)
+	}
+}
+
 func TestDefault(t *testing.T) {
 	p := Default()
 	if p.Loan == nil || p.CreditCard == nil || p.Loan.NoPreapproval.Action != Reject || p.Loan.Expired.Action != Reject {

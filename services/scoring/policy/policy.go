@@ -174,6 +174,8 @@ func Decide(p *Policy, rec *preapproval.Record, req contracts.LoanRequested, now
 		grade, limit, kind = pp.Expired.Grade, pp.Expired.Limit, contracts.PreApproved
 	default:
 		grade, limit, kind = rec.Grade, rec.Limit, rec.Kind
+		until := rec.Expires()
+		s.ValidUntil = &until
 	}
 	s.Grade = grade
 

@@ -1,0 +1,77 @@
+package offerlink
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/demobank/yacredits/pkg/config"
+)
+
+// Config is how a service signs or checks links, from the LINK_* variables.
+type Config struct {
+	// Keys (LINK_KEYS_FILE) is the key set, a JWKS file: private keys where links are signed
+	// (offers, from a Secret), public ones suffice where they are checked (conversions).
+	// Nil when the variable is empty: the standalone binary then makes one key at start-up
+	// for all its services, and links stop verifying when it restarts.
+	Keys *KeySet
+	// KeyID (LINK_KEY_ID) is the key that signs; empty: the set's first key.
+	KeyID string
+	// Issuer (LINK_ISSUER) is the iss claim: who signed, as the bank's site checks it.
+	Issuer string
+	// Lifetime (LINK_LIFETIME) is how long a link stays valid at most; a link made from a
+	// pre-approval expires with it when that comes first.
+	Lifetime time.Duration
+}
+
+// ReadConfig reads the LINK_* variables; the key file is read and checked now, so that a
+// wrong mount stops the service at start-up.
+func ReadConfig(r *config.Reader) Config {
+	c := Config{
+		KeyID:    r.String("LINK_KEY_ID", ""),
+		Issuer:   r.String("LINK_ISSUER", "yacredits"),
+		Lifetime: r.Duration("LINK_LIFETIME", 7*24*time.Hour, time.Minute, 365*24*time.Hour),
+	}
+	if len(c.Issuer) > MaxIssuerLength {
+		r.Fail("LINK_ISSUER", "longer than %d characters", MaxIssuerLength)
+	}
+	if file := r.String("LINK_KEYS_FILE", ""); file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			r.Fail("LINK_KEYS_FILE", "%v", err)
+		} else if c.Keys, err = ParseKeySet(data); err != nil {
+			r.Fail("LINK_KEYS_FILE", "%s: %v", file, err)
+		}
+	}
+	if c.Keys != nil {
+		if c.KeyID == "" {
+			c.KeyID = c.Keys.IDs()[0]
+		} else if !slices.Contains(c.Keys.IDs(), c.KeyID) {
+			r.Fail("LINK_KEY_ID", "no key %q in LINK_KEYS_FILE (it has %v)", c.KeyID, c.Keys.IDs())
+		}
+	}
+	return c
+}
+
+// Ephemeral fills in a key set made now when none is configured, and says so: for a
+// process that both signs and checks links (the standalone binary), never for production.
+func (c *Config) Ephemeral() (made bool, err error) {
+	if c.Keys != nil {
+		return false, nil
+	}
+	k, err := GenerateKey("ephemeral-" + time.Now().UTC().Format("20060102T150405"))
+	if err != nil {
+		return false, fmt.Errorf("make a link key: %w", err)
+	}
+	c.Keys, c.KeyID = NewKeySet(k), k.KeyID
+	return true, nil
+}
+
+// Signer is the signer of this configuration; its keys must be private.
+func (c Config) Signer() (*Signer, error) {
+	if c.Keys == nil {
+		return nil, fmt.Errorf("no link keys (LINK_KEYS_FILE)")
+	}
+	return NewSigner(c.Keys, c.KeyID, c.Issuer)
+}
