@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/demobank/yacredits/pkg v0.0.0
+	github.com/demobank/yacredits/services/conversions v0.0.0
 	github.com/demobank/yacredits/services/gateway v0.0.0
 	github.com/demobank/yacredits/services/offers v0.0.0
 	github.com/demobank/yacredits/services/scoring v0.0.0
@@ -23,8 +24,8 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -46,7 +47,6 @@ require (
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/bridges/prometheus v0.72.0 // indirect
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0 // indirect
-	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc v0.23.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp v0.23.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc v1.47.0 // indirect
@@ -81,3 +81,5 @@ replace github.com/demobank/yacredits/services/gateway => ../services/gateway
 replace github.com/demobank/yacredits/services/scoring => ../services/scoring
 
 replace github.com/demobank/yacredits/services/offers => ../services/offers
+
+replace github.com/demobank/yacredits/services/conversions => ../services/conversions

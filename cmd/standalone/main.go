@@ -1,6 +1,6 @@
 // Command standalone runs the whole system in one process: an embedded NATS JetStream
-// server storing under DATA_DIR, and the gateway, scoring and offers services talking to
-// it exactly as they do when deployed apart. No Docker, no external NATS.
+// server storing under DATA_DIR, and the gateway, scoring, offers and conversions services
+// talking to it exactly as they do when deployed apart. No Docker, no external NATS.
 package main
 
 import (
@@ -24,8 +24,10 @@ import (
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/embednats"
 	"github.com/demobank/yacredits/pkg/health"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/pkg/testphones"
+	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -73,7 +75,7 @@ func (r *readiness) list() []health.Check {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []health.Check
-	for _, service := range []string{"scoring", "offers"} {
+	for _, service := range []string{"scoring", "offers", "conversions"} {
 		cs, ok := r.checks[service]
 		if !ok {
 			out = append(out, health.Func(service, func() error { return errors.New("not started yet") }))
@@ -82,6 +84,30 @@ func (r *readiness) list() []health.Check {
 		out = append(out, cs...)
 	}
 	return out
+}
+
+// linkKeysFile returns DATA_DIR's link key set, made on the first start: links signed by
+// one run of the binary still verify after a restart. Real keys come from a Secret.
+func linkKeysFile(dir string) (path string, made bool, err error) {
+	path = filepath.Join(dir, "link-keys.json")
+	if _, err := os.Stat(path); err == nil {
+		return path, false, nil
+	}
+	k, err := offerlink.GenerateKey("standalone-" + time.Now().UTC().Format("20060102"))
+	if err != nil {
+		return "", false, err
+	}
+	data, err := offerlink.NewKeySet(k).Marshal()
+	if err != nil {
+		return "", false, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", false, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", false, fmt.Errorf("link keys: %w", err)
+	}
+	return path, true, nil
 }
 
 // writeDemoTestPhones writes the demo test phones file into dir and returns its path.
@@ -117,13 +143,15 @@ type tracing func(ctx context.Context, service string) (trace.TracerProvider, fu
 
 func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newTracer tracing) (err error) {
 	defaultKey := getenv("PHONE_HASH_KEY") == ""
-	var demoTestPhones string
+	var demoTestPhones, dataLinkKeys string
 	env := func(k string) string {
 		switch {
 		case k == "PHONE_HASH_KEY" && defaultKey:
 			return devPhoneHashKey
 		case k == "TEST_PHONES" && demoTestPhones != "":
 			return demoTestPhones
+		case k == "LINK_KEYS_FILE" && dataLinkKeys != "":
+			return dataLinkKeys
 		}
 		return getenv(k)
 	}
@@ -132,6 +160,12 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		// The demo's test phones (README, "Before Yandex's check"), written where people
 		// can read them: a deployed gateway has none unless TEST_PHONES names a file.
 		if demoTestPhones, setErr = writeDemoTestPhones(set.DataDir); setErr != nil {
+			return setErr
+		}
+	}
+	madeLinkKeys := false
+	if setErr == nil && getenv("LINK_KEYS_FILE") == "" {
+		if dataLinkKeys, madeLinkKeys, setErr = linkKeysFile(set.DataDir); setErr != nil {
 			return setErr
 		}
 	}
@@ -145,18 +179,23 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	}
 	scCfg, scErr := scoring.LoadConfig(workerEnv)
 	ofCfg, ofErr := offers.LoadConfig(workerEnv)
-	if err := errors.Join(setErr, gwErr, scErr, ofErr); err != nil {
+	cvCfg, cvErr := conversions.LoadConfig(workerEnv)
+	if err := errors.Join(setErr, gwErr, scErr, ofErr, cvErr); err != nil {
 		return err
 	}
 	log := telemetry.NewLogger(stdout, gwCfg.Log)
 	if defaultKey {
 		log.Warn().Msg("PHONE_HASH_KEY is not set: using the public demo key; set a secret one for real data")
 	}
+	if dataLinkKeys != "" {
+		log.Warn().Str("file", dataLinkKeys).Bool("made_now", madeLinkKeys).
+			Msg("LINK_KEYS_FILE is not set: proposal links are signed with this data directory's own key")
+	}
 
 	// Each service reports its own service.name, as when deployed apart; the process has
 	// one meter provider and one /metrics, served by the gateway.
 	tracers := map[string]trace.TracerProvider{}
-	for _, name := range []string{"gateway", "scoring", "offers"} {
+	for _, name := range []string{"gateway", "scoring", "offers", "conversions"} {
 		tp, shutdown, err := newTracer(ctx, name)
 		if err != nil {
 			return err
@@ -227,6 +266,10 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		start("offers", func(ctx context.Context, js jetstream.JetStream) error {
 			return offers.Run(ctx, ofCfg, offers.Deps{JS: js, Log: log, Tracer: tracers["offers"], Meter: meter,
 				Checks: others.add("offers")})
+		}),
+		start("conversions", func(ctx context.Context, js jetstream.JetStream) error {
+			return conversions.Run(ctx, cvCfg, conversions.Deps{JS: js, Log: log, Meter: meter,
+				Checks: others.add("conversions")})
 		}),
 	}
 	if err := errors.Join(errs...); err != nil {

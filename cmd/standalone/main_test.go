@@ -22,8 +22,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // system is the real run() on a random port, its log collected for inspection.
 type system struct {
-	url  string
-	mu   sync.Mutex
+	url         string
+	conversions string // the internal address: intake, JWKS, link verification
+	mu          sync.Mutex
 	logs strings.Builder
 	stop func()
 }
@@ -45,7 +46,7 @@ func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer 
 	t.Helper()
 	vars := map[string]string{
 		"DATA_DIR": dataDir, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
-		"SYNC_BUDGET": "5s", "SEARCH_DEADLINE": "20s",
+		"SYNC_BUDGET": "5s", "SEARCH_DEADLINE": "20s", "CONVERSIONS_ADDR": "127.0.0.1:0",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -65,7 +66,7 @@ func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer 
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	addr := make(chan string, 1)
+	addr, internal := make(chan string, 1), make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -76,9 +77,14 @@ func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer 
 			s.mu.Lock()
 			s.logs.WriteString(line + "\n")
 			s.mu.Unlock()
-			var entry struct{ Message, API string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "gateway listening" {
-				addr <- entry.API
+			var entry struct{ Message, API, Addr string }
+			if json.Unmarshal([]byte(line), &entry) == nil {
+				switch entry.Message {
+				case "gateway listening":
+					addr <- entry.API
+				case "conversions listening":
+					internal <- entry.Addr
+				}
 			}
 		}
 	}()
@@ -98,11 +104,15 @@ func startTraced(t testing.TB, dataDir string, env map[string]string, newTracer 
 			t.Logf("system log:\n%s", s.Logs())
 		}
 	})
-	select {
-	case a := <-addr:
-		s.url = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the system did not start; log:\n%s", s.Logs())
+	for s.url == "" || s.conversions == "" {
+		select {
+		case a := <-addr:
+			s.url = "http://" + a
+		case a := <-internal:
+			s.conversions = "http://" + a
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the system did not start; log:\n%s", s.Logs())
+		}
 	}
 	// It listens first and is ready once its streams and buckets are declared.
 	deadline := time.Now().Add(30 * time.Second)

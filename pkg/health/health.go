@@ -182,6 +182,13 @@ func Serve(ctx context.Context, addr string, h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return ServeListener(ctx, ln, h)
+}
+
+// ServeListener is Serve on a listener already open (one on port 0, whose address the
+// caller reads first).
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
+	addr := ln.Addr().String()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

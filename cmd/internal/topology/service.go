@@ -13,20 +13,21 @@ import (
 	"strings"
 )
 
-// Service is one process of ours: a gateway, scoring or offers replica, or the standalone
-// binary.
+// Service is one process of ours: a gateway, scoring, offers or conversions replica, or
+// the standalone binary.
 type Service struct {
 	*Proc
-	Program string // the binary: gateway, scoring, offers or standalone
-	API     string // HTTP_ADDR, for a gateway or the standalone binary
-	Health  string // HEALTH_ADDR: /healthz, /readyz, /metrics
+	Program  string // the binary: gateway, scoring, offers, conversions or standalone
+	API      string // HTTP_ADDR, for a gateway or the standalone binary
+	Internal string // CONVERSIONS_ADDR, for a conversions replica or the standalone binary
+	Health   string // HEALTH_ADDR: /healthz, /readyz, /metrics
 }
 
 // NewService prepares (does not start) a process of program named name, configured by env
-// alone: HTTP_ADDR (gateways and standalone) and HEALTH_ADDR are chosen here on free
-// loopback ports; its log goes to dir/name.log.
+// alone: HTTP_ADDR (gateways and standalone), CONVERSIONS_ADDR (conversions and standalone)
+// and HEALTH_ADDR are chosen here on free loopback ports; its log goes to dir/name.log.
 func NewService(bin Binaries, dir, program, name string, env map[string]string) (*Service, error) {
-	addrs, err := FreeAddrs(2)
+	addrs, err := FreeAddrs(3)
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +36,10 @@ func NewService(bin Binaries, dir, program, name string, env map[string]string) 
 	if program == "gateway" || program == "standalone" {
 		s.API = addrs[0]
 		vars["HTTP_ADDR"] = s.API
+	}
+	if program == "conversions" || program == "standalone" {
+		s.Internal = addrs[2]
+		vars["CONVERSIONS_ADDR"] = s.Internal
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -1,0 +1,87 @@
+package conversions
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/offerlink"
+)
+
+const testSearchID = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
+
+// issued is when the test offers were made: 23:30 on 30 November in Moscow.
+var issued = time.Date(2026, 11, 30, 20, 30, 0, 0, time.UTC)
+
+func loanClaims() offerlink.Claims {
+	return offerlink.Claims{Issuer: "demobank", IssuedAt: issued.Unix(), Expiry: issued.Add(7 * 24 * time.Hour).Unix(),
+		SearchID: testSearchID, Offer: "cash-standard", ProductType: contracts.ProductLoan, Decision: contracts.PreApproved,
+		Amount: contracts.AmountRange{Min: money.Roubles(30_000), Max: money.Roubles(1_000_000)},
+		Term:   &contracts.TermRange{Min: 12, Max: 60}, Rate: contracts.RateRange{Min: 19_900, Max: 27_900}}
+}
+
+func cardClaims() offerlink.Claims {
+	c := loanClaims()
+	c.Offer, c.ProductType, c.Term = "card-120", contracts.ProductCreditCard, nil
+	return c
+}
+
+func amount(roubles int64) *money.Amount { a := money.Roubles(roubles); return &a }
+func ptr[T any](v T) *T                  { return &v }
+
+func TestCheck(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	good := Report{ContractDate: "2026-12-02", Amount: amount(300_000), Term: ptr(24), AdditionalServices: ptr(true)}
+	edit := func(f func(*Report)) Report { r := good; f(&r); return r }
+	tests := []struct {
+		name    string
+		report  Report
+		offered offerlink.Claims
+		want    []string // "field: part of the message"
+	}{
+		{"good loan", good, loanClaims(), nil},
+		{"good card", Report{ContractDate: "2026-12-03", Amount: amount(120_000), AdditionalServices: ptr(false)}, cardClaims(), nil},
+		{"the edges of the offer", edit(func(r *Report) { r.Amount, r.Term = amount(1_000_000), ptr(12) }), loanClaims(), nil},
+		{"signed on the search's day (Moscow)", edit(func(r *Report) { r.ContractDate = "2026-11-30" }), loanClaims(), nil},
+		{"the day before the search", edit(func(r *Report) { r.ContractDate = "2026-11-29" }), loanClaims(),
+			[]string{"contract_date: 2026-11-29 is before the search"}},
+		{"tomorrow", edit(func(r *Report) { r.ContractDate = "2026-12-04" }), loanClaims(),
+			[]string{"contract_date: 2026-12-04 is in the future"}},
+		{"not a date", edit(func(r *Report) { r.ContractDate = "02.12.2026" }), loanClaims(),
+			[]string{`contract_date: "02.12.2026" is not a date`}},
+		{"a kopeck over", edit(func(r *Report) { a := money.Roubles(1_000_000) + 1; r.Amount = &a }), loanClaims(),
+			[]string{"amount: 1000000.01 is outside the offered 30000–1000000"}},
+		{"term too long", edit(func(r *Report) { r.Term = ptr(61) }), loanClaims(),
+			[]string{"term: 61 months is outside the offered 12–60"}},
+		{"a card with a term", edit(func(r *Report) { r.Amount = amount(100_000) }), cardClaims(),
+			[]string{"term: a credit card has no term"}},
+		{"everything missing, every problem named", Report{}, loanClaims(), []string{
+			"contract_date: required", "amount: required", "term: required", "additional_services: required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, problems := Check(tt.report, tt.offered, now)
+			var got []string
+			for _, p := range problems {
+				got = append(got, p.Field+": "+p.Message)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("problems %q, want %q", got, tt.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tt.want[i]) {
+					t.Fatalf("problem %d: %q, want %q…", i, got[i], tt.want[i])
+				}
+			}
+			if problems != nil {
+				return
+			}
+			if c.ID != testSearchID+"."+tt.offered.Offer || c.State != contracts.ConversionQueued ||
+				c.Amount != *tt.report.Amount || c.Offered.Amount != tt.offered.Amount || !c.ReportedAt.Equal(now) {
+				t.Fatalf("conversion %+v", c)
+			}
+		})
+	}
+}

@@ -1,0 +1,592 @@
+package conversions
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/logtest"
+	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/services/conversions/yandex"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// answer is one scripted reply of the Yandex double.
+type answer struct {
+	status     int
+	retryAfter string
+	slow       bool // answer only after the client has given up
+	body       string
+}
+
+// yandexDouble is a real HTTP server playing Yandex's confirmation endpoint: it answers
+// from a script (then 200), refuses any batch holding a poisoned id, and remembers every
+// batch it was sent and when.
+type yandexDouble struct {
+	mu       sync.Mutex
+	script   []answer
+	poisoned map[string]bool
+	batches  []yandex.Batch
+	times    []time.Time
+	auth     []string
+	release  chan struct{}
+	*httptest.Server
+}
+
+func newYandex(t *testing.T, script ...answer) *yandexDouble {
+	y := &yandexDouble{script: script, poisoned: map[string]bool{}, release: make(chan struct{})}
+	y.Server = httptest.NewServer(http.HandlerFunc(y.serve))
+	t.Cleanup(func() { close(y.release); y.Close() })
+	return y
+}
+
+func (y *yandexDouble) serve(w http.ResponseWriter, r *http.Request) {
+	var b yandex.Batch
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	y.mu.Lock()
+	y.batches, y.times, y.auth = append(y.batches, b), append(y.times, time.Now()), append(y.auth, r.Header.Get("Authorization"))
+	a := answer{status: http.StatusOK}
+	if len(y.script) > 0 {
+		a, y.script = y.script[0], y.script[1:]
+	}
+	for _, it := range b.Items {
+		if y.poisoned[it.ID] {
+			a = answer{status: http.StatusBadRequest, body: `{"error":"unknown offer_id ` + it.OfferID + `"}`}
+		}
+	}
+	y.mu.Unlock()
+	if a.slow {
+		<-y.release
+		return
+	}
+	if a.retryAfter != "" {
+		w.Header().Set("Retry-After", a.retryAfter)
+	}
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, a.body)
+}
+
+func (y *yandexDouble) poison(id string) { y.mu.Lock(); y.poisoned[id] = true; y.mu.Unlock() }
+func (y *yandexDouble) cure(id string)   { y.mu.Lock(); delete(y.poisoned, id); y.mu.Unlock() }
+
+// sent counts how often each conversion id was sent, and in how many sends.
+func (y *yandexDouble) sent() (byID map[string]int, sends int) {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	byID = map[string]int{}
+	for _, b := range y.batches {
+		for _, it := range b.Items {
+			byID[it.ID]++
+		}
+	}
+	return byID, len(y.batches)
+}
+
+// env is a running conversions service on a real JetStream server.
+type env struct {
+	t        *testing.T
+	url      string // the internal address
+	js       jetstream.JetStream
+	natsURL  string
+	keys     *offerlink.KeySet
+	signer   *offerlink.Signer
+	yandex   *yandexDouble
+	store    *Store
+	searches *search.Store
+	logs     *logtest.Buffer
+	vars     map[string]string
+	started  bool
+}
+
+const intakeSecret = "intake-secret"
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	k, err := offerlink.GenerateKey("2026-12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := offerlink.NewKeySet(k)
+	data, _ := keys.Marshal()
+	keyFile := filepath.Join(t.TempDir(), "link-keys.json")
+	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := offerlink.NewSigner(keys, "2026-12", "demobank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, natsURL: srv.ClientURL(), keys: keys, signer: signer, yandex: y, logs: &logtest.Buffer{}}
+	e.vars = map[string]string{
+		"CONVERSIONS_ADDR": freeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret,
+		"NATS_URL": srv.ClientURL(), "LINK_KEYS_FILE": keyFile, "LINK_ISSUER": "demobank",
+		"YANDEX_TIMEOUT": "200ms", "DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_ACK_WAIT": "1s",
+		"DELIVERY_RETRY_BASE": "20ms", "DELIVERY_RETRY_MAX": "200ms",
+	}
+	if y != nil {
+		e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		e.vars[extra[i]] = extra[i+1]
+	}
+	_, e.js = natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 10*time.Second)
+	// The gateway's bucket, which a running system has before any conversion.
+	if e.searches, err = search.Ensure(ctx, e.js, time.Hour, 1, search.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	e.url = "http://" + e.vars["CONVERSIONS_ADDR"]
+	e.start(nil)
+	e.store, err = OpenStore(ctx, e.js, 366*24*time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// start runs one replica of the service, on its own NATS connection and internal address
+// (the first one's is e.url), until the test ends or stop is called; afterSend is the
+// worker's hook.
+func (e *env) start(afterSend func(nc interface{ Close() })) (stop func()) {
+	t := e.t
+	addr := e.vars["CONVERSIONS_ADDR"]
+	if e.started {
+		addr = freeAddr(t)
+	}
+	e.started = true
+	cfg, err := LoadConfig(func(k string) string {
+		if k == "CONVERSIONS_ADDR" {
+			return addr
+		}
+		return e.vars[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, js := natstest.JetStream(t, e.natsURL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	deps := Deps{JS: js, Log: zerolog.New(e.logs)}
+	if afterSend != nil {
+		deps.afterSend = func() { afterSend(nc) }
+	}
+	go func() { done <- Run(ctx, cfg, deps) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	natstest.Eventually(t, 10*time.Second, func() error {
+		res, err := e.doAt("http://"+addr, "GET", "/v1/conversions/"+testSearchID+"/none", intakeSecret, "")
+		if err != nil {
+			return err
+		}
+		if res.status != http.StatusNotFound {
+			return fmt.Errorf("not serving yet: %d %s", res.status, res.body)
+		}
+		return nil
+	})
+	return stop
+}
+
+type result struct {
+	status int
+	body   string
+}
+
+func (e *env) do(method, path, bearer, body string) (result, error) {
+	return e.doAt(e.url, method, path, bearer, body)
+}
+
+func (e *env) doAt(base, method, path, bearer, body string) (result, error) {
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		return result{}, err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return result{}, err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return result{res.StatusCode, string(b)}, nil
+}
+
+// token is a link token for offer of search id, made now.
+func (e *env) token(id string, c offerlink.Claims) string {
+	e.t.Helper()
+	c.SearchID = id
+	c.IssuedAt, c.Expiry = time.Now().Add(-time.Hour).Unix(), time.Now().Add(24*time.Hour).Unix()
+	tok, err := e.signer.Token(c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+func today() string { return time.Now().In(moscow).Format(dateLayout) }
+
+func (e *env) report(tok string, roubles int64) result {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"token": %q, "contract_date": %q, "amount": %d, "term": 24, "additional_services": false}`, tok, today(), roubles)
+	res, err := e.do("POST", "/v1/conversions", intakeSecret, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+// waitState waits until conversion id is in state, and returns it.
+func (e *env) waitState(id string, state contracts.ConversionState) *contracts.Conversion {
+	e.t.Helper()
+	var c *contracts.Conversion
+	natstest.Eventually(e.t, 15*time.Second, func() error {
+		var err error
+		c, _, err = e.store.Get(context.Background(), id)
+		if err != nil {
+			return err
+		}
+		if c.State != state {
+			return fmt.Errorf("%s is %s, want %s", id, c.State, state)
+		}
+		return nil
+	})
+	return c
+}
+
+func newID(i int) string { return fmt.Sprintf("e2b4948b-7d8a-4eec-875c-%012d", i) }
+
+// The intake through the real router: what the bank's systems see for each kind of input.
+func TestIntake(t *testing.T) {
+	e := newEnv(t, nil) // no endpoint: conversions stay queued, which is all this test needs
+	good := e.token(testSearchID, loanClaims())
+	parts := strings.Split(good, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	raised := strings.Replace(string(payload), `"max":1000000`, `"max":9000000`, 1) // the offer, made larger
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(raised)) + "." + parts[2]
+	foreignKey, _ := offerlink.GenerateKey("2026-12")
+	foreignSigner, _ := offerlink.NewSigner(offerlink.NewKeySet(foreignKey), "2026-12", "demobank")
+	foreign, _ := foreignSigner.Token(func() offerlink.Claims {
+		c := loanClaims()
+		c.IssuedAt, c.Expiry = time.Now().Unix(), time.Now().Add(time.Hour).Unix()
+		return c
+	}())
+	report := func(token string, rest string) string {
+		return fmt.Sprintf(`{"token": %q, "contract_date": %q, %s}`, token, today(), rest)
+	}
+	okRest := `"amount": 300000, "term": 24, "additional_services": true`
+
+	// A search still retained, whose offer's link we signed: reportable by its id.
+	retained := newID(7)
+	link, _ := e.signer.Link("https://bank.example/apply?search_id="+retained+"&offer=cash-standard", func() offerlink.Claims {
+		c := loanClaims()
+		c.SearchID, c.IssuedAt, c.Expiry = retained, time.Now().Unix(), time.Now().Add(time.Hour).Unix()
+		return c
+	}())
+	putSearch(t, e.searches, retained, link)
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		bearer     string
+		body       string
+		wantStatus int
+		want       []string // substrings of the body
+	}{
+		{"no credentials", "POST", "/v1/conversions", "", report(good, okRest), 401, []string{"bearer token"}},
+		{"wrong credentials", "POST", "/v1/conversions", "guess", report(good, okRest), 401, nil},
+		{"empty body", "POST", "/v1/conversions", intakeSecret, "", 400, []string{`"field":"body"`}},
+		{"not JSON", "POST", "/v1/conversions", intakeSecret, "{amount: 1}", 400, []string{`"field":"body"`}},
+		{"unknown field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amout": 1`), 400, []string{"amout"}},
+		{"repeated field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amount": 1`), 400, []string{"duplicate"}},
+		{"tampered token", "POST", "/v1/conversions", intakeSecret, report(tampered, okRest), 400, []string{`"reason":"bad_signature"`}},
+		{"token of a key we do not hold", "POST", "/v1/conversions", intakeSecret, report(foreign, okRest), 400, []string{`"reason":"bad_signature"`}},
+		{"neither token nor search", "POST", "/v1/conversions", intakeSecret, `{"contract_date": "2026-12-01", ` + okRest + `}`, 400,
+			[]string{`"field":"search_id"`, `"field":"offer"`}},
+		{"every problem at once", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"token": %q, "contract_date": "2099-01-01", "amount": 5, "term": 600}`, good), 400,
+			[]string{"in the future", "outside the offered 30000", "600 months", "additional_services"}},
+		{"token and a search id that disagree", "POST", "/v1/conversions", intakeSecret,
+			report(good, okRest+`, "search_id": "`+newID(9)+`"`), 400, []string{`"field":"search_id"`}},
+		{"recorded", "POST", "/v1/conversions", intakeSecret, report(good, okRest), 201,
+			[]string{`"id":"` + testSearchID + `.cash-standard"`, `"state":"queued"`, `"repeat":false`}},
+		{"the same again: idempotent", "POST", "/v1/conversions", intakeSecret, report(good, okRest), 200, []string{`"repeat":true`}},
+		{"the same by the old intake token", "POST", "/v1/conversions", "old-secret", report(good, okRest), 200, []string{`"repeat":true`}},
+		{"another amount for the same offer", "POST", "/v1/conversions", intakeSecret,
+			report(good, `"amount": 310000, "term": 24, "additional_services": true`), 409, []string{"different conversion", `"amount":300000`}},
+		{"read back", "GET", "/v1/conversions/" + strings.ToUpper(testSearchID) + "/cash-standard", intakeSecret, "", 200, []string{`"contract_date":"` + today()}},
+		{"by search id while retained", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"search_id": %q, "offer": "cash-standard", "contract_date": %q, %s}`, retained, today(), okRest), 201, []string{retained + ".cash-standard"}},
+		{"by search id, an offer it did not make", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"search_id": %q, "offer": "card-120", "contract_date": %q, %s}`, retained, today(), okRest), 400, []string{"made no offer"}},
+		{"by search id, gone", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"search_id": %q, "offer": "cash-standard", "contract_date": %q, %s}`, newID(8), today(), okRest), 400, []string{"no such search is retained"}},
+		{"by the whole link", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"link": %q, "contract_date": %q, %s}`, link, today(), okRest), 200, []string{`"repeat":true`}},
+		{"verify a good link", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"link": %q}`, link), 200,
+			[]string{`"valid":true`, `"search_id":"` + retained, `"offer":"cash-standard"`}},
+		{"verify a tampered token", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"token": %q}`, tampered), 422,
+			[]string{`"valid":false`, `"reason":"bad_signature"`}},
+		{"verify an edited link", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"link": %q}`, strings.Replace(link, "offer=cash-standard", "offer=cash-premium", 1)), 422,
+			[]string{`"reason":"link_mismatch"`}},
+		{"JWKS", "GET", "/.well-known/jwks.json", "", "", 200, []string{`"kty":"OKP"`, `"crv":"Ed25519"`, `"kid":"2026-12"`, `"alg":"EdDSA"`}},
+		{"unknown path", "GET", "/v1/nothing", "", "", 404, []string{`"message"`}},
+		{"wrong method", "PUT", "/v1/conversions", intakeSecret, "", 405, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := e.do(tt.method, tt.path, tt.bearer, tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.status != tt.wantStatus {
+				t.Fatalf("%s %s = %d %s, want %d", tt.method, tt.path, res.status, res.body, tt.wantStatus)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(res.body, w) {
+					t.Errorf("body %s lacks %s", res.body, w)
+				}
+			}
+			if strings.Contains(res.body, `"d":`) {
+				t.Errorf("a private key part in %s", res.body)
+			}
+		})
+	}
+}
+
+func putSearch(t *testing.T, store *search.Store, id, link string) {
+	t.Helper()
+	ctx := natstest.Context(t, 10*time.Second)
+	now := time.Now().UTC()
+	req, err := contracts.NewLoanRequested(contracts.LoanRequested{SearchID: id, PhoneHash: strings.Repeat("ab", 32),
+		PhoneMasked: "+7999***0000", ProductType: contracts.ProductLoan, RequestedAt: now, Deadline: now.Add(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := loanClaims()
+	offers, err := contracts.EncodeOffers([]contracts.Offer{{ProductType: contracts.ProductLoan, Decision: contracts.PreApproved,
+		Amount: c.Amount, Term: c.Term, Rate: c.Rate, TotalCost: c.Rate, Payment: contracts.Payment{Min: amount(1000), Max: amount(90_000)},
+		ProposalLink: contracts.ProposalLink{Link: link}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Finish(ctx, *req, "", offers, []string{"approved"}, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Delivery against Yandex's double: what reaches it, and what the record says after.
+func TestDelivery(t *testing.T) {
+	tests := []struct {
+		name      string
+		script    []answer
+		wantSends int           // at least
+		wantGap   time.Duration // between the first two sends, at least
+	}{
+		{name: "accepted at once", wantSends: 1},
+		{name: "500 twice, then accepted", script: []answer{{status: 500}, {status: 502}}, wantSends: 3},
+		{name: "429 with Retry-After: 1", script: []answer{{status: 429, retryAfter: "1"}}, wantSends: 2, wantGap: time.Second},
+		{name: "slower than YANDEX_TIMEOUT, then accepted", script: []answer{{slow: true}}, wantSends: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			y := newYandex(t, tt.script...)
+			e := newEnv(t, y)
+			if res := e.report(e.token(testSearchID, loanClaims()), 300_000); res.status != http.StatusCreated {
+				t.Fatalf("report = %d %s", res.status, res.body)
+			}
+			c := e.waitState(testSearchID+".cash-standard", contracts.ConversionDelivered)
+			byID, sends := y.sent()
+			if sends < tt.wantSends || byID[c.ID] != sends || c.DeliveredAt == nil || c.Attempts != sends {
+				t.Fatalf("%d sends (%v), record %+v; want %d sends of the one id, all counted", sends, byID, c, tt.wantSends)
+			}
+			y.mu.Lock()
+			defer y.mu.Unlock()
+			if tt.wantGap > 0 && y.times[1].Sub(y.times[0]) < tt.wantGap {
+				t.Errorf("sent again after %s, before the %s Yandex asked for", y.times[1].Sub(y.times[0]), tt.wantGap)
+			}
+			b := y.batches[len(y.batches)-1]
+			if b.PartnerID != "demobank-1" || y.auth[0] != "Bearer yandex-token" || b.Items[0].RequestID != testSearchID ||
+				b.Items[0].OfferID != "cash-standard" || b.Items[0].Amount != money.Roubles(300_000) || b.Items[0].ContractDate != today() {
+				t.Errorf("sent %+v with %q", b, y.auth[0])
+			}
+		})
+	}
+}
+
+// A refusal for good keeps the conversion as failed with Yandex's answer, without taking
+// the others of its batch down with it; an operator's requeue delivers it once fixed.
+func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
+	y := newYandex(t)
+	bad := newID(2) + ".cash-standard"
+	y.poison(bad)
+	e := newEnv(t, y, "DELIVERY_BATCH_WAIT", "300ms")
+	for i := 1; i <= 3; i++ {
+		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
+			t.Fatalf("report = %d %s", res.status, res.body)
+		}
+	}
+	failed := e.waitState(bad, contracts.ConversionFailed)
+	if !strings.Contains(failed.LastError, "400") || !strings.Contains(failed.LastError, "unknown offer_id cash-standard") || failed.FailedAt == nil {
+		t.Fatalf("failed record %+v does not keep Yandex's answer", failed)
+	}
+	for _, i := range []int{1, 3} {
+		e.waitState(newID(i)+".cash-standard", contracts.ConversionDelivered)
+	}
+	if !strings.Contains(e.logs.String(), "Yandex refused a conversion") {
+		t.Error("the refusal was not logged")
+	}
+
+	y.cure(bad)
+	if _, err := e.store.Requeue(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(bad, contracts.ConversionDelivered)
+	if _, err := e.store.Requeue(context.Background(), bad); err == nil {
+		t.Error("a delivered conversion was queued again")
+	}
+}
+
+// A replica that dies after Yandex accepted a batch and before it recorded that leaves
+// the conversion to be sent again, under the same id, by the next one: delivered at least
+// once, never lost, and recognisable as a repeat.
+func TestWorkerKilledBetweenSendingAndRecording(t *testing.T) {
+	y := newYandex(t)
+	e := newEnv(t, nil) // the replica started by newEnv does not deliver
+	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+	killed := make(chan struct{})
+	var once sync.Once
+	stop := e.start(func(nc interface{ Close() }) {
+		once.Do(func() {
+			nc.Close() // as a crash looks to the broker: gone, with the message unacknowledged
+			close(killed)
+		})
+	})
+	id := testSearchID + ".cash-standard"
+	if res := e.report(e.token(testSearchID, loanClaims()), 300_000); res.status != http.StatusCreated {
+		t.Fatalf("report = %d %s", res.status, res.body)
+	}
+	select {
+	case <-killed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the worker never sent")
+	}
+	stop()
+	if c, _, err := e.store.Get(context.Background(), id); err != nil || c.State != contracts.ConversionQueued {
+		t.Fatalf("after the crash: %+v, %v; want still queued", c, err)
+	}
+	e.start(nil) // the next replica
+	c := e.waitState(id, contracts.ConversionDelivered)
+	byID, _ := y.sent()
+	if byID[id] != 2 {
+		t.Fatalf("sent %d times, want 2 (before the crash and after): %v", byID[id], byID)
+	}
+	if c.Attempts != 1 {
+		t.Errorf("record counts %d attempts by the replica that recorded it, want 1", c.Attempts)
+	}
+}
+
+// The gauges and the loud log line read the index of undelivered conversions.
+func TestOverdueConversionsAreCountedAndLogged(t *testing.T) {
+	now := time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC)
+	idx := newIndex()
+	for _, c := range []contracts.Conversion{
+		{ID: "a", ContractDate: "2026-12-19", State: contracts.ConversionQueued},
+		{ID: "b", ContractDate: "2026-12-10", State: contracts.ConversionQueued},
+		{ID: "c", ContractDate: "2026-12-01", State: contracts.ConversionFailed},
+		{ID: "d", ContractDate: "2026-11-01", State: contracts.ConversionDelivered},
+	} {
+		idx.put(&c)
+	}
+	s := idx.summaryOver(now, 7*24*time.Hour)
+	slices.Sort(s.overdue)
+	// "c": from 00:00 Moscow on 1 December (21:00 UTC on 30 November) to now.
+	if s.queued != 2 || s.failed != 1 || s.oldest != 19*24*time.Hour+15*time.Hour || !slices.Equal(s.overdue, []string{"b", "c"}) {
+		t.Fatalf("summary %+v", s)
+	}
+	idx.put(&contracts.Conversion{ID: "c", ContractDate: "2026-12-01", State: contracts.ConversionDelivered})
+	if s := idx.summary(now); s.failed != 0 || s.queued != 2 {
+		t.Fatalf("after delivery: %+v", s)
+	}
+
+	var logs logtest.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- warnOverdue(ctx, idx, 7*24*time.Hour, 10*time.Millisecond, func() time.Time { return now }, zerolog.New(&logs))
+	}()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"level":"error"`) || !strings.Contains(logs.String(), `"ids":["b"]`) {
+			return fmt.Errorf("logged %q", logs.String())
+		}
+		return nil
+	})
+	cancel()
+	<-done
+}
+
+func TestLoadConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"defaults", nil, ""},
+		{"intake beyond loopback without tokens", map[string]string{"CONVERSIONS_ADDR": ":8090"}, "INTAKE_TOKENS"},
+		{"plain http to Yandex", map[string]string{"YANDEX_CONVERSIONS_URL": "http://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p"}, "https"},
+		{"endpoint without credentials", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv"}, "YANDEX_TOKEN"},
+		{"retry base over max", map[string]string{"DELIVERY_RETRY_BASE": "10m"}, "DELIVERY_RETRY_MAX"},
+		{"missing key file", map[string]string{"LINK_KEYS_FILE": "/nonexistent/keys.json"}, "LINK_KEYS_FILE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadConfig(func(k string) string { return tt.vars[k] })
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("LoadConfig = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,263 @@
+package conversions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/services/conversions/yandex"
+)
+
+// Sender sends a batch to Yandex: *yandex.Client, or a wrapper of it.
+type Sender interface {
+	Send(ctx context.Context, batch []contracts.Conversion) error
+}
+
+// Delivery is how the worker batches and retries.
+type Delivery struct {
+	Batch     int           // conversions in one send at most
+	BatchWait time.Duration // how long a send waits to fill its batch
+	// AckWait is how long a conversion in hand stays with its replica: one that dies holding
+	// it, even between sending and recording, leaves it to be sent again after this.
+	AckWait   time.Duration
+	RetryBase time.Duration // the first retry's wait, doubled each time
+	RetryMax  time.Duration // the longest wait between two sends
+}
+
+// worker delivers queued conversions. It reads every revision of the conversions bucket
+// through a durable consumer that all replicas share, and acknowledges a revision only once
+// it is recorded as delivered or failed: a conversion is sent at least once, and an item
+// sent twice carries the same id both times.
+type worker struct {
+	store   *Store
+	send    Sender
+	cfg     Delivery
+	metrics *metrics
+	log     zerolog.Logger
+	now     func() time.Time
+	// afterSend, if set, runs after a send Yandex accepted and before it is recorded: the
+	// tests stop a worker there, as a crash would.
+	afterSend func()
+}
+
+// ConsumerConfig is the delivery consumer: every revision, from the first, acknowledged
+// one by one, redelivered without limit (a conversion is never given up on by the broker;
+// only Yandex's refusal ends its delivery).
+func ConsumerConfig(d Delivery) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       contracts.ConsumerConversionsDelivery,
+		Description:   "Delivers queued conversions to Yandex",
+		FilterSubject: contracts.SubjectConversions,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       d.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(4*d.Batch, 256),
+	}
+}
+
+type pending struct {
+	msg  jetstream.Msg
+	conv contracts.Conversion
+}
+
+func (w *worker) run(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return js.CreateOrUpdateConsumer(ctx, contracts.StreamConversions, ConsumerConfig(w.cfg))
+	})
+	if err != nil {
+		return fmt.Errorf("delivery consumer: %w", err)
+	}
+	for ctx.Err() == nil {
+		// The context's deadline is the pull request's expiry; cancelling it stops the fetch.
+		fctx, cancel := context.WithTimeout(ctx, w.cfg.BatchWait)
+		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn().Err(err).Msg("fetch conversions to deliver")
+			if err := sleep(ctx, time.Second); err != nil {
+				return nil
+			}
+			continue
+		}
+		var todo []pending
+		for msg := range batch.Messages() {
+			if p, ok := w.queued(ctx, msg); ok {
+				todo = append(todo, p)
+			}
+		}
+		cancel()
+		if len(todo) > 0 {
+			w.deliver(ctx, todo)
+		}
+	}
+	return nil
+}
+
+// queued reads one revision off the stream and keeps it if it is a conversion still to
+// send and the latest revision of its key; anything else is acknowledged at once.
+func (w *worker) queued(ctx context.Context, msg jetstream.Msg) (pending, bool) {
+	skip := func() (pending, bool) { _ = msg.Ack(); return pending{}, false }
+	if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return skip()
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return skip()
+	}
+	c, err := contracts.DecodeConversion(msg.Data())
+	if err != nil {
+		w.log.Error().Err(err).Str("subject", msg.Subject()).Msg("unreadable conversion record skipped")
+		return skip()
+	}
+	if c.State != contracts.ConversionQueued {
+		return skip()
+	}
+	_, rev, err := w.store.Get(ctx, c.ID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return skip()
+	case err != nil:
+		_ = msg.Nak() // the bucket is unreachable now: again later
+		return pending{}, false
+	case rev != meta.Sequence.Stream:
+		return skip() // a later revision is on its way to us
+	}
+	return pending{msg: msg, conv: *c}, true
+}
+
+// deliver sends todo until Yandex answers for it, then records the outcome. A batch that
+// Yandex refuses for good is sent again item by item, so that one bad conversion does not
+// take the others to the dead letters with it.
+func (w *worker) deliver(ctx context.Context, todo []pending) {
+	batch := make([]contracts.Conversion, len(todo))
+	for i, p := range todo {
+		batch[i] = p.conv
+	}
+	for attempt := 1; ; attempt++ {
+		err := w.send.Send(ctx, batch)
+		var retry *yandex.RetryableError
+		var refused *yandex.PermanentError
+		switch {
+		case err == nil:
+			w.metrics.sent(ctx, "delivered", len(todo))
+			if w.afterSend != nil {
+				w.afterSend()
+			}
+			for _, p := range todo {
+				w.finish(ctx, p, attempt, nil)
+			}
+			return
+		case errors.As(err, &refused) && len(todo) > 1:
+			w.metrics.sent(ctx, "refused", len(todo))
+			for _, p := range todo {
+				w.deliver(ctx, []pending{p})
+			}
+			return
+		case errors.As(err, &refused):
+			w.metrics.sent(ctx, "refused", 1)
+			w.finish(ctx, todo[0], attempt, refused)
+			return
+		case ctx.Err() != nil:
+			return // stopping: the conversions go back to the consumer unacknowledged
+		default: // a *yandex.RetryableError, or any other failure to hear back
+			errors.As(err, &retry)
+			w.metrics.sent(ctx, "retry", len(todo))
+			wait := w.backoff(attempt, retry)
+			w.log.Warn().Err(err).Int("conversions", len(todo)).Int("attempt", attempt).Dur("retry_in", wait).
+				Msg("conversions not delivered yet")
+			if err := w.hold(ctx, todo, wait); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// backoff is the wait before the next send: what the endpoint asked for, or a doubling
+// wait with jitter, never over RetryMax (but a Retry-After longer than it is honoured).
+func (w *worker) backoff(attempt int, retry *yandex.RetryableError) time.Duration {
+	if retry != nil && retry.After > 0 {
+		return retry.After
+	}
+	d := w.cfg.RetryBase << min(attempt-1, 20)
+	if d <= 0 || d > w.cfg.RetryMax {
+		d = w.cfg.RetryMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// hold waits d while telling the broker that the conversions in hand are still being
+// worked on, so that they are not handed to another replica meanwhile.
+func (w *worker) hold(ctx context.Context, todo []pending, d time.Duration) error {
+	tick := time.NewTicker(max(w.cfg.AckWait/3, 10*time.Millisecond))
+	defer tick.Stop()
+	end := time.NewTimer(d)
+	defer end.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-end.C:
+			return nil
+		case <-tick.C:
+			for _, p := range todo {
+				_ = p.msg.InProgress()
+			}
+		}
+	}
+}
+
+// finish records a conversion as delivered (refused nil) or failed, then acknowledges its
+// revision. Were the record not written, the revision stays unacknowledged and the
+// conversion is sent again: at least once, never lost.
+func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *yandex.PermanentError) {
+	now := w.now().UTC()
+	_, err := w.store.Update(ctx, p.conv.ID, func(c *contracts.Conversion) *contracts.Conversion {
+		if c.State != contracts.ConversionQueued {
+			return nil // an operator, or another replica after a redelivery, came first
+		}
+		next := *c
+		next.Attempts += attempts
+		if refused == nil {
+			next.State, next.DeliveredAt, next.LastError = contracts.ConversionDelivered, &now, ""
+		} else {
+			next.State, next.FailedAt = contracts.ConversionFailed, &now
+			next.LastError = fmt.Sprintf("%d %s", refused.Status, refused.Answer)
+		}
+		return &next
+	})
+	if err != nil {
+		w.log.Error().Err(err).Str("conversion", p.conv.ID).Msg("outcome not recorded; the conversion will be sent again")
+		_ = p.msg.Nak()
+		return
+	}
+	_ = p.msg.Ack()
+	if refused != nil {
+		w.metrics.failed(ctx)
+		w.log.Error().Str("conversion", p.conv.ID).Int("status", refused.Status).Str("answer", refused.Answer).
+			Msg("Yandex refused a conversion; it is kept as failed (conversionsctl list -state failed, then retry)")
+		return
+	}
+	w.metrics.delivered(ctx)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,337 @@
+package conversions
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/rs/zerolog"
+
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/search"
+)
+
+// maxBody bounds a report or a verification request: a few hundred bytes in practice.
+const maxBody = 16 << 10
+
+// intake serves the internal address: the JWKS document and link verification for the
+// bank's site, and the conversions the bank's application system reports.
+type intake struct {
+	store    func() *Store        // nil until the bucket is bound
+	searches func() *search.Store // nil until the searches bucket is bound
+	verifier *offerlink.Verifier
+	jwks     []byte
+	tokens   [][32]byte // sha256 of each accepted bearer token
+	metrics  *metrics
+	log      zerolog.Logger
+	now      func() time.Time
+}
+
+// routes lists every path of the internal address.
+func (in *intake) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(in.recoverer)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such path", nil)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed", nil)
+	})
+	// Public keys and verification hold nothing secret: they are open to the internal network.
+	r.Get("/.well-known/jwks.json", in.handleJWKS)
+	r.Post("/v1/links/verify", in.handleVerify)
+	r.Group(func(r chi.Router) {
+		r.Use(in.authenticate)
+		r.Post("/v1/conversions", in.handleReport)
+		r.Get("/v1/conversions/{search_id}/{offer}", in.handleGet)
+	})
+	return r
+}
+
+func (in *intake) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	// A site may cache the keys a while; a rotation adds the new key before it signs.
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(in.jwks)
+}
+
+type verifyRequest struct {
+	Link  string `json:"link,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+type verifyAnswer struct {
+	Valid   bool              `json:"valid"`
+	Reason  string            `json:"reason,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Claims  *offerlink.Claims `json:"claims,omitempty"`
+}
+
+// handleVerify checks a link (or a bare token) as the bank's site would with the JWKS:
+// 200 with the claims, or 422 with the reason it is refused.
+func (in *intake) handleVerify(w http.ResponseWriter, r *http.Request) {
+	var req verifyRequest
+	if problems := decode(w, r, &req); problems != nil {
+		writeError(w, http.StatusBadRequest, "the request was not understood", problems)
+		return
+	}
+	var c offerlink.Claims
+	var err error
+	switch {
+	case (req.Link == "") == (req.Token == ""):
+		writeError(w, http.StatusBadRequest, "the request was not understood",
+			[]Problem{{Field: "link", Message: "give the link or the token, one of them"}})
+		return
+	case req.Link != "":
+		c, err = in.verifier.VerifyLink(req.Link)
+	default:
+		c, err = in.verifier.Verify(req.Token)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, verifyAnswer{Reason: offerlink.Reason(err), Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, verifyAnswer{Valid: true, Claims: &c})
+}
+
+// reportAnswer is what the intake answers a recorded conversion with.
+type reportAnswer struct {
+	Conversion *contracts.Conversion `json:"conversion"`
+	// Repeat is true when the same report was recorded before: nothing was changed.
+	Repeat bool `json:"repeat"`
+}
+
+// handleReport checks a reported contract and records it: 201 the first time, 200 with
+// the same record for a repeat, 409 for a different report of the same search and offer,
+// 400 listing every problem. Only a recorded conversion is acknowledged.
+func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
+	var rep Report
+	if problems := decode(w, r, &rep); problems != nil {
+		writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
+		return
+	}
+	offered, problems, err := in.offer(r.Context(), rep)
+	if err != nil {
+		in.unavailable(w, err)
+		return
+	}
+	if problems == nil {
+		var conv contracts.Conversion
+		conv, problems = Check(rep, offered, in.now())
+		if problems == nil {
+			in.record(w, r.Context(), &conv)
+			return
+		}
+	}
+	writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
+}
+
+func (in *intake) record(w http.ResponseWriter, ctx context.Context, conv *contracts.Conversion) {
+	store := in.store()
+	if store == nil {
+		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
+		return
+	}
+	stored, created, err := store.Record(ctx, conv)
+	switch {
+	case errors.Is(err, ErrConflict):
+		writeJSON(w, http.StatusConflict, struct {
+			Message    string                `json:"message"`
+			Conversion *contracts.Conversion `json:"conversion"`
+		}{"a different conversion is already recorded for this search and offer", stored})
+	case err != nil:
+		in.unavailable(w, err)
+	case created:
+		in.metrics.recorded.Add(ctx, 1)
+		in.log.Info().Str("conversion", stored.ID).Str("contract_date", stored.ContractDate).Msg("conversion recorded")
+		writeJSON(w, http.StatusCreated, reportAnswer{Conversion: stored})
+	default:
+		writeJSON(w, http.StatusOK, reportAnswer{Conversion: stored, Repeat: true})
+	}
+}
+
+// offer finds what was offered: from the token (given, or in the link), or from the search
+// record while it is retained. problems name what is wrong with the report's offer; err is
+// a failure of ours.
+func (in *intake) offer(ctx context.Context, rep Report) (offerlink.Claims, []Problem, error) {
+	token := rep.Token
+	if rep.Link != "" {
+		if token != "" {
+			return offerlink.Claims{}, []Problem{{Field: "link", Message: "give the link or the token, not both"}}, nil
+		}
+		u, err := url.Parse(strings.TrimSpace(rep.Link))
+		if err != nil || u.Query().Get(offerlink.TokenParam) == "" {
+			return offerlink.Claims{}, []Problem{{Field: "link", Reason: "no_token", Message: "not a proposal link with a token"}}, nil
+		}
+		token = u.Query().Get(offerlink.TokenParam)
+	}
+	if token != "" {
+		// The expiry is the link's, for clicking: the contract may be signed days after.
+		c, err := in.verifier.VerifySignature(token)
+		if err != nil {
+			return c, []Problem{{Field: "token", Reason: offerlink.Reason(err), Message: err.Error()}}, nil
+		}
+		var problems []Problem
+		if rep.SearchID != "" && !strings.EqualFold(rep.SearchID, c.SearchID) {
+			problems = append(problems, Problem{Field: "search_id", Message: fmt.Sprintf("%q, but the token is of %q", rep.SearchID, c.SearchID)})
+		}
+		if rep.Offer != "" && rep.Offer != c.Offer {
+			problems = append(problems, Problem{Field: "offer", Message: fmt.Sprintf("%q, but the token is of %q", rep.Offer, c.Offer)})
+		}
+		return c, problems, nil
+	}
+	var problems []Problem
+	if rep.SearchID == "" {
+		problems = append(problems, Problem{Field: "search_id", Message: "required, with offer, when there is no token or link"})
+	}
+	if rep.Offer == "" {
+		problems = append(problems, Problem{Field: "offer", Message: "required, with search_id, when there is no token or link"})
+	}
+	if problems != nil {
+		return offerlink.Claims{}, problems, nil
+	}
+	return in.offerOfSearch(ctx, rep.SearchID, rep.Offer)
+}
+
+// offerOfSearch reads the offer from the search's record: its link's token, which we
+// signed, says what was offered.
+func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (offerlink.Claims, []Problem, error) {
+	if _, err := contracts.ConversionKey(searchID, offer); err != nil {
+		return offerlink.Claims{}, []Problem{{Field: "search_id", Message: err.Error()}}, nil
+	}
+	searches := in.searches()
+	if searches == nil {
+		return offerlink.Claims{}, nil, errors.New("the searches bucket is not bound yet")
+	}
+	s, _, err := searches.Get(ctx, strings.ToLower(searchID))
+	if errors.Is(err, search.ErrNotFound) {
+		return offerlink.Claims{}, []Problem{{Field: "search_id", Message: "no such search is retained (searches are kept SEARCH_RETENTION); report it with the link's token"}}, nil
+	}
+	if err != nil {
+		return offerlink.Claims{}, nil, err
+	}
+	offers, err := contracts.DecodeOffers(s.Offers)
+	if err != nil {
+		return offerlink.Claims{}, nil, err
+	}
+	for _, o := range offers {
+		for _, link := range []string{o.ProposalLink.Link, o.ProposalLink.Deep} {
+			u, err := url.Parse(link)
+			if err != nil || u.Query().Get(offerlink.TokenParam) == "" {
+				continue
+			}
+			c, err := in.verifier.VerifySignature(u.Query().Get(offerlink.TokenParam))
+			if err == nil && c.Offer == offer {
+				return c, nil, nil
+			}
+		}
+	}
+	return offerlink.Claims{}, []Problem{{Field: "offer", Message: fmt.Sprintf("search %s made no offer %q that we can verify", searchID, offer)}}, nil
+}
+
+func (in *intake) handleGet(w http.ResponseWriter, r *http.Request) {
+	key, err := contracts.ConversionKey(chi.URLParam(r, "search_id"), chi.URLParam(r, "offer"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "not a conversion's id", []Problem{{Field: "search_id", Message: err.Error()}})
+		return
+	}
+	store := in.store()
+	if store == nil {
+		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
+		return
+	}
+	c, _, err := store.Get(r.Context(), key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "no conversion is recorded for this search and offer", nil)
+	case err != nil:
+		in.unavailable(w, err)
+	default:
+		writeJSON(w, http.StatusOK, c)
+	}
+}
+
+// authenticate admits the bank's application system by its bearer token. With no tokens
+// configured (allowed on loopback only) everything is admitted.
+func (in *intake) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(in.tokens) > 0 {
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			sum := sha256.Sum256([]byte(token))
+			match := 0
+			for _, t := range in.tokens {
+				match |= subtle.ConstantTimeCompare(sum[:], t[:])
+			}
+			if !ok || match != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="conversions"`)
+				writeError(w, http.StatusUnauthorized, "a valid bearer token is required", nil)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (in *intake) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				in.log.Error().Interface("panic", v).Str("path", r.URL.Path).Msg("intake handler panicked")
+				writeError(w, http.StatusInternalServerError, "internal error", nil)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// unavailable answers a failure of ours (JetStream unreachable, most likely): logged once
+// here, answered 503 so that the bank's system tries again; the cause is not sent.
+func (in *intake) unavailable(w http.ResponseWriter, err error) {
+	in.log.Error().Err(err).Msg("conversion intake failed")
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusServiceUnavailable, "the conversion could not be recorded now; send it again", nil)
+}
+
+// decode reads a JSON object strictly (unknown or repeated members, trailing data and
+// invalid UTF-8 are refused), or says what is wrong with the body.
+func decode(w http.ResponseWriter, r *http.Request, into any) []Problem {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		return []Problem{{Field: "body", Message: fmt.Sprintf("unreadable or over %d bytes", maxBody)}}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return []Problem{{Field: "body", Message: "empty; a JSON object is expected"}}
+	}
+	if err := jsonv2.Unmarshal(body, into, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return []Problem{{Field: "body", Message: "not the JSON object expected: " + err.Error()}}
+	}
+	return nil
+}
+
+type errorBody struct {
+	Message  string    `json:"message"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, message string, problems []Problem) {
+	writeJSON(w, status, errorBody{Message: message, Problems: problems})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = jsonv2.MarshalWrite(w, v)
+}
