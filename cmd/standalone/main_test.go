@@ -25,8 +25,8 @@ type system struct {
 	url         string
 	conversions string // the internal address: intake, JWKS, link verification
 	mu          sync.Mutex
-	logs strings.Builder
-	stop func()
+	logs        strings.Builder
+	stop        func()
 }
 
 func (s *system) Logs() string {
