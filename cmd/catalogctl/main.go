@@ -169,19 +169,5 @@ func get(ctx context.Context, revision uint64, getenv config.Getenv, stdout, std
 
 // withJetStream connects as the services do and calls fn.
 func withJetStream(ctx context.Context, getenv config.Getenv, fn func(jetstream.JetStream, config.NATS) error) error {
-	r := config.NewReader(getenv)
-	cfg := config.ReadNATS(r)
-	if err := r.Err(); err != nil {
-		return err
-	}
-	nc, err := bus.Connect(ctx, cfg, "catalogctl")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	return fn(js, cfg)
+	return bus.WithJetStream(ctx, getenv, "catalogctl", fn)
 }

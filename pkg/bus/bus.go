@@ -50,6 +50,26 @@ func Connect(ctx context.Context, cfg config.NATS, name string, extra ...nats.Op
 	return nc, nil
 }
 
+// WithJetStream reads the NATS_* variables, connects as name and calls fn, closing the
+// connection after: the shape of every operators' tool.
+func WithJetStream(ctx context.Context, getenv config.Getenv, name string, fn func(jetstream.JetStream, config.NATS) error) error {
+	r := config.NewReader(getenv)
+	cfg := config.ReadNATS(r)
+	if err := r.Err(); err != nil {
+		return err
+	}
+	nc, err := Connect(ctx, cfg, name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return fn(js, cfg)
+}
+
 // LoanStream is the configuration of the stream of loan.v1 work messages: a work queue in
 // memory. A message leaves it once its consumer has acknowledged it, so its size is the
 // work in flight; when that reaches MaxBytes (the consumers are down) new publishes are

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -117,4 +118,10 @@ func (s *KeySet) private(kid string) (jose.JSONWebKey, bool) {
 		}
 	}
 	return jose.JSONWebKey{}, false
+}
+
+// With is a new set of s's keys and k, k last: a set's first key signs by default, so a
+// key added for a rotation signs only once LINK_KEY_ID names it.
+func (s *KeySet) With(k jose.JSONWebKey) *KeySet {
+	return &KeySet{keys: append(slices.Clone(s.keys), k)}
 }
