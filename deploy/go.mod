@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/demobank/yacredits/pkg v0.0.0
+	github.com/demobank/yacredits/services/conversions v0.0.0
 	github.com/demobank/yacredits/services/gateway v0.0.0
 	github.com/demobank/yacredits/services/offers v0.0.0
 	github.com/demobank/yacredits/services/scoring v0.0.0
@@ -33,6 +34,7 @@ require (
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
 	github.com/go-errors/errors v1.5.1 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -130,3 +132,5 @@ replace github.com/demobank/yacredits/services/gateway => ../services/gateway
 replace github.com/demobank/yacredits/services/scoring => ../services/scoring
 
 replace github.com/demobank/yacredits/services/offers => ../services/offers
+
+replace github.com/demobank/yacredits/services/conversions => ../services/conversions

@@ -215,9 +215,11 @@ func checkMetrics(t *testing.T, url string) {
 	body, _ := io.ReadAll(res.Body)
 	served := map[string]bool{}
 	for _, line := range strings.Split(string(body), "\n") {
-		if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
-			served[name] = true
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
 		}
+		name, _, _ := strings.Cut(strings.Fields(line)[0], "{") // with labels, or a series without
+		served[name] = true
 	}
 	if !strings.Contains(string(body), `http_route="/integrations/v1/api/loan_approval"`) {
 		t.Errorf("request metrics are not labelled by route")
@@ -229,17 +231,22 @@ func checkMetrics(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onlyAfterAnEvent := map[string]bool{
-		"credits_consumer_redeliveries_total": true,
-		"credits_consumer_dead_letters_total": true,
+	alerts, err := os.ReadFile("../../deploy/prometheus/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	names := regexp.MustCompile(`\b(?:http_server|credits)_[a-z_]+`).FindAllString(string(dashboard), -1)
+	onlyAfterAnEvent := map[string]bool{
+		"credits_consumer_redeliveries_total":  true,
+		"credits_consumer_dead_letters_total":  true,
+		"credits_conversions_delivered_total": true,
+	}
+	names := regexp.MustCompile(`\b(?:http_server|credits)_[a-z_]+`).FindAllString(string(dashboard)+string(alerts), -1)
 	if len(names) < 8 {
 		t.Fatalf("the dashboard names only %v", names)
 	}
 	for _, name := range names {
 		if !served[name] && !onlyAfterAnEvent[name] {
-			t.Errorf("the dashboard queries %s, which /metrics does not serve", name)
+			t.Errorf("the dashboard or an alert queries %s, which /metrics does not serve", name)
 		}
 	}
 }

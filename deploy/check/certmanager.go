@@ -15,6 +15,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
 // Certificate and Issuer are the fields of cert-manager's kinds (cert-manager.io/v1) our
@@ -77,21 +79,22 @@ func (c *Cluster) certificateFor(name string) *Certificate {
 
 var standIn struct {
 	once  sync.Once
-	files map[string]string // Secret key (tls.crt, tls.key, ca.crt) → a file holding one
+	files map[string]string // Secret key (tls.crt, tls.key, ca.crt, keys.json) → a file holding one
 	err   error
 }
 
-// standInTLSFile returns a file of the kind a certificate Secret's key holds, so that the
-// server's own parser, which loads every certificate a configuration names, can read a
-// configuration whose files exist only in the cluster.
-func standInTLSFile(key string) (string, error) {
+// standInFile returns a file of the kind a certificate Secret's key holds (or a link key
+// set, for keys.json), so that the server's own parser, which loads every certificate a
+// configuration names, and the services' start-up checks can read files that exist only in
+// the cluster.
+func standInFile(key string) (string, error) {
 	standIn.once.Do(func() { standIn.files, standIn.err = writeStandIns() })
 	if standIn.err != nil {
 		return "", standIn.err
 	}
 	f, ok := standIn.files[key]
 	if !ok {
-		return "", fmt.Errorf("key %q is not one of a certificate Secret's %v", key, certificateKeys)
+		return "", fmt.Errorf("key %q is not one of a certificate Secret's %v, nor a link key set's keys.json", key, certificateKeys)
 	}
 	return f, nil
 }
@@ -120,10 +123,19 @@ func writeStandIns() (map[string]string, error) {
 		return nil, err
 	}
 	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	linkKey, err := offerlink.GenerateKey("stand-in")
+	if err != nil {
+		return nil, err
+	}
+	linkKeys, err := offerlink.NewKeySet(linkKey).Marshal()
+	if err != nil {
+		return nil, err
+	}
 	files := map[string]string{}
 	for name, data := range map[string][]byte{
 		"tls.crt": crt, "ca.crt": crt,
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+		"tls.key":   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+		"keys.json": linkKeys,
 	} {
 		files[name] = filepath.Join(dir, name)
 		if err := os.WriteFile(files[name], data, 0o600); err != nil {

@@ -2,10 +2,13 @@ package check
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
 // root is the repository: the deploy module sits one level down.
@@ -19,14 +22,26 @@ var root = func() string {
 
 var composePath = filepath.Join(root, "docker-compose.yml")
 
-// composeEnv is what a developer must set: PHONE_HASH_KEY has no default (a committed key is
-// refused).
-var composeEnv = map[string]string{"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"}
+// composeEnv is what a developer must set: PHONE_HASH_KEY and LINK_KEYS have no default (a
+// committed key would protect nothing).
+var composeEnv = map[string]string{"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e",
+	"LINK_KEYS": func() string {
+		k, err := offerlink.GenerateKey("compose-check")
+		if err != nil {
+			panic(err)
+		}
+		data, _ := offerlink.NewKeySet(k).Marshal()
+		return string(data)
+	}()}
 
-// Without PHONE_HASH_KEY compose refuses to start, naming it.
-func TestComposeNeedsAPhoneHashKey(t *testing.T) {
-	if _, err := LoadCompose(context.Background(), composePath, nil, nil); err == nil || !strings.Contains(err.Error(), "PHONE_HASH_KEY") {
-		t.Fatalf("compose without PHONE_HASH_KEY: %v, want an error naming it", err)
+// Without PHONE_HASH_KEY or LINK_KEYS compose refuses to start, naming it.
+func TestComposeNeedsItsKeys(t *testing.T) {
+	for _, missing := range []string{"PHONE_HASH_KEY", "LINK_KEYS"} {
+		env := maps.Clone(composeEnv)
+		delete(env, missing)
+		if _, err := LoadCompose(context.Background(), composePath, nil, env); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("compose without %s: %v, want an error naming it", missing, err)
+		}
 	}
 }
 
@@ -45,7 +60,8 @@ func TestComposeFile(t *testing.T) {
 func TestComposeFileWithOverrides(t *testing.T) {
 	env := map[string]string{
 		"PHONE_HASH_KEY": "9b3e71c04fa28d56e1b07c93a4f25d8e60c1b79a3d42f58e07b6c91a2d3f4e5b", "NATS_GATEWAY_PASSWORD": "p0123456789abcdef",
-		"AUTH_TOKENS": "a,b", "LOG_LEVEL": "debug",
+		"AUTH_TOKENS": "a,b", "LOG_LEVEL": "debug", "LINK_KEYS": composeEnv["LINK_KEYS"],
+		"YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "bank",
 	}
 	p, err := LoadCompose(context.Background(), composePath, nil, env)
 	if err != nil {

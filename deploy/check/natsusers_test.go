@@ -2,10 +2,13 @@ package check
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +24,12 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/logtest"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -32,7 +39,8 @@ import (
 var natsPasswords = map[string]string{
 	"NATS_GATEWAY_PASSWORD": "gw0123456789abcdef", "NATS_SCORING_PASSWORD": "sc0123456789abcdef",
 	"NATS_OFFERS_PASSWORD": "of0123456789abcdef", "NATS_OPS_PASSWORD": "op0123456789abcdef",
-	"NATS_ROUTE_PASSWORD": "rt0123456789abcdef", "POD_NAME": "nats-0",
+	"NATS_CONVERSIONS_PASSWORD": "cv0123456789abcdef",
+	"NATS_ROUTE_PASSWORD":       "rt0123456789abcdef", "POD_NAME": "nats-0",
 	"NATS_ROUTE_0": "nats://route:rt0123456789abcdef@127.0.0.1:1", "NATS_ROUTE_1": "nats://route:rt0123456789abcdef@127.0.0.1:2",
 	"NATS_ROUTE_2": "nats://route:rt0123456789abcdef@127.0.0.1:3",
 }
@@ -165,6 +173,20 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					func(u *userConn) error { return u.nc.Publish("$KV.searches.x", []byte("{}")) }},
 				{"ops", "delete a stream", "$JS.API.STREAM.DELETE.LOAN",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.DELETE.LOAN", nil) }},
+				{"conversions", "accept a search", "loan.v1.requested",
+					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
+				{"conversions", "write a search", "$KV.searches.x",
+					func(u *userConn) error { return u.nc.Publish("$KV.searches.x", []byte("{}")) }},
+				{"conversions", "read the pre-approvals' stream info", "$JS.API.STREAM.INFO.OBJ_preapprovals",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.INFO.OBJ_preapprovals", nil) }},
+				{"conversions", "purge its own bucket", "$JS.API.STREAM.PURGE.KV_conversions",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.PURGE.KV_conversions", nil) }},
+				{"gateway", "write a conversion", "$KV.conversions.x",
+					func(u *userConn) error { return u.nc.Publish("$KV.conversions.x", []byte("{}")) }},
+				{"offers", "write a conversion", "$KV.conversions.x",
+					func(u *userConn) error { return u.nc.Publish("$KV.conversions.x", []byte("{}")) }},
+				{"scoring", "read the conversions", "$JS.API.STREAM.MSG.GET.KV_conversions",
+					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.MSG.GET.KV_conversions", nil) }},
 			}
 			for _, r := range refusals {
 				t.Run(r.user+" may not "+r.what, func(t *testing.T) {
@@ -187,6 +209,21 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
+			t.Run("ops may list and requeue conversions", func(t *testing.T) {
+				u := connectAs(t, url, "ops")
+				ctx := natstest.Context(t, 10*time.Second)
+				store, err := conversions.BindStore(ctx, u.js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				if err := store.Each(ctx, func(*contracts.Conversion) error { n++; return nil }); err != nil || n == 0 {
+					t.Fatalf("listed %d conversions: %v", n, err)
+				}
+				if _, err := store.Requeue(ctx, "e2b4948b-7d8a-4eec-875c-b1c11d7d8372.none"); !errors.Is(err, conversions.ErrNotFound) {
+					t.Fatalf("requeue of an unknown conversion: %v", err)
+				}
+			})
 			t.Run("nobody without a password gets in", func(t *testing.T) {
 				if nc, err := nats.Connect(url); err == nil {
 					nc.Close()
@@ -204,9 +241,19 @@ func runSearchAsServices(t *testing.T, url string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	linkKey, err := offerlink.GenerateKey("check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyData, _ := offerlink.NewKeySet(linkKey).Marshal()
+	keyFile := filepath.Join(t.TempDir(), "link-keys.json")
+	if err := os.WriteFile(keyFile, keyData, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := func(user string, extra map[string]string) config.Getenv {
 		return func(k string) string {
-			m := map[string]string{"NATS_URL": url, "NATS_USER": user, "NATS_PASSWORD": password(user), "PHONE_HASH_KEY": key}
+			m := map[string]string{"NATS_URL": url, "NATS_USER": user, "NATS_PASSWORD": password(user), "PHONE_HASH_KEY": key,
+				"LINK_KEYS_FILE": keyFile}
 			for k, v := range extra {
 				m[k] = v
 			}
@@ -267,15 +314,34 @@ func runSearchAsServices(t *testing.T, url string) {
 	run("offers", func() error {
 		return offers.Run(ctx, ofCfg, offers.Deps{JS: ofJS, Log: log, Checks: collect("offers: ")})
 	})
+	delivered := make(chan string, 10)
+	yandex := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		delivered <- string(b)
+	}))
+	t.Cleanup(yandex.Close)
+	internal := freeLoopback(t)
+	cvCfg, err := conversions.LoadConfig(env("conversions", map[string]string{"CONVERSIONS_ADDR": internal,
+		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p", "DELIVERY_BATCH_WAIT": "50ms"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cvJS := connect("conversions")
+	run("conversions", func() error {
+		return conversions.Run(ctx, cvCfg, conversions.Deps{JS: cvJS, Log: log, Checks: collect("conversions: ")})
+	})
 	base := "http://" + (<-addr).String()
-	body := `{"search_id":"` + uuid.NewString() + `","phone_number":"9330445040","product_type":"loan","amount":500000,"term":36}`
+	searchID := uuid.NewString()
+	body := `{"search_id":"` + searchID + `","phone_number":"9330445040","product_type":"loan","amount":500000,"term":36}`
 	deadline := time.Now().Add(30 * time.Second)
+	var answer []byte
 	for {
 		res, err := http.Post(base+"/integrations/v1/api/loan_approval", "application/json", strings.NewReader(body))
 		if err == nil {
 			raw, _ := io.ReadAll(res.Body)
 			res.Body.Close()
 			if res.StatusCode == 200 && strings.Contains(string(raw), `"has_approve"`) {
+				answer = raw
 				break
 			}
 			if time.Now().After(deadline) {
@@ -283,6 +349,38 @@ func runSearchAsServices(t *testing.T, url string) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The conversion of that search, reported and delivered by the conversions service as
+	// its own user.
+	var done struct {
+		Data []struct {
+			Link struct{ Link string } `json:"propousal_link"`
+		}
+	}
+	if err := json.Unmarshal(answer, &done); err != nil || len(done.Data) == 0 {
+		t.Fatalf("answer %s: %v", answer, err)
+	}
+	report := fmt.Sprintf(`{"link": %q, "contract_date": %q, "amount": 500000, "term": 36, "additional_services": false}`,
+		done.Data[0].Link.Link, time.Now().In(time.FixedZone("MSK", 3*3600)).Format("2006-01-02"))
+	natstest.Eventually(t, 20*time.Second, func() error {
+		res, err := http.Post("http://"+internal+"/v1/conversions", "application/json", strings.NewReader(report))
+		if err != nil {
+			return err
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated && res.StatusCode != http.StatusOK {
+			return fmt.Errorf("report = %d %s", res.StatusCode, raw)
+		}
+		return nil
+	})
+	select {
+	case b := <-delivered:
+		if !strings.Contains(b, searchID) {
+			t.Errorf("Yandex received %s, not the conversion of %s", b, searchID)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the conversion was not delivered\nlogs:\n%s", logs)
 	}
 	if strings.Contains(logs.String(), "Permissions Violation") || strings.Contains(logs.String(), "permissions violation") {
 		t.Errorf("a service was refused something it needs:\n%s", logs)
@@ -399,4 +497,14 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -31,6 +31,9 @@ var outside = []Endpoint{
 	{Name: "kube-dns", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-dns"}, Ports: []corev1.ContainerPort{
 		{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP}, {Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP}}},
 	{Name: "other-namespace", Namespace: "default", Labels: map[string]string{"app": "something-else"}},
+	// The bank's application system and site, in a namespace labelled as a conversions client.
+	{Name: "bank-system", Namespace: "bank-apps", NSLabels: map[string]string{"yacredits.demobank.ru/conversions-client": "true"},
+		Labels: map[string]string{"app": "applications"}},
 	{Name: "internet", IP: netip.MustParseAddr("203.0.113.10"), Ports: []corev1.ContainerPort{{ContainerPort: 443}}},
 }
 
@@ -91,6 +94,23 @@ var Flows = []Flow{
 	{From: "scoring", To: "nats", Port: 8222},
 	{From: "prometheus", To: "gateway", Port: 8080},
 	{From: "prometheus", To: "nats", Port: 4222},
+
+	// Conversions: the bank's systems in, Yandex (the internet) out, and nothing else.
+	{From: "bank-system", To: "conversions", Port: 8090, Allowed: true},
+	{From: "other-namespace", To: "conversions", Port: 8090},
+	{From: "ingress-controller", To: "conversions", Port: 8090},
+	{From: "internet", To: "conversions", Port: 8090},
+	{From: "gateway", To: "conversions", Port: 8090},
+	{From: "bank-system", To: "gateway", Port: 8080},
+	{From: "bank-system", To: "nats", Port: 4222},
+	{From: "conversions", To: "internet", Port: 443, Allowed: true},
+	{From: "conversions", To: "internet", Port: 80},
+	{From: "conversions", To: "nats", Port: 4222, Allowed: true},
+	{From: "conversions", To: "jaeger", Port: 4318, Allowed: true},
+	{From: "conversions", To: "kube-dns", Port: 53, Protocol: corev1.ProtocolUDP, Allowed: true},
+	{From: "conversions", To: "gateway", Port: 8080},
+	{From: "prometheus", To: "conversions", Port: 8081, Allowed: true},
+	{From: "prometheus", To: "conversions", Port: 8090},
 }
 
 // Endpoints returns the overlay's pods (one per workload) and the outside endpoints.
@@ -111,7 +131,9 @@ func (c *Cluster) Endpoints() []Endpoint {
 	}
 	for _, e := range outside {
 		if e.Namespace != "" {
-			e.NSLabels = map[string]string{"kubernetes.io/metadata.name": e.Namespace}
+			l := map[string]string{"kubernetes.io/metadata.name": e.Namespace}
+			maps.Copy(l, e.NSLabels)
+			e.NSLabels = l
 		}
 		out = append(out, e)
 	}
@@ -255,8 +277,11 @@ func policyPeers(np *networkingv1.NetworkPolicy) []networkingv1.NetworkPolicyPee
 	return out
 }
 
-// Roles in the network: the services may reach only these (endpoint, port) pairs.
+// Roles in the network: the services may reach only these (endpoint, port) pairs, and the
+// conversions service Yandex's endpoint on the internet besides.
 var serviceEgress = map[string][]int32{"nats": {4222}, "jaeger": {4317, 4318}, "kube-dns": {53}}
+
+var extraEgress = map[string]map[string][]int32{"conversions": {"internet": {443}}}
 
 // healthPorts are the only ports of a pod other than the gateway's API that anything from
 // outside the namespace may reach (metrics and health, by monitoring).
@@ -296,13 +321,15 @@ func checkNetworkPolicies(c *Cluster) []error {
 				if !c.Allowed(src, dst, p.Protocol, p.ContainerPort) {
 					continue
 				}
-				if _, ok := ServiceByName(src.Name); ok && src.Namespace == c.Namespace && !slices.Contains(serviceEgress[dst.Name], p.ContainerPort) {
-					f.add("%s can reach %s:%d; the services may reach only NATS, the trace collector and DNS", src.Name, dst.Name, p.ContainerPort)
+				if _, ok := ServiceByName(src.Name); ok && src.Namespace == c.Namespace && !slices.Contains(serviceEgress[dst.Name], p.ContainerPort) &&
+					!slices.Contains(extraEgress[src.Name][dst.Name], p.ContainerPort) {
+					f.add("%s can reach %s:%d; the services may reach only NATS, the trace collector and DNS (conversions: Yandex too)", src.Name, dst.Name, p.ContainerPort)
 				}
 				fromOutside := src.Namespace != c.Namespace
 				if fromOutside && dst.Namespace == c.Namespace && !(dst.Name == "gateway" && p.Name == "http") &&
-					!(src.Name == "prometheus" && slices.Contains(healthPortNames, p.Name)) {
-					f.add("%s can reach %s:%d from outside the namespace; only the gateway's API may be", src.Name, dst.Name, p.ContainerPort)
+					!(src.Name == "prometheus" && slices.Contains(healthPortNames, p.Name)) &&
+					!(src.Name == "bank-system" && dst.Name == "conversions" && p.Name == "internal") {
+					f.add("%s can reach %s:%d from outside the namespace; only the gateway's API (and the bank's systems the conversions intake) may be", src.Name, dst.Name, p.ContainerPort)
 				}
 			}
 		}

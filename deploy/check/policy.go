@@ -283,6 +283,16 @@ func checkReferences(c *Cluster) []error {
 }
 
 func (c *Cluster) secretKeyUsed(name, key string) bool {
+	for _, w := range c.Workloads {
+		for _, v := range w.Template.Spec.Volumes {
+			if v.Secret == nil || v.Secret.SecretName != name {
+				continue
+			}
+			if len(v.Secret.Items) == 0 || slices.ContainsFunc(v.Secret.Items, func(it corev1.KeyToPath) bool { return it.Key == key }) {
+				return true
+			}
+		}
+	}
 	for _, ctr := range c.containers {
 		for _, from := range ctr.EnvFrom {
 			if from.SecretRef != nil && from.SecretRef.Name == name {
@@ -466,7 +476,7 @@ func checkNATS(c *Cluster) []error {
 			return "", fmt.Errorf("TLS file %s is not a key of a Secret mounted in the container", file)
 		}
 		certSecrets = append(certSecrets, secret)
-		return standInTLSFile(key)
+		return standInFile(key)
 	})
 	if err != nil {
 		return append(f.errs, fmt.Errorf("StatefulSet nats: %s: %w", confPath, err))
@@ -592,7 +602,7 @@ func (c *Cluster) mountedSecret(w *Workload, ctr *corev1.Container, path string)
 }
 
 // fileVars are the services' variables that name a file, which must come from a Secret.
-var fileVars = []string{"NATS_CA_FILE"}
+var fileVars = []string{"NATS_CA_FILE", "LINK_KEYS_FILE"}
 
 // ServiceEnv is the service's environment as ContainerEnv resolves it, with the files its
 // variables name (mounted from a Secret, or an error) replaced by local stand-ins, so that
@@ -608,7 +618,7 @@ func (c *Cluster) ServiceEnv(sc ServiceContainer) (map[string]string, error) {
 		if !ok {
 			return env, fmt.Errorf("%s=%s is not a key of a Secret mounted in the container", name, path)
 		}
-		local, err := standInTLSFile(key)
+		local, err := standInFile(key)
 		if err != nil {
 			return env, fmt.Errorf("%s=%s (Secret %s): %w", name, path, secret, err)
 		}
@@ -684,7 +694,7 @@ func checkImages(c *Cluster) []error {
 
 // NATSUsers are the users every NATS configuration defines, each with its own allow-list
 // (deploy/k8s/base/nats/users.conf).
-var NATSUsers = []string{"gateway", "scoring", "offers", "ops"}
+var NATSUsers = []string{"gateway", "scoring", "offers", "conversions", "ops"}
 
 // checkNATSUsers: one user per service and one for the tools, each with permissions, none
 // allowed everything.

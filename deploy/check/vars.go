@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/scoring"
@@ -37,7 +38,7 @@ type Settings struct {
 	NATSReplicas int
 }
 
-// Services are the three services, by the name their container and compose service have.
+// Services are the four services, by the name their container and compose service have.
 var Services = []Service{
 	{"gateway", func(getenv config.Getenv) (Settings, error) {
 		c, err := gateway.LoadConfig(getenv)
@@ -50,6 +51,10 @@ var Services = []Service{
 	}},
 	{"offers", func(getenv config.Getenv) (Settings, error) {
 		c, err := offers.LoadConfig(getenv)
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+	}},
+	{"conversions", func(getenv config.Getenv) (Settings, error) {
+		c, err := conversions.LoadConfig(getenv)
 		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
 	}},
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -43,6 +44,63 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// EnsureLeaderReadBucket is EnsureKeyValue for a bucket whose reads must come from its
+// stream's leader. A replicated bucket lets any replica answer a "direct get", and a
+// lagging one shows an old revision: a finished record as unfinished, a stale revision fed
+// to compare-and-set over and over. The client decides at bind time, from the stream's
+// AllowDirect, which the KV API always turns on; so the bucket is created through it once,
+// and from then on only its stream's settings are updated (retention, replicas), keeping
+// AllowDirect off. Bind other handles with BindLeaderRead.
+func EnsureLeaderReadBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	name := "KV_" + cfg.Bucket
+	streamOf := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }
+	stream, err := Declare(ctx, streamOf)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
+		}
+		stream, err = Declare(ctx, streamOf) // raced, or unanswered: look again
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+	}
+	have := stream.CachedInfo().Config
+	want := have
+	want.AllowDirect, want.MaxAge, want.Replicas = false, cfg.TTL, cfg.Replicas
+	if !reflect.DeepEqual(have, want) {
+		if _, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
+			return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	kv, err := Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// ErrDirectReads is BindLeaderRead's answer for a bucket whose owner has not yet switched
+// its reads to the leader (or has not created it).
+var ErrDirectReads = errors.New("bucket not created yet, or still read from any replica")
+
+// BindLeaderRead binds to a bucket EnsureLeaderReadBucket made, once its reads come from
+// the leader: a handle bound before would keep asking replicas that no longer answer.
+func BindLeaderRead(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	stream, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, "KV_"+bucket) })
+	if errors.Is(err, jetstream.ErrStreamNotFound) || (err == nil && stream.CachedInfo().Config.AllowDirect) {
+		return nil, fmt.Errorf("bind bucket %s: %w", bucket, ErrDirectReads)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", bucket, err)
+	}
+	kv, err := Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) })
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }

@@ -11,10 +11,10 @@ import (
 
 // Config is how a service signs or checks links, from the LINK_* variables.
 type Config struct {
-	// Keys (LINK_KEYS_FILE) is the key set, a JWKS file: private keys where links are signed
-	// (offers, from a Secret), public ones suffice where they are checked (conversions).
-	// Nil when the variable is empty: the standalone binary then makes one key at start-up
-	// for all its services, and links stop verifying when it restarts.
+	// Keys (LINK_KEYS_FILE, or LINK_KEYS holding the document itself) is the key set, a
+	// JWKS: private keys where links are signed (offers, from a Secret), public ones suffice
+	// where they are checked (conversions). Nil when neither is set: the standalone binary
+	// then keeps one in its data directory.
 	Keys *KeySet
 	// KeyID (LINK_KEY_ID) is the key that signs; empty: the set's first key.
 	KeyID string
@@ -36,12 +36,21 @@ func ReadConfig(r *config.Reader) Config {
 	if len(c.Issuer) > MaxIssuerLength {
 		r.Fail("LINK_ISSUER", "longer than %d characters", MaxIssuerLength)
 	}
-	if file := r.String("LINK_KEYS_FILE", ""); file != "" {
+	file, inline := r.String("LINK_KEYS_FILE", ""), r.Secret("LINK_KEYS", "")
+	switch {
+	case file != "" && inline != "":
+		r.Fail("LINK_KEYS", "set LINK_KEYS_FILE or LINK_KEYS, not both")
+	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
 			r.Fail("LINK_KEYS_FILE", "%v", err)
 		} else if c.Keys, err = ParseKeySet(data); err != nil {
 			r.Fail("LINK_KEYS_FILE", "%s: %v", file, err)
+		}
+	case inline != "":
+		var err error
+		if c.Keys, err = ParseKeySet([]byte(inline)); err != nil {
+			r.Fail("LINK_KEYS", "%v", err) // the error names no key material
 		}
 	}
 	if c.Keys != nil {

@@ -76,10 +76,10 @@ func GenerateKey(kid string) (jose.JSONWebKey, error) {
 // NewKeySet holds the given keys (GenerateKey's, for a new set or a test).
 func NewKeySet(keys ...jose.JSONWebKey) *KeySet { return &KeySet{keys: keys} }
 
-// Marshal writes the set as it was given: a set of private keys stays private, so keep
-// its output in a Secret.
+// Marshal writes the set as it was given, on one line (it fits an environment variable):
+// a set of private keys stays private, so keep its output in a Secret.
 func (s *KeySet) Marshal() ([]byte, error) {
-	return json.MarshalIndent(jose.JSONWebKeySet{Keys: s.keys}, "", "  ")
+	return json.Marshal(jose.JSONWebKeySet{Keys: s.keys})
 }
 
 // IDs lists the key ids in the set's order.

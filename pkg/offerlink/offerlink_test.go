@@ -237,7 +237,7 @@ func TestParseKeySet(t *testing.T) {
 		{"empty", `{"keys":[]}`, "empty"},
 		{"not JSON", `keys`, "invalid"},
 		{"an RSA key", `{"keys":[{"kty":"RSA","kid":"r","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"}]}`, "not an Ed25519 key"},
-		{"bad kid", strings.Replace(string(good), `"kid": "a"`, `"kid": "a b"`, 1), "kid"},
+		{"bad kid", strings.Replace(string(good), `"kid":"a"`, `"kid":"a b"`, 1), "kid"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := offerlink.ParseKeySet([]byte(tt.doc))

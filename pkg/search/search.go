@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,40 +86,11 @@ func newStore(kv jetstream.KeyValue, o Options) (*Store, error) {
 // Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
 // bucket (its retention is the gateway's setting) and calls this at start-up.
 func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int, o Options) (*Store, error) {
-	// Reads must come from the stream leader. A replicated bucket lets any replica answer
-	// a "direct get", and a lagging one would show a done search as pending again (the spec
-	// forbids that) and feed compare-and-set a stale revision over and over. The client
-	// decides at bind time, from the stream's AllowDirect, which the KV API always turns on;
-	// so the bucket is created through it once, and from then on only its stream's
-	// settings are updated, keeping AllowDirect off.
-	name := "KV_" + contracts.BucketSearches
-	streamOf := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }
-	stream, err := bus.Declare(ctx, streamOf)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-			return js.CreateKeyValue(ctx, BucketConfig(retention, replicas))
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("create bucket %s: %w", contracts.BucketSearches, err)
-		}
-		stream, err = bus.Declare(ctx, streamOf) // raced, or unanswered: look again
-	}
+	// Reads come from the stream leader: a lagging replica would show a done search as
+	// pending again, which the spec forbids (bus.EnsureLeaderReadBucket).
+	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
 	if err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
-	}
-	cfg := stream.CachedInfo().Config
-	want := cfg
-	want.AllowDirect, want.MaxAge, want.Replicas = false, retention, replicas
-	if !reflect.DeepEqual(cfg, want) {
-		if _, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
-			return nil, fmt.Errorf("ensure bucket %s: %w", contracts.BucketSearches, err)
-		}
-	}
-	kv, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		return js.KeyValue(ctx, contracts.BucketSearches)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bind bucket %s: %w", contracts.BucketSearches, err)
+		return nil, err
 	}
 	return newStore(kv, o)
 }
@@ -129,23 +99,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration
 // the other services use this so that start-up order does not matter.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
 	for {
-		// Bind only once the owner has switched reads to the leader (see Ensure): a handle
-		// bound before would keep asking replicas that no longer answer.
-		stream, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-			return js.Stream(ctx, "KV_"+contracts.BucketSearches)
-		})
-		if err == nil && !stream.CachedInfo().Config.AllowDirect {
-			kv, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-				return js.KeyValue(ctx, contracts.BucketSearches)
-			})
-			if err != nil {
-				return nil, fmt.Errorf("open bucket %s: %w", contracts.BucketSearches, err)
-			}
+		kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketSearches)
+		if err == nil {
 			return newStore(kv, o)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("open bucket %s: waiting for the gateway to create it: %w", contracts.BucketSearches, ctx.Err())
+			return nil, fmt.Errorf("open bucket %s: waiting for the gateway to create it: %w (%v)", contracts.BucketSearches, ctx.Err(), err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -130,7 +130,7 @@ func (w *worker) queued(ctx context.Context, msg jetstream.Msg) (pending, bool) 
 	case err != nil:
 		_ = msg.Nak() // the bucket is unreachable now: again later
 		return pending{}, false
-	case rev != meta.Sequence.Stream:
+	case rev > meta.Sequence.Stream:
 		return skip() // a later revision is on its way to us
 	}
 	return pending{msg: msg, conv: *c}, true

@@ -37,9 +37,11 @@ type Store struct {
 	kv jetstream.KeyValue
 }
 
-// OpenStore binds to the bucket, creating it as BucketConfig says if it is missing.
+// OpenStore binds to the bucket, creating it as BucketConfig says if it is missing. Its
+// reads come from the stream's leader: a lagging replica's older revision would make the
+// worker skip a conversion still to send, or a repeat look like a new report.
 func OpenStore(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
-	kv, err := bus.EnsureKeyValue(ctx, js, BucketConfig(retention, replicas))
+	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
 	if err != nil {
 		return nil, err
 	}
@@ -48,9 +50,9 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, retention time.Durat
 
 // BindStore binds to the bucket as it is, for the operators' tool.
 func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.KeyValue(ctx, contracts.BucketConversions)
+	kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketConversions)
 	if err != nil {
-		return nil, fmt.Errorf("bind bucket %s: %w", contracts.BucketConversions, err)
+		return nil, err
 	}
 	return &Store{kv: kv}, nil
 }
