@@ -23,6 +23,7 @@ import (
 	"github.com/demobank/yacredits/cmd/internal/topology"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/pricing"
@@ -129,8 +130,9 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 
 // records makes finished searches as the offers service stores them: fresh ids and phone
 // hashes, amounts and terms spread over the demo catalog's ranges, up to three offers each
-// priced from the demo catalog (a proposal link carries its search's id), so that what is
-// measured, compression included, is what a day of traffic leaves behind.
+// priced from the demo catalog and signed (a proposal link carries its search's id and a
+// token), so that what is measured, compression included, is what a day of traffic leaves
+// behind.
 type records struct {
 	variants []variant
 	rand     *mrand.Rand
@@ -150,6 +152,14 @@ func newRecords() (*records, error) {
 		return nil, err
 	}
 	r := &records{rand: mrand.New(mrand.NewPCG(1, 2))}
+	key, err := offerlink.GenerateKey("2026-12")
+	if err != nil {
+		return nil, err
+	}
+	signer, err := offerlink.NewSigner(offerlink.NewKeySet(key), "2026-12", "yacredits")
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now().UTC()
 	for i := range 400 {
 		amount, term := money.Roubles(int64(10_000+r.rand.IntN(990_000))), 6+r.rand.IntN(55)
@@ -169,9 +179,19 @@ func newRecords() (*records, error) {
 		if err != nil {
 			return nil, err
 		}
-		offers := pricing.Price(demo, scored)
-		if len(offers) > 3 {
-			offers = offers[:3]
+		quotes, _ := pricing.Quotes(demo, scored)
+		if len(quotes) > 3 {
+			quotes = quotes[:3]
+		}
+		// Signed as offers signs them: the token is a third of a record. It names the
+		// placeholder id, which next replaces only in plain text: the same length.
+		offers := make([]contracts.Offer, len(quotes))
+		for i, q := range quotes {
+			offers[i] = q.Offer
+			claims := offerlink.ForOffer("", req.SearchID, q.ProductID, q.Offer, now, 7*24*time.Hour, time.Time{})
+			if err := signer.SignOffer(&offers[i], claims); err != nil {
+				return nil, err
+			}
 		}
 		data, err := contracts.EncodeOffers(offers)
 		if err != nil {

@@ -147,6 +147,24 @@ func (s *Signer) Link(link string, c Claims) (string, error) {
 	return withToken(link, tok)
 }
 
+// SignOffer adds c's token to both of o's proposal links (those it has): the same token,
+// signed once.
+func (s *Signer) SignOffer(o *contracts.Offer, c Claims) error {
+	tok, err := s.Token(c)
+	if err != nil {
+		return err
+	}
+	for _, l := range []*string{&o.ProposalLink.Link, &o.ProposalLink.Deep} {
+		if *l == "" {
+			continue
+		}
+		if *l, err = withToken(*l, tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func withToken(link, tok string) (string, error) {
 	base, frag, hasFrag := strings.Cut(link, "#")
 	sep := "?"

@@ -264,15 +264,8 @@ func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted) ([]contracts
 	for i, q := range quotes {
 		o := q.Offer
 		claims := offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, now, p.linkLifetime, validUntil)
-		for _, l := range []*string{&o.ProposalLink.Link, &o.ProposalLink.Deep} {
-			if *l == "" {
-				continue
-			}
-			signed, err := p.links.Link(*l, claims)
-			if err != nil {
-				return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
-			}
-			*l = signed
+		if err := p.links.SignOffer(&o, claims); err != nil {
+			return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
 		}
 		offers[i] = o
 	}
