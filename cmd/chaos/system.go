@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -28,8 +29,16 @@ func phoneHashKey(seed uint64) string {
 	return fmt.Sprintf("%016x%016x%016x%016x", r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64())
 }
 
-// natsUsers are the users of deploy/k8s/base/nats/users.conf.
-var natsUsers = []string{"gateway", "scoring", "offers", "ops"}
+// natsUsers are the users a users.conf defines, read from it so that a user added there
+// gets a password here too (a server missing one of the passwords its configuration names
+// does not start).
+func natsUsers(conf string) []string {
+	var users []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*user:\s*([A-Za-z0-9_-]+)\s*$`).FindAllStringSubmatch(conf, -1) {
+		users = append(users, m[1])
+	}
+	return users
+}
 
 // natsPassword is a user's password in the suite's clusters: throw-away, like their data.
 func natsPassword(user string) string { return "chaos" + user + "0123456789" }
@@ -100,7 +109,7 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 			return nil, err
 		}
 		var natsEnv []string
-		for _, u := range natsUsers {
+		for _, u := range natsUsers(string(users)) {
 			natsEnv = append(natsEnv, "NATS_"+strings.ToUpper(u)+"_PASSWORD="+natsPassword(u))
 		}
 		if sys.cluster, err = topology.StartCluster(ctx, bin, dir, topology.ClusterOptions{Size: 3, Conf: string(users), Env: natsEnv}); err != nil {

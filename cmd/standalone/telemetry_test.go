@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -35,7 +34,7 @@ func TestOneTracePerSearch(t *testing.T) {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(telemetry.Resource(service)))
 		return tp, tp.Shutdown, nil
 	}
-	natsAddr := freeAddr(t)
+	natsAddr := natstest.FreeAddr(t)
 	sys := startTraced(t, t.TempDir(), map[string]string{"NATS_LISTEN": natsAddr}, newTracer)
 	id := uuid.NewString()
 	if status, body := sys.call(t, "POST", path, request(id, "8 (933) 044-50-40", "loan")); status != 200 || body["status"] != "done" {
@@ -190,16 +189,6 @@ func finishAtDeadline(t *testing.T, natsAddr string) {
 		}
 		return nil
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // checkMetrics scrapes /metrics after a search and a search ended by its deadline, and

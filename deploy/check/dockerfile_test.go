@@ -9,8 +9,9 @@ import (
 	"github.com/moby/patternmatcher"
 )
 
-// The ports each image serves: the API, and the health endpoints on HEALTH_ADDR.
-var imagePorts = map[string][]string{"gateway": {"8080", "8081"}, "scoring": {"8081"}, "offers": {"8081"}}
+// The ports each image serves: the API (the internal address, for conversions), and the
+// health endpoints on HEALTH_ADDR.
+var imagePorts = map[string][]string{"gateway": {"8080", "8081"}, "scoring": {"8081"}, "offers": {"8081"}, "conversions": {"8090", "8081"}}
 
 func TestDockerfiles(t *testing.T) {
 	bc, err := NewBuildContext(root)

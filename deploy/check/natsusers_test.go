@@ -320,7 +320,7 @@ func runSearchAsServices(t *testing.T, url string) {
 		delivered <- string(b)
 	}))
 	t.Cleanup(yandex.Close)
-	internal := freeLoopback(t)
+	internal := natstest.FreeAddr(t)
 	cvCfg, err := conversions.LoadConfig(env("conversions", map[string]string{"CONVERSIONS_ADDR": internal,
 		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p", "DELIVERY_BATCH_WAIT": "50ms"}))
 	if err != nil {
@@ -497,14 +497,4 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
-}
-
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -189,7 +189,9 @@ func Serve(ctx context.Context, addr string, h http.Handler) error {
 // caller reads first).
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
 	addr := ln.Addr().String()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Slow clients are cut off: headers in 5 s, a whole request in 10, an answer in 30.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -102,7 +102,7 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	routes := make([]string, n)
 	clients := make([]string, n)
 	for i := range routes {
-		routes[i], clients[i] = freeAddr(t), freeAddr(t)
+		routes[i], clients[i] = FreeAddr(t), FreeAddr(t)
 	}
 	c := &Cluster{t: t, Servers: make([]*server.Server, n)}
 	for i := 0; i < n; i++ {
@@ -192,7 +192,9 @@ func Context(t testing.TB, timeout time.Duration) context.Context {
 	return ctx
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr is a loopback address with a port free a moment ago, for a server the test
+// starts that must be told its address before it listens.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -124,16 +123,6 @@ type env struct {
 
 const intakeSecret = "intake-secret"
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	t.Helper()
 	srv := natstest.RunServer(t)
@@ -153,7 +142,7 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	}
 	e := &env{t: t, natsURL: srv.ClientURL(), keys: keys, signer: signer, yandex: y, logs: &logtest.Buffer{}}
 	e.vars = map[string]string{
-		"CONVERSIONS_ADDR": freeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret,
+		"CONVERSIONS_ADDR": natstest.FreeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret,
 		"NATS_URL": srv.ClientURL(), "LINK_KEYS_FILE": keyFile, "LINK_ISSUER": "demobank",
 		"YANDEX_TIMEOUT": "200ms", "DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_ACK_WAIT": "1s",
 		"DELIVERY_RETRY_BASE": "20ms", "DELIVERY_RETRY_MAX": "200ms",
@@ -186,7 +175,7 @@ func (e *env) start(afterSend func(nc interface{ Close() })) (stop func()) {
 	t := e.t
 	addr := e.vars["CONVERSIONS_ADDR"]
 	if e.started {
-		addr = freeAddr(t)
+		addr = natstest.FreeAddr(t)
 	}
 	e.started = true
 	cfg, err := LoadConfig(func(k string) string {

@@ -169,7 +169,8 @@ func (w *worker) deliver(ctx context.Context, todo []pending) {
 			w.finish(ctx, todo[0], attempt, refused)
 			return
 		case ctx.Err() != nil:
-			return // stopping: the conversions go back to the consumer unacknowledged
+			w.release(todo) // stopping: another replica sends them now
+			return
 		default: // a *yandex.RetryableError, or any other failure to hear back
 			errors.As(err, &retry)
 			w.metrics.sent(ctx, "retry", len(todo))
@@ -177,6 +178,7 @@ func (w *worker) deliver(ctx context.Context, todo []pending) {
 			w.log.Warn().Err(err).Int("conversions", len(todo)).Int("attempt", attempt).Dur("retry_in", wait).
 				Msg("conversions not delivered yet")
 			if err := w.hold(ctx, todo, wait); err != nil {
+				w.release(todo)
 				return
 			}
 		}
@@ -214,6 +216,14 @@ func (w *worker) hold(ctx context.Context, todo []pending, d time.Duration) erro
 				_ = p.msg.InProgress()
 			}
 		}
+	}
+}
+
+// release hands conversions back to the consumer for another replica, at once, on the
+// way out; a replica that dies instead leaves them until DELIVERY_ACK_WAIT.
+func (w *worker) release(todo []pending) {
+	for _, p := range todo {
+		_ = p.msg.Nak()
 	}
 }
 

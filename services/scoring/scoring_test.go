@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -321,7 +320,7 @@ func TestRefusesASnapshotMadeWithAnotherKey(t *testing.T) {
 func TestNotReadyUntilAFirstSnapshotLoads(t *testing.T) {
 	r := newRig(t)
 	wrong := r.importCSV(otherKey, "v1.csv", exportV1)
-	addr := freeAddr(t)
+	addr := natstest.FreeAddr(t)
 	r.start(map[string]string{"HEALTH_ADDR": addr})
 	r.logs.waitFor(t, "pre-approval snapshot refused", wrong.Info.NUID)
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -421,16 +420,6 @@ func TestPoisonRequestIsDeadLetteredAndItsSearchFinished(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func get(url string) (int, string, error) {
 	res, err := http.Get(url)
 	if err != nil {
@@ -520,7 +509,7 @@ func TestTestPhonesHaveFixedOutcomes(t *testing.T) {
 	if err := os.WriteFile(file, testphones.Demo(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := natstest.FreeAddr(t)
 	r.start(map[string]string{"TEST_PHONES": file, "HEALTH_ADDR": addr})
 
 	never := r.request("+79000000004") // the deadline phone: scored never
