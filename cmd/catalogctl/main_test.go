@@ -17,6 +17,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
@@ -195,7 +196,17 @@ func TestPutReachesRunningOffersService(t *testing.T) {
 	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := offers.LoadConfig(func(string) string { return "" })
+	key, err := offerlink.GenerateKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := offerlink.NewKeySet(key).Marshal()
+	cfg, err := offers.LoadConfig(func(k string) string {
+		if k == "LINK_KEYS" {
+			return string(keys)
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

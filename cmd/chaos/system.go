@@ -20,6 +20,7 @@ import (
 	"github.com/demobank/yacredits/cmd/internal/tcpproxy"
 	"github.com/demobank/yacredits/cmd/internal/topology"
 	"github.com/demobank/yacredits/cmd/internal/yandex"
+	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
 // phoneHashKey is the key every process of a run hashes phones with. It is made per run: the
@@ -116,9 +117,21 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 			return nil, err
 		}
 		env["NATS_REPLICAS"] = "3"
+		// One link key set for both offers replicas, as a Secret gives them.
+		linkKey, err := offerlink.GenerateKey("chaos")
+		if err != nil {
+			return nil, err
+		}
+		linkKeys, err := offerlink.NewKeySet(linkKey).Marshal()
+		if err != nil {
+			return nil, err
+		}
 		for _, sn := range serviceNames {
 			e := map[string]string{"NATS_URL": strings.Join(sys.cluster.URLs(), ","),
 				"NATS_USER": sn.program, "NATS_PASSWORD": natsPassword(sn.program)}
+			if sn.program == "offers" {
+				e["LINK_KEYS"] = string(linkKeys)
+			}
 			for k, v := range env {
 				e[k] = v
 			}

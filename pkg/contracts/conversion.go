@@ -77,6 +77,9 @@ type OfferedRanges struct {
 
 var offerIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
+// ValidOfferID reports whether offer can be a catalog product id.
+func ValidOfferID(offer string) bool { return offerIDPattern.MatchString(offer) }
+
 // ConversionKey is the key of search searchID's conversion of offer: the lowercase search
 // id and the product id, which KV keys and Yandex's ids both allow as they are.
 func ConversionKey(searchID, offer string) (string, error) {
@@ -84,7 +87,7 @@ func ConversionKey(searchID, offer string) (string, error) {
 	if !searchIDPattern.MatchString(id) {
 		return "", fmt.Errorf("%w: search_id %q is not a UUID", ErrInvalid, searchID)
 	}
-	if !offerIDPattern.MatchString(offer) {
+	if !ValidOfferID(offer) {
 		return "", fmt.Errorf("%w: offer %q is not a product id", ErrInvalid, offer)
 	}
 	return id + "." + offer, nil

@@ -25,6 +25,9 @@ const (
 	ReasonDeadline   = "deadline_exceeded"
 	ReasonDeadLetter = "dead_letter"
 	ReasonNoOffers   = "no_matching_offer"
+	// ReasonPreapprovalLapsed: the pre-approval lapsed between scoring and pricing, so no
+	// link could be given a validity.
+	ReasonPreapprovalLapsed = "preapproval_lapsed"
 )
 
 // SearchSchema is the version of the record encoding written today. Version 1 records are

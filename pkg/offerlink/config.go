@@ -13,8 +13,8 @@ import (
 type Config struct {
 	// Keys (LINK_KEYS_FILE, or LINK_KEYS holding the document itself) is the key set, a
 	// JWKS: private keys where links are signed (offers, from a Secret), public ones suffice
-	// where they are checked (conversions). Nil when neither is set: the standalone binary
-	// then keeps one in its data directory.
+	// where they are checked (conversions). Nil when neither is set, which Require refuses
+	// (the standalone binary keeps a set in its data directory).
 	Keys *KeySet
 	// KeyID (LINK_KEY_ID) is the key that signs; empty: the set's first key.
 	KeyID string
@@ -63,18 +63,13 @@ func ReadConfig(r *config.Reader) Config {
 	return c
 }
 
-// Ephemeral fills in a key set made now when none is configured, and says so: for a
-// process that both signs and checks links (the standalone binary), never for production.
-func (c *Config) Ephemeral() (made bool, err error) {
-	if c.Keys != nil {
-		return false, nil
+// Require records a problem when no keys are configured: a service that signs or checks
+// links must not run without them (a key made at start-up would sign links that verify
+// nowhere else, and break on the next restart).
+func (c Config) Require(r *config.Reader) {
+	if c.Keys == nil {
+		r.Fail("LINK_KEYS_FILE", "required (or LINK_KEYS): the link keys, a JWKS (go run ./cmd/linkctl keygen KID)")
 	}
-	k, err := GenerateKey("ephemeral-" + time.Now().UTC().Format("20060102T150405"))
-	if err != nil {
-		return false, fmt.Errorf("make a link key: %w", err)
-	}
-	c.Keys, c.KeyID = NewKeySet(k), k.KeyID
-	return true, nil
 }
 
 // Signer is the signer of this configuration; its keys must be private.

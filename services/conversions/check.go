@@ -39,23 +39,28 @@ const dateLayout = "2006-01-02"
 // Check turns a report of a contract for the offer the token described (offered) into the
 // conversion to record at now, or lists every problem with it: a contract date that is not
 // a date, lies in the future or before the search; an amount or term outside what was
-// offered; a missing answer to whether additional services were sold.
-func Check(r Report, offered offerlink.Claims, now time.Time) (contracts.Conversion, []Problem) {
+// offered; a missing answer to whether additional services were sold. With offered nil (the
+// offer could not be established, which the caller reports) the report's own fields are
+// still checked, so that one answer names every problem.
+func Check(r Report, offered *offerlink.Claims, now time.Time) (contracts.Conversion, []Problem) {
 	var problems []Problem
 	add := func(field, format string, args ...any) {
 		problems = append(problems, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	c := contracts.Conversion{
-		SearchID: strings.ToLower(offered.SearchID), Offer: offered.Offer, ProductType: offered.ProductType,
-		Decision: offered.Decision, ContractDate: r.ContractDate, Term: r.Term,
-		Offered:    contracts.OfferedRanges{Amount: offered.Amount, Term: offered.Term, Rate: offered.Rate},
-		ReportedAt: now.UTC(), State: contracts.ConversionQueued,
+	var c contracts.Conversion
+	if offered != nil {
+		c = contracts.Conversion{
+			SearchID: strings.ToLower(offered.SearchID), Offer: offered.Offer, ProductType: offered.ProductType,
+			Decision: offered.Decision, ContractDate: r.ContractDate, Term: r.Term,
+			Offered:    contracts.OfferedRanges{Amount: offered.Amount, Term: offered.Term, Rate: offered.Rate},
+			ReportedAt: now.UTC(), State: contracts.ConversionQueued,
+		}
+		id, err := contracts.ConversionKey(offered.SearchID, offered.Offer)
+		if err != nil {
+			add("offer", "%v", err)
+		}
+		c.ID = id
 	}
-	id, err := contracts.ConversionKey(offered.SearchID, offered.Offer)
-	if err != nil {
-		add("offer", "%v", err)
-	}
-	c.ID = id
 
 	if day, err := time.ParseInLocation(dateLayout, r.ContractDate, moscow); r.ContractDate == "" {
 		add("contract_date", "required: the day the contract was signed, YYYY-MM-DD")
@@ -63,25 +68,30 @@ func Check(r Report, offered offerlink.Claims, now time.Time) (contracts.Convers
 		add("contract_date", "%q is not a date as YYYY-MM-DD", r.ContractDate)
 	} else {
 		today := now.In(moscow).Format(dateLayout)
-		issued := time.Unix(offered.IssuedAt, 0).In(moscow).Format(dateLayout)
 		switch d := day.Format(dateLayout); {
 		case d > today:
 			add("contract_date", "%s is in the future (today is %s in Moscow)", d, today)
-		case d < issued:
-			add("contract_date", "%s is before the search the offer was made in (%s)", d, issued)
+		case offered != nil && d < time.Unix(offered.IssuedAt, 0).In(moscow).Format(dateLayout):
+			add("contract_date", "%s is before the search the offer was made in (%s)", d,
+				time.Unix(offered.IssuedAt, 0).In(moscow).Format(dateLayout))
 		}
 	}
 
 	switch {
 	case r.Amount == nil:
 		add("amount", "required: the contract's amount (for a card, its limit) in roubles")
-	case *r.Amount < offered.Amount.Min || *r.Amount > offered.Amount.Max:
+	case *r.Amount <= 0:
+		add("amount", "%s is not a positive amount", *r.Amount)
+	case offered != nil && (*r.Amount < offered.Amount.Min || *r.Amount > offered.Amount.Max):
 		add("amount", "%s is outside the offered %s–%s", *r.Amount, offered.Amount.Min, offered.Amount.Max)
 	default:
 		c.Amount = *r.Amount
 	}
 
 	switch {
+	case r.Term != nil && *r.Term < 1:
+		add("term", "%d is not a number of months", *r.Term)
+	case offered == nil:
 	case offered.ProductType == contracts.ProductCreditCard && r.Term != nil:
 		add("term", "a credit card has no term")
 	case offered.ProductType != contracts.ProductLoan:

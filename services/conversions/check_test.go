@@ -59,10 +59,13 @@ func TestCheck(t *testing.T) {
 			[]string{"term: a credit card has no term"}},
 		{"everything missing, every problem named", Report{}, loanClaims(), []string{
 			"contract_date: required", "amount: required", "term: required", "additional_services: required"}},
+		{"a zero amount and a negative term", edit(func(r *Report) { r.Amount, r.Term = amount(0), ptr(-3) }), loanClaims(),
+			[]string{"amount: 0 is not a positive amount", "term: -3 is not a number of months"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, problems := Check(tt.report, tt.offered, now)
+			offered := tt.offered
+			c, problems := Check(tt.report, &offered, now)
 			var got []string
 			for _, p := range problems {
 				got = append(got, p.Field+": "+p.Message)
@@ -83,5 +86,19 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("conversion %+v", c)
 			}
 		})
+	}
+}
+
+// With the offer unknown (a bad token, which the intake reports), the report's own fields
+// are still checked, so that one answer names every problem.
+func TestCheckWithoutTheOffer(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	_, problems := Check(Report{ContractDate: "2026-12-09", Term: ptr(24)}, nil, now)
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Field)
+	}
+	if strings.Join(got, ",") != "contract_date,amount,additional_services" {
+		t.Fatalf("problems %+v", problems)
 	}
 }

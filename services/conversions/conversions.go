@@ -84,7 +84,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Log:        telemetry.ReadLogConfig(r),
 	}
 	if c.YandexURL != "" {
-		if u, err := url.Parse(c.YandexURL); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && config.Loopback(u.Host))) {
+		if u, err := url.Parse(c.YandexURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && config.Loopback(u.Host))) {
 			r.Fail("YANDEX_CONVERSIONS_URL", "want an https URL (http only to a loopback address)")
 		}
 		if c.YandexToken == "" || c.YandexPartnerID == "" {
@@ -97,6 +97,12 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	if c.Delivery.RetryBase > c.Delivery.RetryMax {
 		r.Fail("DELIVERY_RETRY_BASE", "longer than DELIVERY_RETRY_MAX")
 	}
+	// A fetch holds its first conversions for up to DELIVERY_BATCH_WAIT before the worker
+	// starts telling the broker (every third of DELIVERY_ACK_WAIT) that it still has them.
+	if c.Delivery.AckWait < 3*c.Delivery.BatchWait {
+		r.Fail("DELIVERY_ACK_WAIT", "at least three times DELIVERY_BATCH_WAIT (%s), or a batch is handed to another replica while this one waits to fill it", c.Delivery.BatchWait)
+	}
+	c.Links.Require(r)
 	return c, r.Err()
 }
 
@@ -130,7 +136,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("conversions: JWKS: %w", err)
 	}
 	idx := newIndex()
-	m, err := newMetrics(deps.Meter, idx)
+	m, err := newMetrics(deps.Meter, idx, now)
 	if err != nil {
 		return fmt.Errorf("conversions: metrics: %w", err)
 	}
@@ -228,30 +234,45 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 }
 
 // follow keeps idx up to date with the bucket until ctx ends, watching it again when the
-// watch breaks (a broker restart).
+// watch breaks (a broker restart), and anew every hour: records the bucket drops at the end
+// of their retention leave no delete marker to watch.
 func (s *Store) follow(ctx context.Context, idx *index, log zerolog.Logger) error {
 	for ctx.Err() == nil {
-		w, err := s.kv.WatchAll(ctx)
-		if err != nil {
+		wctx, cancel := context.WithTimeout(ctx, time.Hour)
+		err := s.followOnce(wctx, idx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("watch the conversions bucket")
 			if sleep(ctx, time.Second) != nil {
 				return nil
 			}
-			continue
 		}
-		for e := range w.Updates() {
-			switch {
-			case e == nil:
-				idx.setReady()
-			case e.Operation() != jetstream.KeyValuePut:
-				idx.remove(e.Key())
-			default:
-				if c, err := contracts.DecodeConversion(e.Value()); err == nil {
-					idx.put(c)
-				}
+	}
+	return nil
+}
+
+// followOnce reads the bucket from its first record into a fresh index, then follows it
+// until ctx ends or the watch breaks.
+func (s *Store) followOnce(ctx context.Context, idx *index) error {
+	fresh := newIndex()
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	cur := fresh // until the first pass is complete, the old index keeps answering
+	for e := range w.Updates() {
+		switch {
+		case e == nil:
+			idx.replace(fresh)
+			cur = idx
+		case e.Operation() != jetstream.KeyValuePut:
+			cur.remove(e.Key())
+		default:
+			if c, err := contracts.DecodeConversion(e.Value()); err == nil {
+				cur.put(c)
 			}
 		}
-		_ = w.Stop()
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ type answer struct {
 type yandexDouble struct {
 	mu       sync.Mutex
 	script   []answer
+	perItem  map[string][]answer // for a send of that conversion alone, before the script
 	poisoned map[string]bool
 	batches  []yandex.Batch
 	times    []time.Time
@@ -54,7 +55,7 @@ type yandexDouble struct {
 }
 
 func newYandex(t *testing.T, script ...answer) *yandexDouble {
-	y := &yandexDouble{script: script, poisoned: map[string]bool{}, release: make(chan struct{})}
+	y := &yandexDouble{script: script, perItem: map[string][]answer{}, poisoned: map[string]bool{}, release: make(chan struct{})}
 	y.Server = httptest.NewServer(http.HandlerFunc(y.serve))
 	t.Cleanup(func() { close(y.release); y.Close() })
 	return y
@@ -69,7 +70,9 @@ func (y *yandexDouble) serve(w http.ResponseWriter, r *http.Request) {
 	y.mu.Lock()
 	y.batches, y.times, y.auth = append(y.batches, b), append(y.times, time.Now()), append(y.auth, r.Header.Get("Authorization"))
 	a := answer{status: http.StatusOK}
-	if len(y.script) > 0 {
+	if len(b.Items) == 1 && len(y.perItem[b.Items[0].ID]) > 0 {
+		a, y.perItem[b.Items[0].ID] = y.perItem[b.Items[0].ID][0], y.perItem[b.Items[0].ID][1:]
+	} else if len(y.script) > 0 {
 		a, y.script = y.script[0], y.script[1:]
 	}
 	for _, it := range b.Items {
@@ -331,7 +334,14 @@ func TestIntake(t *testing.T) {
 		{"empty body", "POST", "/v1/conversions", intakeSecret, "", 400, []string{`"field":"body"`}},
 		{"not JSON", "POST", "/v1/conversions", intakeSecret, "{amount: 1}", 400, []string{`"field":"body"`}},
 		{"unknown field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amout": 1`), 400, []string{"amout"}},
-		{"repeated field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amount": 1`), 400, []string{"duplicate"}},
+		{"repeated field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amount": 1`), 400, []string{`"field":"amount","message":"given twice"`}},
+		{"a string amount", "POST", "/v1/conversions", intakeSecret, report(good, `"amount": "300000", "term": 24, "additional_services": true`), 400,
+			[]string{`"field":"amount","message":"the wrong type`}},
+		{"a bad token and bad figures: all named at once", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"token": %q, "contract_date": "2099-01-01"}`, tampered), 400,
+			[]string{`"reason":"bad_signature"`, "in the future", `"field":"amount"`, `"field":"additional_services"`}},
+		{"a body over 16 KiB", "POST", "/v1/conversions", intakeSecret, `{"link": "` + strings.Repeat("x", 20<<10) + `"}`, 413, []string{`"field":"body"`}},
+		{"null", "POST", "/v1/conversions", intakeSecret, "null", 400, []string{`"field":"search_id"`, `"field":"contract_date"`}},
 		{"tampered token", "POST", "/v1/conversions", intakeSecret, report(tampered, okRest), 400, []string{`"reason":"bad_signature"`}},
 		{"token of a key we do not hold", "POST", "/v1/conversions", intakeSecret, report(foreign, okRest), 400, []string{`"reason":"bad_signature"`}},
 		{"neither token nor search", "POST", "/v1/conversions", intakeSecret, `{"contract_date": "2026-12-01", ` + okRest + `}`, 400,
@@ -480,6 +490,44 @@ func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 	}
 }
 
+// While a replica works through a batch (here: Yandex refused it for one bad conversion,
+// and the first of the others takes three answers of "try again in a second"), it keeps
+// every conversion of the batch: a second replica, running meanwhile, is handed none of
+// them, so none is sent more than the split requires.
+func TestBatchIsKeptWhileItsItemsAreRetried(t *testing.T) {
+	y := newYandex(t)
+	first, bad, third := newID(1)+".cash-standard", newID(2)+".cash-standard", newID(3)+".cash-standard"
+	y.poison(bad)
+	busy := answer{status: http.StatusServiceUnavailable, retryAfter: "1"}
+	y.perItem[first] = []answer{busy, busy, busy}
+	e := newEnv(t, nil, "DELIVERY_ACK_WAIT", "1500ms", "DELIVERY_BATCH_WAIT", "400ms")
+	for i := 1; i <= 3; i++ {
+		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
+			t.Fatalf("report = %d %s", res.status, res.body)
+		}
+	}
+	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+	e.start(nil) // the replica that takes the batch
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if byID, _ := y.sent(); byID[first] < 2 {
+			return fmt.Errorf("sent %v", byID)
+		}
+		return nil
+	})
+	e.start(nil) // a second replica, while the first still holds the batch
+	e.waitState(first, contracts.ConversionDelivered)
+	e.waitState(third, contracts.ConversionDelivered)
+	e.waitState(bad, contracts.ConversionFailed)
+	byID, _ := y.sent()
+	// The batch once, then each alone: the first four times (three retries), the others once.
+	if byID[first] != 5 || byID[bad] != 2 || byID[third] != 2 {
+		t.Fatalf("sends per conversion %v, want %s 5, %s 2, %s 2", byID, first, bad, third)
+	}
+	if c, _, _ := e.store.Get(context.Background(), first); c.Attempts != 5 {
+		t.Errorf("recorded %d attempts, want 5", c.Attempts)
+	}
+}
+
 // A replica that dies after Yandex accepted a batch and before it recorded that leaves
 // the conversion to be sent again, under the same id, by the next one: delivered at least
 // once, never lost, and recognisable as a repeat.
@@ -559,12 +607,18 @@ func TestOverdueConversionsAreCountedAndLogged(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
+	k, _ := offerlink.GenerateKey("k")
+	data, _ := offerlink.NewKeySet(k).Marshal()
+	testKeys := string(data)
 	for _, tt := range []struct {
 		name string
 		vars map[string]string
 		want string
 	}{
-		{"defaults", nil, ""},
+		{"link keys inline, the rest defaults", map[string]string{"LINK_KEYS": testKeys}, ""},
+		{"no link keys", nil, "LINK_KEYS_FILE"},
+		{"an ack wait shorter than three batch waits", map[string]string{"DELIVERY_ACK_WAIT": "2s", "DELIVERY_BATCH_WAIT": "1s"}, "DELIVERY_ACK_WAIT"},
+		{"a URL without a host", map[string]string{"YANDEX_CONVERSIONS_URL": "https://", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p"}, "YANDEX_CONVERSIONS_URL"},
 		{"intake beyond loopback without tokens", map[string]string{"CONVERSIONS_ADDR": ":8090"}, "INTAKE_TOKENS"},
 		{"plain http to Yandex", map[string]string{"YANDEX_CONVERSIONS_URL": "http://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p"}, "https"},
 		{"endpoint without credentials", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv"}, "YANDEX_TOKEN"},

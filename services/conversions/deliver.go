@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,7 +99,7 @@ func (w *worker) run(ctx context.Context, js jetstream.JetStream) error {
 		}
 		cancel()
 		if len(todo) > 0 {
-			w.deliver(ctx, todo)
+			w.deliverAll(ctx, todo)
 		}
 	}
 	return nil
@@ -128,7 +129,7 @@ func (w *worker) queued(ctx context.Context, msg jetstream.Msg) (pending, bool) 
 	case errors.Is(err, ErrNotFound):
 		return skip()
 	case err != nil:
-		_ = msg.Nak() // the bucket is unreachable now: again later
+		_ = msg.NakWithDelay(time.Second) // the bucket is unreachable now: again later
 		return pending{}, false
 	case rev > meta.Sequence.Stream:
 		return skip() // a later revision is on its way to us
@@ -136,15 +137,26 @@ func (w *worker) queued(ctx context.Context, msg jetstream.Msg) (pending, bool) 
 	return pending{msg: msg, conv: *c}, true
 }
 
-// deliver sends todo until Yandex answers for it, then records the outcome. A batch that
-// Yandex refuses for good is sent again item by item, so that one bad conversion does not
-// take the others to the dead letters with it.
-func (w *worker) deliver(ctx context.Context, todo []pending) {
+// deliverAll delivers a fetched batch. From now until each conversion's outcome is
+// recorded (or it is handed back), the broker is told every AckWait/3 that all of them are
+// still being worked on, during sends and waits alike, so that no other replica is given
+// one this replica still holds.
+func (w *worker) deliverAll(ctx context.Context, todo []pending) {
+	k := newKeeper(todo, max(w.cfg.AckWait/3, 10*time.Millisecond))
+	defer k.stop()
+	w.deliver(ctx, todo, k, 0)
+}
+
+// deliver sends todo until Yandex answers for it, then records the outcome; before counts
+// the sends of these conversions so far. A batch that Yandex refuses for good is sent again
+// item by item, so that one bad conversion does not take the others to the dead letters
+// with it.
+func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before int) {
 	batch := make([]contracts.Conversion, len(todo))
 	for i, p := range todo {
 		batch[i] = p.conv
 	}
-	for attempt := 1; ; attempt++ {
+	for attempt := before + 1; ; attempt++ {
 		err := w.send.Send(ctx, batch)
 		var retry *yandex.RetryableError
 		var refused *yandex.PermanentError
@@ -155,34 +167,98 @@ func (w *worker) deliver(ctx context.Context, todo []pending) {
 				w.afterSend()
 			}
 			for _, p := range todo {
-				w.finish(ctx, p, attempt, nil)
-			}
-			return
-		case errors.As(err, &refused) && len(todo) > 1:
-			w.metrics.sent(ctx, "refused", len(todo))
-			for _, p := range todo {
-				w.deliver(ctx, []pending{p})
+				w.finish(ctx, p, attempt, nil, k)
 			}
 			return
 		case errors.As(err, &refused):
-			w.metrics.sent(ctx, "refused", 1)
-			w.finish(ctx, todo[0], attempt, refused)
+			w.metrics.sent(ctx, "refused", len(todo))
+			if len(todo) == 1 {
+				w.finish(ctx, todo[0], attempt, refused, k)
+				return
+			}
+			for _, p := range todo {
+				if !w.stillQueued(ctx, p, k) {
+					continue
+				}
+				w.deliver(ctx, []pending{p}, k, attempt)
+			}
 			return
 		case ctx.Err() != nil:
-			w.release(todo) // stopping: another replica sends them now
+			w.release(todo, k) // stopping: another replica sends them now
 			return
 		default: // a *yandex.RetryableError, or any other failure to hear back
 			errors.As(err, &retry)
 			w.metrics.sent(ctx, "retry", len(todo))
-			wait := w.backoff(attempt, retry)
+			wait := w.backoff(attempt-before, retry)
 			w.log.Warn().Err(err).Int("conversions", len(todo)).Int("attempt", attempt).Dur("retry_in", wait).
 				Msg("conversions not delivered yet")
-			if err := w.hold(ctx, todo, wait); err != nil {
-				w.release(todo)
+			if err := sleep(ctx, wait); err != nil {
+				w.release(todo, k)
 				return
 			}
 		}
 	}
+}
+
+// stillQueued reads a conversion again before it is sent on its own: an operator may have
+// changed it meanwhile. One no longer queued is let go.
+func (w *worker) stillQueued(ctx context.Context, p pending, k *keeper) bool {
+	c, _, err := w.store.Get(ctx, p.conv.ID)
+	switch {
+	case err == nil && c.State == contracts.ConversionQueued:
+		return true
+	case err == nil || errors.Is(err, ErrNotFound):
+		_ = p.msg.Ack()
+	default:
+		_ = p.msg.NakWithDelay(time.Second)
+	}
+	k.done(p)
+	return false
+}
+
+// keeper tells the broker, until each is done, that the conversions in hand are still
+// being worked on.
+type keeper struct {
+	mu    sync.Mutex
+	held  map[jetstream.Msg]bool
+	quit  chan struct{}
+	ended chan struct{}
+}
+
+func newKeeper(todo []pending, every time.Duration) *keeper {
+	k := &keeper{held: map[jetstream.Msg]bool{}, quit: make(chan struct{}), ended: make(chan struct{})}
+	for _, p := range todo {
+		k.held[p.msg] = true
+	}
+	go func() {
+		defer close(k.ended)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-k.quit:
+				return
+			case <-t.C:
+				k.mu.Lock()
+				for m := range k.held {
+					_ = m.InProgress()
+				}
+				k.mu.Unlock()
+			}
+		}
+	}()
+	return k
+}
+
+func (k *keeper) done(p pending) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.held, p.msg)
+}
+
+func (k *keeper) stop() {
+	close(k.quit)
+	<-k.ended
 }
 
 // backoff is the wait before the next send: what the endpoint asked for, or a doubling
@@ -198,46 +274,27 @@ func (w *worker) backoff(attempt int, retry *yandex.RetryableError) time.Duratio
 	return d/2 + rand.N(d/2+1)
 }
 
-// hold waits d while telling the broker that the conversions in hand are still being
-// worked on, so that they are not handed to another replica meanwhile.
-func (w *worker) hold(ctx context.Context, todo []pending, d time.Duration) error {
-	tick := time.NewTicker(max(w.cfg.AckWait/3, 10*time.Millisecond))
-	defer tick.Stop()
-	end := time.NewTimer(d)
-	defer end.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-end.C:
-			return nil
-		case <-tick.C:
-			for _, p := range todo {
-				_ = p.msg.InProgress()
-			}
-		}
-	}
-}
-
 // release hands conversions back to the consumer for another replica, at once, on the
 // way out; a replica that dies instead leaves them until DELIVERY_ACK_WAIT.
-func (w *worker) release(todo []pending) {
+func (w *worker) release(todo []pending, k *keeper) {
 	for _, p := range todo {
 		_ = p.msg.Nak()
+		k.done(p)
 	}
 }
 
 // finish records a conversion as delivered (refused nil) or failed, then acknowledges its
 // revision. Were the record not written, the revision stays unacknowledged and the
 // conversion is sent again: at least once, never lost.
-func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *yandex.PermanentError) {
+func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *yandex.PermanentError, k *keeper) {
+	defer k.done(p)
 	now := w.now().UTC()
 	_, err := w.store.Update(ctx, p.conv.ID, func(c *contracts.Conversion) *contracts.Conversion {
 		if c.State != contracts.ConversionQueued {
 			return nil // an operator, or another replica after a redelivery, came first
 		}
 		next := *c
-		next.Attempts += attempts
+		next.Attempts += attempts // this replica's sends; a crashed one's are not known
 		if refused == nil {
 			next.State, next.DeliveredAt, next.LastError = contracts.ConversionDelivered, &now, ""
 		} else {
@@ -248,7 +305,7 @@ func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *y
 	})
 	if err != nil {
 		w.log.Error().Err(err).Str("conversion", p.conv.ID).Msg("outcome not recorded; the conversion will be sent again")
-		_ = p.msg.Nak()
+		_ = p.msg.NakWithDelay(time.Second)
 		return
 	}
 	_ = p.msg.Ack()

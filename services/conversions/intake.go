@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -81,8 +82,8 @@ type verifyAnswer struct {
 // 200 with the claims, or 422 with the reason it is refused.
 func (in *intake) handleVerify(w http.ResponseWriter, r *http.Request) {
 	var req verifyRequest
-	if problems := decode(w, r, &req); problems != nil {
-		writeError(w, http.StatusBadRequest, "the request was not understood", problems)
+	if problems, status := decode(w, r, &req); problems != nil {
+		writeError(w, status, "the request was not understood", problems)
 		return
 	}
 	var c offerlink.Claims
@@ -116,8 +117,8 @@ type reportAnswer struct {
 // 400 listing every problem. Only a recorded conversion is acknowledged.
 func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
 	var rep Report
-	if problems := decode(w, r, &rep); problems != nil {
-		writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
+	if problems, status := decode(w, r, &rep); problems != nil {
+		writeError(w, status, "the conversion was not recorded", problems)
 		return
 	}
 	offered, problems, err := in.offer(r.Context(), rep)
@@ -125,13 +126,14 @@ func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
 		in.unavailable(w, err)
 		return
 	}
+	var known *offerlink.Claims
 	if problems == nil {
-		var conv contracts.Conversion
-		conv, problems = Check(rep, offered, in.now())
-		if problems == nil {
-			in.record(w, r.Context(), &conv)
-			return
-		}
+		known = &offered
+	}
+	conv, more := Check(rep, known, in.now())
+	if problems = append(problems, more...); problems == nil {
+		in.record(w, r.Context(), &conv)
+		return
 	}
 	writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
 }
@@ -207,7 +209,7 @@ func (in *intake) offer(ctx context.Context, rep Report) (offerlink.Claims, []Pr
 // signed, says what was offered.
 func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (offerlink.Claims, []Problem, error) {
 	if _, err := contracts.ConversionKey(searchID, offer); err != nil {
-		return offerlink.Claims{}, []Problem{{Field: "search_id", Message: err.Error()}}, nil
+		return offerlink.Claims{}, []Problem{{Field: keyField(offer), Message: err.Error()}}, nil
 	}
 	searches := in.searches()
 	if searches == nil {
@@ -242,7 +244,7 @@ func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (of
 func (in *intake) handleGet(w http.ResponseWriter, r *http.Request) {
 	key, err := contracts.ConversionKey(chi.URLParam(r, "search_id"), chi.URLParam(r, "offer"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "not a conversion's id", []Problem{{Field: "search_id", Message: err.Error()}})
+		writeError(w, http.StatusBadRequest, "not a conversion's id", []Problem{{Field: keyField(chi.URLParam(r, "offer")), Message: err.Error()}})
 		return
 	}
 	store := in.store()
@@ -266,7 +268,8 @@ func (in *intake) handleGet(w http.ResponseWriter, r *http.Request) {
 func (in *intake) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(in.tokens) > 0 {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			ok = ok && strings.EqualFold(scheme, "Bearer")
 			sum := sha256.Sum256([]byte(token))
 			match := 0
 			for _, t := range in.tokens {
@@ -306,19 +309,58 @@ func (in *intake) unavailable(w http.ResponseWriter, err error) {
 }
 
 // decode reads a JSON object strictly (unknown or repeated members, trailing data and
-// invalid UTF-8 are refused), or says what is wrong with the body.
-func decode(w http.ResponseWriter, r *http.Request, into any) []Problem {
+// invalid UTF-8 are refused), or says what is wrong with the body and with which status.
+func decode(w http.ResponseWriter, r *http.Request, into any) ([]Problem, int) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		return []Problem{{Field: "body", Message: fmt.Sprintf("unreadable or over %d bytes", maxBody)}}
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return []Problem{{Field: "body", Message: "empty; a JSON object is expected"}}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return []Problem{{Field: "body", Message: fmt.Sprintf("over %d bytes", maxBody)}}, http.StatusRequestEntityTooLarge
+	case err != nil:
+		return []Problem{{Field: "body", Message: "unreadable: the request was cut short"}}, http.StatusBadRequest
+	case len(strings.TrimSpace(string(body))) == 0:
+		return []Problem{{Field: "body", Message: "empty; a JSON object is expected"}}, http.StatusBadRequest
 	}
 	if err := jsonv2.Unmarshal(body, into, jsonv2.RejectUnknownMembers(true)); err != nil {
-		return []Problem{{Field: "body", Message: "not the JSON object expected: " + err.Error()}}
+		return []Problem{decodeProblem(err)}, http.StatusBadRequest
 	}
-	return nil
+	return nil, 0
+}
+
+// decodeProblem says what is wrong with a body in our words: the decoder's own message
+// names Go types.
+func decodeProblem(err error) Problem {
+	var sem *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &sem) && errors.Is(err, jsonv2.ErrUnknownName):
+		return Problem{Field: strings.TrimPrefix(string(sem.JSONPointer), "/"), Message: "not a field of this request"}
+	case errors.As(err, &sem) && sem.JSONPointer != "":
+		return Problem{Field: strings.TrimPrefix(string(sem.JSONPointer), "/"), Message: "the wrong type (" + sem.JSONKind.String() + ")"}
+	case errors.As(err, &sem):
+		return Problem{Field: "body", Message: "not a JSON object"}
+	case errors.As(err, &syn) && errors.Is(err, jsontext.ErrDuplicateName):
+		return Problem{Field: strings.TrimPrefix(string(syn.JSONPointer), "/"), Message: "given twice"}
+	default:
+		return Problem{Field: "body", Message: fmt.Sprintf("not valid JSON (at byte %d)", inputOffset(err))}
+	}
+}
+
+func inputOffset(err error) int64 {
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		return syn.ByteOffset
+	}
+	return 0
+}
+
+// keyField is the field a ConversionKey error is about: the offer when it is not a
+// product id, else the search id.
+func keyField(offer string) string {
+	if !contracts.ValidOfferID(offer) {
+		return "offer"
+	}
+	return "search_id"
 }
 
 type errorBody struct {

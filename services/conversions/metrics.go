@@ -22,7 +22,7 @@ type metrics struct {
 	sends                         metric.Int64Counter
 }
 
-func newMetrics(mp metric.MeterProvider, idx *index) (*metrics, error) {
+func newMetrics(mp metric.MeterProvider, idx *index, now func() time.Time) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
@@ -61,7 +61,7 @@ func newMetrics(mp metric.MeterProvider, idx *index) (*metrics, error) {
 		return nil, err
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := idx.summary(time.Now())
+		s := idx.summary(now())
 		o.ObserveInt64(queued, int64(s.queued))
 		o.ObserveInt64(failed, int64(s.failed))
 		o.ObserveFloat64(oldest, s.oldest.Seconds())
@@ -117,10 +117,14 @@ func (x *index) remove(id string) {
 	delete(x.items, id)
 }
 
-func (x *index) setReady() {
+// replace takes fresh's items, a complete pass over the bucket, and is ready.
+func (x *index) replace(fresh *index) {
+	fresh.mu.Lock()
+	items := fresh.items
+	fresh.mu.Unlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.ready = true
+	x.items, x.ready = items, true
 }
 
 func (x *index) summary(now time.Time) summary { return x.summaryOver(now, 0) }

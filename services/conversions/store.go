@@ -59,7 +59,8 @@ func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 
 // Record stores a new conversion. A repeat of the same report is no error: it returns the
 // record already there with created false. Returning means the record is on disk (the
-// bucket's stream is file-backed and the server syncs every write by default).
+// bucket's stream is file-backed, and our servers sync every write: sync_interval: always
+// in the shipped configurations, SyncAlways in the embedded one).
 func (s *Store) Record(ctx context.Context, c *contracts.Conversion) (stored *contracts.Conversion, created bool, err error) {
 	data, err := contracts.EncodeConversion(c)
 	if err != nil {

@@ -48,7 +48,7 @@ type Config struct {
 	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
 	// serves nothing (the standalone binary, where the gateway's endpoints cover the process).
 	HealthAddr string
-	// Links signs every proposal link (LINK_*); with no key file, a key made at start-up.
+	// Links signs every proposal link (LINK_*); the keys are required.
 	Links offerlink.Config
 	NATS  config.NATS
 	Log   telemetry.LogConfig
@@ -66,6 +66,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		NATS:        config.ReadNATS(r),
 		Log:         telemetry.ReadLogConfig(r),
 	}
+	c.Links.Require(r)
 	return c, r.Err()
 }
 
@@ -98,12 +99,6 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	seed, err := readSeed(cfg.CatalogFile)
 	if err != nil {
 		return err // a broken deployment, which no retry heals
-	}
-	if made, err := cfg.Links.Ephemeral(); err != nil {
-		return err
-	} else if made {
-		log.Warn().Str("kid", cfg.Links.KeyID).Msg("proposal links are signed with a key made at start-up: " +
-			"they stop verifying when this replica restarts and never verify elsewhere; set LINK_KEYS_FILE")
 	}
 	links, err := cfg.Links.Signer()
 	if err != nil {
@@ -222,7 +217,11 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 	if len(quotes) > p.maxOffers {
 		quotes = quotes[:p.maxOffers] // best first: the cut keeps the best
 	}
-	offers, err := p.sign(s, quotes)
+	now := p.now()
+	if s.ValidUntil != nil && !s.ValidUntil.After(now) {
+		quotes, dropped = nil, append(dropped, contracts.ReasonPreapprovalLapsed)
+	}
+	offers, err := p.sign(s, quotes, now)
 	if err != nil {
 		span.End()
 		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
@@ -251,7 +250,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 
 // sign adds to every proposal link the token that says which offer of which search it is,
 // so that the bank's site can trust it and a conversion can be traced to the search.
-func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted) ([]contracts.Offer, error) {
+func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted, now time.Time) ([]contracts.Offer, error) {
 	if len(quotes) == 0 {
 		return nil, nil
 	}
@@ -259,7 +258,6 @@ func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted) ([]contracts
 	if s.ValidUntil != nil {
 		validUntil = *s.ValidUntil
 	}
-	now := p.now()
 	offers := make([]contracts.Offer, len(quotes))
 	for i, q := range quotes {
 		o := q.Offer

@@ -76,9 +76,29 @@ type service struct {
 	err  error // Run's result, once done is closed
 }
 
+// testLinkKeys is a link key set made for the test, as LINK_KEYS holds it.
+func testLinkKeys(t *testing.T) string {
+	t.Helper()
+	k, err := offerlink.GenerateKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := offerlink.NewKeySet(k).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
 func startService(t *testing.T, js jetstream.JetStream, env map[string]string) *service {
 	t.Helper()
-	cfg, err := LoadConfig(func(k string) string { return env[k] })
+	keys := testLinkKeys(t)
+	cfg, err := LoadConfig(func(k string) string {
+		if k == "LINK_KEYS" {
+			return keys
+		}
+		return env[k]
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +438,7 @@ func TestStartWithRefusedRevisions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			env := map[string]string{}
+			env := map[string]string{"LINK_KEYS": testLinkKeys(t)}
 			if tt.seed != "" {
 				env["CATALOG_FILE"] = t.TempDir() + "/seed.json"
 				writeFile(t, env["CATALOG_FILE"], tt.seed)
@@ -503,6 +523,12 @@ func TestHandle(t *testing.T) {
 			wantDecision: contracts.HasApprove, wantOffers: true},
 		{name: "approved onto the pending record", scored: scored(t, contracts.Approved, "A"), pending: true,
 			wantDecision: contracts.HasApprove, wantOffers: true},
+		{name: "the pre-approval lapsed before pricing: no link could be valid", scored: func() *contracts.Scored {
+			s := scored(t, contracts.Approved, "A")
+			until := now
+			s.ValidUntil = &until
+			return s
+		}(), wantDecision: contracts.Rejected, wantReasons: []string{contracts.ReasonPreapprovalLapsed, contracts.ReasonNoOffers}},
 		{name: "links expire with the pre-approval", scored: func() *contracts.Scored {
 			s := scored(t, contracts.Approved, "A")
 			until := now.Add(36 * time.Hour)
@@ -749,5 +775,13 @@ func TestReplicasStartingTogetherOnAFreshClusterStay(t *testing.T) {
 			t.Fatalf("replica %d exited: %v", i, s.err)
 		default:
 		}
+	}
+}
+
+// Without link keys the service does not start: links signed with a key made on the spot
+// would verify nowhere.
+func TestLinkKeysAreRequired(t *testing.T) {
+	if _, err := LoadConfig(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "LINK_KEYS_FILE") {
+		t.Fatalf("LoadConfig with no link keys = %v, want an error naming LINK_KEYS_FILE", err)
 	}
 }
