@@ -273,3 +273,23 @@ func TestMaxTokenLengthBoundsRealTokens(t *testing.T) {
 		t.Errorf("token of %d characters, bound %d: not a bound, or a loose one", len(tok), bound)
 	}
 }
+
+// What signing costs an offer: go test ./pkg/offerlink -run '^$' -bench SignOffer -benchmem
+func BenchmarkSignOffer(b *testing.B) {
+	k, _ := offerlink.GenerateKey("2026-12")
+	s, err := offerlink.NewSigner(offerlink.NewKeySet(k), "2026-12", "yacredits")
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := loanOffer()
+	o.ProposalLink = contracts.ProposalLink{Link: "https://bank.example/apply?search_id=" + searchID + "&offer=cash-standard",
+		Deep: "demobank://apply?search_id=" + searchID}
+	c := offerlink.ForOffer("", searchID, "cash-standard", o, t0, time.Hour, time.Time{})
+	b.ResetTimer()
+	for b.Loop() {
+		signed := o
+		if err := s.SignOffer(&signed, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
