@@ -526,14 +526,19 @@ func TestTestPhonesHaveFixedOutcomes(t *testing.T) {
 	if took := delayed.ScoredAt.Sub(delayed.Request.RequestedAt); delayed.Verdict != contracts.Approved || took < 3*time.Second {
 		t.Fatalf("delayed test phone scored %+v after %s, want approved after 3s", delayed, took)
 	}
-	// Its request handled (acknowledged, not redelivered), and nothing published for it.
-	cons, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info := cons.CachedInfo(); info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
-		t.Fatalf("the deadline phone's request is not simply acknowledged: %+v", info)
-	}
+	// Its request handled (acknowledged, not redelivered), and nothing published for it. The
+	// delayed phone's acknowledgement follows its verdict, so wait for the consumer to settle.
+	natstest.Eventually(t, 5*time.Second, func() error {
+		cons, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring)
+		if err != nil {
+			return err
+		}
+		if info := cons.CachedInfo(); info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return fmt.Errorf("the deadline phone's request is not simply acknowledged: pending %d, ack pending %d, redelivered %d",
+				info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		return nil
+	})
 	r.readScored()
 	if s := r.scored[never]; s != nil {
 		t.Fatalf("the deadline phone was scored: %+v", s)
