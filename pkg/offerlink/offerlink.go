@@ -108,7 +108,6 @@ func Reason(err error) string {
 type Signer struct {
 	key    ed25519.PrivateKey
 	prefix string // the encoded header and its dot, the same for every token
-	kid    string
 	issuer string
 }
 
@@ -127,14 +126,8 @@ func NewSigner(keys *KeySet, kid, issuer string) (*Signer, error) {
 		return nil, fmt.Errorf("link signer: %w", err)
 	}
 	return &Signer{key: k.Key.(ed25519.PrivateKey), prefix: base64.RawURLEncoding.EncodeToString(header) + ".",
-		kid: kid, issuer: issuer}, nil
+		issuer: issuer}, nil
 }
-
-// KeyID is the id of the key that signs.
-func (s *Signer) KeyID() string { return s.kid }
-
-// Issuer is the iss claim the signer's tokens carry.
-func (s *Signer) Issuer() string { return s.issuer }
 
 // Token signs c (its issuer is the signer's).
 func (s *Signer) Token(c Claims) (string, error) {
@@ -272,6 +265,15 @@ func (c Claims) complete() error {
 		return errors.New("a term range goes with a loan, and only with one")
 	}
 	return nil
+}
+
+// TokenOf is a proposal link's token, "" when it has none (or is no URL).
+func TokenOf(link string) string {
+	u, err := url.Parse(strings.TrimSpace(link))
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get(TokenParam)
 }
 
 // VerifyLink checks the token of a proposal link (web or deep) as Verify does, and that the

@@ -108,11 +108,9 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 
 // Deps are what the service is given.
 type Deps struct {
-	JS  jetstream.JetStream
-	Log zerolog.Logger
-	Now func() time.Time // nil: time.Now
-	// Sender replaces the Yandex client built from the configuration (nil: that one).
-	Sender  Sender
+	JS      jetstream.JetStream
+	Log     zerolog.Logger
+	Now     func() time.Time // nil: time.Now
 	Meter   metric.MeterProvider
 	Metrics http.Handler // served as /metrics on HEALTH_ADDR (nil: not served)
 	// Checks, if set, is given the service's readiness checks (the standalone binary).
@@ -140,8 +138,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return fmt.Errorf("conversions: metrics: %w", err)
 	}
-	send := deps.Sender
-	if send == nil && cfg.YandexURL != "" {
+	var send *yandex.Client // nil: nothing is sent
+	if cfg.YandexURL != "" {
 		send = &yandex.Client{URL: cfg.YandexURL, Token: cfg.YandexToken, PartnerID: cfg.YandexPartnerID,
 			HTTP: &http.Client{Timeout: cfg.SendTimeout}}
 	}

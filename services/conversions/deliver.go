@@ -16,11 +16,6 @@ import (
 	"github.com/demobank/yacredits/services/conversions/yandex"
 )
 
-// Sender sends a batch to Yandex: *yandex.Client, or a wrapper of it.
-type Sender interface {
-	Send(ctx context.Context, batch []contracts.Conversion) error
-}
-
 // Delivery is how the worker batches and retries.
 type Delivery struct {
 	Batch     int           // conversions in one send at most
@@ -38,7 +33,7 @@ type Delivery struct {
 // sent twice carries the same id both times.
 type worker struct {
 	store   *Store
-	send    Sender
+	send    *yandex.Client
 	cfg     Delivery
 	metrics *metrics
 	log     zerolog.Logger

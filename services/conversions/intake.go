@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -171,11 +170,9 @@ func (in *intake) offer(ctx context.Context, rep Report) (offerlink.Claims, []Pr
 		if token != "" {
 			return offerlink.Claims{}, []Problem{{Field: "link", Message: "give the link or the token, not both"}}, nil
 		}
-		u, err := url.Parse(strings.TrimSpace(rep.Link))
-		if err != nil || u.Query().Get(offerlink.TokenParam) == "" {
+		if token = offerlink.TokenOf(rep.Link); token == "" {
 			return offerlink.Claims{}, []Problem{{Field: "link", Reason: "no_token", Message: "not a proposal link with a token"}}, nil
 		}
-		token = u.Query().Get(offerlink.TokenParam)
 	}
 	if token != "" {
 		// The expiry is the link's, for clicking: the contract may be signed days after.
@@ -227,15 +224,13 @@ func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (of
 		return offerlink.Claims{}, nil, err
 	}
 	for _, o := range offers {
-		for _, link := range []string{o.ProposalLink.Link, o.ProposalLink.Deep} {
-			u, err := url.Parse(link)
-			if err != nil || u.Query().Get(offerlink.TokenParam) == "" {
-				continue
-			}
-			c, err := in.verifier.VerifySignature(u.Query().Get(offerlink.TokenParam))
-			if err == nil && c.Offer == offer {
-				return c, nil, nil
-			}
+		// An offer's link and deep link carry the same token: one is enough.
+		token := offerlink.TokenOf(o.ProposalLink.Link)
+		if token == "" {
+			token = offerlink.TokenOf(o.ProposalLink.Deep)
+		}
+		if c, err := in.verifier.VerifySignature(token); err == nil && c.Offer == offer {
+			return c, nil, nil
 		}
 	}
 	return offerlink.Claims{}, []Problem{{Field: "offer", Message: fmt.Sprintf("search %s made no offer %q that we can verify", searchID, offer)}}, nil
