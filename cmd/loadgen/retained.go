@@ -22,11 +22,13 @@ import (
 
 	"github.com/demobank/yacredits/cmd/internal/topology"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
-	"github.com/demobank/yacredits/services/offers/pricing"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 )
 
 // runRetained measures what the searches bucket costs per record it keeps: it fills a real
@@ -142,6 +144,7 @@ type variant struct {
 	req    contracts.LoanRequested
 	offers []byte // encoded with the placeholder id below
 	reason []string
+	basis  *contracts.Basis
 }
 
 const placeholderID = "00000000-0000-4000-8000-000000000000"
@@ -179,25 +182,27 @@ func newRecords() (*records, error) {
 		if err != nil {
 			return nil, err
 		}
-		quotes, _ := pricing.Quotes(demo, scored)
-		if len(quotes) > 3 {
-			quotes = quotes[:3]
-		}
+		scored.Basis = &contracts.ScoreBasis{Snapshot: strings.Repeat("c0", 32), Policy: 1,
+			Row: &contracts.PreapprovalRow{Kind: contracts.PreApproved, Limit: amount, Grade: grade, ValidUntil: now.AddDate(0, 3, 0)}}
+		// Priced as offers prices, so that the record holds the basis it keeps in service.
+		priced := offers.Price(document.InForce[*catalog.Catalog]{Value: demo, Revision: 1},
+			document.InForce[*ceiling.Table]{Value: nil, Revision: 1}, scored, now, 7*24*time.Hour, 3)
+		quotes := priced.Quotes()
 		// Signed as offers signs them: the token is a third of a record. It names the
 		// placeholder id, which next replaces only in plain text: the same length.
-		offers := make([]contracts.Offer, len(quotes))
+		signed := make([]contracts.Offer, len(quotes))
 		for i, q := range quotes {
-			offers[i] = q.Offer
+			signed[i] = q.Offer
 			claims := offerlink.ForOffer("", req.SearchID, q.ProductID, q.Offer, now, 7*24*time.Hour, time.Time{})
-			if err := signer.SignOffer(&offers[i], claims); err != nil {
+			if err := signer.SignOffer(&signed[i], claims); err != nil {
 				return nil, err
 			}
 		}
-		data, err := contracts.EncodeOffers(offers)
+		data, err := contracts.EncodeOffers(signed)
 		if err != nil {
 			return nil, err
 		}
-		r.variants = append(r.variants, variant{req: req, offers: data, reason: scored.Reasons})
+		r.variants = append(r.variants, variant{req: req, offers: data, reason: priced.Reasons(), basis: priced.Basis()})
 	}
 	return r, nil
 }
@@ -216,6 +221,7 @@ func (r *records) next() (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	done.Basis = v.basis
 	data, err := contracts.EncodeSearch(done)
 	return id, data, err
 }

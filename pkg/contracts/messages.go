@@ -123,6 +123,29 @@ type Scored struct {
 	// ValidUntil is when the client's pre-approval lapses, for an approval made from one
 	// (nil for one made by a policy fallback): no proposal link outlives it.
 	ValidUntil *time.Time `json:"valid_until,omitempty"`
+	// Basis is what the decision was made from, for its trail and its replay.
+	Basis *ScoreBasis `json:"basis,omitempty"`
+}
+
+// ScoreBasis is what scoring decided from: the pre-approval snapshot and the row of it used
+// (never the phone), and the revision of the credit policy.
+type ScoreBasis struct {
+	// Snapshot is the pre-approval snapshot's content id, or SnapshotTestPhones for a test
+	// phone, decided from TEST_PHONES.
+	Snapshot string          `json:"snapshot,omitempty"`
+	Row      *PreapprovalRow `json:"row,omitempty"` // nil: the client had no pre-approval for the product
+	Policy   uint64          `json:"policy"`        // the policy bucket's revision
+}
+
+// SnapshotTestPhones is the snapshot of a test phone's decision.
+const SnapshotTestPhones = "test_phones"
+
+// PreapprovalRow is the row of a pre-approval snapshot a decision used, without the phone.
+type PreapprovalRow struct {
+	Kind       OfferDecision `json:"kind"`
+	Limit      money.Amount  `json:"limit"`
+	Grade      string        `json:"grade"`
+	ValidUntil time.Time     `json:"valid_until"`
 }
 
 // NewScored builds the message, checking what the offers service relies on.

@@ -37,10 +37,26 @@ const (
 	// BucketCatalog holds the bank's product catalog, a JSON document whose format the
 	// offers service defines, under CatalogKey. Every offers replica watches it, so a catalog
 	// put there is priced with at once and without a restart. It keeps a few revisions, so
-	// that earlier catalogs can be read back and put again.
+	// that earlier catalogs can be read back, put again, and priced with again to replay a
+	// past search.
 	BucketCatalog = "catalog"
 	// CatalogKey is the key of the catalog in BucketCatalog.
 	CatalogKey = "current"
+	// BucketPolicy holds the bank's credit policy (services/scoring/policy) under PolicyKey,
+	// watched by every scoring replica the way the catalog is.
+	BucketPolicy = "policy"
+	PolicyKey    = "current"
+	// BucketCeilings holds the Bank of Russia's ПСК ceilings by category
+	// (services/offers/ceiling) under CeilingsKey, watched by every offers replica.
+	BucketCeilings = "ceilings"
+	CeilingsKey    = "current"
+	// StreamAudit keeps every finished search's decision, without personal data beyond the
+	// keyed phone hash, for AUDIT_RETENTION (a year): written in batches on SubjectAudit.
+	StreamAudit = "AUDIT"
+	// SubjectAudit carries one batch of decisions (AuditBatch).
+	SubjectAudit = "audit.v1.decisions"
+	// ConsumerAudit is the durable consumer of the searches bucket that writes the batches.
+	ConsumerAudit = "audit"
 )
 
 // RequestMsgID is the de-duplication id (Nats-Msg-Id) of a search's request message. Every

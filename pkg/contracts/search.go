@@ -51,6 +51,46 @@ type Search struct {
 	// Trace is the W3C traceparent of the request that started the search, so that work done
 	// for it later (a re-send, the deadline, a poll's link) joins the same trace.
 	Trace string
+	// Basis is what produced the decision of a search the offers service finished (nil for
+	// one finished at its deadline or dead-lettered): enough to explain it and to price it
+	// again.
+	Basis *Basis
+}
+
+// PricingVersion names the pricing rules (services/offers/pricing) a decision was priced
+// with. A change to them that can move any figure bumps it, so that a replay with other
+// rules says so instead of reporting a difference as a regression.
+const PricingVersion = "2026-12-ceilings"
+
+// Basis is what a finished search's decision was made from: scoring's basis, when it scored,
+// and the revisions the offers service priced with.
+type Basis struct {
+	ScoreBasis
+	ScoredAt time.Time `json:"scored_at"`
+	// The decision's verdict, kind, grade and ranges as scoring made them.
+	Verdict    Verdict       `json:"verdict"`
+	Kind       OfferDecision `json:"kind,omitempty"`
+	Grade      string        `json:"grade,omitempty"`
+	Amount     *AmountRange  `json:"amount,omitempty"`
+	Term       *TermRange    `json:"term,omitempty"`
+	ValidUntil *time.Time    `json:"valid_until,omitempty"`
+
+	Catalog  uint64    `json:"catalog"`            // the catalog bucket's revision
+	Ceilings uint64    `json:"ceilings"`           // the ceiling table bucket's revision
+	Quarters []string  `json:"quarters,omitempty"` // the table's quarters that applied
+	Pricing  string    `json:"pricing"`            // PricingVersion
+	PricedAt time.Time `json:"priced_at"`
+	// LinksUntil is when the offers' links expire: the end of the window the ceilings of
+	// every quarter in it applied to.
+	LinksUntil time.Time `json:"links_until"`
+	// Trail is what became of every product of the asked type (pricing's outcome codes).
+	Trail map[string]string `json:"trail,omitempty"`
+}
+
+// ScoredFrom is the Scored message a basis records, for a replay.
+func (b *Basis) ScoredFrom(req LoanRequested) Scored {
+	return Scored{Request: req, Verdict: b.Verdict, Kind: b.Kind, Amount: b.Amount, Term: b.Term, Grade: b.Grade,
+		ScoredAt: b.ScoredAt, ValidUntil: b.ValidUntil}
 }
 
 // NewSearch is the pending record of an accepted request.
@@ -127,6 +167,7 @@ type searchWire struct {
 	Offers  jsontext.Value `json:"offers,omitempty"`
 	Reasons []string       `json:"reasons,omitempty"`
 	Trace   jsontext.Value `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
+	Basis   *Basis         `json:"basis,omitempty"`
 
 	V1Props  []string `json:"props,omitempty"`
 	V1Status Status   `json:"status,omitempty"`
@@ -140,6 +181,7 @@ type recordWire struct {
 	Offers  jsontext.Value `json:"offers,omitempty"`
 	Reasons []string       `json:"reasons,omitempty"`
 	Trace   string         `json:"trace,omitempty"`
+	Basis   *Basis         `json:"basis,omitempty"`
 }
 
 // requestWire is a request as a record keeps it: without the id (the record's key), and
@@ -161,7 +203,7 @@ func EncodeSearch(s *Search) ([]byte, error) {
 	r := s.Request
 	w := recordWire{Schema: SearchSchema, Request: requestWire{PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
 		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt, Test: r.Test},
-		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace}
+		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace, Basis: s.Basis}
 	if s.DoneAt == nil {
 		d := r.Deadline
 		w.Request.Deadline = &d // only a pending search needs its deadline
@@ -176,7 +218,7 @@ func DecodeSearch(key string, data []byte) (*Search, error) {
 	if err := jsonv2.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("%w: decode search %s: %v", ErrInvalid, key, err)
 	}
-	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons}
+	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons, Basis: w.Basis}
 	s.Request.SearchID = key
 	if len(s.Offers) == 0 || string(s.Offers) == "null" || string(s.Offers) == "[]" {
 		s.Offers = nil

@@ -171,16 +171,22 @@ func (s *Store) CreatePending(ctx context.Context, rec *contracts.Search) (uint6
 // the common path, one durable write. With a pending record of the same request it
 // finishes that one. A search already done keeps what it has (contracts.ErrAlreadyDone,
 // with the stored record); an id held by another request stays untouched (ErrConflict).
-func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, reasons []string, now time.Time) (*contracts.Search, error) {
+// basis, what the decision was made from, is kept with it.
+func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, reasons []string, basis *contracts.Basis, now time.Time) (*contracts.Search, error) {
 	done, err := contracts.NewSearch(req, traceparent).Finish(offers, reasons, now)
 	if err != nil {
 		return nil, err
 	}
+	done.Basis = basis
 	return s.transition(ctx, req.SearchID, "offers", done, func(cur *contracts.Search) (*contracts.Search, error) {
 		if !cur.Request.SameAs(req) {
 			return nil, ErrConflict
 		}
-		return cur.Finish(offers, reasons, now)
+		next, err := cur.Finish(offers, reasons, now)
+		if next != nil {
+			next.Basis = basis
+		}
+		return next, err
 	})
 }
 

@@ -413,7 +413,7 @@ func putSearch(t *testing.T, store *search.Store, id, link string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Finish(ctx, *req, "", offers, []string{"approved"}, now); err != nil {
+	if _, err := store.Finish(ctx, *req, "", offers, []string{"approved"}, nil, now); err != nil {
 		t.Fatal(err)
 	}
 }

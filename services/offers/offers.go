@@ -21,11 +21,13 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
@@ -40,6 +42,9 @@ type Config struct {
 	// catalog with catalogctl, not this file. The file is still read and validated at every
 	// start, so a broken one stops the service when it is deployed.
 	CatalogFile string
+	// CeilingsFile (CEILINGS_FILE) is the seed of the ceiling table bucket, as CATALOG_FILE
+	// is the catalog's (empty: the built-in table, services/offers/ceiling/default.json).
+	CeilingsFile string
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
 	// MaxOffers (OFFERS_MAX) caps the offers in one answer, best first: a catalog of hundreds
@@ -58,13 +63,14 @@ type Config struct {
 func LoadConfig(getenv config.Getenv) (Config, error) {
 	r := config.NewReader(getenv)
 	c := Config{
-		CatalogFile: r.String("CATALOG_FILE", ""),
-		Concurrency: r.Int("CONCURRENCY", 64, 1, 4096),
-		MaxOffers:   r.Int("OFFERS_MAX", 10, 1, 100),
-		HealthAddr:  r.Addr("HEALTH_ADDR", ""),
-		Links:       offerlink.ReadConfig(r),
-		NATS:        config.ReadNATS(r),
-		Log:         telemetry.ReadLogConfig(r),
+		CatalogFile:  r.String("CATALOG_FILE", ""),
+		CeilingsFile: r.String("CEILINGS_FILE", ""),
+		Concurrency:  r.Int("CONCURRENCY", 64, 1, 4096),
+		MaxOffers:    r.Int("OFFERS_MAX", 10, 1, 100),
+		HealthAddr:   r.Addr("HEALTH_ADDR", ""),
+		Links:        offerlink.ReadConfig(r),
+		NATS:         config.ReadNATS(r),
+		Log:          telemetry.ReadLogConfig(r),
 	}
 	c.Links.Require(r)
 	return c, r.Err()
@@ -96,22 +102,27 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if now == nil {
 		now = time.Now
 	}
-	seed, err := readSeed(cfg.CatalogFile)
+	seed, err := readSeed(cfg.CatalogFile, catalog.DemoJSON(), pricing.ParseCatalog, "catalog")
 	if err != nil {
 		return err // a broken deployment, which no retry heals
+	}
+	ceilingSeed, err := readSeed(cfg.CeilingsFile, ceiling.DefaultJSON(), ceiling.Parse, "ceiling table")
+	if err != nil {
+		return err
 	}
 	links, err := cfg.Links.Signer()
 	if err != nil {
 		return err
 	}
 	var (
-		catalogs atomic.Pointer[catalogSource]
+		catalogs atomic.Pointer[document.Source[*catalog.Catalog]]
+		ceilings atomic.Pointer[document.Source[*ceiling.Table]]
 		consumer atomic.Pointer[bus.Consumer[contracts.Scored]]
 		setupErr atomic.Pointer[error]
 		loaded   = make(chan struct{})
 	)
 	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan},
-		[]string{contracts.BucketSearches, contracts.BucketCatalog}),
+		[]string{contracts.BucketSearches, contracts.BucketCatalog, contracts.BucketCeilings}),
 		health.Check{Name: "catalog", Probe: func(context.Context) (string, error) {
 			cs := catalogs.Load()
 			if cs == nil {
@@ -120,11 +131,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 				}
 				return "", errors.New("no catalog in force yet")
 			}
-			cur := cs.cur.Load()
-			if cur == nil {
-				return "", errors.New("no catalog in force yet")
+			cur := cs.Current()
+			return fmt.Sprintf("revision %d in force, %d products", cur.Revision, len(cur.Value.Products)), nil
+		}},
+		health.Check{Name: "ceilings", Probe: func(context.Context) (string, error) {
+			cs := ceilings.Load()
+			if cs == nil {
+				return "", errors.New("no ceiling table in force yet")
 			}
-			return fmt.Sprintf("revision %d in force, %d products", cur.revision, len(cur.catalog.Products)), nil
+			return describeCeilings(cs.Current(), now()), nil
 		}},
 		health.Func("consuming", func() error {
 			c := consumer.Load()
@@ -139,31 +154,32 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	ops := health.Handler(health.List(checks...), deps.Metrics)
 	grp, gctx := errgroup.WithContext(ctx)
+	failed := func(err error) { setupErr.Store(&err) }
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error {
-		pause := 100 * time.Millisecond
-		for {
-			cs, err := startCatalogSource(gctx, deps.JS, cfg.NATS.Replicas, seed, log)
-			if err == nil {
-				catalogs.Store(cs)
-				close(loaded)
-				return cs.run(gctx)
-			}
-			if gctx.Err() != nil {
-				return nil
-			}
-			if prev := setupErr.Load(); prev == nil || (*prev).Error() != err.Error() {
-				log.Warn().Err(err).Dur("retry_in", pause).Msg("offers not ready: preparing the catalog again")
-			}
-			setupErr.Store(&err)
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-time.After(pause):
-			}
-			pause = min(2*pause, 5*time.Second)
+		cat := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, CatalogDocument, seed, log, failed)
+		if cat == nil {
+			return nil
 		}
+		ceil := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, CeilingDocument, ceilingSeed, log, failed)
+		if ceil == nil {
+			return nil
+		}
+		// A catalog and a ceiling table are each valid alone; together pricing narrows or
+		// drops what the table forbids, and says so here, once per change, for the bank to
+		// fix the catalog.
+		audit := func() { warnAboveCeilings(log, cat.Current(), ceil.Current(), now(), cfg.Links.Lifetime) }
+		cat.OnSwap(func(document.InForce[*catalog.Catalog]) { audit() })
+		ceil.OnSwap(func(document.InForce[*ceiling.Table]) { audit() })
+		audit()
+		catalogs.Store(cat)
+		ceilings.Store(ceil)
+		close(loaded)
+		g, c := errgroup.WithContext(gctx)
+		g.Go(func() error { return cat.Run(c) })
+		g.Go(func() error { return ceil.Run(c) })
+		return g.Wait()
 	})
 	grp.Go(func() error {
 		store, err := search.Open(gctx, deps.JS, search.Options{Log: log, Meter: deps.Meter})
@@ -178,7 +194,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		case <-gctx.Done():
 			return nil
 		}
-		p := &pricer{store: store, catalog: func() *catalog.Catalog { return catalogs.Load().current() },
+		p := &pricer{store: store, catalog: catalogs.Load().Current, ceilings: ceilings.Load().Current,
 			links: links, linkLifetime: cfg.Links.Lifetime, now: now, maxOffers: cfg.MaxOffers, log: log}
 		c := &bus.Consumer[contracts.Scored]{
 			Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
@@ -193,10 +209,34 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return grp.Wait()
 }
 
+// describeCeilings is the readiness detail of the ceiling table: which quarter's values
+// apply now, or that only the absolute ceiling does.
+func describeCeilings(t document.InForce[*ceiling.Table], now time.Time) string {
+	if q := t.Value.Quarter(now); q != nil {
+		return fmt.Sprintf("revision %d in force, %s values apply (%s)", t.Revision, q.Name, q.Source)
+	}
+	return fmt.Sprintf("revision %d in force, no values for this quarter: only the absolute %s %% ceiling applies (put the Bank of Russia's with catalogctl ceilings put)",
+		t.Revision, ceiling.Absolute)
+}
+
+// warnAboveCeilings logs the products of the catalog in force that the ceilings in force
+// narrow or drop, and a table without this quarter's values.
+func warnAboveCeilings(log zerolog.Logger, c document.InForce[*catalog.Catalog], t document.InForce[*ceiling.Table], now time.Time, window time.Duration) {
+	if t.Value.Quarter(now) == nil {
+		log.Warn().Uint64("ceilings_revision", t.Revision).
+			Msgf("the ceiling table has no values for this quarter: offers are held to the absolute %s %% alone", ceiling.Absolute)
+	}
+	if problems := pricing.PricingProblems(c.Value, t.Value.Between(now, now.Add(window))); len(problems) > 0 {
+		log.Warn().Uint64("catalog_revision", c.Revision).Uint64("ceilings_revision", t.Revision).Strs("problems", problems).
+			Msg("catalog products above their category's ПСК ceiling: pricing offers them only within it, or not at all")
+	}
+}
+
 type pricer struct {
 	store *search.Store
-	// catalog is the catalog in force, read once per search.
-	catalog      func() *catalog.Catalog
+	// catalog and ceilings are the documents in force, each read once per search.
+	catalog      func() document.InForce[*catalog.Catalog]
+	ceilings     func() document.InForce[*ceiling.Table]
 	links        *offerlink.Signer
 	linkLifetime time.Duration
 	now          func() time.Time
@@ -213,30 +253,20 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("search.product_type", string(s.Request.ProductType)),
 			attribute.String("score.verdict", string(s.Verdict)),
 			attribute.String("score.grade", s.Grade)))
-	quotes, dropped := pricing.Quotes(p.catalog(), s)
-	if len(quotes) > p.maxOffers {
-		quotes = quotes[:p.maxOffers] // best first: the cut keeps the best
-	}
-	now := p.now()
-	if s.ValidUntil != nil && !s.ValidUntil.After(now) {
-		quotes, dropped = nil, append(dropped, contracts.ReasonPreapprovalLapsed)
-	}
-	offers, err := p.sign(s, quotes, now)
+	now := p.now() // one instant: the ceilings' window, the links' validity and the record
+	d := Price(p.catalog(), p.ceilings(), s, now, p.linkLifetime, p.maxOffers)
+	offers, err := p.sign(s, d.quotes, now, d.basis.LinksUntil)
 	if err != nil {
 		span.End()
 		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
 	}
 	span.SetAttributes(attribute.Int("offers.count", len(offers)))
 	span.End()
-	reasons := append(slices.Clone(s.Reasons), dropped...)
-	if s.Verdict == contracts.Approved && len(offers) == 0 {
-		reasons = append(reasons, contracts.ReasonNoOffers)
-	}
 	data, err := contracts.EncodeOffers(offers)
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encode offers: %w", err))
 	}
-	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, reasons, p.now())
+	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, d.reasons, d.basis, now)
 	switch {
 	case errors.Is(err, contracts.ErrAlreadyDone):
 		return nil // a redelivery, a re-send, or the deadline came first: the first finish stands
@@ -248,20 +278,71 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 	return err
 }
 
+// Priced is a search priced, before its links are signed: what the offers service answers
+// and records, and what a replay recomputes.
+type Priced struct {
+	quotes  []pricing.Quoted
+	reasons []string
+	basis   *contracts.Basis
+}
+
+// Quotes are the offers, best first, unsigned.
+func (d Priced) Quotes() []pricing.Quoted { return d.quotes }
+
+// Reasons are the record's reason codes: scoring's, then pricing's.
+func (d Priced) Reasons() []string { return d.reasons }
+
+// Basis is what the decision was made from.
+func (d Priced) Basis() *contracts.Basis { return d.basis }
+
+// Price prices a scored search at now with the catalog and ceiling table given: the
+// offers, capped at maxOffers (best first), the reasons and the basis to record. It is the
+// whole of the offers service's decision, without I/O, so that a replay runs exactly it.
+func Price(cat document.InForce[*catalog.Catalog], ceil document.InForce[*ceiling.Table], s *contracts.Scored, now time.Time, linkLifetime time.Duration, maxOffers int) Priced {
+	until := now.Add(linkLifetime) // no link outlives it, nor the pre-approval
+	if s.ValidUntil != nil && s.ValidUntil.Before(until) {
+		until = *s.ValidUntil
+	}
+	lim := ceil.Value.Between(now, until)
+	r := pricing.Quotes(cat.Value, s, lim)
+	basis := &contracts.Basis{
+		ScoredAt: s.ScoredAt, Verdict: s.Verdict, Kind: s.Kind, Grade: s.Grade, Amount: s.Amount, Term: s.Term,
+		ValidUntil: s.ValidUntil, Catalog: cat.Revision, Ceilings: ceil.Revision, Quarters: lim.Quarters(),
+		Pricing: contracts.PricingVersion, PricedAt: now.UTC(), LinksUntil: until.UTC(), Trail: r.Trail,
+	}
+	if s.Basis != nil {
+		basis.ScoreBasis = *s.Basis
+	}
+	quotes, dropped := r.Quotes, r.Reasons
+	if len(quotes) > maxOffers {
+		for _, q := range quotes[maxOffers:] {
+			basis.Trail[q.ProductID] = pricing.DroppedOffersMax
+		}
+		quotes = quotes[:maxOffers] // best first: the cut keeps the best
+	}
+	if s.ValidUntil != nil && !s.ValidUntil.After(now) {
+		for _, q := range quotes {
+			basis.Trail[q.ProductID] = pricing.DroppedLapsed
+		}
+		quotes, dropped = nil, append(dropped, contracts.ReasonPreapprovalLapsed)
+	}
+	reasons := append(slices.Clone(s.Reasons), dropped...)
+	if s.Verdict == contracts.Approved && len(quotes) == 0 {
+		reasons = append(reasons, contracts.ReasonNoOffers)
+	}
+	return Priced{quotes: quotes, reasons: reasons, basis: basis}
+}
+
 // sign adds to every proposal link the token that says which offer of which search it is,
 // so that the bank's site can trust it and a conversion can be traced to the search.
-func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted, now time.Time) ([]contracts.Offer, error) {
+func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted, now, until time.Time) ([]contracts.Offer, error) {
 	if len(quotes) == 0 {
 		return nil, nil
-	}
-	var validUntil time.Time
-	if s.ValidUntil != nil {
-		validUntil = *s.ValidUntil
 	}
 	offers := make([]contracts.Offer, len(quotes))
 	for i, q := range quotes {
 		o := q.Offer
-		claims := offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, now, p.linkLifetime, validUntil)
+		claims := offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, now, until.Sub(now), time.Time{})
 		if err := p.links.SignOffer(&o, claims); err != nil {
 			return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
 		}

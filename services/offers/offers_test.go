@@ -22,11 +22,13 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 	"github.com/demobank/yacredits/services/offers/pricing"
 )
 
@@ -456,7 +458,7 @@ func TestStartWithRefusedRevisions(t *testing.T) {
 			}
 			svc := startService(t, js, env)
 			if tt.wantRefuse == 0 {
-				svc.waitLog(t, 10*time.Second, "offers not ready: preparing the catalog again", 0)
+				svc.waitLog(t, 10*time.Second, "not ready: preparing the catalog again", 0)
 				if _, err := kv.Put(ctx, contracts.CatalogKey, []byte(oneProduct)); err != nil {
 					t.Fatal(err)
 				}
@@ -607,7 +609,10 @@ func testPricer(t *testing.T, store *search.Store, demo *catalog.Catalog, now ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &pricer{store: store, catalog: func() *catalog.Catalog { return demo }, now: func() time.Time { return now },
+	return &pricer{store: store, catalog: func() document.InForce[*catalog.Catalog] {
+		return document.InForce[*catalog.Catalog]{Value: demo, Revision: 1}
+	},
+		ceilings: func() document.InForce[*ceiling.Table] { return document.InForce[*ceiling.Table]{Revision: 1} }, now: func() time.Time { return now },
 		links: signer, linkLifetime: testLinkLifetime, maxOffers: maxOffers, log: zerolog.Nop()}, keys
 }
 

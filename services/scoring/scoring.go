@@ -24,6 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/search"
@@ -42,7 +43,11 @@ type Config struct {
 	// object store with when it holds no snapshot; empty seeds the built-in demo data. Once
 	// the store holds one, the data comes from cmd/preapprovals imports alone.
 	PreapprovalsFile string
-	// PolicyFile (POLICY_FILE) is the credit policy; empty uses the built-in default.
+	// PolicyFile (POLICY_FILE) is the seed of the policy bucket: the credit policy written
+	// there when the bucket holds none (empty: the built-in default). Once the bucket has a
+	// policy, scoring decides with the bucket's and follows its changes; change it with
+	// `catalogctl policy put`, not this file. The file is still read and validated at every
+	// start, so a broken one stops the service when it is deployed.
 	PolicyFile string
 	// TestPhones (TEST_PHONES) is a file of phones with fixed outcomes (pkg/testphones),
 	// decided from it instead of the pre-approvals. Empty: none.
@@ -110,7 +115,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	pol, err := loadPolicy(cfg.PolicyFile)
+	policySeed, err := readPolicySeed(cfg.PolicyFile)
 	if err != nil {
 		return err
 	}
@@ -126,9 +131,20 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
-	var consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
-	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches}),
+	var (
+		consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
+		policies atomic.Pointer[document.Source[*policy.Policy]]
+		loaded   = make(chan struct{})
+	)
+	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches, contracts.BucketPolicy}),
 		health.Check{Name: "pre-approvals", Probe: snaps.describe},
+		health.Check{Name: "policy", Probe: func(context.Context) (string, error) {
+			src := policies.Load()
+			if src == nil {
+				return "", errors.New("no policy in force yet")
+			}
+			return fmt.Sprintf("revision %d in force", src.Current().Revision), nil
+		}},
 		health.Func("consuming", func() error {
 			c := consumer.Load()
 			if c == nil {
@@ -146,12 +162,26 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error {
+		src := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, PolicyDocument, policySeed, log, nil)
+		if src == nil {
+			return nil
+		}
+		policies.Store(src)
+		close(loaded)
+		return src.Run(gctx)
+	})
+	grp.Go(func() error {
 		store, err := search.Open(gctx, deps.JS, search.Options{Log: log, Meter: deps.Meter})
 		if err != nil {
 			return err
 		}
+		select {
+		case <-loaded:
+		case <-gctx.Done():
+			return nil
+		}
 		s := &scorer{
-			snaps: snaps, policy: pol, tests: tests, now: now, store: store,
+			snaps: snaps, policy: policies.Load().Current, tests: tests, now: now, store: store,
 			pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
 		}
 		c := &bus.Consumer[contracts.LoanRequested]{
@@ -174,8 +204,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 }
 
 type scorer struct {
-	snaps  *snapshots
-	policy *policy.Policy
+	snaps *snapshots
+	// policy is the credit policy in force, read once per search.
+	policy func() document.InForce[*policy.Policy]
 	tests  *testphones.Set
 	now    func() time.Time
 	store  *search.Store
@@ -187,10 +218,12 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	ix := s.snaps.index() // one load: the whole search sees one snapshot
-	if ix == nil {
+	snap := s.snaps.cur.Load() // one load: the whole search sees one snapshot
+	if snap == nil {
 		return errors.New("no pre-approval snapshot loaded") // unreachable: consuming waits for one
 	}
+	pol := s.policy() // and one policy
+	basis := &contracts.ScoreBasis{Snapshot: snap.content, Policy: pol.Revision}
 	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, "score client",
 		trace.WithAttributes(attribute.String("search_id", req.SearchID)))
 	var (
@@ -200,17 +233,22 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 	if tp := s.tests.Lookup(hash); tp != nil {
 		span.SetAttributes(attribute.Bool("search.test", true))
 		var answer bool
-		decision, answer, err = s.decideTest(ctx, tp, req)
+		decision, rec, answer, err = s.decideTest(ctx, pol.Value, tp, req)
 		if err != nil || !answer {
 			span.End()
 			return err // a deadline phone: acknowledged, never answered
 		}
+		basis.Snapshot = contracts.SnapshotTestPhones
 	} else {
-		if r, ok := ix.Lookup(hash, req.ProductType); ok {
+		if r, ok := snap.ix.Lookup(hash, req.ProductType); ok {
 			rec = &r
 		}
-		decision = policy.Decide(s.policy, rec, *req, s.now())
+		decision = policy.Decide(pol.Value, rec, *req, s.now())
 	}
+	if rec != nil {
+		basis.Row = &contracts.PreapprovalRow{Kind: rec.Kind, Limit: rec.Limit, Grade: rec.Grade, ValidUntil: rec.ValidUntil.UTC()}
+	}
+	decision.Basis = basis
 	// The decision, never the phone.
 	span.SetAttributes(
 		attribute.String("search.product_type", string(req.ProductType)),
@@ -238,13 +276,13 @@ const ReasonTestPhone = "test_phone"
 // decideTest decides a test phone's search from its fixed outcome: after its delay; by the
 // credit policy as if the bank had pre-approved it (so the offers are the catalog's real
 // ones); declined; or not at all (answer false), for the sweeper to finish at the deadline.
-func (s *scorer) decideTest(ctx context.Context, tp *testphones.Phone, req *contracts.LoanRequested) (d contracts.Scored, answer bool, err error) {
+func (s *scorer) decideTest(ctx context.Context, pol *policy.Policy, tp *testphones.Phone, req *contracts.LoanRequested) (d contracts.Scored, rec *preapproval.Record, answer bool, err error) {
 	if tp.Delay > 0 {
 		t := time.NewTimer(tp.Delay)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return d, false, ctx.Err()
+			return d, nil, false, ctx.Err()
 		case <-t.C:
 		}
 	}
@@ -253,16 +291,15 @@ func (s *scorer) decideTest(ctx context.Context, tp *testphones.Phone, req *cont
 	r.Test = true // whatever the gateway knew: the record says it is a test
 	switch tp.Outcome {
 	case testphones.Deadline:
-		return d, false, nil
+		return d, nil, false, nil
 	case testphones.Reject:
-		return contracts.Scored{Request: r, Verdict: contracts.Declined, Reasons: []string{ReasonTestPhone}, ScoredAt: now}, true, nil
+		return contracts.Scored{Request: r, Verdict: contracts.Declined, Reasons: []string{ReasonTestPhone}, ScoredAt: now}, nil, true, nil
 	}
-	var rec *preapproval.Record
 	if tp.Approves(r.ProductType) {
 		rec = &preapproval.Record{Product: r.ProductType, Kind: tp.Kind, Limit: tp.Limit, Grade: tp.Grade,
 			ValidUntil: now.AddDate(1, 0, 0)}
 	}
-	return policy.Decide(s.policy, rec, r, now), true, nil
+	return policy.Decide(pol, rec, r, now), rec, true, nil
 }
 
 // reject finishes a search whose request was dead-lettered: its waiting POST, if any, is
@@ -285,17 +322,32 @@ func allLoopback(urls string) bool {
 	return true
 }
 
-func loadPolicy(path string) (*policy.Policy, error) {
+// PolicyDocument is the credit policy as a versioned document (package document), watched by
+// every scoring replica and put with `catalogctl policy put`.
+var PolicyDocument = document.Spec[*policy.Policy]{
+	Bucket: contracts.BucketPolicy, Key: contracts.PolicyKey, Name: "policy",
+	Description: "the scoring service's credit policy under key " + contracts.PolicyKey,
+	Parse:       policy.Parse,
+	Problems: func(err error) []string {
+		var invalid *policy.InvalidError
+		if errors.As(err, &invalid) {
+			return invalid.Lines()
+		}
+		return nil
+	},
+}
+
+// readPolicySeed is POLICY_FILE checked, or the default policy.
+func readPolicySeed(path string) ([]byte, error) {
 	if path == "" {
-		return policy.Default(), nil
+		return policy.DefaultJSON(), nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	p, err := policy.Parse(data)
-	if err != nil {
+	if _, err := policy.Parse(data); err != nil {
 		return nil, fmt.Errorf("policy %s: %w", path, err)
 	}
-	return p, nil
+	return data, nil
 }

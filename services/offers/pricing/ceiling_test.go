@@ -11,6 +11,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 )
 
 // No offer leaves above the absolute ПСК ceiling (292 %, 353-FZ art. 6 part 11). A short
@@ -124,7 +125,7 @@ func TestCatalogWithAZeroPaymentIsRefused(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	problems := PricingProblems(c)
+	problems := PricingProblems(c, ceiling.Limits{})
 	if len(problems) != 1 || !strings.Contains(problems[0], `product "tiny" grade A: the monthly payment`) {
 		t.Fatalf("problems = %q", problems)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 )
 
 // CardTermMonths is the repayment horizon assumed for a card's ПСК (see Price).
@@ -67,17 +68,18 @@ func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
 }
 
 // Quote is Price with the reason codes of the products it had to drop for a reason the
-// search record should keep (ReasonAboveCeiling), each code once.
+// search record should keep (ReasonAboveCeiling), each code once. Price and Quote hold
+// offers to the absolute ceiling alone; Quotes takes the category ceilings too.
 func Quote(c *catalog.Catalog, s *contracts.Scored) (offers []contracts.Offer, reasons []string) {
-	quotes, reasons := Quotes(c, s)
-	if len(quotes) == 0 {
-		return nil, reasons
+	r := Quotes(c, s, ceiling.Limits{})
+	if len(r.Quotes) == 0 {
+		return nil, r.Reasons
 	}
-	offers = make([]contracts.Offer, len(quotes))
-	for i, q := range quotes {
+	offers = make([]contracts.Offer, len(r.Quotes))
+	for i, q := range r.Quotes {
 		offers[i] = q.Offer
 	}
-	return offers, reasons
+	return offers, r.Reasons
 }
 
 // Quoted is an offer with the catalog product it prices.
@@ -86,41 +88,68 @@ type Quoted struct {
 	Offer     contracts.Offer
 }
 
-// Quotes is Quote with each offer's product id, which the proposal link's token names.
-func Quotes(c *catalog.Catalog, s *contracts.Scored) (quotes []Quoted, reasons []string) {
+// Result is what Quotes found: the offers, best first, with their product ids; the reason
+// codes the search record keeps; and, for the decision's trail, what became of every product
+// of the asked type (Outcome codes by product id).
+type Result struct {
+	Quotes  []Quoted
+	Reasons []string
+	Trail   map[string]string
+}
+
+// What became of a product of the asked type, in a Result's Trail.
+const (
+	Offered          = "offered"
+	OfferedNarrowed  = "offered_narrowed_to_ceiling" // offered on the part of its range within the ceiling
+	DroppedNoRate    = "no_rate_for_grade"
+	DroppedAmount    = "amount_outside_approval"
+	DroppedTerm      = "term_outside_approval"
+	DroppedCeiling   = "above_ceiling"
+	DroppedInvalid   = "no_valid_offer"     // unreachable for a valid catalog (see Price)
+	DroppedOffersMax = "cut_by_offers_max"  // set by the offers service, which caps the answer
+	DroppedLapsed    = "preapproval_lapsed" // set by the offers service
+)
+
+// Quotes prices a scored search under the ceilings lim (ceiling.Table.Between: the zero
+// Limits hold offers to the absolute ceiling alone). See Price for the rules.
+func Quotes(c *catalog.Catalog, s *contracts.Scored, lim ceiling.Limits) Result {
+	var r Result
 	if c == nil || s == nil || s.Verdict != contracts.Approved || s.Amount == nil {
-		return nil, nil
+		return r
 	}
+	r.Trail = make(map[string]string)
 	var net []float64 // one buffer for every ПСК of this search
 	for i := range c.Products {
 		p := &c.Products[i]
-		o, ok, capped := offer(p, s, &net)
-		if ok {
-			quotes = append(quotes, Quoted{p.ID, o})
+		if p.ProductType != s.Request.ProductType {
+			continue
 		}
-		if capped && !slices.Contains(reasons, ReasonAboveCeiling) {
-			reasons = append(reasons, ReasonAboveCeiling)
+		o, outcome := offer(p, s, lim, &net)
+		r.Trail[p.ID] = outcome
+		switch outcome {
+		case Offered, OfferedNarrowed:
+			r.Quotes = append(r.Quotes, Quoted{p.ID, o})
+		case DroppedCeiling:
+			if !slices.Contains(r.Reasons, ReasonAboveCeiling) {
+				r.Reasons = append(r.Reasons, ReasonAboveCeiling)
+			}
 		}
 	}
-	slices.SortFunc(quotes, func(a, b Quoted) int {
+	slices.SortFunc(r.Quotes, func(a, b Quoted) int {
 		return cmp.Or(cmp.Compare(a.Offer.TotalCost.Min, b.Offer.TotalCost.Min), strings.Compare(a.ProductID, b.ProductID))
 	})
-	return quotes, reasons
+	return r
 }
 
-// offer prices one product for the search, or says it is not offered; capped says it was
-// not offered because no part of it is within the ПСК ceiling.
-func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (_ contracts.Offer, ok, capped bool) {
-	if p.ProductType != s.Request.ProductType {
-		return contracts.Offer{}, false, false
-	}
+// offer prices one product of the asked type for the search, or says why it is not offered.
+func offer(p *catalog.Product, s *contracts.Scored, lim ceiling.Limits, net *[]float64) (contracts.Offer, string) {
 	rates, ok := p.Rates[s.Grade]
 	if !ok {
-		return contracts.Offer{}, false, false
+		return contracts.Offer{}, DroppedNoRate
 	}
 	amount := contracts.AmountRange{Min: max(p.Amount.Min, s.Amount.Min), Max: min(p.Amount.Max, s.Amount.Max)}
 	if amount.Min > amount.Max {
-		return contracts.Offer{}, false, false
+		return contracts.Offer{}, DroppedAmount
 	}
 	o := contracts.Offer{
 		ProductType: p.ProductType,
@@ -138,13 +167,13 @@ func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (_ contracts
 	switch p.ProductType {
 	case contracts.ProductLoan:
 		if p.Term == nil {
-			return contracts.Offer{}, false, false
+			return contracts.Offer{}, DroppedInvalid
 		}
 		terms = *p.Term
 		if s.Term != nil {
 			terms = contracts.TermRange{Min: max(terms.Min, s.Term.Min), Max: min(terms.Max, s.Term.Max)}
 			if terms.Min > terms.Max {
-				return contracts.Offer{}, false, false
+				return contracts.Offer{}, DroppedTerm
 			}
 		}
 		lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
@@ -156,29 +185,30 @@ func offer(p *catalog.Product, s *contracts.Scored, net *[]float64) (_ contracts
 		o.Payment = contracts.Payment{CCRate: &cc}
 		o.GracePeriod = &grace
 	}
-	cost, ok := costRange(p, amount, rates, terms, net)
-	if !ok {
-		return contracts.Offer{}, false, false
-	}
-	if cost.Max > AbsoluteCeiling {
+	outcome := Offered
+	if !allWithin(p, amount, rates.Max, terms, lim, net) {
 		// Offered only where the law allows: the amounts whose ПСК stays within the ceiling.
-		if amount, ok = withinCeiling(p, amount, rates, terms, AbsoluteCeiling, net); !ok {
-			return contracts.Offer{}, false, true
+		if amount, ok = withinCeiling(p, amount, rates.Max, terms, lim, net); !ok {
+			return contracts.Offer{}, DroppedCeiling
 		}
-		o.Amount = amount
+		o.Amount, outcome = amount, OfferedNarrowed
 		if o.Payment.Min != nil {
 			lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
 			o.Payment.Min = &lo
 		}
-		if cost, ok = costRange(p, amount, rates, terms, net); !ok || cost.Max > AbsoluteCeiling {
-			return contracts.Offer{}, false, true
+		if !allWithin(p, amount, rates.Max, terms, lim, net) {
+			return contracts.Offer{}, DroppedCeiling // unreachable: withinCeiling checked it
 		}
+	}
+	cost, ok := costRange(p, amount, rates, terms, net)
+	if !ok || cost.Max > ceiling.Absolute {
+		return contracts.Offer{}, DroppedCeiling
 	}
 	o.TotalCost = cost
 	if o.Validate() != nil {
-		return contracts.Offer{}, false, false
+		return contracts.Offer{}, DroppedInvalid
 	}
-	return o, true, false
+	return o, outcome
 }
 
 func monthlyCharge(p *catalog.Product, amount money.Amount) money.Amount {

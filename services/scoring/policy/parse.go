@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,9 @@ import (
 
 //go:embed default.json
 var defaultJSON []byte
+
+// DefaultJSON is default.json, the seed of an empty policy bucket.
+func DefaultJSON() []byte { return slices.Clone(defaultJSON) }
 
 // Default returns the policy shipped in default.json: loans and cards for grades A to C,
 // no offer without a valid pre-approval.
@@ -48,6 +52,15 @@ func (p Problem) String() string {
 // InvalidError is every problem Parse found in a policy file.
 type InvalidError struct {
 	Problems []Problem
+}
+
+// Lines are the problems one per line.
+func (e *InvalidError) Lines() []string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return lines
 }
 
 // Error lists every problem on one line, for a start-up log.
