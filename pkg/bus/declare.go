@@ -131,3 +131,15 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.BackOff, want.BackOff) &&
 		have.MaxAckPending == want.MaxAckPending && have.DeliverPolicy == want.DeliverPolicy
 }
+
+// EnsureStream creates the stream cfg describes, or brings the settings we declare up to
+// date, racing other replicas safely.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	return ensureStream(ctx, js, cfg)
+}
+
+// EnsureConsumer binds to the durable consumer cfg describes on stream, creating or updating
+// it only when it is missing or set differently.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	return ensureConsumer(ctx, js, stream, cfg)
+}

@@ -250,3 +250,35 @@ func DecodeSearch(key string, data []byte) (*Search, error) {
 	}
 	return s, nil
 }
+
+// AuditBatch (audit.v1.decisions) is a batch of finished searches as the audit trail keeps
+// them for a year: each record as the searches bucket held it, without what the trail must
+// not keep (AuditRecord). A batch is one synced write for many searches.
+type AuditBatch struct {
+	Records []AuditEntry `json:"records"`
+}
+
+// AuditEntry is one finished search in an AuditBatch.
+type AuditEntry struct {
+	SearchID string         `json:"search_id"`
+	Record   jsontext.Value `json:"record"` // EncodeSearch of AuditRecord's result
+}
+
+// AuditRecord is the record as the audit trail keeps it: without the masked phone (its last
+// four digits are personal data, and the keyed hash is all a support desk needs to find a
+// client's searches) and without Yandex's opaque props, which the decision never read.
+func AuditRecord(s *Search) *Search {
+	a := *s
+	a.Request.PhoneMasked = ""
+	a.Request.Props = nil
+	return &a
+}
+
+// DecodeAuditBatch reads an audit.v1.decisions payload.
+func DecodeAuditBatch(data []byte) (*AuditBatch, error) {
+	var b AuditBatch
+	if err := jsonv2.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalid, SubjectAudit, err)
+	}
+	return &b, nil
+}

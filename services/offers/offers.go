@@ -26,6 +26,7 @@ import (
 	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
+	"github.com/demobank/yacredits/services/offers/audit"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
 	"github.com/demobank/yacredits/services/offers/pricing"
@@ -45,6 +46,8 @@ type Config struct {
 	// CeilingsFile (CEILINGS_FILE) is the seed of the ceiling table bucket, as CATALOG_FILE
 	// is the catalog's (empty: the built-in table, services/offers/ceiling/default.json).
 	CeilingsFile string
+	// AuditRetention (AUDIT_RETENTION) is how long the audit trail keeps a decision.
+	AuditRetention time.Duration
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
 	// MaxOffers (OFFERS_MAX) caps the offers in one answer, best first: a catalog of hundreds
@@ -63,14 +66,15 @@ type Config struct {
 func LoadConfig(getenv config.Getenv) (Config, error) {
 	r := config.NewReader(getenv)
 	c := Config{
-		CatalogFile:  r.String("CATALOG_FILE", ""),
-		CeilingsFile: r.String("CEILINGS_FILE", ""),
-		Concurrency:  r.Int("CONCURRENCY", 64, 1, 4096),
-		MaxOffers:    r.Int("OFFERS_MAX", 10, 1, 100),
-		HealthAddr:   r.Addr("HEALTH_ADDR", ""),
-		Links:        offerlink.ReadConfig(r),
-		NATS:         config.ReadNATS(r),
-		Log:          telemetry.ReadLogConfig(r),
+		CatalogFile:    r.String("CATALOG_FILE", ""),
+		CeilingsFile:   r.String("CEILINGS_FILE", ""),
+		AuditRetention: r.Duration("AUDIT_RETENTION", audit.DefaultRetention, 24*time.Hour, 10*366*24*time.Hour),
+		Concurrency:    r.Int("CONCURRENCY", 64, 1, 4096),
+		MaxOffers:      r.Int("OFFERS_MAX", 10, 1, 100),
+		HealthAddr:     r.Addr("HEALTH_ADDR", ""),
+		Links:          offerlink.ReadConfig(r),
+		NATS:           config.ReadNATS(r),
+		Log:            telemetry.ReadLogConfig(r),
 	}
 	c.Links.Require(r)
 	return c, r.Err()
@@ -180,6 +184,19 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		g.Go(func() error { return cat.Run(c) })
 		g.Go(func() error { return ceil.Run(c) })
 		return g.Wait()
+	})
+	grp.Go(func() error {
+		w := &audit.Writer{JS: deps.JS, Replicas: cfg.NATS.Replicas, Retention: cfg.AuditRetention, Log: log}
+		if deps.Meter != nil {
+			m := deps.Meter.Meter(instrumentation)
+			batches, _ := m.Int64Counter("audit.batches", metric.WithDescription("Batches written to the audit trail"))
+			records, _ := m.Int64Counter("audit.records", metric.WithDescription("Finished searches written to the audit trail"))
+			w.Written = func(n int) {
+				batches.Add(gctx, 1)
+				records.Add(gctx, int64(n))
+			}
+		}
+		return w.Run(gctx)
 	})
 	grp.Go(func() error {
 		store, err := search.Open(gctx, deps.JS, search.Options{Log: log, Meter: deps.Meter})
