@@ -65,8 +65,8 @@ const PricingVersion = "2026-12-ceilings"
 // Basis is what a finished search's decision was made from: scoring's basis, when it scored,
 // and the revisions the offers service priced with.
 type Basis struct {
-	ScoreBasis
-	ScoredAt time.Time `json:"scored_at"`
+	ScoreBasis `json:",inline"`
+	ScoredAt   time.Time `json:"scored_at"`
 	// The decision's verdict, kind, grade and ranges as scoring made them.
 	Verdict    Verdict       `json:"verdict"`
 	Kind       OfferDecision `json:"kind,omitempty"`
@@ -75,11 +75,13 @@ type Basis struct {
 	Term       *TermRange    `json:"term,omitempty"`
 	ValidUntil *time.Time    `json:"valid_until,omitempty"`
 
-	Catalog  uint64    `json:"catalog"`            // the catalog bucket's revision
-	Ceilings uint64    `json:"ceilings"`           // the ceiling table bucket's revision
-	Quarters []string  `json:"quarters,omitempty"` // the table's quarters that applied
-	Pricing  string    `json:"pricing"`            // PricingVersion
-	PricedAt time.Time `json:"priced_at"`
+	Catalog  uint64   `json:"catalog"`            // the catalog bucket's revision
+	Ceilings uint64   `json:"ceilings"`           // the ceiling table bucket's revision
+	Quarters []string `json:"quarters,omitempty"` // the table's quarters that applied
+	Pricing  string   `json:"pricing"`            // PricingVersion
+	// MaxOffers is the cap on the offers of one answer (OFFERS_MAX) it was priced under.
+	MaxOffers int       `json:"max_offers"`
+	PricedAt  time.Time `json:"priced_at"`
 	// LinksUntil is when the offers' links expire: the end of the window the ceilings of
 	// every quarter in it applied to.
 	LinksUntil time.Time `json:"links_until"`

@@ -163,15 +163,7 @@ func (s *Signer) SignOffer(o *contracts.Offer, c Claims) error {
 	if err != nil {
 		return err
 	}
-	for _, l := range []*string{&o.ProposalLink.Link, &o.ProposalLink.Deep} {
-		if *l == "" {
-			continue
-		}
-		if *l, err = withToken(*l, tok); err != nil {
-			return err
-		}
-	}
-	return nil
+	return WithToken(o, tok)
 }
 
 func withToken(link, tok string) (string, error) {
@@ -324,4 +316,34 @@ func MaxTokenLength(productID string) int {
 	// JSON escaping can lengthen an id; a product id is a slug, so that bound is exact.
 	return base64.RawURLEncoding.EncodedLen(len(header)) + 1 + base64.RawURLEncoding.EncodedLen(len(payload)) + 1 +
 		base64.RawURLEncoding.EncodedLen(ed25519.SignatureSize)
+}
+
+// WithToken gives o's proposal links (those it has) the token tok, exactly as SignOffer
+// does: how a replay of a past search puts the tokens the search was answered with on the
+// offers it computes again, to compare the two byte for byte.
+func WithToken(o *contracts.Offer, tok string) error {
+	for _, l := range []*string{&o.ProposalLink.Link, &o.ProposalLink.Deep} {
+		if *l == "" {
+			continue
+		}
+		var err error
+		if *l, err = withToken(*l, tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClaimsOf reads a token's claims WITHOUT checking its signature: for a person explaining a
+// past search from the bank's own record, never for a link from outside (Verify).
+func ClaimsOf(token string) (Claims, error) {
+	var c Claims
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return c, ErrMalformed
+	}
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return c, nil
 }

@@ -325,7 +325,7 @@ func Price(cat document.InForce[*catalog.Catalog], ceil document.InForce[*ceilin
 	basis := &contracts.Basis{
 		ScoredAt: s.ScoredAt, Verdict: s.Verdict, Kind: s.Kind, Grade: s.Grade, Amount: s.Amount, Term: s.Term,
 		ValidUntil: s.ValidUntil, Catalog: cat.Revision, Ceilings: ceil.Revision, Quarters: lim.Quarters(),
-		Pricing: contracts.PricingVersion, PricedAt: now.UTC(), LinksUntil: until.UTC(), Trail: r.Trail,
+		Pricing: contracts.PricingVersion, MaxOffers: maxOffers, PricedAt: now.UTC(), LinksUntil: until.UTC(), Trail: r.Trail,
 	}
 	if s.Basis != nil {
 		basis.ScoreBasis = *s.Basis

@@ -77,7 +77,7 @@ func TestDecide(t *testing.T) {
 
 	valid := time.Date(2026, 12, 31, 0, 0, 0, 0, msk)
 	lapsed := time.Date(2026, 11, 22, 0, 0, 0, 0, msk) // through 22 Nov, Moscow; now is 23 Nov
-	loanTerm := &contracts.TermRange{Min: 3, Max: 60}
+	loanTerm := &contracts.TermRange{Min: 12, Max: 60}
 
 	tests := []struct {
 		name       string
@@ -118,7 +118,7 @@ func TestDecide(t *testing.T) {
 			contracts.Approved, "approved", pre, "A", amounts(30_000, 1_000_000), loanTerm},
 		{"amount below the minimum", base, record(loan, pre, 1_000_000, "A", valid), request(loan, 5_000, 0), now,
 			contracts.Approved, "amount_below_minimum,approved", pre, "A", amounts(30_000, 1_000_000), loanTerm},
-		{"term below the bounds", base, record(loan, pre, 1_000_000, "A", valid), request(loan, 0, 2), now,
+		{"term below the bounds", base, record(loan, pre, 1_000_000, "A", valid), request(loan, 0, 11), now,
 			contracts.Approved, "term_out_of_bounds,approved", pre, "A", amounts(30_000, 1_000_000), loanTerm},
 		{"term above the bounds", base, record(loan, pre, 1_000_000, "A", valid), request(loan, 0, 61), now,
 			contracts.Approved, "term_out_of_bounds,approved", pre, "A", amounts(30_000, 1_000_000), loanTerm},

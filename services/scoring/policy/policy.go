@@ -13,7 +13,7 @@
 //	    "loan": {
 //	      "min_amount": 30000,                   // roubles: the least the bank lends
 //	      "max_amount": 5000000,                 // roubles: the most, whatever the limit
-//	      "term": {"min": 3, "max": 60},         // months; loans only, and required for them
+//	      "term": {"min": 12, "max": 60},        // months; loans only, and required for them
 //	      "over_limit": "offer_limit",           // or "reject"
 //	      "grades": {"A": {"max_limit": 5000000}, "B": {"max_limit": 3000000}},
 //	      "no_preapproval": {"action": "reject"},  // or {"action": "offer", "grade": "B", "limit": 100000}
