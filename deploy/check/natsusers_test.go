@@ -25,13 +25,16 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
+	"github.com/demobank/yacredits/services/offers/audit"
 	"github.com/demobank/yacredits/services/scoring"
 )
 
@@ -382,6 +385,26 @@ func runSearchAsServices(t *testing.T, url string) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the conversion was not delivered\nlogs:\n%s", logs)
 	}
+	// The operators' user explains that search (searchctl): its record by key, the revisions
+	// it was decided with, and, once offers (as its own user) has written it, the audit trail.
+	ops := connect("ops")
+	rec, _, err := search.Lookup(ctx, ops.Conn(), searchID)
+	if err != nil || rec == nil || rec.Basis == nil {
+		t.Fatalf("ops reads the record: %+v, %v", rec, err)
+	}
+	for name, read := range map[string]func() error{
+		"policy":   func() error { return revisionAs(ctx, ops, scoring.PolicyDocument, rec.Basis.Policy) },
+		"catalog":  func() error { return revisionAs(ctx, ops, offers.CatalogDocument, rec.Basis.Catalog) },
+		"ceilings": func() error { return revisionAs(ctx, ops, offers.CeilingDocument, rec.Basis.Ceilings) },
+	} {
+		if err := read(); err != nil {
+			t.Errorf("ops reads the %s revision the search was decided with: %v", name, err)
+		}
+	}
+	natstest.Eventually(t, 20*time.Second, func() error {
+		_, _, err := audit.Find(ctx, ops, searchID, time.Time{})
+		return err
+	})
 	if strings.Contains(logs.String(), "Permissions Violation") || strings.Contains(logs.String(), "permissions violation") {
 		t.Errorf("a service was refused something it needs:\n%s", logs)
 	}
@@ -405,6 +428,16 @@ func runSearchAsServices(t *testing.T, url string) {
 	if strings.Contains(logs.String(), "LOAN queue not read") {
 		t.Errorf("the gateway's sweeper may not read the LOAN queue:\n%s", logs)
 	}
+}
+
+// revisionAs reads one revision of a document as the user js is connected as.
+func revisionAs[T any](ctx context.Context, js jetstream.JetStream, s document.Spec[T], rev uint64) error {
+	kv, err := js.KeyValue(ctx, s.Bucket)
+	if err != nil {
+		return err
+	}
+	_, _, err = s.Revision(ctx, kv, rev)
+	return err
 }
 
 // A server may join the cluster only with the route password: one that tries without it is

@@ -238,6 +238,9 @@ var ErrNotFound = errors.New("search not in the audit trail")
 // stood when the search began.
 func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Time) (*contracts.Search, int, error) {
 	s, err := js.Stream(ctx, contracts.StreamAudit)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, 0, ErrNotFound // no offers service has run yet
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("audit stream: %w", err)
 	}
