@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"github.com/demobank/yacredits/pkg/search"
 )
 
-func request(t *testing.T) contracts.LoanRequested {
+func request(t *testing.T) contracts.LoanRequested { return benchRequest(t) }
+
+func benchRequest(t testing.TB) contracts.LoanRequested {
 	t.Helper()
 	amount, term := money.Roubles(500000), 36
 	now := time.Now().UTC()
@@ -149,5 +152,74 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	}
 	if _, _, err := Find(ctx, js, ids[0], time.Now().Add(time.Hour)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Find from after the trail's end = %v, want ErrNotFound", err)
+	}
+}
+
+// AuditCopy cuts exactly the masked phone and the props out of a record's bytes, wherever
+// they stand in the request, and tells a finished record from a pending one: what is left
+// decodes to contracts.AuditRecord of the record.
+func TestAuditCopy(t *testing.T) {
+	done := request(t)
+	noProps := request(t)
+	noProps.Props = nil
+	rec := func(req contracts.LoanRequested, finished bool) *contracts.Search {
+		s := contracts.NewSearch(req, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+		if finished {
+			var err error
+			if s, err = s.Finish([]byte(`[{"product_type":"loan"}]`), []string{"approved"}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			s.Basis = &contracts.Basis{Catalog: 7, Trail: map[string]string{"cash": "offered"}}
+		}
+		return s
+	}
+	encode := func(s *contracts.Search) []byte {
+		data, err := contracts.EncodeSearch(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	tests := []struct {
+		name string
+		data []byte
+		rec  *contracts.Search
+		done bool
+	}{
+		{"done, with props", nil, rec(done, true), true},
+		{"done, without props", nil, rec(noProps, true), true},
+		{"pending", nil, rec(done, false), false},
+		{"the masked phone first, spaced", []byte(`{"schema":2, "request": {"phone_masked": "+7******5040", "phone_hash": "` +
+			strings.Repeat("ab", 32) + `", "product_type": "loan", "props": ["x"], "requested_at": "2026-12-01T10:00:00Z",
+			"deadline": "2026-12-01T10:00:10Z"}, "done_at": null}`), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.data == nil {
+				tt.data = encode(tt.rec)
+			}
+			got, isDone, err := AuditCopy(tt.data)
+			if err != nil || isDone != tt.done {
+				t.Fatalf("AuditCopy = done %v, %v; want %v", isDone, err, tt.done)
+			}
+			if strings.Contains(string(got), "5040") || strings.Contains(string(got), "props") {
+				t.Fatalf("left in: %s", got)
+			}
+			back, err := contracts.DecodeSearch(strings.Repeat("0", 8)+"-0000-4000-8000-"+strings.Repeat("0", 12), got)
+			if err != nil {
+				t.Fatalf("%s: %v", got, err)
+			}
+			if tt.rec != nil {
+				want := contracts.AuditRecord(tt.rec)
+				if !bytes.Equal(encode(back), encode(want)) {
+					t.Errorf("kept\n%s\nwant\n%s", encode(back), encode(want))
+				}
+			}
+		})
+	}
+	for _, bad := range []string{``, `[]`, `{"request": 1}`, `{"request": {"phone_masked": }`} {
+		if _, _, err := AuditCopy([]byte(bad)); err == nil {
+			t.Errorf("AuditCopy(%q) = nil error", bad)
+		}
 	}
 }

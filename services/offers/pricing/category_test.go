@@ -125,7 +125,7 @@ func TestCategoryCeilings(t *testing.T) {
 			}
 			// Whatever leaves is within the ceiling at both ends of its range.
 			for _, a := range []money.Amount{o.Amount.Min, o.Amount.Max} {
-				if !underCeiling(&tt.p, a, o.Rate.Max, termsOf(o), lim, new([]float64)) {
+				if !underCeiling(&tt.p, a, o.Rate.Max, termsOf(&tt.p, o), lim, new([]float64)) {
 					t.Errorf("offered %s ₽ is above its ceiling", a)
 				}
 			}
@@ -140,9 +140,9 @@ func TestCategoryCeilings(t *testing.T) {
 	}
 }
 
-func termsOf(o contracts.Offer) contracts.TermRange {
+func termsOf(p *catalog.Product, o contracts.Offer) contracts.TermRange {
 	if o.Term == nil {
-		return contracts.TermRange{Min: CardTermMonths, Max: CardTermMonths}
+		return cardTerms(p)
 	}
 	return *o.Term
 }

@@ -164,7 +164,7 @@ func PricingProblems(c *catalog.Catalog, lim ceiling.Limits) []string {
 	var net []float64
 	for i := range c.Products {
 		p := &c.Products[i]
-		terms := contracts.TermRange{Min: CardTermMonths, Max: CardTermMonths}
+		terms := cardTerms(p)
 		if p.Term != nil {
 			terms = *p.Term
 		}

@@ -101,7 +101,8 @@ func TestFullCostOfProducts(t *testing.T) {
 		rate := money.Rate(rng.Int64N(int64(money.Percent(80))))
 		months := 1 + rng.IntN(360)
 		if card {
-			months = CardTermMonths
+			p.MinPayment = money.Rate(1 + rng.Int64N(int64(money.Percent(10))))
+			months = CardMonths(p)
 		}
 		fees := rng.IntN(2) == 0
 		if fees {

@@ -15,8 +15,28 @@ import (
 	"github.com/demobank/yacredits/services/offers/ceiling"
 )
 
-// CardTermMonths is the repayment horizon assumed for a card's ПСК (see Price).
-const CardTermMonths = 12
+// CardMonths is how many monthly minimum payments repay a card's whole limit on the
+// schedule its ПСК is computed on (see Price): ceil(100 / min_payment), at most
+// maxCardMonths.
+func CardMonths(p *catalog.Product) int {
+	if p.MinPayment <= 0 {
+		return maxCardMonths // unreachable for a valid catalog: a card has a positive one
+	}
+	return min(int((hundredPercent+p.MinPayment-1)/p.MinPayment), maxCardMonths)
+}
+
+// maxCardMonths bounds a card's schedule at thirty years: a minimum payment below 0.28 % of
+// the limit has the rest repaid in the last month.
+const maxCardMonths = 360
+
+const hundredPercent = money.Rate(100_000)
+
+// cardTerms are the terms a card's ПСК is computed over: a loan's offered terms, a card's
+// schedule.
+func cardTerms(p *catalog.Product) contracts.TermRange {
+	n := CardMonths(p)
+	return contracts.TermRange{Min: n, Max: n}
+}
 
 // Price returns the offers for a scored search, best first: lowest total_cost.min, ties by
 // product id, so equal inputs always give the same answer. A declined or nil score gets
@@ -58,10 +78,13 @@ const CardTermMonths = 12
 // (smallest amount, highest rate); without fees it is the rate at any term, and one term is
 // computed.
 //
-// Cards: the law needs an assumed use of the limit. We take the common one, the limit drawn
-// in full on the first day and repaid in CardTermMonths equal annuity payments at the card
-// rate, with the issuance fee and the annual service fee at month 0 and any monthly fee with
-// each payment; the grace period is not applied, as it depends on how the card is used.
+// Cards: a credit with a limit needs an assumed use of it. We follow the assumption 353-FZ
+// art. 6 makes for a credit limit: the whole limit drawn on the day the contract is made and
+// repaid by the contract's minimum payments. Our minimum payment (min_payment, the answer's
+// cc_rate) is taken as min_payment % of the limit plus the interest on the debt each month,
+// the last payment the rest: CardMonths payments. The issuance fee is at month 0, the
+// annual service fee in advance for each year begun, any monthly fee with each payment; the
+// grace period is not applied (the limit is drawn at once, not by purchases repaid in time).
 func Price(c *catalog.Catalog, s *contracts.Scored) []contracts.Offer {
 	offers, _ := Quote(c, s)
 	return offers
@@ -163,7 +186,7 @@ func offer(p *catalog.Product, s *contracts.Scored, lim ceiling.Limits, net *[]f
 		ChoosableDocuments: slices.Clone(p.ChoosableDocuments),
 		ProposalLink:       p.ProposalLink.Expand(s.Request.SearchID, p.ID),
 	}
-	terms := contracts.TermRange{Min: CardTermMonths, Max: CardTermMonths}
+	terms := cardTerms(p)
 	switch p.ProductType {
 	case contracts.ProductLoan:
 		if p.Term == nil {
@@ -264,14 +287,28 @@ func fullCostOf(p *catalog.Product, amount money.Amount, rate money.Rate, months
 	return annualPercent(i), err
 }
 
-// schedule writes the net flows of month 0…months into buf, growing it as needed.
+// schedule writes the net flows of month 0…months into buf, growing it as needed: a loan's
+// annuity, or a card's minimum payments (months is then CardMonths, see Price).
 func schedule(p *catalog.Product, amount money.Amount, rate money.Rate, months int, buf []float64) []float64 {
 	flows := slices.Grow(buf[:0], months+1)[:months+1]
 	a := float64(amount)
 	flows[0] = -a + exactFee(p.Fees.Issuance, a)
-	payment := annuity(a, rate, months) + exactFee(p.Fees.Monthly, a)
-	for k := 1; k <= months; k++ {
-		flows[k] = payment
+	monthlyFee := exactFee(p.Fees.Monthly, a)
+	if p.ProductType == contracts.ProductCreditCard {
+		r, step, debt := monthly(rate), a*float64(p.MinPayment)/float64(hundredPercent), a
+		for k := 1; k <= months; k++ {
+			principal := min(step, debt)
+			if k == months {
+				principal = debt
+			}
+			flows[k] = debt*r + principal + monthlyFee
+			debt -= principal
+		}
+	} else {
+		payment := annuity(a, rate, months) + monthlyFee
+		for k := 1; k <= months; k++ {
+			flows[k] = payment
+		}
 	}
 	if p.Fees.Annual != nil {
 		for q := 0; q < months; q += 12 { // in advance, for each year begun

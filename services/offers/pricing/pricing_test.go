@@ -144,10 +144,13 @@ func TestPriceSpecExample(t *testing.T) {
 }
 
 // TestPriceCards pins the card offers for a grade-A client approved up to 1 000 000 ₽. The
-// ПСК assumes the limit drawn on day one and repaid in 12 equal payments at the card rate,
-// with the 990 ₽ annual fee at issue (see Price). card-120's max, at a 10 000 ₽ limit and
-// 34.9 %, is psk([(0, -10000 + 990)] + [(k, annuity(10000, 34.9 %, 12)) for k in 1..12]) =
-// 56.337 %: a fixed fee weighs heavily on a small limit. card-classic has no fees: its ПСК
+// ПСК assumes the whole limit drawn on day one and repaid by minimum payments (see Price):
+// card-120's 3 % of the limit plus the month's interest, 34 payments (33 × 3 % and the last
+// 1 %), with the 990 ₽ annual fee in advance at months 0, 12 and 24. Its max, at a 10 000 ₽
+// limit and 34.9 %: flows −10 000 + 990, then 300 + debt·34.9/1200 (debt 10 000, 9 700, …),
+// plus 990 at months 12 and 24, the last 100 + 100·34.9/1200; their IRR × 1200 is 56.215 %
+// (recomputed outside Go with 50-digit decimals). Its min, at 1 000 000 ₽ and 29.9 %:
+// 30.109 %. A fixed fee weighs heavily on a small limit. card-classic has no fees: its ПСК
 // is its rate.
 func TestPriceCards(t *testing.T) {
 	s := search{product: contracts.ProductCreditCard, grade: "A", approved: contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(1_000_000)}}
@@ -158,7 +161,7 @@ func TestPriceCards(t *testing.T) {
 		Decision:           contracts.PreApproved,
 		Amount:             contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(1_000_000)},
 		Rate:               contracts.RateRange{Min: 29_900, Max: 34_900},
-		TotalCost:          contracts.RateRange{Min: 30_096, Max: 56_337},
+		TotalCost:          contracts.RateRange{Min: 30_109, Max: 56_215},
 		Payment:            contracts.Payment{CCRate: &cc3},
 		GracePeriod:        &grace120,
 		SpecialConditions:  []string{"120 дней без процентов на покупки", "Обслуживание — 990 ₽ в год"},
@@ -211,7 +214,7 @@ func TestPrice(t *testing.T) {
 		{"unknown grade gets nothing", search{product: loan, grade: "D", approved: upTo(1_000_000)}, nil},
 		{"a card search gets only cards", search{product: card, grade: "A", approved: upTo(1_000_000), wantMoney: money.Roubles(150_000)},
 			[]summary{
-				{"card-120", pre, r(10_000, 1_000_000), nil},   // ПСК from 30.096 %
+				{"card-120", pre, r(10_000, 1_000_000), nil},   // ПСК from 30.109 %
 				{"card-classic", pre, r(10_000, 300_000), nil}, // no fees: 34.9 %
 			}},
 		{"grade C is not sold the express loan", search{product: loan, grade: "C", approved: upTo(1_000_000)},
@@ -413,7 +416,7 @@ func checkInsideRanges(t *testing.T, rng *rand.Rand, p *catalog.Product, o contr
 	for range 5 {
 		a := o.Amount.Min + money.Amount(rng.Int64N(int64(o.Amount.Max-o.Amount.Min)+1))
 		r := o.Rate.Min + money.Rate(rng.Int64N(int64(o.Rate.Max-o.Rate.Min)+1))
-		n := CardTermMonths
+		n := CardMonths(p)
 		if o.Term != nil {
 			n = o.Term.Min + rng.IntN(o.Term.Max-o.Term.Min+1)
 			if pay := AnnuityPayment(a, r, n) + monthlyCharge(p, a); !within(pay, *o.Payment.Min, *o.Payment.Max) {
