@@ -426,6 +426,13 @@ func (s *Store) read(ctx context.Context, info *jetstream.ObjectInfo) (*preappro
 	return ix, err
 }
 
+// chunkWait bounds the wait for one chunk. A load can wait for ever otherwise: when another
+// replica's write of the same object purged the chunks being read, or when the read's
+// consumer was never set up (its create can go unanswered on a busy cluster, which the
+// fault suite's scoring restarts saw: a replica not ready after a minute). The load then
+// fails, and the watch starts again and loads anew.
+var chunkWait = 15 * time.Second
+
 // chunkReader reads an object's chunks in order and checks them against its size and
 // digest, returning jetstream.ErrDigestMismatch instead of io.EOF if they do not match.
 type chunkReader struct {
@@ -445,9 +452,9 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		m, err := c.msgs.Next()
+		m, err := c.msgs.Next(jetstream.NextMaxWait(chunkWait))
 		if err != nil {
-			return 0, fmt.Errorf("read chunk: %w", err)
+			return 0, fmt.Errorf("read chunk (%d left): %w", c.left, err)
 		}
 		c.buf = m.Data()
 		c.left--

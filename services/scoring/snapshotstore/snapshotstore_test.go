@@ -209,3 +209,36 @@ func TestLoadStopsWhenItsContextEnds(t *testing.T) {
 		t.Fatal("Load still waits for chunks after its context ended")
 	}
 }
+
+// A download whose chunks never come fails by itself after the chunk wait, so that a
+// scoring replica retries instead of waiting out the load's two minutes (a replica not
+// ready after a minute in the fault suite).
+func TestLoadGivesUpOnChunksThatNeverCome(t *testing.T) {
+	defer snapshotstore.SetChunkWait(time.Second)()
+	js, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	res, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+contracts.BucketPreapprovals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+contracts.BucketPreapprovals+".C."+res.Info.NUID)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := obs.Load(ctx, "x", h)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || snapshotstore.Refused(err) || ctx.Err() != nil {
+			t.Fatalf("err = %v, want a failure to read that a retry can heal", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Load still waits for chunks that never come")
+	}
+}
