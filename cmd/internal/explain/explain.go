@@ -74,7 +74,12 @@ func Explain(ctx context.Context, js jetstream.JetStream, id string, since time.
 	rep.Record, rep.Source = rec, src
 	writeTrail(w, rec, src)
 	if rec.Basis == nil {
-		rep.Scoring = Replay{Why: "the search was not decided by the offers service (" + strings.Join(rec.Reasons, ", ") + ")"}
+		why := "recorded before decisions kept what they were made from"
+		if len(rec.Offers) == 0 && len(rec.Reasons) == 1 &&
+			(rec.Reasons[0] == contracts.ReasonDeadline || rec.Reasons[0] == contracts.ReasonDeadLetter) {
+			why = "no decision made it: the search was finished as " + rec.Reasons[0]
+		}
+		rep.Scoring = Replay{Why: why}
 		rep.Pricing = rep.Scoring
 	} else {
 		var scored *contracts.Scored

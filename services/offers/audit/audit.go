@@ -14,6 +14,8 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -58,6 +60,24 @@ func StreamConfig(replicas int, retention time.Duration) jetstream.StreamConfig 
 		// and a compressed message costs the server no more memory than any other.
 		Compression: jetstream.S2Compression,
 	}
+}
+
+// streamConfig is StreamConfig, but never with a shorter retention than the stream has: a
+// replica started with a smaller AUDIT_RETENTION by mistake would delete decisions the others
+// keep, at once, and replicas set differently would undo each other at every start.
+// Shortening the trail is the operators' decision, made on the stream itself.
+func (w *Writer) streamConfig(ctx context.Context) jetstream.StreamConfig {
+	cfg := StreamConfig(w.Replicas, w.Retention)
+	s, err := w.JS.Stream(ctx, contracts.StreamAudit)
+	if err != nil {
+		return cfg
+	}
+	if have := s.CachedInfo().Config.MaxAge; have == 0 || have > cfg.MaxAge {
+		w.Log.Warn().Dur("audit_retention", cfg.MaxAge).Dur("stream_max_age", have).
+			Msg("the audit trail keeps decisions longer than AUDIT_RETENTION says; it is never shortened by a service")
+		cfg.MaxAge = have
+	}
+	return cfg
 }
 
 // consumerConfig reads every record of the searches bucket, from its oldest: the first
@@ -105,7 +125,7 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 func (w *Writer) run(ctx context.Context) error {
-	if err := bus.EnsureStream(ctx, w.JS, StreamConfig(w.Replicas, w.Retention)); err != nil {
+	if err := bus.EnsureStream(ctx, w.JS, w.streamConfig(ctx)); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", contracts.StreamAudit, err)
 	}
 	cons, err := bus.EnsureConsumer(ctx, w.JS, "KV_"+contracts.BucketSearches, consumerConfig())
@@ -154,15 +174,16 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 		batch []byte
 		n     int
 		held  []jetstream.Msg
-		first uint64
+		seqs  = sha256.New()
 	)
-	flush := func(last uint64) error {
+	flush := func() error {
 		if n > 0 {
 			batch = append(batch, "]}"...)
-			// The id names the bucket's sequences the batch covers: a batch written again
-			// before its acks landed (the same messages, redelivered in the same order) is
-			// recognised within the stream's duplicate window.
-			id := "audit." + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
+			// The id is a digest of every bucket sequence the batch holds: a batch written
+			// again before its acks landed (the same messages, redelivered) is recognised
+			// within the stream's duplicate window, and one with other messages (replicas
+			// share the consumer, so a batch can have gaps) never is.
+			id := "audit." + hex.EncodeToString(seqs.Sum(nil)[:16])
 			if _, err := w.JS.Publish(ctx, contracts.SubjectAudit, batch, jetstream.WithMsgID(id)); err != nil {
 				for _, m := range held {
 					_ = m.Nak()
@@ -176,7 +197,8 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 		for _, m := range held {
 			_ = m.Ack()
 		}
-		batch, n, held, first = batch[:0], 0, held[:0], 0
+		batch, n, held = batch[:0], 0, held[:0]
+		seqs.Reset()
 		return nil
 	}
 	for _, m := range msgs {
@@ -185,10 +207,9 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 			_ = m.Ack()
 			continue
 		}
-		if first == 0 {
-			first = meta.Sequence.Stream
-		}
 		held = append(held, m)
+		seqs.Write(strconv.AppendUint(nil, meta.Sequence.Stream, 10))
+		seqs.Write([]byte{','})
 		id, record, ok := w.entry(m)
 		if ok {
 			if n == 0 {
@@ -204,7 +225,7 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 			n++
 		}
 		if len(batch) >= maxBatchBytes {
-			if err := flush(meta.Sequence.Stream); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 		}
@@ -212,11 +233,7 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 	if len(held) == 0 {
 		return nil
 	}
-	var last uint64
-	if meta, err := held[len(held)-1].Metadata(); err == nil {
-		last = meta.Sequence.Stream
-	}
-	return flush(last)
+	return flush()
 }
 
 // entry is a bucket message as the trail keeps it, if it is a finished search: its id and
@@ -230,7 +247,7 @@ func (w *Writer) entry(m jetstream.Msg) (string, []byte, bool) {
 	if !searchIDPattern.MatchString(id) {
 		return "", nil, false
 	}
-	record, done, err := AuditCopy(m.Data())
+	record, done, err := safeCopy(id, m.Data())
 	if err != nil {
 		w.Log.Error().Err(err).Str("search_id", id).Msg("audit trail: a search record that does not parse is not kept")
 		return "", nil, false
@@ -238,24 +255,47 @@ func (w *Writer) entry(m jetstream.Msg) (string, []byte, bool) {
 	return id, record, done
 }
 
+// safeCopy is AuditCopy with a panic turned into an error: one odd record must never stop
+// every replica's trail (its message is redelivered without limit).
+func safeCopy(id string, data []byte) (out []byte, done bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, done, err = nil, false, fmt.Errorf("audit copy panicked: %v", p)
+		}
+	}()
+	return AuditCopy(id, data)
+}
+
 var searchIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// AuditCopy is a record as the trail keeps it: without the request's phone_masked and props
-// (contracts.AuditRecord), and whether the search is done. It cuts the two members out of
-// the record's bytes, finding them with a tokenizer that parses no value, so that the trail
-// costs a fraction of decoding and encoding every record.
-func AuditCopy(data []byte) (_ []byte, done bool, _ error) {
+// AuditCopy is the record of search id as the trail keeps it: without the request's
+// phone_masked and props (contracts.AuditRecord), and whether the search is done. For a
+// record of today's schema it cuts the two members out of the record's bytes, finding them
+// with a tokenizer that parses no value, so that the trail costs a fraction of decoding and
+// encoding every record; an older record (whose props stand elsewhere) is decoded and
+// written in today's schema.
+func AuditCopy(id string, data []byte) (_ []byte, done bool, _ error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return nil, false, fmt.Errorf("a record is a JSON object: %v", err)
 	}
 	var cuts [][2]int64
+	schema := int64(-1)
 	for dec.PeekKind() == '"' {
 		name, err := dec.ReadToken()
 		if err != nil {
 			return nil, false, err
 		}
 		switch name.String() {
+		case "schema":
+			tok, err := dec.ReadToken()
+			if err != nil || tok.Kind() != '0' {
+				return nil, false, fmt.Errorf("a record's schema is a number: %v", err)
+			}
+			if schema, err = tok.Int(); err != nil {
+				return nil, false, fmt.Errorf("a record's schema: %v", err)
+			}
+			continue
 		case "done_at":
 			done = dec.PeekKind() != 'n'
 		case "request":
@@ -278,6 +318,13 @@ func AuditCopy(data []byte) (_ []byte, done bool, _ error) {
 					if start == open && end < int64(len(data)) && data[end] == ',' {
 						end++ // the first member: its comma follows it
 					}
+					if n := len(cuts); n > 0 && cuts[n-1][1] >= start {
+						cuts[n-1][1] = end // the member right after a cut one
+						if cuts[n-1][0] == open && end < int64(len(data)) && data[end] == ',' {
+							cuts[n-1][1]++
+						}
+						continue
+					}
 					cuts = append(cuts, [2]int64{start, end})
 				}
 			}
@@ -292,6 +339,14 @@ func AuditCopy(data []byte) (_ []byte, done bool, _ error) {
 	}
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
 		return nil, false, fmt.Errorf("a record ends its object: %v", err)
+	}
+	if schema != contracts.SearchSchema {
+		rec, err := contracts.DecodeSearch(id, data)
+		if err != nil {
+			return nil, false, err
+		}
+		out, err := contracts.EncodeSearch(contracts.AuditRecord(rec))
+		return out, rec.Status() == contracts.Done, err
 	}
 	out := make([]byte, 0, len(data))
 	var at int64

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/search"
@@ -198,14 +200,14 @@ func TestAuditCopy(t *testing.T) {
 			if tt.data == nil {
 				tt.data = encode(tt.rec)
 			}
-			got, isDone, err := AuditCopy(tt.data)
+			got, isDone, err := AuditCopy(testID, tt.data)
 			if err != nil || isDone != tt.done {
 				t.Fatalf("AuditCopy = done %v, %v; want %v", isDone, err, tt.done)
 			}
 			if strings.Contains(string(got), "5040") || strings.Contains(string(got), "props") {
 				t.Fatalf("left in: %s", got)
 			}
-			back, err := contracts.DecodeSearch(strings.Repeat("0", 8)+"-0000-4000-8000-"+strings.Repeat("0", 12), got)
+			back, err := contracts.DecodeSearch(testID, got)
 			if err != nil {
 				t.Fatalf("%s: %v", got, err)
 			}
@@ -218,8 +220,86 @@ func TestAuditCopy(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{``, `[]`, `{"request": 1}`, `{"request": {"phone_masked": }`} {
-		if _, _, err := AuditCopy([]byte(bad)); err == nil {
+		if _, _, err := AuditCopy(testID, []byte(bad)); err == nil {
 			t.Errorf("AuditCopy(%q) = nil error", bad)
 		}
+	}
+}
+
+const testID = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
+
+// The two members side by side, the masked phone first: both cut, one comma kept right
+// (found by review: the second cut began inside the first and the copy panicked).
+func TestAuditCopyAdjacentMembers(t *testing.T) {
+	for _, req := range []string{
+		`{"phone_masked":"+7******5040","props":["x"],"phone_hash":"` + strings.Repeat("ab", 32) + `","product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
+		`{"props":["x"],"phone_masked":"+7******5040","phone_hash":"` + strings.Repeat("ab", 32) + `","product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
+		`{"phone_hash":"` + strings.Repeat("ab", 32) + `","phone_masked":"+7******5040","props":["x"],"product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
+		`{"phone_hash":"` + strings.Repeat("ab", 32) + `","product_type":"loan","requested_at":"2026-12-01T10:00:00Z","phone_masked":"+7******5040","props":["x"]}`,
+	} {
+		data := []byte(`{"schema":2,"request":` + req + `,"done_at":"2026-12-01T10:00:01Z"}`)
+		got, done, err := safeCopy(testID, data)
+		if err != nil || !done || strings.Contains(string(got), "5040") || strings.Contains(string(got), "props") {
+			t.Fatalf("AuditCopy(%s) = %s, %v, %v", data, got, done, err)
+		}
+		if _, err := contracts.DecodeSearch(testID, got); err != nil {
+			t.Errorf("%s: %v", got, err)
+		}
+	}
+}
+
+// A schema-1 record keeps Yandex's props beside the request; the trail drops them there too
+// and keeps the record in today's schema (found by review).
+func TestAuditCopyOfASchema1Record(t *testing.T) {
+	data, err := os.ReadFile("../../../pkg/contracts/testdata/search.v1.done.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, done, err := AuditCopy(testID, data)
+	if err != nil || !done {
+		t.Fatal(done, err)
+	}
+	if strings.Contains(string(got), "props") || strings.Contains(string(got), "phone_masked\":\"+") {
+		t.Errorf("kept: %s", got)
+	}
+	if rec, err := contracts.DecodeSearch(testID, got); err != nil || rec.Request.PhoneMasked != "" || rec.Request.Props != nil {
+		t.Errorf("%s: %+v, %v", got, rec, err)
+	}
+}
+
+// A writer set to keep the trail a day does not shorten a trail kept two years (found by
+// review: the stream's age limit followed the last replica started).
+func TestRetentionIsNeverShortened(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	long := 2 * DefaultRetention
+	for i, retention := range []time.Duration{long, 24 * time.Hour} {
+		logs := &logtest.Buffer{}
+		wctx, stop := context.WithCancel(ctx)
+		w := &Writer{JS: js, Replicas: 1, Retention: retention, Log: zerolog.New(logs)}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(wctx) }()
+		natstest.Eventually(t, 10*time.Second, func() error {
+			if _, err := js.Consumer(ctx, "KV_"+contracts.BucketSearches, contracts.ConsumerAudit); err != nil || i == 0 {
+				return err
+			}
+			if !strings.Contains(logs.String(), "never shortened by a service") {
+				return errors.New("the second writer has not looked at the stream yet")
+			}
+			return nil
+		})
+		stop()
+		<-done
+	}
+	s, err := js.Stream(ctx, contracts.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxAge; got != long {
+		t.Errorf("the trail's age limit is %s, want %s", got, long)
 	}
 }

@@ -169,11 +169,64 @@ func TestCheckCeilings(t *testing.T) {
 	_, err = CheckCeilings(data, tab, time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), 7*24*time.Hour)
 	var invalid *catalog.ValidationError
 	if !errors.As(err, &invalid) || len(invalid.Problems) != 1 ||
-		!strings.Contains(invalid.Problems[0], `product "short-40" grade A: ПСК up to 40 % at 30001 ₽, above its category's ceiling of 38 %`) {
+		!strings.Contains(invalid.Problems[0], `product "short-40" grade A: ПСК up to 40 % at 30000.01 ₽, above its category's ceiling of 38 %`) {
 		t.Fatalf("CheckCeilings = %v", err)
 	}
 	// In a quarter the table does not cover, only 292 % applies.
 	if _, err := CheckCeilings(data, tab, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), 7*24*time.Hour); err != nil {
 		t.Fatalf("CheckCeilings in 2025-Q2 = %v, want none", err)
 	}
+}
+
+// A narrowed offer's payment range is that of the amounts it keeps, at both ends (found by
+// review: the maximum stayed the one of the amount cut off).
+func TestNarrowedOfferPayments(t *testing.T) {
+	r := money.Roubles
+	p := product("p", contracts.ProductLoan, contracts.AmountRange{Min: r(10_000), Max: r(200_000)},
+		&contracts.TermRange{Min: 6, Max: 12}, money.Percent(40))
+	c := &catalog.Catalog{Products: []catalog.Product{p}}
+	s := search{product: contracts.ProductLoan, grade: "A", approved: contracts.AmountRange{Min: 1, Max: r(1_000_000)}}
+	res := Quotes(c, s.scored(t), testLimits(t))
+	if len(res.Quotes) != 1 {
+		t.Fatalf("quotes %+v", res.Quotes)
+	}
+	o := res.Quotes[0].Offer
+	if lo, hi := AnnuityPayment(o.Amount.Min, o.Rate.Min, o.Term.Max), AnnuityPayment(o.Amount.Max, o.Rate.Max, o.Term.Min); *o.Payment.Min != lo || *o.Payment.Max != hi {
+		t.Errorf("amount %s…%s, payment %s…%s; want %s…%s", o.Amount.Min, o.Amount.Max, *o.Payment.Min, *o.Payment.Max, lo, hi)
+	}
+}
+
+// The kopecks just above a band edge are the dearest of their band, so they are checked: a
+// fee loan within 38 % at 30 001 ₽ but not at 30 000.01 ₽ is not offered across the edge
+// (found by review: pieces began at the next whole rouble). With an issuance fee F, 1 %, one
+// month: ПСК = 1200·(A·(1 + 0.01/12)/(A − F) − 1) %; the fee is searched for where the two
+// amounts fall on either side of 38 %.
+func TestKopecksAboveABandEdge(t *testing.T) {
+	r := money.Roubles
+	lim := testLimits(t)
+	var buf []float64
+	for fee := money.Amount(89_000); fee <= 90_500; fee++ {
+		p := product("p", contracts.ProductLoan, contracts.AmountRange{Min: r(20_000), Max: r(50_000)},
+			&contracts.TermRange{Min: 1, Max: 1}, money.Percent(1))
+		p.Fees.Issuance = &catalog.Fee{Fixed: fee}
+		at, _ := fullCostOf(&p, r(30_001), money.Percent(1), 1, &buf)
+		gap, _ := fullCostOf(&p, r(30_000)+1, money.Percent(1), 1, &buf)
+		ceil := lim.At(contracts.ProductLoan, r(30_000)+1, 1)
+		if at > ceil || gap <= ceil {
+			continue
+		}
+		c := &catalog.Catalog{Products: []catalog.Product{p}}
+		s := search{product: contracts.ProductLoan, grade: "A", approved: contracts.AmountRange{Min: 1, Max: r(1_000_000)}}
+		res := Quotes(c, s.scored(t), lim)
+		if len(res.Quotes) != 1 {
+			t.Fatalf("fee %s ₽: quotes %+v, trail %v", fee, res.Quotes, res.Trail)
+		}
+		o := res.Quotes[0].Offer
+		if o.Amount.Min <= r(30_000)+1 || o.Amount.Min != r(30_001) {
+			t.Fatalf("fee %s ₽: offered %s…%s ₽; 30000.01 ₽ is at %s %%, above %s %%: want it from 30 001 ₽ (%s %%)",
+				fee, o.Amount.Min, o.Amount.Max, gap, ceil, at)
+		}
+		return
+	}
+	t.Fatal("no fee puts 30 000.01 ₽ and 30 001 ₽ on either side of the ceiling")
 }

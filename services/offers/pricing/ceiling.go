@@ -41,8 +41,8 @@ func underCeiling(p *catalog.Product, amount money.Amount, rate money.Rate, term
 }
 
 // pieces splits an amount range at the ceiling's band edges, ascending: within a piece the
-// ceiling depends on the term alone. A piece above an edge starts at the next whole rouble
-// ("over 30 000 ₽" begins at 30 001 ₽ for an offer).
+// ceiling depends on the term alone. A piece above an edge starts a kopeck above it, where
+// its ПСК is highest ("over 30 000 ₽" holds 30 000.01 ₽).
 func pieces(amount contracts.AmountRange, edges []money.Amount) []contracts.AmountRange {
 	var out []contracts.AmountRange
 	lo := amount.Min
@@ -51,7 +51,7 @@ func pieces(amount contracts.AmountRange, edges []money.Amount) []contracts.Amou
 			continue
 		}
 		out = append(out, contracts.AmountRange{Min: lo, Max: e})
-		lo = (e/money.Roubles(1) + 1) * money.Roubles(1)
+		lo = e + 1
 	}
 	if lo <= amount.Max {
 		out = append(out, contracts.AmountRange{Min: lo, Max: amount.Max})
@@ -75,7 +75,9 @@ func allWithin(p *catalog.Product, amount contracts.AmountRange, rate money.Rate
 // every offered term, keeping the offer one range: the highest piece with an amount within
 // it, from its smallest amount within (by bisection in whole roubles) up, extended down
 // through the pieces below for as long as they are wholly within. ok is false when no
-// amount of the range is within it.
+// amount of the range is within it. Only the amount is narrowed: a loan above its ceiling
+// at short terms alone loses amounts (or the product), not terms, so that an offer's term
+// range stays the one its product and the approval make.
 func withinCeiling(p *catalog.Product, amount contracts.AmountRange, rate money.Rate, terms contracts.TermRange, lim ceiling.Limits, net *[]float64) (contracts.AmountRange, bool) {
 	ps := pieces(amount, lim.Edges(p.ProductType))
 	var got contracts.AmountRange
@@ -97,6 +99,11 @@ func withinCeiling(p *catalog.Product, amount contracts.AmountRange, rate money.
 		if lo != pc.Min {
 			break
 		}
+	}
+	if rouble := money.Roubles(1); found && got.Min > amount.Min && got.Min%rouble != 0 && got.Min < got.Max {
+		// Cut at a piece's kopeck start, above an edge: the offer starts at the next whole
+		// rouble (30 001 ₽), within the ceiling too, being higher in the same band.
+		got.Min = min((got.Min/rouble+1)*rouble, got.Max)
 	}
 	return got, found
 }

@@ -49,7 +49,9 @@ func cardTerms(p *catalog.Product) contracts.TermRange {
 //   - The requested amount and term are a wish, not a filter (spec §4.1): they never narrow
 //     a range. Scoring decides what happens to a request above the limit and expresses it in
 //     s.Amount and s.Term; so whenever the bank approved the requested amount and term and a
-//     product sells them, they lie in that product's ranges by construction.
+//     product sells them, they lie in that product's ranges by construction, unless the ПСК
+//     ceiling (Quotes) cuts them off: the law comes first, and the decision's trail says
+//     offered_narrowed_to_ceiling.
 //   - decision: the product's own, else scoring's s.Kind.
 //   - payment (loans): the regular monthly payment, the kopeck-rounded annuity plus the
 //     product's monthly fee (insurance, service), because that is what leaves the client's
@@ -215,9 +217,10 @@ func offer(p *catalog.Product, s *contracts.Scored, lim ceiling.Limits, net *[]f
 			return contracts.Offer{}, DroppedCeiling
 		}
 		o.Amount, outcome = amount, OfferedNarrowed
-		if o.Payment.Min != nil {
+		if o.Payment.Min != nil { // both ends: the narrowing can cut either
 			lo := AnnuityPayment(amount.Min, rates.Min, terms.Max) + monthlyCharge(p, amount.Min)
-			o.Payment.Min = &lo
+			hi := AnnuityPayment(amount.Max, rates.Max, terms.Min) + monthlyCharge(p, amount.Max)
+			o.Payment.Min, o.Payment.Max = &lo, &hi
 		}
 		if !allWithin(p, amount, rates.Max, terms, lim, net) {
 			return contracts.Offer{}, DroppedCeiling // unreachable: withinCeiling checked it
