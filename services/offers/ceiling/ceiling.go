@@ -34,6 +34,10 @@
 //	  ]
 //	}
 //
+// A category whose ceiling the Bank of Russia's board has suspended for the quarter (as it
+// did for credit cards in 2025-Q1) says "suspended": true and has no average or limit: only
+// 292 % applies to it.
+//
 // Within a quarter, the categories of a product type must tile every amount (and, for
 // loans, every term) exactly once; the published limit must be the average plus one third
 // to the published three decimals. A quarter that lists no category of a product type, or a
@@ -84,6 +88,8 @@ type Category struct {
 	// Terms in months in (TermOver, TermUpTo] (loans); TermUpTo 0 has no upper bound.
 	TermOver, TermUpTo int
 	Average, Limit     money.Rate
+	// Suspended: the board suspended the category's ceiling for the quarter; 292 % alone.
+	Suspended bool
 }
 
 func (c Category) holds(amount money.Amount, term int) bool {
@@ -131,6 +137,7 @@ type categoryWire struct {
 	TermUpTo    int                   `json:"term_up_to"`
 	Average     money.Rate            `json:"average"`
 	Limit       money.Rate            `json:"limit"`
+	Suspended   bool                  `json:"suspended,omitzero"`
 }
 
 // Parse decodes and validates a table, reporting every problem in one *InvalidError.
@@ -168,7 +175,7 @@ func Parse(data []byte) (*Table, error) {
 		for j, cw := range qw.Categories {
 			cat := fmt.Sprintf("%s (%s) categories[%d] (row %q)", at, qw.Quarter, j, cw.Row)
 			c := Category{Row: cw.Row, ProductType: cw.ProductType, AmountOver: cw.AmountOver, AmountUpTo: cw.AmountUpTo,
-				TermOver: cw.TermOver, TermUpTo: cw.TermUpTo, Average: cw.Average, Limit: cw.Limit}
+				TermOver: cw.TermOver, TermUpTo: cw.TermUpTo, Average: cw.Average, Limit: cw.Limit, Suspended: cw.Suspended}
 			if !c.ProductType.Valid() {
 				fail("%s: product_type %q is unknown", cat, c.ProductType)
 				continue
@@ -183,7 +190,11 @@ func Parse(data []byte) (*Table, error) {
 			} else if c.TermOver != 0 || c.TermUpTo != 0 {
 				fail("%s: a card's category has no term band", cat)
 			}
-			if c.Average <= 0 || c.Limit <= 0 {
+			if c.Suspended {
+				if c.Average != 0 || c.Limit != 0 {
+					fail("%s: a suspended category has no average or limit", cat)
+				}
+			} else if c.Average <= 0 || c.Limit <= 0 {
 				fail("%s: average and limit must be positive", cat)
 			} else if want := plusOneThird(c.Average); absDiff(c.Limit, want) > 1 {
 				fail("%s: limit %s is not the average %s plus one third (%s)", cat, c.Limit, c.Average, want)
@@ -314,7 +325,7 @@ func (l Limits) At(pt contracts.ProductType, amount money.Amount, term int) mone
 	ceiling := Absolute
 	for _, q := range l.quarters {
 		for _, c := range q.Categories {
-			if c.ProductType == pt && c.holds(amount, term) {
+			if c.ProductType == pt && !c.Suspended && c.holds(amount, term) {
 				ceiling = min(ceiling, c.Limit)
 			}
 		}

@@ -46,6 +46,9 @@ func TestParse(t *testing.T) {
 		{"no source", `{"quarter": "2027-Q1", "source": "", "categories": []}`, `source is empty`},
 		{"a bad quarter", `{"quarter": "2027-Q5", "source": "s", "categories": []}`, `quarter "2027-Q5" is not YEAR-Qn`},
 		{"a quarter twice", q1 + "," + q1, `quarter 2027-Q1 listed twice`},
+		{"a suspended category with a limit", `{"quarter": "2027-Q1", "source": "s", "categories": [
+			{"row": "1", "product_type": "credit_card", "suspended": true, "average": 30, "limit": 40}]}`,
+			`a suspended category has no average or limit`},
 		{"an unknown field", `{"quarter": "2027-Q1", "source": "s", "categories": [], "note": 1}`, `not a ceiling table`},
 	}
 	for _, tt := range tests {
@@ -97,5 +100,24 @@ func TestBetween(t *testing.T) {
 	var none *Table
 	if got := none.Between(late, late).At(card, 1, 12); got != Absolute {
 		t.Errorf("no table: %s, want %s", got, Absolute)
+	}
+}
+
+// A category the board suspended for a quarter leaves 292 % alone there, and the other
+// categories of the quarter still apply.
+func TestSuspendedCategory(t *testing.T) {
+	tab, err := Parse(table(`{"quarter": "2025-Q1", "source": "test", "categories": [
+		{"row": "1", "product_type": "credit_card", "amount_up_to": 30000, "suspended": true},
+		{"row": "2", "product_type": "credit_card", "amount_over": 30000, "average": 30, "limit": 40}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	l := tab.Between(at, at)
+	if got := l.At(contracts.ProductCreditCard, money.Roubles(30_000), 12); got != Absolute {
+		t.Errorf("suspended: %s, want %s", got, Absolute)
+	}
+	if got := l.At(contracts.ProductCreditCard, money.Roubles(30_000)+1, 12); got != money.Percent(40) {
+		t.Errorf("the next band: %s, want 40", got)
 	}
 }
