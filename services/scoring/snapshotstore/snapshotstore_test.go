@@ -172,19 +172,8 @@ func TestEnsureKeepsAnExistingStore(t *testing.T) {
 // A download whose chunks never come (an import purged them) ends as soon as its context
 // does, not at its deadline: scoring abandons such a load when the newer version lands.
 func TestLoadStopsWhenItsContextEnds(t *testing.T) {
-	js, obs, h := setup(t)
+	obs, h, stream := withoutChunks(t)
 	ctx := natstest.Context(t, time.Minute)
-	res, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, "OBJ_"+contracts.BucketPreapprovals)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+contracts.BucketPreapprovals+".C."+res.Info.NUID)); err != nil {
-		t.Fatal(err)
-	}
 	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
@@ -215,19 +204,8 @@ func TestLoadStopsWhenItsContextEnds(t *testing.T) {
 // ready after a minute in the fault suite).
 func TestLoadGivesUpOnChunksThatNeverCome(t *testing.T) {
 	defer snapshotstore.SetChunkWait(time.Second)()
-	js, obs, h := setup(t)
+	obs, h, _ := withoutChunks(t)
 	ctx := natstest.Context(t, time.Minute)
-	res, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, "OBJ_"+contracts.BucketPreapprovals)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+contracts.BucketPreapprovals+".C."+res.Info.NUID)); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := obs.Load(ctx, "x", h)
@@ -241,4 +219,24 @@ func TestLoadGivesUpOnChunksThatNeverCome(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Load still waits for chunks that never come")
 	}
+}
+
+// withoutChunks imports object "x" and purges its chunks, as a newer import does to the
+// version a load is reading.
+func withoutChunks(t *testing.T) (*snapshotstore.Store, *phone.Hasher, jetstream.Stream) {
+	t.Helper()
+	js, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	res, err := snapshotstore.Import(ctx, obs, "x", snapshotstore.BytesSource("a.csv", []byte(export)), snapshotstore.Options{Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+contracts.BucketPreapprovals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject("$O."+contracts.BucketPreapprovals+".C."+res.Info.NUID)); err != nil {
+		t.Fatal(err)
+	}
+	return obs, h, stream
 }
