@@ -42,6 +42,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/document"
+	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
@@ -246,20 +247,12 @@ func (d doc) get(ctx context.Context, revision uint64, getenv config.Getenv, std
 	})
 }
 
-// inForce reads the latest valid revision of a document from its bucket, or nil when the
+// inForce reads the latest revision of a document from its bucket; ok is false when the
 // bucket or the key does not exist yet (the services then seed the built-in one).
-func inForce[T any](ctx context.Context, js jetstream.JetStream, s document.Spec[T]) (T, bool, error) {
-	var zero T
-	kv, err := js.KeyValue(ctx, s.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return zero, false, nil
-	}
-	if err != nil {
-		return zero, false, fmt.Errorf("open bucket %s: %w", s.Bucket, err)
-	}
-	v, _, err := s.Revision(ctx, kv, 0)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return zero, false, nil
+func inForce[T any](ctx context.Context, js jetstream.JetStream, s document.Spec[T]) (v T, ok bool, err error) {
+	v, err = s.Fetch(ctx, js, 0)
+	if errors.Is(err, document.ErrNone) {
+		return v, false, nil
 	}
 	return v, err == nil, err
 }
@@ -268,7 +261,7 @@ func inForce[T any](ctx context.Context, js jetstream.JetStream, s document.Spec
 // must hold in.
 func linkWindow(getenv config.Getenv) (time.Duration, error) {
 	r := config.NewReader(getenv)
-	w := r.Duration("LINK_LIFETIME", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+	w := offerlink.ReadLifetime(r)
 	return w, r.Err()
 }
 

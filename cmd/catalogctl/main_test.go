@@ -173,7 +173,7 @@ func TestGetWarnsOfAnInvalidRevision(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	invalid, problems := invalidCatalog(t)
-	kv, err := offers.EnsureCatalogBucket(natstest.Context(t, 10*time.Second), js, 1)
+	kv, err := offers.CatalogDocument.Ensure(natstest.Context(t, 10*time.Second), js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

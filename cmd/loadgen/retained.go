@@ -187,7 +187,7 @@ func newRecords() (*records, error) {
 		// Priced as offers prices, so that the record holds the basis it keeps in service.
 		priced := offers.Price(document.InForce[*catalog.Catalog]{Value: demo, Revision: 1},
 			document.InForce[*ceiling.Table]{Value: nil, Revision: 1}, scored, now, 7*24*time.Hour, 3)
-		quotes := priced.Quotes()
+		quotes := priced.Quotes
 		// Signed as offers signs them: the token is a third of a record. It names the
 		// placeholder id, which next replaces only in plain text: the same length.
 		signed := make([]contracts.Offer, len(quotes))
@@ -202,7 +202,7 @@ func newRecords() (*records, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.variants = append(r.variants, variant{req: req, offers: data, reason: priced.Reasons(), basis: priced.Basis()})
+		r.variants = append(r.variants, variant{req: req, offers: data, reason: priced.Reasons, basis: priced.Basis})
 	}
 	return r, nil
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
@@ -204,7 +203,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			t.Run("ops may change the catalog", func(t *testing.T) {
 				u := connectAs(t, url, "ops")
-				kv, err := bus.EnsureKeyValue(context.Background(), u.js, offers.CatalogBucket(1))
+				kv, err := bus.EnsureKeyValue(context.Background(), u.js, offers.CatalogDocument.BucketConfig(1))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -393,9 +392,9 @@ func runSearchAsServices(t *testing.T, url string) {
 		t.Fatalf("ops reads the record: %+v, %v", rec, err)
 	}
 	for name, read := range map[string]func() error{
-		"policy":   func() error { return revisionAs(ctx, ops, scoring.PolicyDocument, rec.Basis.Policy) },
-		"catalog":  func() error { return revisionAs(ctx, ops, offers.CatalogDocument, rec.Basis.Catalog) },
-		"ceilings": func() error { return revisionAs(ctx, ops, offers.CeilingDocument, rec.Basis.Ceilings) },
+		"policy":   func() error { _, err := scoring.PolicyDocument.Fetch(ctx, ops, rec.Basis.Policy); return err },
+		"catalog":  func() error { _, err := offers.CatalogDocument.Fetch(ctx, ops, rec.Basis.Catalog); return err },
+		"ceilings": func() error { _, err := offers.CeilingDocument.Fetch(ctx, ops, rec.Basis.Ceilings); return err },
 	} {
 		if err := read(); err != nil {
 			t.Errorf("ops reads the %s revision the search was decided with: %v", name, err)
@@ -428,16 +427,6 @@ func runSearchAsServices(t *testing.T, url string) {
 	if strings.Contains(logs.String(), "LOAN queue not read") {
 		t.Errorf("the gateway's sweeper may not read the LOAN queue:\n%s", logs)
 	}
-}
-
-// revisionAs reads one revision of a document as the user js is connected as.
-func revisionAs[T any](ctx context.Context, js jetstream.JetStream, s document.Spec[T], rev uint64) error {
-	kv, err := js.KeyValue(ctx, s.Bucket)
-	if err != nil {
-		return err
-	}
-	_, _, err = s.Revision(ctx, kv, rev)
-	return err
 }
 
 // A server may join the cluster only with the route password: one that tries without it is

@@ -79,6 +79,29 @@ func (s Spec[T]) Revision(ctx context.Context, kv jetstream.KeyValue, revision u
 	return v, e, nil
 }
 
+// ErrNone is Fetch's answer when the bucket, the key or the revision does not exist (any
+// more: a revision leaves the history after History newer ones).
+var ErrNone = errors.New("no such document")
+
+// Fetch opens the bucket and reads one revision of the document (0: the latest), for a
+// tool: an operator's check against the documents in force, or the replay of a past
+// decision.
+func (s Spec[T]) Fetch(ctx context.Context, js jetstream.JetStream, revision uint64) (T, error) {
+	var zero T
+	kv, err := js.KeyValue(ctx, s.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return zero, fmt.Errorf("%w: bucket %s", ErrNone, s.Bucket)
+	}
+	if err != nil {
+		return zero, fmt.Errorf("open bucket %s: %w", s.Bucket, err)
+	}
+	v, _, err := s.Revision(ctx, kv, revision)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return zero, fmt.Errorf("%w: %s revision %d is not in bucket %s (the last %d are kept)", ErrNone, s.Name, revision, s.Bucket, History)
+	}
+	return v, err
+}
+
 // InForce is a document being used and the bucket revision it came from.
 type InForce[T any] struct {
 	Value    T

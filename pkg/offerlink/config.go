@@ -25,13 +25,19 @@ type Config struct {
 	Lifetime time.Duration
 }
 
+// ReadLifetime reads LINK_LIFETIME alone: for a tool that needs to know how long a link made
+// now stands (catalogctl's ceiling check) and must not touch the keys.
+func ReadLifetime(r *config.Reader) time.Duration {
+	return r.Duration("LINK_LIFETIME", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
+}
+
 // ReadConfig reads the LINK_* variables; the key file is read and checked now, so that a
 // wrong mount stops the service at start-up.
 func ReadConfig(r *config.Reader) Config {
 	c := Config{
 		KeyID:    r.String("LINK_KEY_ID", ""),
 		Issuer:   r.String("LINK_ISSUER", "yacredits"),
-		Lifetime: r.Duration("LINK_LIFETIME", 7*24*time.Hour, time.Minute, 365*24*time.Hour),
+		Lifetime: ReadLifetime(r),
 	}
 	if len(c.Issuer) > MaxIssuerLength {
 		r.Fail("LINK_ISSUER", "longer than %d characters", MaxIssuerLength)

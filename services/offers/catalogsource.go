@@ -1,12 +1,10 @@
 package offers
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -37,16 +35,6 @@ var CeilingDocument = document.Spec[*ceiling.Table]{
 	Description: "the Bank of Russia's ПСК ceilings by category under key " + contracts.CeilingsKey,
 	Parse:       ceiling.Parse,
 	Problems:    validationProblems,
-}
-
-// CatalogBucket is the configuration of the catalog bucket.
-func CatalogBucket(replicas int) jetstream.KeyValueConfig {
-	return CatalogDocument.BucketConfig(replicas)
-}
-
-// EnsureCatalogBucket creates the catalog bucket or brings its configuration up to date.
-func EnsureCatalogBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	return CatalogDocument.Ensure(ctx, js, replicas)
 }
 
 // validationProblems lists the problems of a refused catalog or ceiling table; a file that

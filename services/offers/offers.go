@@ -272,7 +272,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("score.grade", s.Grade)))
 	now := p.now() // one instant: the ceilings' window, the links' validity and the record
 	d := Price(p.catalog(), p.ceilings(), s, now, p.linkLifetime, p.maxOffers)
-	offers, err := p.sign(s, d.quotes, now, d.basis.LinksUntil)
+	offers, err := p.sign(s, d.Quotes, now, d.Basis.LinksUntil)
 	if err != nil {
 		span.End()
 		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
@@ -283,7 +283,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encode offers: %w", err))
 	}
-	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, d.reasons, d.basis, now)
+	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, d.Reasons, d.Basis, now)
 	switch {
 	case errors.Is(err, contracts.ErrAlreadyDone):
 		return nil // a redelivery, a re-send, or the deadline came first: the first finish stands
@@ -298,19 +298,10 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 // Priced is a search priced, before its links are signed: what the offers service answers
 // and records, and what a replay recomputes.
 type Priced struct {
-	quotes  []pricing.Quoted
-	reasons []string
-	basis   *contracts.Basis
+	Quotes  []pricing.Quoted // the offers, best first, unsigned
+	Reasons []string         // the record's reason codes: scoring's, then pricing's
+	Basis   *contracts.Basis // what the decision was made from
 }
-
-// Quotes are the offers, best first, unsigned.
-func (d Priced) Quotes() []pricing.Quoted { return d.quotes }
-
-// Reasons are the record's reason codes: scoring's, then pricing's.
-func (d Priced) Reasons() []string { return d.reasons }
-
-// Basis is what the decision was made from.
-func (d Priced) Basis() *contracts.Basis { return d.basis }
 
 // Price prices a scored search at now with the catalog and ceiling table given: the
 // offers, capped at maxOffers (best first), the reasons and the basis to record. It is the
@@ -347,7 +338,7 @@ func Price(cat document.InForce[*catalog.Catalog], ceil document.InForce[*ceilin
 	if s.Verdict == contracts.Approved && len(quotes) == 0 {
 		reasons = append(reasons, contracts.ReasonNoOffers)
 	}
-	return Priced{quotes: quotes, reasons: reasons, basis: basis}
+	return Priced{Quotes: quotes, Reasons: reasons, Basis: basis}
 }
 
 // sign adds to every proposal link the token that says which offer of which search it is,

@@ -168,7 +168,7 @@ func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *search.Store) 
 
 func catalogBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
 	t.Helper()
-	kv, err := EnsureCatalogBucket(natstest.Context(t, 10*time.Second), js, 1)
+	kv, err := CatalogDocument.Ensure(natstest.Context(t, 10*time.Second), js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func replayPricing(ctx context.Context, js jetstream.JetStream, rec *contracts.S
 	if err != nil {
 		return Replay{Done: true, Diffs: []string{"the recorded offers do not decode: " + err.Error()}}
 	}
-	quotes := priced.Quotes()
+	quotes := priced.Quotes
 	if len(quotes) != len(sent) {
 		diffs = append(diffs, fmt.Sprintf("offers: recorded %d, now %d", len(sent), len(quotes)))
 	}
@@ -306,11 +306,11 @@ func replayPricing(ctx context.Context, js jetstream.JetStream, rec *contracts.S
 			diffs = append(diffs, fmt.Sprintf("offers: the same values, other bytes:\n      recorded %s\n      now      %s", rec.Offers, data))
 		}
 	}
-	if !maps.Equal(priced.Basis().Trail, b.Trail) {
-		diffs = append(diffs, fmt.Sprintf("trail: recorded %v, now %v", b.Trail, priced.Basis().Trail))
+	if !maps.Equal(priced.Basis.Trail, b.Trail) {
+		diffs = append(diffs, fmt.Sprintf("trail: recorded %v, now %v", b.Trail, priced.Basis.Trail))
 	}
-	if scored != nil && !slices.Equal(priced.Reasons(), rec.Reasons) {
-		diffs = append(diffs, fmt.Sprintf("reasons: recorded %v, now %v", rec.Reasons, priced.Reasons()))
+	if scored != nil && !slices.Equal(priced.Reasons, rec.Reasons) {
+		diffs = append(diffs, fmt.Sprintf("reasons: recorded %v, now %v", rec.Reasons, priced.Reasons))
 	}
 	return Replay{Done: true, Diffs: diffs}
 }
@@ -332,17 +332,9 @@ func offerDiffs(sent, again []contracts.Offer) []string {
 
 // revision reads one revision of a document from its bucket's history.
 func revision[T any](ctx context.Context, js jetstream.JetStream, s document.Spec[T], rev uint64) (T, error) {
-	var zero T
 	if rev == 0 {
+		var zero T
 		return zero, fmt.Errorf("the record names no %s revision", s.Name)
 	}
-	kv, err := js.KeyValue(ctx, s.Bucket)
-	if err != nil {
-		return zero, fmt.Errorf("the %s bucket: %w", s.Name, err)
-	}
-	v, _, err := s.Revision(ctx, kv, rev)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return zero, fmt.Errorf("%s revision %d is no longer in the bucket's history (the last %d are kept)", s.Name, rev, document.History)
-	}
-	return v, err
+	return s.Fetch(ctx, js, rev)
 }

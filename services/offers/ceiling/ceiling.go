@@ -295,6 +295,9 @@ func (t *Table) Quarter(at time.Time) *Quarter {
 // the window touches applies, the lowest limit winning.
 type Limits struct {
 	quarters []*Quarter
+	// edges are each product type's band edges, made once per search by Between: pricing
+	// asks for them for every product it prices.
+	edges map[contracts.ProductType][]money.Amount
 }
 
 // Between is the Limits of a window from..to. A nil table gives the absolute ceiling alone.
@@ -307,6 +310,20 @@ func (t *Table) Between(from, to time.Time) Limits {
 		if q := &t.Quarters[i]; !q.Start.After(to) && from.Before(q.End) {
 			l.quarters = append(l.quarters, q)
 		}
+	}
+	for _, q := range l.quarters {
+		for _, c := range q.Categories {
+			if c.AmountUpTo > 0 {
+				if l.edges == nil {
+					l.edges = make(map[contracts.ProductType][]money.Amount, 2)
+				}
+				l.edges[c.ProductType] = append(l.edges[c.ProductType], c.AmountUpTo)
+			}
+		}
+	}
+	for pt, e := range l.edges {
+		slices.Sort(e)
+		l.edges[pt] = slices.Compact(e)
 	}
 	return l
 }
@@ -335,15 +352,4 @@ func (l Limits) At(pt contracts.ProductType, amount money.Amount, term int) mone
 
 // Edges are the amounts at which a product type's ceiling can change, ascending: the upper
 // bounds of its amount bands. Between two edges the ceiling depends on the term alone.
-func (l Limits) Edges(pt contracts.ProductType) []money.Amount {
-	var edges []money.Amount
-	for _, q := range l.quarters {
-		for _, c := range q.Categories {
-			if c.ProductType == pt && c.AmountUpTo > 0 {
-				edges = append(edges, c.AmountUpTo)
-			}
-		}
-	}
-	slices.Sort(edges)
-	return slices.Compact(edges)
-}
+func (l Limits) Edges(pt contracts.ProductType) []money.Amount { return l.edges[pt] }
