@@ -82,16 +82,44 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	fatal := make(chan string, 1)
 	if o.Logs {
 		s.ConfigureLogger()
+	} else {
+		// Silent, except that a fatal error (a port it cannot bind) ends the wait below with
+		// its reason: without a logger the server drops it and is simply never ready.
+		s.SetLoggerV2(fatalLogger(fatal), false, false, false)
 	}
 	s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("embedded nats: not ready for connections after 30s")
+	for deadline := time.Now().Add(30 * time.Second); !s.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded nats: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, errors.New("embedded nats: not ready for connections after 30s")
+		}
 	}
 	return s, nil
 }
+
+// fatalLogger discards the server's log and passes on its first fatal error.
+type fatalLogger chan string
+
+func (l fatalLogger) Fatalf(format string, v ...any) {
+	select {
+	case l <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (fatalLogger) Noticef(string, ...any) {}
+func (fatalLogger) Warnf(string, ...any)   {}
+func (fatalLogger) Errorf(string, ...any)  {}
+func (fatalLogger) Debugf(string, ...any)  {}
+func (fatalLogger) Tracef(string, ...any)  {}
 
 // Stop shuts the server down and waits until it has, so that its store can be reopened.
 func Stop(s *server.Server) {

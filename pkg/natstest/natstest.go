@@ -97,25 +97,14 @@ type Cluster struct {
 }
 
 // RunCluster starts an n-node JetStream cluster on loopback and waits for a meta leader.
+// Every listener takes its port from the kernel as it binds: ports picked beforehand and
+// released can be handed out twice (the kernel gave one node's route port to another's
+// client listener in a CI run), and a server that cannot bind never becomes ready. So the
+// first node starts alone, the others are given its route address as a seed and find the
+// rest by gossip, as a NATS cluster does in production.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	routes := make([]string, n)
-	clients := make([]string, n)
-	for i := range routes {
-		routes[i], clients[i] = FreeAddr(t), FreeAddr(t)
-	}
 	c := &Cluster{t: t, Servers: make([]*server.Server, n)}
-	for i := 0; i < n; i++ {
-		c.opts = append(c.opts, embednats.Options{
-			Name:     fmt.Sprintf("n%d", i+1),
-			StoreDir: t.TempDir(),
-			Listen:   clients[i],
-			Cluster:  &embednats.ClusterOptions{Name: "test", Listen: routes[i], Routes: routes},
-		})
-	}
-	for i := range c.opts {
-		c.startNode(i)
-	}
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
 			if s != nil && s.Running() {
@@ -123,6 +112,28 @@ func RunCluster(t testing.TB, n int) *Cluster {
 			}
 		}
 	})
+	for i := 0; i < n; i++ {
+		o := embednats.Options{
+			Name:     fmt.Sprintf("n%d", i+1),
+			StoreDir: t.TempDir(),
+			Listen:   "127.0.0.1:0",
+			Cluster:  &embednats.ClusterOptions{Name: "test", Listen: "127.0.0.1:0"},
+		}
+		if i > 0 {
+			o.Cluster.Routes = []string{c.opts[0].Cluster.Listen}
+		}
+		c.opts = append(c.opts, o)
+		c.startNode(i)
+	}
+	// A restarted node comes back on its ports and routes to every member, as it would
+	// with a full route list in a configuration file.
+	routes := make([]string, n)
+	for i, o := range c.opts {
+		routes[i] = o.Cluster.Listen
+	}
+	for i := range c.opts {
+		c.opts[i].Cluster.Routes = routes
+	}
 	c.WaitForMetaLeader()
 	return c
 }
@@ -134,6 +145,11 @@ func (c *Cluster) startNode(i int) {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
 	c.Servers[i] = s
+	// Ports chosen at bind time are pinned so that a restart comes back on them.
+	c.opts[i].Listen = s.Addr().String()
+	cl := *c.opts[i].Cluster
+	cl.Listen = s.ClusterAddr().String()
+	c.opts[i].Cluster = &cl
 }
 
 // URLs returns every member's client URL, comma-separated, for nats.Connect.
