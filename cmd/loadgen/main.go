@@ -16,6 +16,7 @@
 //	go run ./cmd/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 20s
 //	go run ./cmd/loadgen -baseline                  # JetStream alone, 16 publishers
 //	go run ./cmd/loadgen -standalone                # all of it, with the ratios
+//	go run ./cmd/loadgen -processes                 # the same, nats-server and each service a process
 //	go run ./cmd/loadgen -retained 1000000          # disk and server memory per kept record
 package main
 
@@ -57,6 +58,7 @@ type options struct {
 	duration   time.Duration
 	baseline   bool
 	standalone bool
+	processes  bool
 	retained   int
 	publishers int
 	dir        string
@@ -71,6 +73,7 @@ func parseFlags(args []string) (options, error) {
 	duration := fs.Duration("duration", 20*time.Second, "how long each measurement runs")
 	baseline := fs.Bool("baseline", false, "measure JetStream's synced publish rate alone")
 	standalone := fs.Bool("standalone", false, "build and run the standalone binary and measure it against the baseline")
+	processes := fs.Bool("processes", false, "build and run nats-server and each service as processes of their own and measure them against the baseline")
 	retained := fs.Int("retained", 0, "fill a searches bucket with this many finished records and measure what they cost")
 	publishers := fs.Int("publishers", 16, "baseline: concurrent publishers")
 	dir := fs.String("dir", "", "where servers keep their data (default: a temporary directory, on the disk measured)")
@@ -78,14 +81,14 @@ func parseFlags(args []string) (options, error) {
 		return options{}, err
 	}
 	o := options{token: *token, clients: *clients, rate: *rate, duration: *duration, baseline: *baseline,
-		standalone: *standalone, retained: *retained, publishers: *publishers, dir: *dir}
+		standalone: *standalone, processes: *processes, retained: *retained, publishers: *publishers, dir: *dir}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
 		}
 	}
-	if len(o.urls) == 0 && !o.baseline && !o.standalone && o.retained == 0 {
-		return o, errors.New("say what to measure: -url, -baseline, -standalone or -retained")
+	if len(o.urls) == 0 && !o.baseline && !o.standalone && !o.processes && o.retained == 0 {
+		return o, errors.New("say what to measure: -url, -baseline, -standalone, -processes or -retained")
 	}
 	return o, nil
 }
@@ -103,6 +106,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	switch {
 	case o.standalone:
 		return runStandalone(ctx, o, dir, out)
+	case o.processes:
+		return runProcesses(ctx, o, dir, out)
 	case o.baseline:
 		rate, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
 		if err != nil {

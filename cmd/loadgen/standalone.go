@@ -10,31 +10,144 @@ import (
 	"io"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/demobank/yacredits/cmd/internal/topology"
+	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
-// runStandalone measures the standalone binary against what the disk allows, all in one run
-// so that the disk's moods cancel out: JetStream's synced publish rate before and after, the
-// stack's sustained rate with every write synced and with the sync off, and latency at half
-// the sustained rate.
+// stack is one running system under test: the gateways' URLs, its processes (whose
+// processor time is reported), and how to stop it.
+type stack struct {
+	urls     []string
+	services []*topology.Service
+	broker   *topology.Node // a nats-server process of its own, if there is one
+	stop     func()
+}
+
+// procs are the stack's processes by name, for the processor time each used.
+func (s *stack) procs() (names []string, procs []*topology.Proc) {
+	if s.broker != nil {
+		names, procs = append(names, "nats-server"), append(procs, s.broker.Proc)
+	}
+	for _, svc := range s.services {
+		names, procs = append(names, svc.Program), append(procs, svc.Proc)
+	}
+	return names, procs
+}
+
+// starter starts a fresh stack, every JetStream write synced unless noSync.
+type starter func(ctx context.Context, noSync bool) (*stack, error)
+
+// runStandalone measures the standalone binary against what the disk allows.
 func runStandalone(ctx context.Context, o options, dir string, out io.Writer) error {
 	fmt.Fprintln(out, "building the standalone binary ...")
 	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/demobank/yacredits/cmd/standalone")
 	if err != nil {
 		return err
 	}
+	return compare(ctx, o, dir, out, "standalone", func(ctx context.Context, noSync bool) (*stack, error) {
+		name := "standalone-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		svc, err := topology.NewService(bin, dir, "standalone", name, map[string]string{
+			"DATA_DIR": filepath.Join(dir, name), "PHONE_HASH_KEY": randomKey(),
+			"NATS_NO_SYNC": strconv.FormatBool(noSync),
+		})
+		if err != nil {
+			return nil, err
+		}
+		s := &stack{urls: []string{svc.URL()}, services: []*topology.Service{svc}, stop: func() { _ = svc.Terminate(30 * time.Second) }}
+		return s, startAll(ctx, s)
+	})
+}
+
+// runProcesses measures the production shape on one machine: a nats-server process of its
+// own and each service a process of its own. Apart from the cluster, that is how a bank
+// runs it, and the broker's write loop then no longer shares a Go scheduler with pricing
+// and signing.
+func runProcesses(ctx context.Context, o options, dir string, out io.Writer) error {
+	fmt.Fprintln(out, "building nats-server and the services ...")
+	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
+		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
+		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
+		"github.com/demobank/yacredits/services/offers/cmd/offers")
+	if err != nil {
+		return err
+	}
+	key, err := offerlink.GenerateKey("loadgen")
+	if err != nil {
+		return err
+	}
+	linkKeys, err := offerlink.NewKeySet(key).Marshal()
+	if err != nil {
+		return err
+	}
+	return compare(ctx, o, dir, out, "separate processes", func(ctx context.Context, noSync bool) (*stack, error) {
+		run := filepath.Join(dir, "processes-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		node, err := topology.StartServer(ctx, bin, filepath.Join(run, "nats"), !noSync)
+		if err != nil {
+			return nil, err
+		}
+		s := &stack{broker: node}
+		s.stop = func() {
+			for _, p := range s.services {
+				_ = p.Terminate(30 * time.Second)
+			}
+			_ = node.Terminate(30 * time.Second)
+		}
+		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
+		for _, program := range []string{"gateway", "scoring", "offers"} {
+			svc, err := topology.NewService(bin, run, program, program, env)
+			if err != nil {
+				s.stop()
+				return nil, err
+			}
+			s.services = append(s.services, svc)
+			if program == "gateway" {
+				s.urls = append(s.urls, svc.URL())
+			}
+		}
+		return s, startAll(ctx, s)
+	})
+}
+
+// startAll starts every process of s and waits until each is ready; it stops s on failure.
+func startAll(ctx context.Context, s *stack) error {
+	for _, p := range s.services {
+		if err := p.Start(); err != nil {
+			s.stop()
+			return err
+		}
+	}
+	for _, p := range s.services {
+		if err := topology.WaitFor(ctx, 60*time.Second, func() error { return p.Ready(ctx) }); err != nil {
+			s.stop()
+			return fmt.Errorf("%s not ready: %w\n%s", p.Name, err, p.Tail(10))
+		}
+	}
+	return nil
+}
+
+func randomKey() string {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return hex.EncodeToString(key)
+}
+
+// compare measures a stack against what the disk allows, all in one run so that the disk's
+// moods cancel out: JetStream's synced publish rate before and after, the stack's sustained
+// rate with every write synced and with the sync off, and latency at half the sustained rate.
+func compare(ctx context.Context, o options, dir string, out io.Writer, name string, start starter) error {
 	before, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "JetStream, every write synced, %d publishers, one file stream: %.0f publishes/s\n", o.publishers, before)
-	synced, err := stackRun(ctx, bin, dir, o, false, 0, out)
+	synced, err := stackRun(ctx, start, name, o, false, 0, out)
 	if err != nil {
 		return err
 	}
-	unsynced, err := stackRun(ctx, bin, dir, o, true, 0, out)
+	unsynced, err := stackRun(ctx, start, name, o, true, 0, out)
 	if err != nil {
 		return err
 	}
@@ -43,12 +156,12 @@ func runStandalone(ctx context.Context, o options, dir string, out io.Writer) er
 		return err
 	}
 	fmt.Fprintf(out, "JetStream again: %.0f publishes/s\n", after)
-	half, err := stackRun(ctx, bin, dir, o, false, synced.rate()/2, out)
+	half, err := stackRun(ctx, start, name, o, false, synced.rate()/2, out)
 	if err != nil {
 		return err
 	}
 	base := (before + after) / 2
-	fmt.Fprintf(out, "\nsummary (this machine, this run):\n")
+	fmt.Fprintf(out, "\nsummary (%s, this machine, this run):\n", name)
 	fmt.Fprintf(out, "  sustained, every write synced:  %.0f searches/s = %.2f × JetStream's synced rate (%.0f/s)\n", synced.rate(), synced.rate()/base, base)
 	fmt.Fprintf(out, "  sustained, NATS_NO_SYNC=true:   %.0f searches/s; synced ÷ unsynced = %.2f\n", unsynced.rate(), synced.rate()/unsynced.rate())
 	r := half.report
@@ -57,40 +170,40 @@ func runStandalone(ctx context.Context, o options, dir string, out io.Writer) er
 	return nil
 }
 
-// stackRun starts a fresh standalone binary (the per-write sync off when noSync), warms it
-// up, runs the closed model (or the open model at rate) and stops it.
-func stackRun(ctx context.Context, bin topology.Binaries, dir string, o options, noSync bool, rate float64, out io.Writer) (measurement, error) {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	name := "standalone-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	svc, err := topology.NewService(bin, dir, "standalone", name, map[string]string{
-		"DATA_DIR": filepath.Join(dir, name), "PHONE_HASH_KEY": hex.EncodeToString(key),
-		"NATS_NO_SYNC": strconv.FormatBool(noSync),
-	})
+// stackRun starts a fresh stack, warms it up, runs the closed model (or the open model at
+// rate) and stops it.
+func stackRun(ctx context.Context, start starter, name string, o options, noSync bool, rate float64, out io.Writer) (measurement, error) {
+	s, err := start(ctx, noSync)
 	if err != nil {
 		return measurement{}, err
 	}
-	if err := svc.Start(); err != nil {
-		return measurement{}, err
-	}
-	defer func() { _ = svc.Terminate(30 * time.Second) }()
-	if err := topology.WaitFor(ctx, 60*time.Second, func() error { return svc.Ready(ctx) }); err != nil {
-		return measurement{}, fmt.Errorf("standalone not ready: %w\n%s", err, svc.Tail(10))
-	}
-	c := newClient([]string{svc.URL()}, "", o.clients)
+	defer s.stop()
+	c := newClient(s.urls, "", o.clients)
 	measure(ctx, c, o.clients, 0, 2*time.Second) // warm-up: connections, caches, the first GC cycles
-	cpu0, _ := svc.CPUTime()
+	names, procs := s.procs()
+	cpu0 := cpuTimes(procs)
 	self0, _ := topology.SelfCPUTime()
 	m := measure(ctx, c, o.clients, rate, o.duration)
-	cpu1, _ := svc.CPUTime()
+	cpu1 := cpuTimes(procs)
 	self1, _ := topology.SelfCPUTime()
 	sync := "every write synced"
 	if noSync {
 		sync = "NATS_NO_SYNC=true"
 	}
-	fmt.Fprintf(out, "\nstandalone, %s, ", sync)
+	fmt.Fprintf(out, "\n%s, %s, ", name, sync)
 	m.print(out)
-	fmt.Fprintf(out, "  cores busy: standalone %.2f, loadgen %.2f\n",
-		(cpu1-cpu0).Seconds()/m.took.Seconds(), (self1-self0).Seconds()/m.took.Seconds())
+	var busy []string
+	for i, name := range names {
+		busy = append(busy, fmt.Sprintf("%s %.2f", name, (cpu1[i]-cpu0[i]).Seconds()/m.took.Seconds()))
+	}
+	fmt.Fprintf(out, "  cores busy: %s, loadgen %.2f\n", strings.Join(busy, ", "), (self1-self0).Seconds()/m.took.Seconds())
 	return m, nil
+}
+
+func cpuTimes(procs []*topology.Proc) []time.Duration {
+	out := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		out[i], _ = p.CPUTime()
+	}
+	return out
 }
