@@ -62,8 +62,8 @@ func runStandalone(ctx context.Context, o options, dir string, out io.Writer) er
 }
 
 // runProcesses measures the production shape on one machine: a nats-server process of its
-// own and each service a process of its own. Apart from the cluster, that is how a bank
-// runs it, and the broker's write loop then no longer shares a Go scheduler with pricing
+// own and each service a process of its own. Apart from the cluster and the NATS users,
+// that is how a bank runs it, and the broker's write loop then no longer shares a Go scheduler with pricing
 // and signing.
 func runProcesses(ctx context.Context, o options, dir string, out io.Writer) error {
 	fmt.Fprintln(out, "building nats-server and the services ...")

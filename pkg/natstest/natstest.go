@@ -98,10 +98,10 @@ type Cluster struct {
 
 // RunCluster starts an n-node JetStream cluster on loopback and waits for a meta leader.
 // Every listener takes its port from the kernel as it binds: ports picked beforehand and
-// released can be handed out twice (the kernel gave one node's route port to another's
-// client listener in a CI run), and a server that cannot bind never becomes ready. So the
-// first node starts alone, the others are given its route address as a seed and find the
-// rest by gossip, as a NATS cluster does in production.
+// released can be handed out twice, and a server that cannot bind never becomes ready (a
+// CI run most likely lost a node that way). So the first node starts alone, the others are
+// given its route address as a seed and find the rest by gossip, as a NATS cluster does in
+// production.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Servers: make([]*server.Server, n)}
@@ -147,9 +147,7 @@ func (c *Cluster) startNode(i int) {
 	c.Servers[i] = s
 	// Ports chosen at bind time are pinned so that a restart comes back on them.
 	c.opts[i].Listen = s.Addr().String()
-	cl := *c.opts[i].Cluster
-	cl.Listen = s.ClusterAddr().String()
-	c.opts[i].Cluster = &cl
+	c.opts[i].Cluster.Listen = s.ClusterAddr().String()
 }
 
 // URLs returns every member's client URL, comma-separated, for nats.Connect.
