@@ -105,6 +105,12 @@ type Cluster struct {
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Servers: make([]*server.Server, n)}
+	// The stores first: cleanups run last-registered first, so the servers must be stopped
+	// by a cleanup registered after the directories', or those are removed under them.
+	stores := make([]string, n)
+	for i := range stores {
+		stores[i] = t.TempDir()
+	}
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
 			if s != nil && s.Running() {
@@ -115,7 +121,7 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	for i := 0; i < n; i++ {
 		o := embednats.Options{
 			Name:     fmt.Sprintf("n%d", i+1),
-			StoreDir: t.TempDir(),
+			StoreDir: stores[i],
 			Listen:   "127.0.0.1:0",
 			Cluster:  &embednats.ClusterOptions{Name: "test", Listen: "127.0.0.1:0"},
 		}
