@@ -8,6 +8,7 @@ require (
 	github.com/demobank/yacredits/services/gateway v0.0.0
 	github.com/demobank/yacredits/services/offers v0.0.0
 	github.com/demobank/yacredits/services/scoring v0.0.0
+	github.com/demobank/yacredits/tools v0.0.0
 	github.com/google/uuid v1.6.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/nats-io/nats.go v1.55.0
@@ -83,3 +84,5 @@ replace github.com/demobank/yacredits/services/scoring => ../services/scoring
 replace github.com/demobank/yacredits/services/offers => ../services/offers
 
 replace github.com/demobank/yacredits/services/conversions => ../services/conversions
+
+replace github.com/demobank/yacredits/tools => ../tools

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demobank/yacredits/cmd/internal/topology"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // standalone is the standalone binary, built and started once for every test here, with a

@@ -12,12 +12,12 @@
 // the same run: JetStream's own synced publish rate on one file stream with 16 publishers,
 // and the same stack with the per-write sync turned off.
 //
-//	go run ./cmd/loadgen -url http://127.0.0.1:8080 -clients 64 -duration 20s
-//	go run ./cmd/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 20s
-//	go run ./cmd/loadgen -baseline                  # JetStream alone, 16 publishers
-//	go run ./cmd/loadgen -standalone                # all of it, with the ratios
-//	go run ./cmd/loadgen -processes                 # the same, nats-server and each service a process
-//	go run ./cmd/loadgen -retained 1000000          # disk and server memory per kept record
+//	go run ./tools/loadgen -url http://127.0.0.1:8080 -clients 64 -duration 20s
+//	go run ./tools/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 20s
+//	go run ./tools/loadgen -baseline                  # JetStream alone, 16 publishers
+//	go run ./tools/loadgen -standalone                # all of it, with the ratios
+//	go run ./tools/loadgen -processes                 # the same, nats-server and each service a process
+//	go run ./tools/loadgen -retained 1000000          # disk and server memory per kept record
 package main
 
 import (
@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/demobank/yacredits/cmd/internal/yandex"
+	"github.com/demobank/yacredits/tools/internal/yandex"
 )
 
 func main() {

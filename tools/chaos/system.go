@@ -17,9 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demobank/yacredits/cmd/internal/tcpproxy"
-	"github.com/demobank/yacredits/cmd/internal/topology"
-	"github.com/demobank/yacredits/cmd/internal/yandex"
+	"github.com/demobank/yacredits/tools/internal/tcpproxy"
+	"github.com/demobank/yacredits/tools/topology"
+	"github.com/demobank/yacredits/tools/internal/yandex"
 	"github.com/demobank/yacredits/pkg/offerlink"
 )
 

@@ -5,7 +5,7 @@
 // the project pins), and the gateway, scoring and offers services as separate processes
 // configured only through their documented environment variables; or the standalone
 // binary on a data directory. Faults are real: signals to processes, and TCP proxies that
-// stop forwarding. The fault suite (cmd/chaos) and the load generator build on it.
+// stop forwarding. The fault suite (tools/chaos) and the load generator build on it.
 package topology
 
 import (

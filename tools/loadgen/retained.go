@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/demobank/yacredits/cmd/internal/topology"
+	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/money"

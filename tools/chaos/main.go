@@ -11,10 +11,10 @@
 // exits 1 if any search was lost or doubled, any answer unexpected, or any pre-approved
 // client rejected because of the fault.
 //
-//	go run ./cmd/chaos                     # every scenario, seeds 1, 2 and 3
-//	go run ./cmd/chaos -short -seeds 1     # what CI runs: seconds of load per scenario
-//	go run ./cmd/chaos -run 'quorum|leader' -seeds 7
-//	go run ./cmd/chaos -soak 30m           # a random fault every minute; memory and goroutines
+//	go run ./tools/chaos                     # every scenario, seeds 1, 2 and 3
+//	go run ./tools/chaos -short -seeds 1     # what CI runs: seconds of load per scenario
+//	go run ./tools/chaos -run 'quorum|leader' -seeds 7
+//	go run ./tools/chaos -soak 30m           # a random fault every minute; memory and goroutines
 package main
 
 import (
@@ -33,7 +33,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/demobank/yacredits/cmd/internal/topology"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/demobank/yacredits/cmd/internal/topology"
+	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/pkg/offerlink"
 )
 

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demobank/yacredits/cmd/internal/topology"
-	"github.com/demobank/yacredits/cmd/internal/yandex"
+	"github.com/demobank/yacredits/tools/topology"
+	"github.com/demobank/yacredits/tools/internal/yandex"
 )
 
 // timing is how a pass paces every scenario.
