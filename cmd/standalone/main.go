@@ -157,7 +157,7 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	}
 	set, setErr := loadSettings(env)
 	if setErr == nil && getenv("TEST_PHONES") == "" {
-		// The demo's test phones (README, "Before Yandex's check"), written where people
+		// The demo's test phones (docs/integration-check.md), written where people
 		// can read them: a deployed gateway has none unless TEST_PHONES names a file.
 		if demoTestPhones, setErr = writeDemoTestPhones(set.DataDir); setErr != nil {
 			return setErr

@@ -384,7 +384,7 @@ func runSearchAsServices(t *testing.T, url string) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the conversion was not delivered\nlogs:\n%s", logs)
 	}
-	// The operators' user explains that search (searchctl): its record by key, the revisions
+	// The operators' user explains that search (yactl search): its record by key, the revisions
 	// it was decided with, and, once offers (as its own user) has written it, the audit trail.
 	ops := connect("ops")
 	rec, _, err := search.Lookup(ctx, ops.Conn(), searchID)

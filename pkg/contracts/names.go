@@ -83,7 +83,7 @@ const (
 	// pre-approvals, each object one snapshot in the format of
 	// services/scoring/preapproval. Phones in it are keyed hashes, never raw numbers.
 	BucketPreapprovals = "preapprovals"
-	// PreapprovalsObject is the snapshot the import command (cmd/preapprovals) writes.
+	// PreapprovalsObject is the snapshot the import command (cmd/yactl) writes.
 	// Every import replaces it as a whole; scoring serves it whenever it exists.
 	PreapprovalsObject = "current"
 	// PreapprovalsSeedObject is the snapshot a scoring replica writes into a store that

@@ -205,7 +205,7 @@ func (s *Source[T]) load(ctx context.Context) error {
 	if len(refused) == 0 {
 		return fmt.Errorf("bucket %s: the %s was deleted while starting", s.spec.Bucket, s.spec.Name)
 	}
-	return fmt.Errorf("bucket %s holds no valid %s (put one with catalogctl): revision %d: %w",
+	return fmt.Errorf("bucket %s holds no valid %s (put one with yactl catalog): revision %d: %w",
 		s.spec.Bucket, s.spec.Name, refused[0].revision, refused[0].err)
 }
 

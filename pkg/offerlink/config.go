@@ -26,7 +26,7 @@ type Config struct {
 }
 
 // ReadLifetime reads LINK_LIFETIME alone: for a tool that needs to know how long a link made
-// now stands (catalogctl's ceiling check) and must not touch the keys.
+// now stands (yactl catalog's ceiling check) and must not touch the keys.
 func ReadLifetime(r *config.Reader) time.Duration {
 	return r.Duration("LINK_LIFETIME", 7*24*time.Hour, time.Minute, 365*24*time.Hour)
 }
@@ -74,7 +74,7 @@ func ReadConfig(r *config.Reader) Config {
 // nowhere else, and break on the next restart).
 func (c Config) Require(r *config.Reader) {
 	if c.Keys == nil {
-		r.Fail("LINK_KEYS_FILE", "required (or LINK_KEYS): the link keys, a JWKS (go run ./cmd/linkctl keygen KID)")
+		r.Fail("LINK_KEYS_FILE", "required (or LINK_KEYS): the link keys, a JWKS (go run ./cmd/yactl links keygen KID)")
 	}
 }
 

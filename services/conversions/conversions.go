@@ -294,6 +294,6 @@ func warnOverdue(ctx context.Context, idx *index, age, every time.Duration, now 
 		log.Error().Int("conversions", len(s.overdue)).Strs("ids", ids).Dur("older_than", age).
 			Dur("oldest", s.oldest).
 			Msg("conversions are still not delivered to Yandex, which takes them only 11 days after the contract: " +
-				"check YANDEX_CONVERSIONS_URL and the failed ones (conversionsctl list), or upload an export by hand")
+				"check YANDEX_CONVERSIONS_URL and the failed ones (yactl conversions list), or upload an export by hand")
 	}
 }

@@ -307,7 +307,7 @@ func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *y
 	if refused != nil {
 		w.metrics.failed(ctx)
 		w.log.Error().Str("conversion", p.conv.ID).Int("status", refused.Status).Str("answer", refused.Answer).
-			Msg("Yandex refused a conversion; it is kept as failed (conversionsctl list -state failed, then retry)")
+			Msg("Yandex refused a conversion; it is kept as failed (yactl conversions list -state failed, then retry)")
 		return
 	}
 	w.metrics.delivered(ctx)

@@ -18,7 +18,7 @@ import (
 // bucket, its key, and how a revision is checked. Only what holds whatever the ceiling table
 // says is checked here (pricing.ParseCatalog), so that a new ceiling table never makes a
 // service refuse the catalog it prices with: pricing narrows or drops what the table forbids,
-// and catalogctl refuses such a catalog before it is put.
+// and yactl catalog refuses such a catalog before it is put.
 var CatalogDocument = document.Spec[*catalog.Catalog]{
 	Bucket: contracts.BucketCatalog, Key: contracts.CatalogKey, Name: "catalog",
 	Description: "the offers service's product catalog under key " + contracts.CatalogKey,

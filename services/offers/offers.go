@@ -40,7 +40,7 @@ type Config struct {
 	// CatalogFile (CATALOG_FILE) is the seed: the catalog written to the catalog bucket when
 	// the bucket holds none (empty: the built-in demo catalog). Once the bucket has a
 	// catalog, the service prices with the bucket's and follows its changes; change the
-	// catalog with catalogctl, not this file. The file is still read and validated at every
+	// catalog with yactl catalog, not this file. The file is still read and validated at every
 	// start, so a broken one stops the service when it is deployed.
 	CatalogFile string
 	// CeilingsFile (CEILINGS_FILE) is the seed of the ceiling table bucket, as CATALOG_FILE
@@ -232,7 +232,7 @@ func describeCeilings(t document.InForce[*ceiling.Table], now time.Time) string 
 	if q := t.Value.Quarter(now); q != nil {
 		return fmt.Sprintf("revision %d in force, %s values apply (%s)", t.Revision, q.Name, q.Source)
 	}
-	return fmt.Sprintf("revision %d in force, no values for this quarter: only the absolute %s %% ceiling applies (put the Bank of Russia's with catalogctl ceilings put)",
+	return fmt.Sprintf("revision %d in force, no values for this quarter: only the absolute %s %% ceiling applies (put the Bank of Russia's with yactl ceilings put)",
 		t.Revision, ceiling.Absolute)
 }
 

@@ -41,12 +41,12 @@ const instrumentation = "github.com/demobank/yacredits/services/scoring"
 type Config struct {
 	// PreapprovalsFile (PREAPPROVALS_FILE) is an export (CSV) to seed the pre-approval
 	// object store with when it holds no snapshot; empty seeds the built-in demo data. Once
-	// the store holds one, the data comes from cmd/preapprovals imports alone.
+	// the store holds one, the data comes from cmd/yactl imports alone.
 	PreapprovalsFile string
 	// PolicyFile (POLICY_FILE) is the seed of the policy bucket: the credit policy written
 	// there when the bucket holds none (empty: the built-in default). Once the bucket has a
 	// policy, scoring decides with the bucket's and follows its changes; change it with
-	// `catalogctl policy put`, not this file. The file is still read and validated at every
+	// `yactl policy put`, not this file. The file is still read and validated at every
 	// start, so a broken one stops the service when it is deployed.
 	PolicyFile string
 	// TestPhones (TEST_PHONES) is a file of phones with fixed outcomes (pkg/testphones),
@@ -323,7 +323,7 @@ func allLoopback(urls string) bool {
 }
 
 // PolicyDocument is the credit policy as a versioned document (package document), watched by
-// every scoring replica and put with `catalogctl policy put`.
+// every scoring replica and put with `yactl policy put`.
 var PolicyDocument = document.Spec[*policy.Policy]{
 	Bucket: contracts.BucketPolicy, Key: contracts.PolicyKey, Name: "policy",
 	Description: "the scoring service's credit policy under key " + contracts.PolicyKey,

@@ -56,7 +56,7 @@ func StreamConfig(replicas int, retention time.Duration) jetstream.StreamConfig 
 		MaxAge:      retention,
 		Duplicates:  2 * time.Minute,
 		Replicas:    replicas,
-		// A year of decisions is large (README); batches of similar records compress well,
+		// A year of decisions is large (docs/guarantees.md); batches of similar records compress well,
 		// and a compressed message costs the server no more memory than any other.
 		Compression: jetstream.S2Compression,
 	}

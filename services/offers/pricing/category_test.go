@@ -147,7 +147,7 @@ func termsOf(p *catalog.Product, o contracts.Offer) contracts.TermRange {
 	return *o.Term
 }
 
-// catalogctl's check refuses a product that can exceed its category's ceiling anywhere in
+// yactl catalog's check refuses a product that can exceed its category's ceiling anywhere in
 // its range, and says where; the same catalog passes the absolute ceiling the services
 // check every revision with.
 func TestCheckCeilings(t *testing.T) {

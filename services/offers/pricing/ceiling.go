@@ -135,7 +135,7 @@ func smallestWithin(p *catalog.Product, pc contracts.AmountRange, rate money.Rat
 // what the offers service checks every revision with. A product that could be offered above
 // 292 % somewhere in its range, at any grade, or whose payment rounds to 0, is a problem of
 // the catalog, so that a bank learns of it when it puts the catalog, not from a missing
-// offer. The category ceilings are checked by catalogctl before a put (CheckCeilings), not
+// offer. The category ceilings are checked by yactl catalog before a put (CheckCeilings), not
 // here: a new ceiling table must never make a running service refuse its catalog, and
 // pricing narrows or drops what the table forbids anyway.
 func ParseCatalog(data []byte) (*catalog.Catalog, error) {
@@ -150,7 +150,7 @@ func ParseCatalog(data []byte) (*catalog.Catalog, error) {
 }
 
 // CheckCeilings is ParseCatalog under the ceilings of a table from at to at+window (the
-// quarters in which a link made now can be followed): what catalogctl refuses a catalog for.
+// quarters in which a link made now can be followed): what yactl catalog refuses a catalog for.
 func CheckCeilings(data []byte, t *ceiling.Table, at time.Time, window time.Duration) (*catalog.Catalog, error) {
 	c, err := catalog.Parse(data)
 	if err != nil {

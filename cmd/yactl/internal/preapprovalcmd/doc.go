@@ -1,8 +1,8 @@
-// Command preapprovals loads the bank's nightly pre-approval export into the JetStream
+// Package preapprovalcmd is yactl preapprovals: it loads the bank's nightly pre-approval export into the JetStream
 // object store that every scoring replica serves from.
 //
-//	preapprovals import FILE
-//	preapprovals generate [-seed S] [-bad-every K] [-all-products] N FILE
+//	yactl preapprovals import FILE
+//	yactl preapprovals generate [-seed S] [-bad-every K] [-all-products] N FILE
 //
 // import reads FILE (the CSV format is documented in services/scoring/preapproval), hashes
 // every phone with PHONE_HASH_KEY, and stores the result as one snapshot, the object
@@ -23,25 +23,4 @@
 //	NATS_REPLICAS         replicas of the object store, if this creates it (default 1)
 //	PROGRESS_INTERVAL     on a terminal progress is redrawn in place; elsewhere a line is
 //	                      written this often (default 10s; 0 for none)
-package main
-
-import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "preapprovals:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
+package preapprovalcmd

@@ -1,4 +1,4 @@
-package main
+package preapprovalcmd
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ const childEnv = "PREAPPROVALS_BENCH_IMPORT"
 // alternate between two exports, so every one stores a new version; "unchanged" imports
 // the stored export again, which reads it once and writes nothing.
 //
-//	go test ./cmd/preapprovals -run '^$' -bench Import -benchtime 3x
+//	go test ./cmd/yactl -run '^$' -bench Import -benchtime 3x
 func BenchmarkImport(b *testing.B) {
 	srv := natstest.RunServer(b)
 	dir := b.TempDir()
@@ -35,7 +35,7 @@ func BenchmarkImport(b *testing.B) {
 		for i := range files {
 			files[i] = filepath.Join(dir, fmt.Sprintf("export-%d-%d.csv", rows, i))
 			args := []string{"generate", "-seed", strconv.Itoa(i + 1), "-bad-every", "10000", strconv.Itoa(rows), files[i]}
-			if err := run(context.Background(), args, nil, io.Discard, io.Discard); err != nil {
+			if err := Run(context.Background(), args, nil, io.Discard, io.Discard); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -91,7 +91,7 @@ func importChild(b *testing.B, env []string, path string) (string, float64) {
 // runChild is the child's whole life: the command, then its peak RSS from /proc (Linux,
 // where the import runs).
 func runChild(path string) int {
-	if err := run(context.Background(), []string{"import", path}, os.Getenv, os.Stdout, io.Discard); err != nil {
+	if err := Run(context.Background(), []string{"import", path}, os.Getenv, os.Stdout, io.Discard); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,4 +1,4 @@
-package main
+package conversioncmd
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func ctl(t *testing.T, url string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), args, func(k string) string {
+	err := Run(context.Background(), args, func(k string) string {
 		if k == "NATS_URL" {
 			return url
 		}

@@ -1,4 +1,4 @@
-package main
+package linkcmd
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 func linkctl(t *testing.T, env map[string]string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	err := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
 	return out.String() + errOut.String(), err
 }
 

@@ -1,9 +1,9 @@
-// Command conversionsctl lists, exports and retries the conversions the conversions service
+// Package conversioncmd is yactl conversions: it lists, exports and retries the conversions the conversions service
 // keeps (the JetStream bucket contracts.BucketConversions).
 //
-//	conversionsctl list [-state queued|delivered|failed]     one line per conversion
-//	conversionsctl export [-state queued|delivered|failed]   CSV of Yandex's fields, for an upload by hand
-//	conversionsctl retry ID... | -failed                     queue failed conversions again
+//	yactl conversions list [-state queued|delivered|failed]     one line per conversion
+//	yactl conversions export [-state queued|delivered|failed]   CSV of Yandex's fields, for an upload by hand
+//	yactl conversions retry ID... | -failed                     queue failed conversions again
 //
 // An ID is search_id.offer, as list prints it. retry moves a failed conversion (one Yandex
 // refused) back to queued, once the cause is fixed; the delivery worker then sends it again
@@ -12,7 +12,7 @@
 // endpoint is down; after such an upload, the worker's later sends are repeats of the same
 // ids. It connects with the services' NATS_* variables (NATS_URL, NATS_USER, NATS_PASSWORD,
 // NATS_CONNECT_TIMEOUT, NATS_CA_FILE). Exit status: 0 success, 1 failure, 2 usage.
-package main
+package conversioncmd
 
 import (
 	"context"
@@ -21,14 +21,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -36,21 +34,9 @@ import (
 	"github.com/demobank/yacredits/services/conversions/yandex"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "conversionsctl:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
+var errUsage = cli.Usage("yactl conversions list [-state S] | export [-state S] | retry ID... | retry -failed")
 
-var errUsage = errors.New("usage: conversionsctl list [-state S] | export [-state S] | retry ID... | retry -failed")
-
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
 	}
@@ -79,7 +65,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 }
 
 func withStore(ctx context.Context, getenv config.Getenv, fn func(*conversions.Store) error) error {
-	return bus.WithJetStream(ctx, getenv, "conversionsctl", func(js jetstream.JetStream, _ config.NATS) error {
+	return bus.WithJetStream(ctx, getenv, "yactl conversions", func(js jetstream.JetStream, _ config.NATS) error {
 		s, err := conversions.BindStore(ctx, js)
 		if err != nil {
 			return err

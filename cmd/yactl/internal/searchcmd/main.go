@@ -1,8 +1,8 @@
-// Command searchctl explains a past search to the bank's support desk, risk team or the
+// Package searchcmd is yactl search: it explains a past search to the bank's support desk, risk team or the
 // regulator: how it was decided, from what, and whether it would be decided the same way
 // again.
 //
-//	searchctl explain [-since TIME] SEARCH_ID
+//	yactl search explain [-since TIME] SEARCH_ID
 //
 // It finds the search in the searches bucket while it is retained (SEARCH_RETENTION), and
 // then in the audit trail (AUDIT_RETENTION, a year), and prints the request (with the masked
@@ -16,7 +16,7 @@
 //
 // It connects with the services' NATS_* variables (the ops user in production). Exit
 // status: 0 found and identical; 1 not found, a difference, or a failure; 2 usage.
-package main
+package searchcmd
 
 import (
 	"context"
@@ -24,36 +24,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/demobank/yacredits/cmd/internal/explain"
+	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "searchctl:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
-
-var errUsage = errors.New("usage: searchctl explain [-since TIME] SEARCH_ID")
+var errUsage = cli.Usage("yactl search explain [-since TIME] SEARCH_ID")
 
 // errDiffers is the answer for a search that would not be decided the same way again.
 var errDiffers = errors.New("the replay differs from the recorded decision")
 
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "explain" {
 		return errUsage
 	}
@@ -70,7 +56,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 			return fmt.Errorf("%w (-since %q: %v)", errUsage, *sinceText, err)
 		}
 	}
-	return bus.WithJetStream(ctx, getenv, "searchctl", func(js jetstream.JetStream, _ config.NATS) error {
+	return bus.WithJetStream(ctx, getenv, "yactl search", func(js jetstream.JetStream, _ config.NATS) error {
 		rep, err := explain.Explain(ctx, js, fs.Arg(0), since, stdout)
 		if err != nil {
 			return err

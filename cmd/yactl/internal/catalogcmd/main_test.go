@@ -1,4 +1,4 @@
-package main
+package catalogcmd
 
 import (
 	"bytes"
@@ -69,7 +69,7 @@ func runCtl(t *testing.T, url string, args ...string) result {
 	t.Helper()
 	env := map[string]string{"NATS_URL": url, "NATS_CONNECT_TIMEOUT": "2s"}
 	var stdout, stderr bytes.Buffer
-	err := run(natstest.Context(t, 20*time.Second), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	err := Run(natstest.Context(t, 20*time.Second), args, func(k string) string { return env[k] }, &stdout, &stderr)
 	return result{err: err, stdout: stdout.String(), stderr: stderr.String()}
 }
 
@@ -167,7 +167,7 @@ func TestPutAndGet(t *testing.T) {
 	}
 }
 
-// A catalog stored around catalogctl that does not validate is shown with a warning and
+// A catalog stored around yactl catalog that does not validate is shown with a warning and
 // its problems, since the services do not price with it.
 func TestGetWarnsOfAnInvalidRevision(t *testing.T) {
 	srv := natstest.RunServer(t)

@@ -1,4 +1,4 @@
-package main
+package searchcmd
 
 import (
 	"bytes"
@@ -36,9 +36,9 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		err := run(natstest.Context(t, 20*time.Second), tt.args, func(k string) string { return env[k] }, &out, &out)
+		err := Run(natstest.Context(t, 20*time.Second), tt.args, func(k string) string { return env[k] }, &out, &out)
 		if errors.Is(err, errUsage) != tt.usage || err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("run(%q) = %v, want usage %v and %q", tt.args, err, tt.usage, tt.want)
+			t.Errorf("Run(%q) = %v, want usage %v and %q", tt.args, err, tt.usage, tt.want)
 		}
 	}
 }

@@ -1,18 +1,18 @@
-// Command catalogctl checks and changes the bank's documents the services decide with: the
+// Package catalogcmd is yactl catalog, policy and ceilings: it checks and changes the bank's documents the services decide with: the
 // product catalog (the default), the credit policy and the ПСК ceiling table. Each lives in
 // its own JetStream bucket (contracts.BucketCatalog, BucketPolicy, BucketCeilings); every
 // running replica of the service that uses it watches it and takes a new revision within a
 // second, without a restart. The formats are documented in packages
 // services/offers/catalog, services/scoring/policy and services/offers/ceiling.
 //
-//	catalogctl [policy|ceilings] validate FILE    check a file and list every problem
-//	catalogctl [policy|ceilings] put FILE         check it, then store it as the one in force
-//	catalogctl [policy|ceilings] get [REVISION]   print the stored one, or an earlier revision
+//	yactl catalog|policy|ceilings validate FILE    check a file and list every problem
+//	yactl catalog|policy|ceilings put FILE         check it, then store it as the one in force
+//	yactl catalog|policy|ceilings get [REVISION]   print the stored one, or an earlier revision
 //
 // get writes the document exactly as it was put to standard output and its revision to
-// standard error, so `catalogctl get 7 > old.json && catalogctl put old.json` rolls back.
+// standard error, so `yactl catalog get 7 > old.json && yactl catalog put old.json` rolls back.
 // The buckets keep the last 64 revisions, which is also how far back a past search can be
-// replayed (searchctl).
+// replayed (yactl search).
 //
 // put checks what one document means for the others in force: a catalog with a product that
 // can exceed its category's ПСК ceiling (in the table in force, over the quarters a link made
@@ -24,7 +24,7 @@
 //
 // The exit status is 0 on success, 1 on failure (an invalid document included) and 2 for a
 // command line it does not understand.
-package main
+package catalogcmd
 
 import (
 	"context"
@@ -32,13 +32,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/document"
@@ -51,19 +50,7 @@ import (
 	"github.com/demobank/yacredits/services/scoring/policy"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "catalogctl:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
-
-var errUsage = errors.New("usage: catalogctl [policy|ceilings] validate FILE | put FILE | get [REVISION]")
+var errUsage = cli.Usage("yactl catalog|policy|ceilings validate FILE | put FILE | get [REVISION]")
 
 // doc is what the commands need of one document.
 type doc struct {
@@ -102,7 +89,7 @@ func docs() map[string]doc {
 
 // run carries out one command. Problems with a document go to stderr one per line; the
 // returned error sums them up.
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	d := docs()[""]
 	if len(args) > 0 {
 		if named, ok := docs()[args[0]]; ok && args[0] != "" {
@@ -233,7 +220,7 @@ func (d doc) get(ctx context.Context, revision uint64, getenv config.Getenv, std
 		}
 		fmt.Fprintf(stderr, "revision %d, put %s\n", e.Revision(), e.Created().UTC().Format(time.RFC3339))
 		if _, err := d.check(e.Value()); err != nil {
-			// Only a put around catalogctl can store one; the services refused it.
+			// Only a put around yactl catalog can store one; the services refused it.
 			fmt.Fprintf(stderr, "warning: revision %d is not a valid %s, so the services do not use it:\n", e.Revision(), d.name)
 			problems := d.lines(err)
 			if problems == nil {
@@ -341,5 +328,5 @@ func ceilingsAgainst(ctx context.Context, js jetstream.JetStream, getenv config.
 
 // withJetStream connects as the services do and calls fn.
 func withJetStream(ctx context.Context, getenv config.Getenv, fn func(jetstream.JetStream, config.NATS) error) error {
-	return bus.WithJetStream(ctx, getenv, "catalogctl", fn)
+	return bus.WithJetStream(ctx, getenv, "yactl catalog", fn)
 }

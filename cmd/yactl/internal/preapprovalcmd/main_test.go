@@ -1,4 +1,4 @@
-package main
+package preapprovalcmd
 
 import (
 	"bytes"
@@ -51,10 +51,10 @@ func (c *imp) env(extra ...string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
-func (c *imp) run(getenv func(string) string, args ...string) (stdout, stderr string, err error) {
+func (c *imp) Run(getenv func(string) string, args ...string) (stdout, stderr string, err error) {
 	c.t.Helper()
 	var out, errOut bytes.Buffer
-	err = run(natstest.Context(c.t, time.Minute), args, getenv, &out, &errOut)
+	err = Run(natstest.Context(c.t, time.Minute), args, getenv, &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -143,7 +143,7 @@ func TestImport(t *testing.T) {
 	c := newImp(t)
 
 	// Bad rows are reported with their line and reason, never their content, and skipped.
-	out, errOut, err := c.run(c.env(), "import", writeFile(t, "bank-v1.csv", v1))
+	out, errOut, err := c.Run(c.env(), "import", writeFile(t, "bank-v1.csv", v1))
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, errOut)
 	}
@@ -179,7 +179,7 @@ func TestImport(t *testing.T) {
 
 	// The same file again, and the same records spelled otherwise: no new version.
 	for _, file := range []string{writeFile(t, "bank-v1.csv", v1), writeFile(t, "bank-v1-again.csv", v1Respelled)} {
-		out, errOut, err = c.run(c.env(), "import", file)
+		out, errOut, err = c.Run(c.env(), "import", file)
 		if err != nil {
 			t.Fatalf("re-import: %v\n%s", err, errOut)
 		}
@@ -193,7 +193,7 @@ func TestImport(t *testing.T) {
 	}
 
 	// A newer export replaces the old as a whole: B, not in it, is gone; C has expired.
-	out, errOut, err = c.run(c.env(), "import", writeFile(t, "bank-v2.csv", v2))
+	out, errOut, err = c.Run(c.env(), "import", writeFile(t, "bank-v2.csv", v2))
 	if err != nil || errOut != "" {
 		t.Fatalf("import v2: %v\n%s", err, errOut)
 	}
@@ -222,7 +222,7 @@ func TestImport(t *testing.T) {
 // stays.
 func TestImportRefusesAndKeepsTheStoredSnapshot(t *testing.T) {
 	c := newImp(t)
-	if _, errOut, err := c.run(c.env(), "import", writeFile(t, "v1.csv", v1)); err != nil {
+	if _, errOut, err := c.Run(c.env(), "import", writeFile(t, "v1.csv", v1)); err != nil {
 		t.Fatalf("import: %v\n%s", err, errOut)
 	}
 	before, _ := c.object()
@@ -235,7 +235,7 @@ func TestImportRefusesAndKeepsTheStoredSnapshot(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := c.run(c.env(), "import", writeFile(t, "bad.csv", tt.file))
+			_, _, err := c.Run(c.env(), "import", writeFile(t, "bad.csv", tt.file))
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one saying %q", err, tt.wantErr)
 			}
@@ -258,19 +258,19 @@ func TestUsageAndConfig(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"no command", c.env(), nil, "bad usage"},
+		{"no command", c.env(), nil, "usage: yactl preapprovals"},
 		{"unknown command", c.env(), []string{"export"}, "unknown command"},
-		{"import without a file", c.env(), []string{"import"}, "bad usage"},
+		{"import without a file", c.env(), []string{"import"}, "usage: yactl preapprovals"},
 		{"no key", c.env("PHONE_HASH_KEY", ""), []string{"import", file}, "PHONE_HASH_KEY: required, at least 32 bytes"},
 		{"short key", c.env("PHONE_HASH_KEY", "short"), []string{"import", file}, "PHONE_HASH_KEY"},
 		{"bad interval", c.env("PROGRESS_INTERVAL", "often"), []string{"import", file}, "PROGRESS_INTERVAL"},
 		{"missing file", c.env(), []string{"import", filepath.Join(t.TempDir(), "none.csv")}, "no such file"},
-		{"generate without N", c.env(), []string{"generate", "x.csv"}, "bad usage"},
-		{"generate negative", c.env(), []string{"generate", "-5", "x.csv"}, "bad usage"},
+		{"generate without N", c.env(), []string{"generate", "x.csv"}, "usage: yactl preapprovals"},
+		{"generate negative", c.env(), []string{"generate", "-5", "x.csv"}, "usage: yactl preapprovals"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := c.run(tt.env, tt.args...)
+			_, _, err := c.Run(tt.env, tt.args...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one saying %q", err, tt.wantErr)
 			}
@@ -285,10 +285,10 @@ func TestUsageAndConfig(t *testing.T) {
 func TestGenerateThenImport(t *testing.T) {
 	c := newImp(t)
 	path := filepath.Join(t.TempDir(), "gen.csv")
-	if _, _, err := c.run(c.env(), "generate", "-bad-every", "10", "-seed", "7", "1000", path); err != nil {
+	if _, _, err := c.Run(c.env(), "generate", "-bad-every", "10", "-seed", "7", "1000", path); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, err := c.run(c.env(), "import", path)
+	out, errOut, err := c.Run(c.env(), "import", path)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, errOut)
 	}

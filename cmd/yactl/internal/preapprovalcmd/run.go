@@ -1,8 +1,7 @@
-package main
+package preapprovalcmd
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -22,16 +22,16 @@ import (
 )
 
 const usage = `usage:
-  preapprovals import FILE
+  yactl preapprovals import FILE
       store the bank's export FILE as the pre-approvals every scoring replica serves
-  preapprovals generate [-seed S] [-bad-every K] [-all-products] N FILE
+  yactl preapprovals generate [-seed S] [-bad-every K] [-all-products] N FILE
       write a plausible export of N rows to FILE ("-": standard output)
 `
 
 // errUsage marks a command line that makes no sense.
-var errUsage = errors.New("bad usage (preapprovals help)")
+var errUsage = cli.Usage("yactl preapprovals import FILE | generate [-seed S] [-bad-every K] [-all-products] N FILE")
 
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage

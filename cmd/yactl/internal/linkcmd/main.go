@@ -1,10 +1,10 @@
-// Command linkctl makes the keys that sign proposal links and checks links the way the
+// Package linkcmd is yactl links: it makes the keys that sign proposal links and checks links the way the
 // bank's site does (package pkg/offerlink).
 //
-//	linkctl keygen KID              print a new key set (private: keep it in a Secret)
-//	linkctl add FILE KID            print FILE's set with a new key KID added
-//	linkctl public FILE             print FILE's public keys: the JWKS document
-//	linkctl verify [-jwks URL|FILE] [-issuer ISS] [-at TIME] LINK
+//	yactl links keygen KID              print a new key set (private: keep it in a Secret)
+//	yactl links add FILE KID            print FILE's set with a new key KID added
+//	yactl links public FILE             print FILE's public keys: the JWKS document
+//	yactl links verify [-jwks URL|FILE] [-issuer ISS] [-at TIME] LINK
 //	                                check a link: its claims, or why it is refused
 //
 // verify checks against the JWKS document at -jwks (a URL, such as the conversions
@@ -14,11 +14,11 @@
 // reason and exits 1 for a refused one, and exits 2 for a command line it does not
 // understand.
 //
-// Rotation, with no broken links: `linkctl add keys.json 2027-01 > new.json`; put the new
+// Rotation, with no broken links: `yactl links add keys.json 2027-01 > new.json`; put the new
 // set's public half where links are verified first (the conversions service's
 // LINK_KEYS_FILE, and any site that caches the JWKS); then give offers the new set with
 // LINK_KEY_ID=2027-01; drop the old key once LINK_LIFETIME has passed.
-package main
+package linkcmd
 
 import (
 	"context"
@@ -32,23 +32,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/offerlink"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "linkctl:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
+var errUsage = cli.Usage("yactl links keygen KID | add FILE KID | public FILE | verify [-jwks URL|FILE] [-issuer ISS] [-at TIME] LINK")
 
-var errUsage = errors.New("usage: linkctl keygen KID | add FILE KID | public FILE | verify [-jwks URL|FILE] [-issuer ISS] [-at TIME] LINK")
-
-func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
 	}
