@@ -186,11 +186,20 @@ func checkComposeBuild(p *types.Project, root, name string, s types.ServiceConfi
 	if !filepath.IsAbs(dockerfile) {
 		dockerfile = filepath.Join(s.Build.Context, dockerfile)
 	}
-	want := filepath.Join(root, "services", name, "Dockerfile")
+	want := filepath.Join(root, "Dockerfile")
 	if filepath.Clean(dockerfile) != want {
 		return []error{fail("is built from %s, want %s", dockerfile, want)}
 	}
-	d, err := ParseDockerfile(dockerfile)
+	args := map[string]string{}
+	for k, v := range s.Build.Args {
+		if v != nil {
+			args[k] = *v
+		}
+	}
+	if args["SERVICE"] != name {
+		return []error{fail("is built with SERVICE=%q, want %q (build: args)", args["SERVICE"], name)}
+	}
+	d, err := ParseDockerfile(dockerfile, args)
 	if err != nil {
 		return []error{fail("%v", err)}
 	}

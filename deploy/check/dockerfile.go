@@ -1,133 +1,184 @@
 package check
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"golang.org/x/mod/modfile"
 )
 
-// Dockerfile is what the checks need of a Dockerfile: its instructions, by stage.
+// Dockerfile is a Dockerfile as BuildKit reads it, for one set of build arguments: its
+// stages with their base images and instructions expanded, and what BuildKit's own linter
+// says of it. Parsing, instruction syntax and the generic rules are BuildKit's
+// (frontend/dockerfile/parser, instructions, linter, shell); what is left here is what only
+// this project can check.
 type Dockerfile struct {
 	Path   string
 	Stages []Stage
+	// Lint holds BuildKit's lint warnings (rule: message), the ones `docker build` prints.
+	Lint []string
 }
 
 // Stage is one FROM and the instructions after it.
 type Stage struct {
-	From         string
-	Instructions []Instruction
+	From     string // the base image, its arguments expanded
+	Commands []instructions.Command
+	args     env // the stage's ARGs in force, to expand RUN lines with
 }
 
-// Instruction is one instruction, continuation lines joined.
-type Instruction struct {
-	Cmd  string // upper case: COPY, RUN, ...
-	Args string
-}
-
-// ParseDockerfile reads the instructions of a Dockerfile: comments dropped, lines ending
-// in a backslash joined, and instructions before the first FROM (ARG) kept in no stage.
-func ParseDockerfile(path string) (*Dockerfile, error) {
-	f, err := os.Open(path)
+// ParseDockerfile reads the Dockerfile at path with BuildKit's parser, as `docker build
+// --build-arg K=V` would with buildArgs: the global ARGs' defaults, overridden by buildArgs,
+// expand FROM; a stage's ARGs take a build argument or their default.
+func ParseDockerfile(path string, buildArgs map[string]string) (*Dockerfile, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	res, err := parser.Parse(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	d := &Dockerfile{Path: path}
-	var line strings.Builder
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		text := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(text, "#") || (text == "" && line.Len() == 0) {
-			continue
-		}
-		if cont, ok := strings.CutSuffix(text, "\\"); ok {
-			line.WriteString(cont + " ")
-			continue
-		}
-		line.WriteString(text)
-		cmd, args, _ := strings.Cut(strings.TrimSpace(line.String()), " ")
-		line.Reset()
-		in := Instruction{Cmd: strings.ToUpper(cmd), Args: strings.TrimSpace(args)}
-		if in.Cmd == "FROM" {
-			from := strings.Fields(in.Args)
-			from = slices.DeleteFunc(from, func(s string) bool { return strings.HasPrefix(s, "--") })
-			if len(from) == 0 {
-				return nil, fmt.Errorf("%s: FROM without an image", path)
-			}
-			d.Stages = append(d.Stages, Stage{From: from[0]})
-			continue
-		}
-		if len(d.Stages) > 0 {
-			st := &d.Stages[len(d.Stages)-1]
-			st.Instructions = append(st.Instructions, in)
-		}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, _ []parser.Range) {
+		d.Lint = append(d.Lint, rule+": "+msg)
+	}})
+	stages, metaArgs, err := instructions.Parse(res.AST, lint)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(d.Stages) == 0 {
+	if len(stages) == 0 {
 		return nil, fmt.Errorf("%s: no FROM", path)
+	}
+	lex := shell.NewLex(res.EscapeToken)
+	global := env{}
+	for _, a := range metaArgs {
+		declare(lex, global, a, buildArgs)
+	}
+	for _, st := range stages {
+		from, _, err := lex.ProcessWord(st.BaseName, global)
+		if err != nil {
+			return nil, fmt.Errorf("%s: FROM %s: %w", path, st.BaseName, err)
+		}
+		stage := Stage{From: from, Commands: st.Commands, args: env{}}
+		for _, c := range st.Commands {
+			if a, ok := c.(*instructions.ArgCommand); ok {
+				declare(lex, stage.args, *a, buildArgs)
+			}
+		}
+		d.Stages = append(d.Stages, stage)
 	}
 	return d, nil
 }
 
+// declare puts an ARG's value in scope: the build argument if given, else its default
+// expanded with what is already in scope.
+func declare(lex *shell.Lex, scope env, a instructions.ArgCommand, buildArgs map[string]string) {
+	for _, kv := range a.Args {
+		if v, ok := buildArgs[kv.Key]; ok {
+			scope[kv.Key] = v
+		} else if kv.Value != nil {
+			v, _, _ := lex.ProcessWord(*kv.Value, scope)
+			scope[kv.Key] = v
+		} else if _, ok := scope[kv.Key]; !ok {
+			scope[kv.Key] = ""
+		}
+	}
+}
+
+// env is a set of variables as BuildKit's shell lexer reads them.
+type env map[string]string
+
+func (e env) Get(k string) (string, bool) { v, ok := e[k]; return v, ok }
+func (e env) Keys() []string              { return slices.Collect(maps.Keys(e)) }
+
 // Final is the stage that becomes the image.
 func (d *Dockerfile) Final() Stage { return d.Stages[len(d.Stages)-1] }
 
-// All returns the stage's instructions named cmd.
-func (s Stage) All(cmd string) []Instruction {
-	var out []Instruction
-	for _, in := range s.Instructions {
-		if in.Cmd == cmd {
-			out = append(out, in)
+// Runs returns the stage's RUN command lines, with the stage's ARGs expanded as the shell
+// that runs them would.
+func (s Stage) Runs() []string {
+	lex := shell.NewLex('\\')
+	var out []string
+	for _, c := range s.Commands {
+		if r, ok := c.(*instructions.RunCommand); ok {
+			line := strings.Join(r.CmdLine, " ")
+			if exp, _, err := lex.ProcessWord(line, s.args); err == nil {
+				line = exp
+			}
+			out = append(out, line)
 		}
 	}
 	return out
-}
-
-// Copy is one COPY: where from (a build stage, or the context when From is empty).
-type Copy struct {
-	From    string
-	Sources []string
-	Dest    string
 }
 
 // Copies returns the stage's COPY instructions.
-func (s Stage) Copies() []Copy {
-	var out []Copy
-	for _, in := range s.All("COPY") {
-		var c Copy
-		var words []string
-		for _, w := range strings.Fields(in.Args) {
-			if from, ok := strings.CutPrefix(w, "--from="); ok {
-				c.From = from
-			} else if !strings.HasPrefix(w, "--") {
-				words = append(words, w)
-			}
+func (s Stage) Copies() []*instructions.CopyCommand {
+	var out []*instructions.CopyCommand
+	for _, c := range s.Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok {
+			out = append(out, cp)
 		}
-		if len(words) >= 2 {
-			c.Sources, c.Dest = words[:len(words)-1], words[len(words)-1]
-		}
-		out = append(out, c)
 	}
 	return out
 }
 
-// CheckDockerfile checks one of our service images against the repository at root: the
-// workspace is copied whole enough to build in workspace mode, everything copied exists
-// and is in the build context (.dockerignore), the binary is static and the runtime
-// image distroless and non-root, and ports are exposed. It returns every problem.
+// User is the stage's last USER, or "" (root) when it sets none.
+func (s Stage) User() string {
+	user := ""
+	for _, c := range s.Commands {
+		if u, ok := c.(*instructions.UserCommand); ok {
+			user = u.User
+		}
+	}
+	return user
+}
+
+// Exposed lists the ports the stage EXPOSEs.
+func (s Stage) Exposed() []string {
+	var out []string
+	for _, c := range s.Commands {
+		if e, ok := c.(*instructions.ExposeCommand); ok {
+			out = append(out, e.Ports...)
+		}
+	}
+	return out
+}
+
+// Entrypoint is the stage's last ENTRYPOINT, or nil, and whether it is in shell form (run
+// by /bin/sh -c).
+func (s Stage) Entrypoint() (cmd []string, shellForm bool) {
+	for _, c := range s.Commands {
+		if e, ok := c.(*instructions.EntrypointCommand); ok {
+			cmd, shellForm = e.CmdLine, e.PrependShell
+		}
+	}
+	return cmd, shellForm
+}
+
+// CheckDockerfile checks the image of one of our services, d as parsed with SERVICE set to
+// it, against the repository: BuildKit's linter has nothing to say; the workspace is copied
+// whole enough to build in workspace mode; everything copied exists and is in the build
+// context (.dockerignore); the service's binary is built static; the runtime image is
+// distroless and non-root, exposes ports and runs a binary it installs. It returns every
+// problem.
 func CheckDockerfile(bc BuildContext, service string, d *Dockerfile, ports []string) []error {
 	var errs []error
 	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", d.Path, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s (SERVICE=%s): %s", d.Path, service, fmt.Sprintf(format, args...)))
+	}
+	for _, w := range d.Lint {
+		fail("BuildKit's linter: %s", w)
 	}
 	root := bc.Root
 	build := d.Stages[0]
@@ -136,7 +187,7 @@ func CheckDockerfile(bc BuildContext, service string, d *Dockerfile, ports []str
 		if c.From != "" {
 			continue
 		}
-		for _, src := range c.Sources {
+		for _, src := range c.SourcePaths {
 			copied = append(copied, filepath.Clean(src))
 			if _, err := os.Stat(filepath.Join(root, src)); err != nil {
 				fail("COPY %s: not in the repository", src)
@@ -160,7 +211,7 @@ func CheckDockerfile(bc BuildContext, service string, d *Dockerfile, ports []str
 			fail("does not COPY %s, which the workspace needs to build", mod)
 		}
 	}
-	runs := strings.Join(argsOf(build.All("RUN")), "\n")
+	runs := strings.Join(build.Runs(), "\n")
 	pkg := "./services/" + service + "/cmd/" + service
 	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "go build", pkg} {
 		if !strings.Contains(runs, want) {
@@ -175,18 +226,21 @@ func CheckDockerfile(bc BuildContext, service string, d *Dockerfile, ports []str
 	if final.From != RuntimeImage {
 		fail("runtime image is %s, want %s", final.From, RuntimeImage)
 	}
-	users := argsOf(final.All("USER"))
-	if len(users) == 0 || isRoot(users[len(users)-1]) {
+	if isRoot(final.User()) {
 		fail("the runtime stage does not set a non-root USER")
 	}
-	exposed := strings.Fields(strings.Join(argsOf(final.All("EXPOSE")), " "))
+	exposed := final.Exposed()
 	for _, p := range ports {
 		if !slices.Contains(exposed, p) && !slices.Contains(exposed, p+"/tcp") {
 			fail("does not EXPOSE %s", p)
 		}
 	}
-	if len(final.All("ENTRYPOINT")) == 0 {
+	if ep, shellForm := final.Entrypoint(); len(ep) == 0 {
 		fail("no ENTRYPOINT")
+	} else if shellForm {
+		fail("ENTRYPOINT %s is in shell form, and the runtime image has no shell: write it as JSON", ep[0])
+	} else if !final.Installs(ep[0]) {
+		fail("ENTRYPOINT runs %s, which the image does not install", ep[0])
 	}
 	return errs
 }
@@ -197,20 +251,12 @@ const RuntimeImage = "gcr.io/distroless/static-debian12:nonroot"
 // Installs reports whether the stage puts a file at path (a COPY destination).
 func (s Stage) Installs(path string) bool {
 	for _, c := range s.Copies() {
-		if c.Dest == path || (strings.HasSuffix(c.Dest, "/") && len(c.Sources) == 1 &&
-			c.Dest+filepath.Base(c.Sources[0]) == path) {
+		if c.DestPath == path || (strings.HasSuffix(c.DestPath, "/") && len(c.SourcePaths) == 1 &&
+			c.DestPath+filepath.Base(c.SourcePaths[0]) == path) {
 			return true
 		}
 	}
 	return false
-}
-
-func argsOf(ins []Instruction) []string {
-	out := make([]string, len(ins))
-	for i, in := range ins {
-		out[i] = in.Args
-	}
-	return out
 }
 
 func isRoot(user string) bool {

@@ -13,14 +13,14 @@ import (
 // health endpoints on HEALTH_ADDR.
 var imagePorts = map[string][]string{"gateway": {"8080", "8081"}, "scoring": {"8081"}, "offers": {"8081"}, "conversions": {"8090", "8081"}}
 
-func TestDockerfiles(t *testing.T) {
+func TestDockerfile(t *testing.T) {
 	bc, err := NewBuildContext(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, svc := range Services {
 		t.Run(svc.Name, func(t *testing.T) {
-			d, err := ParseDockerfile(filepath.Join(root, "services", svc.Name, "Dockerfile"))
+			d, err := ParseDockerfile(filepath.Join(root, "Dockerfile"), map[string]string{"SERVICE": svc.Name})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -34,8 +34,27 @@ func TestDockerfiles(t *testing.T) {
 	}
 }
 
+// The base images are build arguments: given, they replace the defaults, as --build-arg does.
+func TestDockerfileBaseImagesAreArguments(t *testing.T) {
+	path := filepath.Join(root, "Dockerfile")
+	d, err := ParseDockerfile(path, map[string]string{"SERVICE": "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Stages[0].From; got != "golang:1.26.8" {
+		t.Errorf("default builder = %q, want golang:1.26.8 (GO_VERSION's default expanded)", got)
+	}
+	d, err = ParseDockerfile(path, map[string]string{"SERVICE": "gateway", "BUILDER_IMAGE": "local/go:1", "RUNTIME_IMAGE": "local/static:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Stages[0].From != "local/go:1" || d.Final().From != "local/static:1" {
+		t.Errorf("stages from %q and %q, want the build arguments", d.Stages[0].From, d.Final().From)
+	}
+}
+
 func TestDockerfileChecksCatchBreakage(t *testing.T) {
-	good, err := os.ReadFile(filepath.Join(root, "services", "gateway", "Dockerfile"))
+	good, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +65,25 @@ func TestDockerfileChecksCatchBreakage(t *testing.T) {
 	tests := []struct {
 		name, old, new string
 		ignore         []string // .dockerignore patterns instead of the real file
+		args           map[string]string
 		want           string
 	}{
-		{name: "runtime with a shell", old: "FROM gcr.io/distroless/static-debian12:nonroot", new: "FROM alpine:3.22", want: "runtime image is alpine"},
+		{name: "runtime with a shell", old: "ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot", new: "ARG RUNTIME_IMAGE=alpine:3.22", want: "runtime image is alpine"},
+		{name: "runtime overridden", args: map[string]string{"RUNTIME_IMAGE": "debian:13"}, want: "runtime image is debian:13"},
 		{name: "runs as root", old: "USER 65532:65532", new: "USER root", want: "non-root USER"},
+		{name: "no USER at all", old: "USER 65532:65532\n", new: "", want: "non-root USER"},
 		{name: "cgo", old: "CGO_ENABLED=0", new: "CGO_ENABLED=1", want: "CGO_ENABLED=0"},
 		{name: "paths baked in", old: "go build -trimpath", new: "go build", want: "-trimpath"},
+		{name: "another service built", old: "./services/${SERVICE}/cmd/${SERVICE}", new: "./services/offers/cmd/offers", want: "./services/gateway/cmd/gateway"},
 		{name: "a workspace module left out", old: "COPY cmd/ cmd/\n", new: "", want: "does not COPY cmd/go.mod"},
-		{name: "port not exposed", old: "EXPOSE 8080 8081", new: "EXPOSE 8080", want: "does not EXPOSE 8081"},
+		{name: "tools module left out", old: "COPY tools/go.mod tools/go.sum tools/\n", new: "", want: "does not COPY tools/go.mod"},
+		{name: "port not exposed", old: "EXPOSE 8080 8081 8090", new: "EXPOSE 8081 8090", want: "does not EXPOSE 8080"},
+		{name: "entrypoint not installed", old: `ENTRYPOINT ["/service"]`, new: `ENTRYPOINT ["/gateway"]`, want: "ENTRYPOINT runs /gateway"},
 		{name: "copies what is not there", old: "COPY pkg/ pkg/", new: "COPY pkg/ pkg/\nCOPY vendor/ vendor/", want: "COPY vendor/: not in the repository"},
-		{name: "context without a module file", ignore: []string{"*", "!go.work", "!go.work.sum", "!pkg", "!services", "!cmd", "!deploy/cmd"},
+		{name: "BuildKit's linter: casing", old: "AS build", new: "as build", want: "BuildKit's linter: FromAsCasing"},
+		{name: "BuildKit's linter: stage name", old: "AS build", new: "AS Build", want: "BuildKit's linter: StageNameCasing"},
+		{name: "shell-form entrypoint", old: `ENTRYPOINT ["/service"]`, new: `ENTRYPOINT /service`, want: "shell form"},
+		{name: "context without a module file", ignore: []string{"*", "!go.work", "!go.work.sum", "!pkg", "!services", "!cmd", "!deploy/cmd", "!tools"},
 			want: "COPY deploy/go.mod: excluded from the build context"},
 	}
 	for _, tt := range tests {
@@ -68,7 +96,11 @@ func TestDockerfileChecksCatchBreakage(t *testing.T) {
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			d, err := ParseDockerfile(path)
+			args := map[string]string{"SERVICE": "gateway"}
+			for k, v := range tt.args {
+				args[k] = v
+			}
+			d, err := ParseDockerfile(path, args)
 			if err != nil {
 				t.Fatal(err)
 			}
