@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/tools/internal/yandex"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // timing is how a pass paces every scenario.

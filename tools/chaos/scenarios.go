@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/tools/internal/yandex"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // scenario is one fault, injected once into a system under a steady load.

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/tools/internal/yandex"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // soakFaults are the scenarios a soak draws from: those that leave the production topology

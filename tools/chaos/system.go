@@ -17,10 +17,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/demobank/yacredits/tools/internal/tcpproxy"
-	"github.com/demobank/yacredits/tools/topology"
-	"github.com/demobank/yacredits/tools/internal/yandex"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/tools/internal/tcpproxy"
+	"github.com/demobank/yacredits/tools/internal/yandex"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // phoneHashKey is the key every process of a run hashes phones with. It is made per run: the

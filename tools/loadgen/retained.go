@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/money"
@@ -29,6 +28,7 @@ import (
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // runRetained measures what the searches bucket costs per record it keeps: it fills a real

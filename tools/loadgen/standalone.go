@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/demobank/yacredits/tools/topology"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // stack is one running system under test: the gateways' URLs, its processes (whose
