@@ -149,3 +149,46 @@ func goldenOffer() Offer {
 		SpecialConditions: []string{"Ставка действует при оформлении страховки"}, RequiredDocuments: []string{"Паспорт РФ"},
 		ProposalLink: ProposalLink{Link: "https://bank.example/apply?search_id=" + goldenID + "&offer=cash-standard"}}
 }
+
+// Every kept record, of either version, peeks done exactly when it decodes done, and decodes
+// for an answer exactly as it decodes whole, less the basis.
+func TestPeekAndAnswerDecodeAgreeWithDecode(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "search.v*.json"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("golden records: %v, %v", files, err)
+	}
+	// A prop is Yandex's opaque text: one that looks like a member must not fool the peek.
+	tricky := bytes.Replace(read(t, "search.v2.pending.json"), []byte(`"yandex-props-1"`), []byte(`"\"done_at\":\"2026-12-01T12:00:00Z\"}"`), 1)
+	records := map[string][]byte{"tricky props": tricky}
+	for _, f := range files {
+		records[filepath.Base(f)] = read(t, filepath.Base(f))
+	}
+	for name, data := range records {
+		whole, err := DecodeSearch(goldenID, data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		done, err := PeekSearchDone(data)
+		if err != nil || done != (whole.DoneAt != nil) {
+			t.Errorf("%s: peek done = %v, %v; decoded done %v", name, done, err, whole.DoneAt != nil)
+		}
+		answer, err := DecodeSearchAnswer(goldenID, data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if answer.Basis != nil {
+			t.Errorf("%s: the answer's decode read the basis", name)
+		}
+		whole.Basis = nil
+		a, _ := EncodeSearch(answer)
+		w, _ := EncodeSearch(whole)
+		if !bytes.Equal(a, w) {
+			t.Errorf("%s: answer decode differs:\n got %s\nwant %s", name, a, w)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `{"schema":2,`, `{"done_at":`, `nonsense`} {
+		if _, err := PeekSearchDone([]byte(bad)); err == nil {
+			t.Errorf("PeekSearchDone(%q) found no fault", bad)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package contracts
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -161,7 +163,8 @@ func DecodeOffers(raw json.RawMessage) ([]Offer, error) {
 
 // searchWire is the record's encoding. Version 2 omits what version 1 stored twice or could
 // derive (search_id, status, decision, a done search's deadline) and keeps the trace as the
-// traceparent alone; the version 1 fields are read and never written.
+// traceparent alone; the version 1 fields are read and never written. The basis is apart
+// (searchBasisWire), so that a reader that answers from the record never decodes it.
 type searchWire struct {
 	Schema  int            `json:"schema"`
 	Request LoanRequested  `json:"request"`
@@ -169,10 +172,15 @@ type searchWire struct {
 	Offers  jsontext.Value `json:"offers,omitempty"`
 	Reasons []string       `json:"reasons,omitempty"`
 	Trace   jsontext.Value `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
-	Basis   *Basis         `json:"basis,omitempty"`
 
 	V1Props  []string `json:"props,omitempty"`
 	V1Status Status   `json:"status,omitempty"`
+}
+
+// searchBasisWire is the whole record, its basis included.
+type searchBasisWire struct {
+	searchWire `json:",inline"`
+	Basis      *Basis `json:"basis,omitempty"`
 }
 
 // recordWire is what version 2 writes.
@@ -216,11 +224,32 @@ func EncodeSearch(s *Search) ([]byte, error) {
 // DecodeSearch reads the record stored under key (the lowercase search_id), in either
 // version.
 func DecodeSearch(key string, data []byte) (*Search, error) {
-	var w searchWire
+	var w searchBasisWire
 	if err := jsonv2.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("%w: decode search %s: %v", ErrInvalid, key, err)
 	}
-	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons, Basis: w.Basis}
+	s, err := w.searchWire.search(key)
+	if err != nil {
+		return nil, err
+	}
+	s.Basis = w.Basis
+	return s, nil
+}
+
+// DecodeSearchAnswer reads the record stored under key as DecodeSearch does, less its basis
+// (nil): all that an answer, a retry's comparison and the sweeper need, without the
+// decision's basis (the larger part of a done record), which only explain and the audit
+// trail read.
+func DecodeSearchAnswer(key string, data []byte) (*Search, error) {
+	var w searchWire // "basis" is not one of its members: skipped, never decoded
+	if err := jsonv2.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("%w: decode search %s: %v", ErrInvalid, key, err)
+	}
+	return w.search(key)
+}
+
+func (w *searchWire) search(key string) (*Search, error) {
+	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons}
 	s.Request.SearchID = key
 	if len(s.Offers) == 0 || string(s.Offers) == "null" || string(s.Offers) == "[]" {
 		s.Offers = nil
@@ -251,6 +280,55 @@ func DecodeSearch(key string, data []byte) (*Search, error) {
 		return nil, fmt.Errorf("%w: search %s: pending without a deadline", ErrInvalid, key)
 	}
 	return s, nil
+}
+
+// peekers reuse their token decoders: PeekSearchDone runs for every write a gateway watches.
+var peekers = sync.Pool{New: func() any {
+	p := new(peeker)
+	p.d = jsontext.NewDecoder(&p.r)
+	return p
+}}
+
+type peeker struct {
+	r bytes.Reader
+	d *jsontext.Decoder
+}
+
+// PeekSearchDone reports whether the record data is of a done search, reading its top-level
+// members only as far as the answer: in version 2 done_at follows the request, so a done
+// record's offers and basis are never read; a pending one's are absent. A record DecodeSearch
+// would refuse may still be peeked: PeekSearchDone is for telling, not for checking.
+func PeekSearchDone(data []byte) (bool, error) {
+	p := peekers.Get().(*peeker)
+	defer peekers.Put(p)
+	p.r.Reset(data)
+	defer p.r.Reset(nil) // the pool keeps no record
+	d := p.d
+	d.Reset(&p.r)
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false, fmt.Errorf("%w: search record is not a JSON object", ErrInvalid)
+	}
+	for {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return false, fmt.Errorf("%w: search record: %v", ErrInvalid, err)
+		}
+		if tok.Kind() == '}' {
+			return false, nil
+		}
+		switch tok.String() {
+		case "done_at": // either version: set once done
+			v, err := d.ReadToken()
+			if err != nil {
+				return false, fmt.Errorf("%w: search record: %v", ErrInvalid, err)
+			}
+			return v.Kind() != 'n', nil
+		default:
+			if err := d.SkipValue(); err != nil {
+				return false, fmt.Errorf("%w: search record: %v", ErrInvalid, err)
+			}
+		}
+	}
 }
 
 // AuditBatch (audit.v1.decisions) is a batch of finished searches as the audit trail keeps

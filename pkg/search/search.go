@@ -111,11 +111,19 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	}
 }
 
-// KeyValue exposes the bucket for watching.
-func (s *Store) KeyValue() jetstream.KeyValue { return s.kv }
+// Get returns the search and its revision, its basis included.
+func (s *Store) Get(ctx context.Context, id string) (*contracts.Search, uint64, error) {
+	return s.get(ctx, id, contracts.DecodeSearch)
+}
 
-// Get returns the search and its revision.
-func (s *Store) Get(ctx context.Context, id string) (_ *contracts.Search, _ uint64, err error) {
+// Answer returns the search and its revision as an answer needs it: without the decision's
+// basis, which it leaves undecoded (contracts.DecodeSearchAnswer). The gateway reads records
+// only this way and through Watch.
+func (s *Store) Answer(ctx context.Context, id string) (*contracts.Search, uint64, error) {
+	return s.get(ctx, id, contracts.DecodeSearchAnswer)
+}
+
+func (s *Store) get(ctx context.Context, id string, decode func(string, []byte) (*contracts.Search, error)) (_ *contracts.Search, _ uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	ctx, end := span(ctx, "get", id)
@@ -133,20 +141,20 @@ func (s *Store) Get(ctx context.Context, id string) (_ *contracts.Search, _ uint
 	if err != nil {
 		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
 	}
-	rec, err := contracts.DecodeSearch(id, e.Value())
+	rec, err := decode(id, e.Value())
 	if err != nil {
 		return nil, 0, fmt.Errorf("get search %s: %w", id, err)
 	}
 	return rec, e.Revision(), nil
 }
 
-// Settled reads a search whose id a create has just found taken. On a replicated bucket
-// the leader refuses a create while another write of the key is still being replicated,
-// before a read can show it; so a missing record is read again for a moment before it is
-// reported missing.
+// Settled reads a search whose id a create has just found taken, as Answer does. On a
+// replicated bucket the leader refuses a create while another write of the key is still
+// being replicated, before a read can show it; so a missing record is read again for a
+// moment before it is reported missing.
 func (s *Store) Settled(ctx context.Context, id string) (*contracts.Search, uint64, error) {
 	for attempt := 0; ; attempt++ {
-		rec, rev, err := s.Get(ctx, id)
+		rec, rev, err := s.Answer(ctx, id)
 		if !errors.Is(err, ErrNotFound) || attempt == 8 {
 			return rec, rev, err
 		}

@@ -215,10 +215,11 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 		}
 		pause = min(2*pause, 5*time.Second)
 	}
-	table := newPendingTable(from)
-	g.notifier = newNotifier(table, g.log)
+	table := newPendingTable()
+	g.notifier = newNotifier(store, table, from, g.log)
 	sw := &sweeper{
-		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, table: table, log: g.log,
+		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, checkpoint: g.notifier.checkpoint,
+		table: table, log: g.log,
 		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
 		republishAfter: g.cfg.RepublishAfter, saved: from,
 		loan: func(ctx context.Context) (*jetstream.StreamInfo, error) {
@@ -237,7 +238,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	g.log.Info().Uint64("resume_from", from).Msg("following the searches bucket")
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); g.notifier.run(ctx, store.KeyValue(), from) }()
+	go func() { defer wg.Done(); g.notifier.run(ctx) }()
 	go func() { defer wg.Done(); sw.run(ctx) }()
 	wg.Wait()
 }
@@ -259,8 +260,8 @@ func (g *gateway) watch(context.Context) (string, error) {
 	if err := g.notifier.ready(); err != nil {
 		return "", err
 	}
-	t := g.notifier.pending
-	return fmt.Sprintf("caught up at revision %d, %d searches pending", t.newest(), t.len()), nil
+	newest, pending := g.notifier.position()
+	return fmt.Sprintf("caught up at revision %d, %d searches pending", newest, pending), nil
 }
 
 func (g *gateway) server(h http.Handler) *http.Server {

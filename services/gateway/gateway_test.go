@@ -549,7 +549,11 @@ func TestCheckpointNeverMovesBack(t *testing.T) {
 // pendingSearches lists the ids of the bucket's pending records.
 func pendingSearches(t *testing.T, h *harness) []string {
 	t.Helper()
-	keys, err := h.store.KeyValue().ListKeys(context.Background())
+	kv, err := h.js.KeyValue(context.Background(), contracts.BucketSearches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

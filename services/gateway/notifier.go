@@ -7,24 +7,36 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/search"
 )
 
 // notifier follows every write to the searches bucket through one watch, and does nothing
-// but tell: it wakes the POSTs waiting for their search, and keeps the table of pending
-// searches that the sweeper works from. It does no I/O of its own besides the watch, so
-// that nothing it could wait on ever delays an answer (a slow re-send, a stalled write).
+// but tell: it wakes the POSTs waiting for their search, and tells the sweeper which searches
+// are pending and which are gone. It does no I/O of its own besides the watch, so that nothing
+// it could wait on ever delays an answer (a slow re-send, a stalled write). It decodes a record
+// only for a waiting POST or a pending search (search.Entry): most writes a replica sees are
+// done searches nobody here waits for.
 type notifier struct {
-	kv      jetstream.KeyValue
-	pending *pendingTable
+	store   *search.Store
+	sweeper sweepSchedule
 	log     zerolog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]map[*waiter]struct{}
 	state   error // nil while watching and caught up
+	// What the checkpoint needs: the newest revision delivered, and the revision of each
+	// search still pending (a restarted watch must read again from the oldest).
+	seen    uint64
+	pending map[string]uint64
+}
+
+// sweepSchedule is what the notifier tells the sweeper: calls that take a lock and return.
+type sweepSchedule interface {
+	pending(key string, rev uint64, s *contracts.Search)
+	gone(key string)
 }
 
 // waiter is a POST waiting for a search: every record written under its key after it
@@ -44,12 +56,19 @@ func (w *waiter) next() *contracts.Search {
 
 var errCatchingUp = errors.New("the watch of the searches bucket is replaying")
 
-func newNotifier(pending *pendingTable, log zerolog.Logger) *notifier {
-	return &notifier{pending: pending, log: log, waiters: map[string]map[*waiter]struct{}{}, state: errCatchingUp}
+// newNotifier resumes from revision resumeFrom (0: the bucket's start); nothing before it is
+// pending, since the checkpoint never moves back.
+func newNotifier(store *search.Store, sw sweepSchedule, resumeFrom uint64, log zerolog.Logger) *notifier {
+	seen := uint64(0)
+	if resumeFrom > 0 {
+		seen = resumeFrom - 1
+	}
+	return &notifier{store: store, sweeper: sw, log: log, waiters: map[string]map[*waiter]struct{}{},
+		state: errCatchingUp, seen: seen, pending: map[string]uint64{}}
 }
 
-// wait registers interest in key. Register before the publish that starts the search, so
-// that no write slips between the two.
+// wait registers interest in key. Register before the read or publish that may lead to the
+// search's next write, so that no write slips between the two.
 func (n *notifier) wait(key string) (*waiter, func()) {
 	w := &waiter{wake: make(chan struct{}, 1)}
 	n.mu.Lock()
@@ -81,20 +100,36 @@ func (n *notifier) setState(err error) {
 	n.mu.Unlock()
 }
 
-// run watches the bucket until ctx ends, resuming from the sweeper's checkpoint. A broken
-// watch (the broker away longer than the client's own recovery) starts again from where
-// the pending table says nothing can have been missed; meanwhile POSTs fall back to
+// checkpoint is the revision from which a restarted watch must read again: the oldest
+// search still pending, or the one after the newest seen.
+func (n *notifier) checkpoint() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cp := n.seen + 1
+	for _, rev := range n.pending {
+		cp = min(cp, rev)
+	}
+	return cp
+}
+
+// position is the newest revision delivered and how many searches are pending.
+func (n *notifier) position() (newest uint64, pending int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.seen, len(n.pending)
+}
+
+// run watches the bucket until ctx ends. A broken watch (the broker away longer than the
+// client's own recovery) starts again from the checkpoint; meanwhile POSTs fall back to
 // pending and the gateway reports not ready.
-func (n *notifier) run(ctx context.Context, kv jetstream.KeyValue, from uint64) {
-	n.kv = kv
+func (n *notifier) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := n.watch(ctx, from)
+		err := n.watch(ctx, n.checkpoint())
 		if ctx.Err() != nil {
 			return
 		}
 		n.setState(err)
 		n.log.Warn().Err(err).Msg("watch of the searches bucket interrupted; starting it again")
-		from = n.pending.checkpoint()
 		select {
 		case <-ctx.Done():
 			return
@@ -104,34 +139,26 @@ func (n *notifier) run(ctx context.Context, kv jetstream.KeyValue, from uint64) 
 }
 
 func (n *notifier) watch(ctx context.Context, from uint64) error {
-	var opts []jetstream.WatchOpt
-	if from > 1 {
-		opts = append(opts, jetstream.ResumeFromRevision(from))
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := n.kv.WatchAll(wctx, opts...)
+	// The watchdog ends the watch, with its reason, by cancelling wctx.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w, err := n.store.Watch(wctx, from)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", contracts.BucketSearches, err)
+		return err
 	}
 	defer func() { _ = w.Stop() }()
 	n.setState(errCatchingUp)
-	stalled := make(chan error, 1)
-	go n.watchdog(wctx, stalled)
+	go n.watchdog(wctx, cancel)
 	for {
-		select {
-		case <-ctx.Done():
+		e, caughtUp, err := w.Next(wctx)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case err := <-stalled:
+		case err != nil:
 			return err
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch of the searches bucket ended")
-			}
-			if e == nil { // the end of the replay
-				n.setState(nil)
-				continue
-			}
+		case caughtUp:
+			n.setState(nil)
+		default:
 			n.observe(e)
 		}
 	}
@@ -149,7 +176,7 @@ const watchdogInterval = time.Second
 // replayTimeout is how long the watch may replay from its checkpoint without progress.
 const replayTimeout = 10 * time.Second
 
-func (n *notifier) watchdog(ctx context.Context, stalled chan<- error) {
+func (n *notifier) watchdog(ctx context.Context, stalled context.CancelCauseFunc) {
 	tick := time.NewTicker(watchdogInterval)
 	defer tick.Stop()
 	var last, seen uint64
@@ -160,15 +187,15 @@ func (n *notifier) watchdog(ctx context.Context, stalled chan<- error) {
 			return
 		case <-tick.C:
 		}
+		now, _ := n.position()
 		// A watch whose consumer was never set up (its create can go unanswered on a
 		// cluster that is just forming) delivers nothing, not even the end of its replay.
-		if errors.Is(n.ready(), errCatchingUp) && time.Since(started) > replayTimeout && n.pending.newest() == seen {
-			stalled <- fmt.Errorf("watch of the searches bucket did not replay within %s", replayTimeout)
+		if errors.Is(n.ready(), errCatchingUp) && time.Since(started) > replayTimeout && now == seen {
+			stalled(fmt.Errorf("watch of the searches bucket did not replay within %s", replayTimeout))
 			return
 		}
-		now := n.pending.newest()
-		if last > seen && now == seen && n.exists(ctx, last) {
-			stalled <- fmt.Errorf("watch of the searches bucket stalled: revision %d not delivered after %s", last, watchdogInterval)
+		if last > seen && now == seen && n.holds(ctx, last) {
+			stalled(fmt.Errorf("watch of the searches bucket stalled: revision %d not delivered after %s", last, watchdogInterval))
 			return
 		}
 		seen = now
@@ -180,134 +207,56 @@ func (n *notifier) watchdog(ctx context.Context, stalled chan<- error) {
 func (n *notifier) lastRevision(ctx context.Context) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, watchdogInterval)
 	defer cancel()
-	st, err := n.kv.Status(ctx)
+	r, err := n.store.Revisions(ctx)
 	if err != nil {
 		return 0
 	}
-	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-		return bs.StreamInfo().State.LastSeq
-	}
-	return 0
+	return r.Last
 }
 
-// exists tells a revision the watch should deliver from one that expired undelivered.
-func (n *notifier) exists(ctx context.Context, rev uint64) bool {
+// holds tells a revision the watch should deliver from one that expired undelivered.
+func (n *notifier) holds(ctx context.Context, rev uint64) bool {
 	ctx, cancel := context.WithTimeout(ctx, watchdogInterval)
 	defer cancel()
-	st, err := n.kv.Status(ctx)
-	if err != nil {
-		return false
-	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	return ok && bs.StreamInfo().State.Msgs > 0 && bs.StreamInfo().State.LastSeq >= rev && bs.StreamInfo().State.FirstSeq <= rev
+	r, err := n.store.Revisions(ctx)
+	return err == nil && r.Holds(rev)
 }
 
-func (n *notifier) observe(e jetstream.KeyValueEntry) {
-	key := e.Key()
-	if e.Operation() != jetstream.KeyValuePut {
-		n.pending.remove(key, e.Revision())
-		return
+func (n *notifier) observe(e search.Entry) {
+	done, err := e.Done()
+	n.mu.Lock()
+	waited := len(n.waiters[e.Key]) > 0
+	n.mu.Unlock()
+	var rec *contracts.Search
+	if err == nil && !e.Gone && (waited || !done) {
+		rec, err = e.Record()
 	}
-	s, err := contracts.DecodeSearch(key, e.Value())
 	if err != nil {
-		n.pending.remove(key, e.Revision())
-		n.log.Error().Err(err).Str("search_id", key).Uint64("revision", e.Revision()).Msg("unreadable search record skipped")
-		return
+		n.log.Error().Err(err).Str("search_id", e.Key).Uint64("revision", e.Revision).Msg("unreadable search record skipped")
 	}
-	if s.DoneAt == nil {
-		n.pending.put(key, e.Revision(), s)
+	if rec != nil && !done {
+		n.sweeper.pending(e.Key, e.Revision, rec)
 	} else {
-		n.pending.remove(key, e.Revision())
+		n.sweeper.gone(e.Key)
 	}
 	n.mu.Lock()
-	for w := range n.waiters[key] {
+	defer n.mu.Unlock()
+	n.seen = max(n.seen, e.Revision)
+	if rec != nil && !done {
+		n.pending[e.Key] = e.Revision
+	} else {
+		delete(n.pending, e.Key)
+	}
+	if rec == nil {
+		return
+	}
+	for w := range n.waiters[e.Key] {
 		w.mu.Lock()
-		w.latest = s
+		w.latest = rec
 		w.mu.Unlock()
 		select {
 		case w.wake <- struct{}{}:
 		default: // already woken; it reads the latest
 		}
 	}
-	n.mu.Unlock()
-}
-
-// pendingTable is what the gateway knows of the searches still pending, from the watch, and
-// the sweeper's plans for each. The notifier writes it; the sweeper reads it and hands the
-// work out. It also yields the checkpoint the watch resumes from after a restart.
-type pendingTable struct {
-	mu      sync.Mutex
-	entries map[string]*pendingEntry
-	seen    uint64 // the newest revision the watch delivered
-}
-
-type pendingEntry struct {
-	rev     uint64
-	search  *contracts.Search
-	attempt int           // re-sends made by this gateway
-	next    time.Time     // when to re-send next
-	wait    time.Duration // the wait after that
-	sentOK  time.Time     // the last successful re-send by this gateway
-	acked   time.Time     // when it was stored: a queue read sent before knows nothing of it
-	seq     uint64        // that re-send's sequence in the LOAN stream
-	created time.Time     // the LOAN stream it was judged against (its creation time)
-	// troubled: the search met a fault (a re-send refused, or none before its deadline), so
-	// its deadline may wait for its last re-send to be worked through.
-	troubled bool
-	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
-	// the queue (0: not seen yet). The scored message it led to was published before that,
-	// so once the queue is past drainedBy too, the search has been worked on to the end.
-	drainedBy uint64
-	busy      bool // a worker has it
-}
-
-func newPendingTable(resumeFrom uint64) *pendingTable {
-	seen := uint64(0)
-	if resumeFrom > 0 {
-		seen = resumeFrom - 1 // nothing before the checkpoint is pending: it never moves back
-	}
-	return &pendingTable{entries: map[string]*pendingEntry{}, seen: seen}
-}
-
-func (t *pendingTable) put(key string, rev uint64, s *contracts.Search) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.seen = max(t.seen, rev)
-	if e, ok := t.entries[key]; ok {
-		e.rev, e.search = rev, s
-		return
-	}
-	t.entries[key] = &pendingEntry{rev: rev, search: s}
-}
-
-func (t *pendingTable) remove(key string, rev uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.seen = max(t.seen, rev)
-	delete(t.entries, key)
-}
-
-// checkpoint is the revision from which a restarted watch must read again: the oldest
-// search still pending, or the one after the newest seen.
-func (t *pendingTable) checkpoint() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cp := t.seen + 1
-	for _, e := range t.entries {
-		cp = min(cp, e.rev)
-	}
-	return cp
-}
-
-// newest is the newest revision the watch delivered.
-func (t *pendingTable) newest() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.seen
-}
-
-func (t *pendingTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.entries)
 }

@@ -39,7 +39,8 @@ type sweeper struct {
 	store          *search.Store
 	pub            *bus.Publisher
 	marks          jetstream.KeyValue // the gateway bucket: the checkpoint
-	table          *pendingTable
+	checkpoint     func() uint64      // the notifier's: the revision a restarted watch resumes from
+	table          *pendingTable      // the sweeper's own: the notifier only tells it what is pending
 	log            zerolog.Logger
 	tracer         trace.Tracer
 	now            func() time.Time
@@ -109,6 +110,56 @@ func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Du
 		return queued
 	}
 	return worked
+}
+
+// pendingTable is the sweeper's schedule: the searches still pending, as the notifier tells
+// them (pending, gone), and the sweeper's plans for each (re-sends, the deadline). The
+// notifier's calls take the lock and return; the sweeper alone reads it and hands out work.
+type pendingTable struct {
+	mu      sync.Mutex
+	entries map[string]*pendingEntry
+}
+
+type pendingEntry struct {
+	rev     uint64
+	search  *contracts.Search
+	attempt int           // re-sends made by this gateway
+	next    time.Time     // when to re-send next
+	wait    time.Duration // the wait after that
+	sentOK  time.Time     // the last successful re-send by this gateway
+	acked   time.Time     // when it was stored: a queue read sent before knows nothing of it
+	seq     uint64        // that re-send's sequence in the LOAN stream
+	created time.Time     // the LOAN stream it was judged against (its creation time)
+	// troubled: the search met a fault (a re-send refused, or none before its deadline), so
+	// its deadline may wait for its last re-send to be worked through.
+	troubled bool
+	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
+	// the queue (0: not seen yet). The scored message it led to was published before that,
+	// so once the queue is past drainedBy too, the search has been worked on to the end.
+	drainedBy uint64
+	busy      bool // a worker has it
+}
+
+func newPendingTable() *pendingTable {
+	return &pendingTable{entries: map[string]*pendingEntry{}}
+}
+
+// pending is the notifier's news that key's record, at rev, is of a pending search.
+func (t *pendingTable) pending(key string, rev uint64, s *contracts.Search) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.entries[key]; ok {
+		e.rev, e.search = rev, s
+		return
+	}
+	t.entries[key] = &pendingEntry{rev: rev, search: s}
+}
+
+// gone is the notifier's news that key is no longer pending: done, deleted or unreadable.
+func (t *pendingTable) gone(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.entries, key)
 }
 
 // sweepWorkers bound how many sweep calls run at once; sweepQueue how many wait.
@@ -355,7 +406,7 @@ const checkpointKey = "sweeper.checkpoint"
 // saveCheckpoint stores the revision a restarted gateway's watch resumes from, if it moved
 // forward: it never goes back, so a restart never replays more than is still pending.
 func (s *sweeper) saveCheckpoint(ctx context.Context) {
-	cp := s.table.checkpoint()
+	cp := s.checkpoint()
 	if cp <= s.saved {
 		return
 	}

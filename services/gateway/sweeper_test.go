@@ -127,8 +127,8 @@ func TestDueForAnOverdueSearch(t *testing.T) {
 			now := t0.Add(100 * time.Millisecond)
 			req := testRequest(t, time.Minute)
 			req.RequestedAt, req.Deadline = t0.Add(-12*time.Second), t0.Add(-2*time.Second) // overdue, not forsaken
-			table := newPendingTable(0)
-			table.put("k", 1, &contracts.Search{Request: req})
+			table := newPendingTable()
+			table.pending("k", 1, &contracts.Search{Request: req})
 			e := table.entries["k"]
 			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
 			e.sentOK, e.acked, e.seq, e.troubled = now.Add(-tc.sentAgo), t0.Add(tc.acked), tc.seq, tc.troubled
