@@ -22,9 +22,10 @@ import (
 
 // searches is the gateway's work, free of HTTP: accept a search, answer a poll.
 //
-// A search costs one durable write in the common path. The request is published first (to
-// the memory work stream: a search is accepted only once it has been passed on), and the
-// POST waits for the record the offers service creates, done. Only when the sync budget
+// A search costs one durable write in the common path. The record is read first: a retry is
+// answered from it and publishes nothing. A new search's request is published (to the memory
+// work stream: a search is accepted only once it has been passed on), and the POST waits for
+// the record the offers service creates, done. Only when the sync budget
 // runs out does the gateway write the record itself, pending, so that its 200 is backed by
 // a durable record; offers then finishes that record. Either way a 200 is sent only once a
 // record is on disk.
@@ -80,23 +81,26 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	w, stop := s.notifier.wait(req.SearchID)
 	defer stop()
 
-	// Accepted only once passed on: a publish that fails answers 503 and promises nothing.
-	sent, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if sent.Duplicate {
-		// The same request was sent within the de-duplication window: a retry. Its record,
-		// if there is one yet, answers it.
-		if cur, _, err := s.store.Get(ctx, req.SearchID); err == nil {
-			if !cur.Request.SameAs(*req) {
-				return nil, conflict
-			}
-			if cur.DoneAt != nil {
-				return cur, nil
-			}
+	// The retry rule (spec §5), before anything is published: a search the bucket holds is
+	// answered from its record whenever the retry comes, and starts no new work; only a
+	// search it does not hold is published. One read from the bucket's leader per POST.
+	stored, _, err := s.store.Answer(ctx, req.SearchID)
+	switch {
+	case errors.Is(err, search.ErrNotFound):
+		// A new search, or one a POST is still working on (this gateway's or another's): the
+		// publish's de-duplication makes the two one.
+		if _, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req); err != nil {
+			return nil, unavailable(err) // accepted only once passed on: a 503 promises nothing
 		}
+	case err != nil:
+		return nil, unavailable(err)
+	case !stored.Request.SameAs(*req):
+		return nil, conflict
+	case stored.DoneAt != nil:
+		return stored, nil
 	}
+	// Wait within the budget for the record to be done. A pending record already stored
+	// answers when the budget runs out; otherwise the gateway writes one.
 	if s.budget > 0 {
 		timer := time.NewTimer(s.budget)
 		defer timer.Stop()
@@ -111,6 +115,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 				if cur.DoneAt != nil {
 					return cur, nil
 				}
+				stored = cur
 			case <-timer.C:
 				break wait
 			case <-ctx.Done():
@@ -119,6 +124,9 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 				return nil, unavailable(ctx.Err())
 			}
 		}
+	}
+	if stored != nil {
+		return stored, nil
 	}
 	return s.recordPending(context.WithoutCancel(ctx), req, conflict)
 }
@@ -155,7 +163,7 @@ func (s *searches) poll(ctx context.Context, searchID string) (*contracts.Search
 		return nil, unavailable(errors.New("not connected to NATS"))
 	}
 	key := normaliseID(searchID)
-	cur, _, err := s.store.Get(ctx, key)
+	cur, _, err := s.store.Answer(ctx, key)
 	if errors.Is(err, search.ErrNotFound) {
 		return nil, &Error{Code: ENotFound, SearchID: searchID, Message: "Поиск с таким search_id не найден"}
 	}
