@@ -300,14 +300,17 @@ type Limits struct {
 	edges map[contracts.ProductType][]money.Amount
 }
 
-// Between is the Limits of a window from..to. A nil table gives the absolute ceiling alone.
+// Between is the Limits of the window [from, to): a link made at from and expiring at to (it
+// is dead at that instant, so a quarter starting then does not apply), or of the instant from
+// when to equals it. A nil table gives the absolute ceiling alone.
 func (t *Table) Between(from, to time.Time) Limits {
 	var l Limits
 	if t == nil {
 		return l
 	}
 	for i := range t.Quarters {
-		if q := &t.Quarters[i]; !q.Start.After(to) && from.Before(q.End) {
+		q := &t.Quarters[i]
+		if from.Before(q.End) && (q.Start.Before(to) || !q.Start.After(from)) {
 			l.quarters = append(l.quarters, q)
 		}
 	}

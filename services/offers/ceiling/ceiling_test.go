@@ -83,6 +83,7 @@ func TestBetween(t *testing.T) {
 		{"into Q1, up to 30 000 ₽: Q4's 60 < Q1's 64.164", late, late.AddDate(0, 0, 7), money.Roubles(30_000), money.Percent(60), "2026-Q4,2027-Q1"},
 		{"into Q1, 30 000.01 ₽: Q1's 40", late, late.AddDate(0, 0, 7), money.Roubles(30_000) + 1, money.Percent(40), "2026-Q4,2027-Q1"},
 		{"Q1 from its first instant (Moscow time)", time.Date(2027, 1, 1, 0, 0, 0, 0, msk), time.Date(2027, 1, 1, 0, 0, 0, 0, msk), money.Roubles(10_000), 64_164, "2027-Q1"},
+		{"a link that expires as Q1 starts is Q4's alone", late, time.Date(2027, 1, 1, 0, 0, 0, 0, msk), money.Roubles(30_000) + 1, money.Percent(60), "2026-Q4"},
 		{"the instant before is Q4's", time.Date(2027, 1, 1, 0, 0, 0, 0, msk).Add(-time.Second), time.Date(2027, 1, 1, 0, 0, 0, 0, msk).Add(-time.Second), money.Roubles(10_000), money.Percent(60), "2026-Q4"},
 		{"a quarter not in the table: 292 %", time.Date(2027, 5, 1, 0, 0, 0, 0, msk), time.Date(2027, 5, 8, 0, 0, 0, 0, msk), money.Roubles(10_000), Absolute, ""},
 	}
