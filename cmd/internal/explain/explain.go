@@ -143,7 +143,7 @@ func writeTrail(w io.Writer, rec *contracts.Search, src string) {
 	}
 	fmt.Fprintf(w, "  scoring at %s: pre-approval snapshot %s, policy revision %d\n", b.ScoredAt.UTC().Format(time.RFC3339Nano), orNone(b.Snapshot), b.Policy)
 	if b.Row != nil {
-		fmt.Fprintf(w, "    pre-approval row: %s, limit %s ₽, grade %s, valid until %s\n", b.Row.Kind, b.Row.Limit, b.Row.Grade, b.Row.ValidUntil.Format("2006-01-02"))
+		fmt.Fprintf(w, "    pre-approval row: %s, limit %s ₽, grade %s, valid until %s\n", b.Row.Kind, b.Row.Limit, b.Row.Grade, preapproval.Day(b.Row.ValidUntil))
 	} else {
 		fmt.Fprintln(w, "    no pre-approval row for the phone and product")
 	}

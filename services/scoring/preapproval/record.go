@@ -36,6 +36,11 @@ const (
 // after ValidUntil.
 func (r Record) Expires() time.Time { return moscowMidnight(dayOf(r.ValidUntil) + 1) }
 
+// Day is the Moscow calendar date of t, as the export writes a last day (2006-01-02): a
+// ValidUntil read back from a record may be in any zone (UTC after a round trip), and its
+// UTC date is the day before.
+func Day(t time.Time) string { return t.In(moscow).Format("2006-01-02") }
+
 // Expired reports whether the offer has lapsed at now.
 func (r Record) Expired(now time.Time) bool { return !now.Before(r.Expires()) }
 
