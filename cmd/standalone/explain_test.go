@@ -31,6 +31,8 @@ func TestExplainAndReplay(t *testing.T) {
 		{"loan", "9330445040", "loan", "has_approve"},
 		{"card", "9330445040", "credit_card", "has_approve"},
 		{"unknown", "9990000000", "loan", "rejected"},
+		// A test phone is decided from its fixed outcome as from a row: it replays too.
+		{"test phone", "9000000001", "loan", "has_approve"},
 	} {
 		id := uuid.NewString()
 		status, body := sys.call(t, "POST", path, request(id, c.phone, c.product))
@@ -71,6 +73,10 @@ func TestExplainAndReplay(t *testing.T) {
 					if !strings.Contains(out, want) {
 						t.Errorf("explanation lacks %q:\n%s", want, out)
 					}
+				}
+			case "test phone":
+				if !strings.Contains(out, "(a test phone)") || !strings.Contains(out, "pre-approval snapshot "+contracts.SnapshotTestPhones) {
+					t.Errorf("explanation:\n%s", out)
 				}
 			case "unknown":
 				if !strings.Contains(out, "no pre-approval row") || !strings.Contains(out, "verdict declined") {
