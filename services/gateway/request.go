@@ -243,14 +243,40 @@ func decimal(raw jsontext.Value) (*big.Rat, error) {
 	default:
 		return nil, errMalformed
 	}
-	// big.Rat would happily expand 1e999999999; no amount or term needs an exponent past 20.
 	if len(text) > 64 {
 		return nil, errMalformed
 	}
+	// big.Rat would happily expand 1e999999999. Past an exponent of ±100 a mantissa of at most
+	// 64 digits is either zero or beyond every range here, far above (1e101) or far below
+	// (1e-101) a kopeck: it stands in for the number, which is still a number, so that the
+	// range checks name what is wrong with it.
 	if i := strings.IndexAny(text, "eE"); i >= 0 {
 		exp, err := strconv.Atoi(strings.TrimPrefix(text[i+1:], "+"))
-		if err != nil || exp > 20 || exp < -20 {
+		if errors.Is(err, strconv.ErrRange) { // an exponent no int holds is still a number's
+			exp = 101
+			if strings.HasPrefix(text[i+1:], "-") {
+				exp = -101
+			}
+		} else if err != nil {
 			return nil, errMalformed
+		}
+		if exp > 100 || exp < -100 {
+			m, ok := new(big.Rat).SetString(text[:i])
+			if !ok {
+				return nil, errMalformed
+			}
+			if m.Sign() == 0 {
+				return m, nil
+			}
+			far := "1e101"
+			if exp < 0 {
+				far = "1e-101"
+			}
+			v, _ := new(big.Rat).SetString(far)
+			if m.Sign() < 0 {
+				v.Neg(v)
+			}
+			return v, nil
 		}
 	}
 	v, ok := new(big.Rat).SetString(text)

@@ -136,3 +136,27 @@ func FuzzParseLoanApproval(f *testing.F) {
 		}
 	})
 }
+
+// A number is a number however far its exponent goes: out of range or too precise, never
+// "not a number".
+func TestFarExponentsAreNumbersOutOfRange(t *testing.T) {
+	base := `"search_id":"e2b4948b-7d8a-4eec-875c-b1c11d7d8372","phone_number":"9330445040","product_type":"loan"`
+	for _, tt := range []struct{ field, value, want string }{
+		{"amount", "1e-21", "не больше двух знаков после запятой"},
+		{"amount", "1e-999999999", "не больше двух знаков после запятой"},
+		{"amount", "1e21", "больше 0 и не больше 100 000 000"},
+		{"amount", "-1e999", "больше 0 и не больше 100 000 000"},
+		{"amount", "0e-999", "больше 0 и не больше 100 000 000"},
+		{"amount", `"1e-21"`, "не больше двух знаков после запятой"},
+		{"term", "1e-21", "целым числом месяцев"},
+		{"term", "1e400", "от 1 до 360"},
+		{"amount", "1e99999999999999999999", "больше 0 и не больше 100 000 000"},
+		{"amount", "1e-99999999999999999999", "не больше двух знаков после запятой"},
+	} {
+		_, err := parseLoanApproval([]byte(`{` + base + `,"` + tt.field + `":` + tt.value + `}`))
+		var e *Error
+		if !errors.As(err, &e) || len(e.Details) != 1 || e.Details[0].Property != tt.field || !strings.Contains(e.Details[0].Message, tt.want) {
+			t.Errorf("%s %s: %v, want a message on %s saying %q", tt.field, tt.value, err, tt.field, tt.want)
+		}
+	}
+}
