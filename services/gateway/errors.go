@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	json "github.com/go-json-experiment/json"
@@ -58,6 +59,8 @@ type Error struct {
 	Details  []FieldError
 	// RetryAfter is when a 429 or 503 may be retried (at least a second).
 	RetryAfter time.Duration
+	// Allow lists the methods the path of a 405 serves.
+	Allow []string
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -124,7 +127,7 @@ func writeError(w http.ResponseWriter, log *zerolog.Logger, searchID string, err
 	case EUnavailable, ERateLimit:
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(e.RetryAfter.Seconds())))))
 	case EMethod:
-		w.Header().Set("Allow", "GET, POST")
+		w.Header().Set("Allow", strings.Join(e.Allow, ", "))
 	}
 	writeJSON(w, status, body)
 }

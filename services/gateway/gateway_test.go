@@ -168,6 +168,8 @@ func TestErrorsAnswerInTheDocumentedShape(t *testing.T) {
 			body: `{"props":["` + strings.Repeat("x", 70000) + `"]}`, wantStatus: 413},
 		{name: "put", method: "PUT", path: path, body: `{}`, wantStatus: 405, wantHeader: [2]string{"Allow", "GET, POST"}},
 		{name: "delete other spelling", method: "DELETE", path: "/api/banking/loan_approval", wantStatus: 405, wantHeader: [2]string{"Allow", "GET, POST"}},
+		{name: "post to a health endpoint", method: "POST", path: "/healthz", wantStatus: 405, wantHeader: [2]string{"Allow", "GET"}},
+		{name: "delete metrics", method: "DELETE", path: "/metrics", wantStatus: 405, wantHeader: [2]string{"Allow", "GET"}},
 		{name: "get without id", method: "GET", path: path, wantStatus: 400, wantProps: []any{"search_id"}},
 		{name: "get malformed id", method: "GET", path: path + "?search_id=42", wantStatus: 400, wantProps: []any{"search_id"}},
 		{name: "get braced id", method: "GET", path: path + "?search_id=%7B" + id + "%7D", wantStatus: 400, wantProps: []any{"search_id"}},

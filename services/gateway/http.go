@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-json-experiment/json/jsontext"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -128,7 +129,26 @@ func (g *gateway) notFound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *gateway) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	g.fail(w, r, "", &Error{Code: EMethod, Message: "Метод не поддерживается; используйте GET или POST"})
+	allow := allowedMethods(r)
+	g.fail(w, r, "", &Error{Code: EMethod, Allow: allow,
+		Message: "Метод не поддерживается; используйте " + strings.Join(allow, " или ")})
+}
+
+// allowedMethods are the methods the router serves on the request's path, asked of the
+// router itself: the API's paths serve GET and POST, the health endpoints GET alone.
+func allowedMethods(r *http.Request) []string {
+	var allow []string
+	if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.Routes != nil {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if rctx.Routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				allow = append(allow, m)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		allow = []string{http.MethodGet, http.MethodPost} // not reached: chi calls this only for a served path
+	}
+	return allow
 }
 
 func isJSON(contentType string) bool {
