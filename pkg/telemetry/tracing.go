@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -66,15 +65,4 @@ func Resource(service string) *resource.Resource {
 		return resource.NewSchemaless(semconv.ServiceName(service))
 	}
 	return r
-}
-
-// ShutdownAll calls every shutdown function and joins their errors.
-func ShutdownAll(ctx context.Context, fns ...func(context.Context) error) error {
-	var errs []error
-	for _, f := range fns {
-		if f != nil {
-			errs = append(errs, f(ctx))
-		}
-	}
-	return errors.Join(errs...)
 }
