@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	json "github.com/go-json-experiment/json"
+
 	"github.com/demobank/yacredits/pkg/money"
 )
 
@@ -190,5 +192,97 @@ func TestPeekAndAnswerDecodeAgreeWithDecode(t *testing.T) {
 		if _, err := PeekSearchDone([]byte(bad)); err == nil {
 			t.Errorf("PeekSearchDone(%q) found no fault", bad)
 		}
+	}
+}
+
+func goldenBasis(at time.Time) *Basis {
+	until := time.Date(2026, 12, 31, 0, 0, 0, 0, time.FixedZone("MSK", 3*3600))
+	lapse := until.AddDate(0, 0, 1)
+	return &Basis{
+		ScoreBasis: ScoreBasis{Snapshot: "sha256:" + strings.Repeat("0f", 16),
+			Row:    &PreapprovalRow{Kind: PreApproved, Limit: money.Roubles(1000000), Grade: "A", ValidUntil: until},
+			Policy: 3},
+		ScoredAt: at.Add(5 * time.Millisecond), Verdict: Approved, Kind: PreApproved, Grade: "A",
+		Amount: &AmountRange{Min: money.Roubles(30000), Max: money.Roubles(1000000)}, Term: &TermRange{Min: 12, Max: 60},
+		ValidUntil: &lapse, Catalog: 7, Ceilings: 2, Quarters: []string{"2026-Q4", "2027-Q1"}, Pricing: PricingVersion,
+		MaxOffers: 10, PricedAt: at.Add(9 * time.Millisecond), LinksUntil: lapse,
+		Trail: map[string]string{"cash-standard": "offered", "cash-premium": "grade_not_priced"},
+	}
+}
+
+// What outlives a deploy longest is pinned too: a done record with its decision's basis (kept
+// 24 hours in the bucket, a year in the audit trail), the verdict message with its basis, and
+// an audit batch, which explain reads back for a year.
+func TestKeptLongestGolden(t *testing.T) {
+	req := goldenRequest()
+	offers, err := EncodeOffers([]Offer{goldenOffer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := NewSearch(req, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").Finish(offers, []string{"approved"}, req.RequestedAt.Add(40*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done.Basis = goldenBasis(req.RequestedAt)
+	b := done.Basis
+	scored := &Scored{Request: req, Verdict: b.Verdict, Kind: b.Kind, Amount: b.Amount, Term: b.Term, Grade: b.Grade,
+		Reasons: []string{"preapproved"}, ScoredAt: b.ScoredAt, ValidUntil: b.ValidUntil, Basis: &b.ScoreBasis}
+	rejectedAt := req.RequestedAt.Add(10 * time.Second)
+	rejected, _ := NewSearch(req, "").Finish(nil, []string{ReasonDeadline}, rejectedAt)
+	rejected.Request.SearchID = "6f0e2d1c-3b4a-4958-8776-a5b4c3d2e1f0"
+	record, _ := EncodeSearch(AuditRecord(done))
+	rejectedRecord, _ := EncodeSearch(AuditRecord(rejected))
+	batch := &AuditBatch{Records: []AuditEntry{{SearchID: goldenID, Record: record}, {SearchID: rejected.Request.SearchID, Record: rejectedRecord}}}
+
+	encode := map[string]func() ([]byte, error){
+		"search.v2.done.basis.json": func() ([]byte, error) { return EncodeSearch(done) },
+		"loan.v1.scored.basis.json": func() ([]byte, error) { return json.Marshal(scored) },
+		"audit.v1.decisions.json":   func() ([]byte, error) { return json.Marshal(batch) },
+	}
+	for name, enc := range encode {
+		data, err := enc()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join("testdata", name)
+		if *update {
+			if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := bytes.TrimSpace(read(t, name)); !bytes.Equal(data, want) {
+			t.Errorf("%s changed:\n got %s\nwant %s\n(a new encoding is a new version: keep reading this one)", name, data, want)
+		}
+	}
+
+	// And they read back, field for field.
+	back, err := DecodeSearch(goldenID, read(t, "search.v2.done.basis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := EncodeSearch(back); !bytes.Equal(again, bytes.TrimSpace(read(t, "search.v2.done.basis.json"))) {
+		t.Errorf("the record with its basis does not read back as written:\n%s", again)
+	}
+	if got := back.Basis; got == nil || got.Row == nil || got.Row.Limit != money.Roubles(1000000) || got.Policy != 3 || got.Catalog != 7 ||
+		got.Ceilings != 2 || len(got.Quarters) != 2 || got.Trail["cash-premium"] != "grade_not_priced" || !got.LinksUntil.Equal(b.LinksUntil) ||
+		!got.Row.ValidUntil.Equal(b.Row.ValidUntil) || got.Pricing != PricingVersion {
+		t.Errorf("basis read back = %+v", got)
+	}
+	sc, err := DecodeScored(read(t, "loan.v1.scored.basis.json"))
+	if err != nil || sc.Basis == nil || sc.Basis.Snapshot != b.Snapshot || sc.Basis.Row.Grade != "A" || sc.Basis.Policy != 3 || !sc.Request.SameAs(req) {
+		t.Errorf("scored with its basis = %+v, %v", sc, err)
+	}
+	ab, err := DecodeAuditBatch(read(t, "audit.v1.decisions.json"))
+	if err != nil || len(ab.Records) != 2 {
+		t.Fatalf("audit batch = %+v, %v", ab, err)
+	}
+	kept, err := DecodeSearch(ab.Records[0].SearchID, ab.Records[0].Record)
+	if err != nil || kept.Request.PhoneMasked != "" || kept.Request.Props != nil || kept.Basis == nil || kept.Basis.Catalog != 7 ||
+		kept.Decision() != HasApprove {
+		t.Errorf("the audit batch's first record = %+v, %v", kept, err)
+	}
+	gone, err := DecodeSearch(ab.Records[1].SearchID, ab.Records[1].Record)
+	if err != nil || gone.Decision() != Rejected || gone.Reasons[0] != ReasonDeadline || !gone.DoneAt.Equal(rejectedAt) {
+		t.Errorf("the audit batch's second record = %+v, %v", gone, err)
 	}
 }

@@ -218,7 +218,9 @@ func EncodeSearch(s *Search) ([]byte, error) {
 		d := r.Deadline
 		w.Request.Deadline = &d // only a pending search needs its deadline
 	}
-	return jsonv2.Marshal(&w)
+	// Deterministic: the basis's trail is a map, and a record must encode the same way every
+	// time (golden files, and a record written again byte for byte).
+	return jsonv2.Marshal(&w, jsonv2.Deterministic(true))
 }
 
 // DecodeSearch reads the record stored under key (the lowercase search_id), in either
