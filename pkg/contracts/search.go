@@ -133,6 +133,27 @@ func (s Search) Finish(offers json.RawMessage, reasons []string, now time.Time) 
 	return &s, nil
 }
 
+// Allowance is the longest after its deadline that a search may still end with offers (spec
+// §5): the chance a fault on our side took from it, at the latest this long after. Whether a
+// fault held it up is the gateway's sweeper's judgement (it finishes a search that met none
+// at its deadline); that no offers come later than this is the record's rule (FinishOffered).
+const Allowance = time.Minute
+
+// FinishOffered is Finish for the offers service's decision at now, made from basis: with it
+// until Allowance after the deadline; past that the search ends rejected at its deadline,
+// without a basis (no decision made that answer), as if the sweeper had got there first. A
+// search already done keeps its ending (ErrAlreadyDone).
+func (s Search) FinishOffered(offers json.RawMessage, reasons []string, basis *Basis, now time.Time) (*Search, error) {
+	if s.DoneAt == nil && now.After(s.Request.Deadline.Add(Allowance)) {
+		return s.Finish(nil, []string{ReasonDeadline}, now)
+	}
+	next, err := s.Finish(offers, reasons, now)
+	if next != nil {
+		next.Basis = basis
+	}
+	return next, err
+}
+
 // Overdue reports whether s is still pending past its deadline.
 func (s Search) Overdue(now time.Time) bool {
 	return s.DoneAt == nil && now.After(s.Request.Deadline)

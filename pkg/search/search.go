@@ -177,9 +177,14 @@ func (s *Store) CreatePending(ctx context.Context, rec *contracts.Search) (uint6
 // Finish records the offers service's result for req (offers as the answer's data array:
 // contracts.EncodeOffers; none is a rejection). With no record it creates the done one:
 // the common path, one durable write. With a pending record of the same request it
-// finishes that one. A search already done keeps what it has (contracts.ErrAlreadyDone,
-// with the stored record); an id held by another request stays untouched (ErrConflict).
-// basis, what the decision was made from, is kept with it.
+// finishes that one, under the deadline rule (contracts.Search.FinishOffered: never with
+// offers later than contracts.Allowance after the deadline). A search already done keeps what
+// it has (contracts.ErrAlreadyDone, with the stored record); an id held by another request
+// stays untouched (ErrConflict). basis, what the decision was made from, is kept with it.
+//
+// A search with no record was never answered 200 (a pending record backs every 200 that is not
+// done), so its deadline promised nothing yet: it is created as decided, however late, and a
+// retry of the POST that could not be accepted is answered from it.
 func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, reasons []string, basis *contracts.Basis, now time.Time) (*contracts.Search, error) {
 	done, err := contracts.NewSearch(req, traceparent).Finish(offers, reasons, now)
 	if err != nil {
@@ -190,11 +195,7 @@ func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, tracepa
 		if !cur.Request.SameAs(req) {
 			return nil, ErrConflict
 		}
-		next, err := cur.Finish(offers, reasons, now)
-		if next != nil {
-			next.Basis = basis
-		}
-		return next, err
+		return cur.FinishOffered(offers, reasons, basis, now)
 	})
 }
 

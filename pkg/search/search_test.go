@@ -380,3 +380,56 @@ func BenchmarkFinish(b *testing.B) {
 		}
 	}
 }
+
+// The deadline rule (spec §5), in the one funnel: offers finish a pending search until its
+// deadline, and after it for the allowance a fault may have taken (the sweeper finishes a
+// search that met none at its deadline; the first ending stands); never later. Later offers
+// end it rejected at its deadline, without a basis, since no decision made that answer. A
+// search with no record (never answered 200) is created as decided, however late.
+func TestTheDeadlineRuleInTheFunnel(t *testing.T) {
+	js, replicas := single(t)
+	s := ensure(t, js, replicas, Options{})
+	ctx := context.Background()
+	basis := &contracts.Basis{Pricing: contracts.PricingVersion}
+	for _, tt := range []struct {
+		name       string
+		pending    bool
+		after      time.Duration // finish time less the deadline
+		wantOffers bool
+	}{
+		{"before its deadline", true, -time.Second, true},
+		{"at its deadline", true, 0, true},
+		{"after it, within the allowance (a fault held it up)", true, 30 * time.Second, true},
+		{"at the allowance's end", true, contracts.Allowance, true},
+		{"past the allowance", true, contracts.Allowance + time.Millisecond, false},
+		{"never accepted: no record, however late", false, 2 * contracts.Allowance, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request(t, 10*time.Second)
+			if tt.pending {
+				if _, err := s.CreatePending(ctx, contracts.NewSearch(req, "")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.Finish(ctx, req, "", offers, []string{"approved"}, basis, req.Deadline.Add(tt.after))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, _, err := s.Get(ctx, req.SearchID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range []*contracts.Search{got, stored} {
+				if has := rec.Offers != nil; has != tt.wantOffers {
+					t.Fatalf("ended with offers %v (%s), want %v", has, rec.Reasons, tt.wantOffers)
+				}
+				if !tt.wantOffers && (rec.Reasons[0] != contracts.ReasonDeadline || rec.Basis != nil) {
+					t.Fatalf("a late finish ended %v with basis %v, want rejected at the deadline without one", rec.Reasons, rec.Basis)
+				}
+				if tt.wantOffers && rec.Basis == nil {
+					t.Fatal("the decision's basis was not kept")
+				}
+			}
+		})
+	}
+}

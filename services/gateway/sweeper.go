@@ -27,8 +27,8 @@ import (
 // with its own deadline, so that a slow broker delays only the sweep, never an answer and
 // never another sweep call.
 //
-// The deadline is kept, finished REPUBLISH_AFTER after the last re-send at most, with one
-// allowance: a search that met a fault (a re-send the broker refused, or none made before
+// The deadline is kept, finished at the first sweep past it, with one allowance (spec §5):
+// a search that met a fault (a re-send the broker refused, or none made before
 // its deadline because this gateway was restarting) is sent again and finished as rejected
 // only once that send has had its chance: the LOAN queue has worked through it (or stopped
 // moving, or lost it) and REPUBLISH_AFTER has passed. A fault that stopped the whole system
@@ -170,10 +170,12 @@ const (
 	jobTimeout = 5 * time.Second
 )
 
-// forsakenAfter is how long past its deadline a search still gets its second chance: longer
-// than an outage the fault suite inflicts (two NATS servers down for 15 s, then the cluster's
-// recovery), shorter than a restart after which nobody is waiting any more.
-const forsakenAfter = time.Minute
+// forsakenAfter is how long past its deadline a search still gets its second chance: the
+// contract's allowance (spec §5), which the record's own rule enforces too
+// (contracts.Search.FinishOffered). It is longer than an outage the fault suite inflicts (two
+// NATS servers down for 15 s, then the cluster's recovery), shorter than a restart after which
+// nobody is waiting any more.
+const forsakenAfter = contracts.Allowance
 
 type jobKind int
 
@@ -315,11 +317,8 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 		case overdue && forsaken:
 			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero() && !e.troubled:
-			// Nothing stood in this search's way: its deadline is kept, give or take the
-			// last re-send's chance.
-			if now.Sub(e.sentOK) < republishAfter {
-				continue
-			}
+			// Nothing stood in this search's way: its deadline is kept (spec §5), however
+			// recent its last re-send.
 			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero():
 			switch e.progress(q, now, republishAfter) {

@@ -102,31 +102,40 @@ func TestQueueStateMoves(t *testing.T) {
 	}
 }
 
-// What the sweep hands out for an overdue search: a search that met no fault is finished
-// REPUBLISH_AFTER after its last re-send, whatever backlog the queue holds (a stuck message
-// elsewhere must not hold every deadline); one that met a fault waits while the queue works
-// through its re-send; and a re-send stored after the last queue read is never taken for lost.
+// What the sweep hands out for an overdue search (spec §5): a search that met no fault is
+// finished at its deadline, however recent its last re-send and whatever backlog the queue
+// holds (a stuck message elsewhere must not hold every deadline); one that met a fault waits
+// while the queue works through its re-send, but not past the allowance; and a re-send stored
+// after the last queue read is never taken for lost.
 func TestDueForAnOverdueSearch(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	const republish = 2 * time.Second
 	draining := &queueState{first: 50, last: 900, msgs: 850, at: t0, movedAt: t0} // moving, behind seq 100
 	for _, tc := range []struct {
-		name     string
-		troubled bool
-		sentAgo  time.Duration
-		seq      uint64
-		acked    time.Duration // relative to t0
-		want     []jobKind
+		name      string
+		overdueBy time.Duration // now less the deadline
+		troubled  bool
+		sentAgo   time.Duration
+		seq       uint64
+		acked     time.Duration // relative to t0
+		want      []jobKind
 	}{
-		{"no fault: the deadline is kept", false, 3 * time.Second, 100, -3 * time.Second, []jobKind{finish}},
-		{"no fault, re-sent a moment ago: that send's chance", false, time.Second, 100, -time.Second, nil},
-		{"a fault: waits for the queue", true, 3 * time.Second, 100, -3 * time.Second, nil},
-		{"a fault, re-sent after the last read, past its end", true, 3 * time.Second, 901, time.Millisecond, nil},
+		{"no fault, before its deadline: nothing yet", -time.Second, false, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"no fault, at its deadline: still within it", 0, false, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"no fault, just past it: the deadline is kept", time.Millisecond, false, 3 * time.Second, 100, -3 * time.Second, []jobKind{finish}},
+		{"no fault: the deadline is kept", 2 * time.Second, false, 3 * time.Second, 100, -3 * time.Second, []jobKind{finish}},
+		{"no fault, re-sent a moment ago: the deadline is kept all the same", 2 * time.Second, false, time.Second, 100, -time.Second, []jobKind{finish}},
+		{"a fault, before its deadline: nothing yet", -time.Second, true, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"a fault: waits for the queue", 2 * time.Second, true, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"a fault, re-sent after the last read, past its end", 2 * time.Second, true, 3 * time.Second, 901, time.Millisecond, nil},
+		{"a fault, within the allowance: still waits", contracts.Allowance - time.Millisecond, true, 3 * time.Second, 100, -3 * time.Second, nil},
+		{"a fault, past the allowance: finished", contracts.Allowance + time.Millisecond, true, 3 * time.Second, 100, -3 * time.Second, []jobKind{finish}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := t0.Add(100 * time.Millisecond)
 			req := testRequest(t, time.Minute)
-			req.RequestedAt, req.Deadline = t0.Add(-12*time.Second), t0.Add(-2*time.Second) // overdue, not forsaken
+			req.Deadline = now.Add(-tc.overdueBy)
+			req.RequestedAt = req.Deadline.Add(-10 * time.Second)
 			table := newPendingTable()
 			table.pending("k", 1, &contracts.Search{Request: req})
 			e := table.entries["k"]
