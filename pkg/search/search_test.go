@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -432,4 +433,33 @@ func TestTheDeadlineRuleInTheFunnel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkAnswerMissing is what the retry rule adds to a new search: one read from the
+// bucket's leader of a key it does not hold yet (go test ./pkg/search -run '^$' -bench
+// AnswerMissing). It reports the wall time of one read from one client and the CPU of the
+// whole process (client and server) per read.
+func BenchmarkAnswerMissing(b *testing.B) {
+	srv := natstest.RunServer(b)
+	_, js := natstest.JetStream(b, srv.ClientURL())
+	s := ensure(b, js, 1, Options{})
+	ctx := context.Background()
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := s.Answer(ctx, ids[i]); !errors.Is(err, ErrNotFound) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/read")
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
