@@ -5,7 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-go test -race -count=1 $(go list -f '{{.Dir}}/...' -m)
+# The fault suite's short pass (tools/chaos) spends most of its two minutes waiting on the
+# system it runs, so it runs beside the other packages instead of alone after them. They are
+# niced so that their builds take only the processor time it leaves: its answers are timed.
+chaos=github.com/demobank/yacredits/tools/chaos
+others=$(go list $(go list -f '{{.Dir}}/...' -m) | grep -v -x "$chaos")
+chaos_log=$(mktemp)
+trap 'rm -f "$chaos_log"' EXIT
+go test -race -count=1 "$chaos" >"$chaos_log" 2>&1 &
+chaos_pid=$!
+status=0
+# shellcheck disable=SC2086 # one package a word
+nice -n 10 go test -race -count=1 $others || status=$?
+wait "$chaos_pid" || status=$?
+cat "$chaos_log"
+if [[ $status != 0 ]]; then
+	exit "$status"
+fi
 
 fuzztime=${FUZZTIME:-10s}
 if [[ $fuzztime == 0 || $fuzztime == 0s ]]; then

@@ -1,8 +1,6 @@
 package check
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -19,6 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/kv"
+	"sigs.k8s.io/kustomize/api/pkg/loader"
+	"sigs.k8s.io/kustomize/api/provider"
+	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
@@ -79,27 +81,24 @@ func Build(fs filesys.FileSystem, dir string) ([]Object, error) {
 	return objs, nil
 }
 
-// ReadEnvFile reads KEY=VALUE lines as kustomize and kubectl --from-env-file do: blank
-// lines and lines starting with # are skipped.
+// ReadEnvFile reads an env file as kustomize's configMapGenerator and secretGenerator do,
+// with kustomize's own reader (kv, over a file loader rooted at /): comments and blank lines
+// skipped, a bare KEY taken from the environment, invalid names refused.
 func ReadEnvFile(fs filesys.FileSystem, path string) (map[string]string, error) {
-	data, err := fs.ReadFile(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
-		}
-		env[k] = v
+	kvl := kv.NewLoader(loader.NewFileLoaderAtRoot(fs), provider.NewDefaultDepProvider().GetFieldValidator())
+	pairs, err := kvl.Load(types.KvPairSources{EnvSources: []string{abs}})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return env, sc.Err()
+	env := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		env[p.Key] = p.Value
+	}
+	return env, nil
 }
 
 // ExternalSecrets reads the templates of the Secrets an overlay expects to find in the
