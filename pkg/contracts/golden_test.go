@@ -286,3 +286,39 @@ func TestKeptLongestGolden(t *testing.T) {
 		t.Errorf("the audit batch's second record = %+v, %v", gone, err)
 	}
 }
+
+// What a gateway spends on each write its watch delivers, on a done record with its basis:
+// a peek (no waiter: the common case on every replica but one), the answer's decode (a
+// waiter), or the whole decode (what it did before):
+//
+//	go test ./pkg/contracts -run '^$' -bench Record -benchmem
+func BenchmarkRecord(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "search.v2.done.basis.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("peek", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if done, err := PeekSearchDone(data); err != nil || !done {
+				b.Fatal(done, err)
+			}
+		}
+	})
+	b.Run("decode-answer", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := DecodeSearchAnswer(goldenID, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode-whole", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := DecodeSearch(goldenID, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
