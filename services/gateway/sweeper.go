@@ -40,7 +40,7 @@ type sweeper struct {
 	pub            *bus.Publisher
 	marks          jetstream.KeyValue // the gateway bucket: the checkpoint
 	checkpoint     func() uint64      // the notifier's: the revision a restarted watch resumes from
-	table          *pendingTable      // the sweeper's own: the notifier only tells it what is pending
+	table          *pendingTable      // the sweeper's own schedule; the notifier tells it what is pending
 	log            zerolog.Logger
 	tracer         trace.Tracer
 	now            func() time.Time
@@ -112,9 +112,11 @@ func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Du
 	return worked
 }
 
-// pendingTable is the sweeper's schedule: the searches still pending, as the notifier tells
-// them (pending, gone), and the sweeper's plans for each (re-sends, the deadline). The
-// notifier's calls take the lock and return; the sweeper alone reads it and hands out work.
+// pendingTable is the sweeper's schedule: the searches still pending and the sweeper's plans
+// for each. The notifier only tells it which searches are pending and which are gone
+// (pending, gone: calls that take the lock and return); everything else in it (each search's
+// re-sends, its progress through the queue, whether a worker has it) is the sweeper's, which
+// reads and writes it.
 type pendingTable struct {
 	mu      sync.Mutex
 	entries map[string]*pendingEntry
