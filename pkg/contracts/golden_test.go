@@ -30,6 +30,19 @@ func read(t *testing.T, name string) []byte {
 	return data
 }
 
+// golden compares data with testdata/name, after writing it there with -update.
+func golden(t *testing.T, name string, data []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(filepath.Join("testdata", name), append(data, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := bytes.TrimSpace(read(t, name)); !bytes.Equal(data, want) {
+		t.Errorf("%s changed:\n got %s\nwant %s\n(a new encoding is a new version: keep reading this one)", name, data, want)
+	}
+}
+
 // Records written by schema 1 (until the lifecycle change) decode into today's record,
 // field for field.
 func TestSchema1RecordsStillDecode(t *testing.T) {
@@ -119,15 +132,7 @@ func TestSchema2Golden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if want := bytes.TrimSpace(read(t, name)); !bytes.Equal(data, want) {
-			t.Errorf("%s changed:\n got %s\nwant %s\n(a new encoding is a new schema version: keep reading this one)", name, data, want)
-		}
+		golden(t, name, data)
 		back, err := DecodeSearch(goldenID, read(t, name))
 		if err != nil {
 			t.Fatal(err)
@@ -244,15 +249,7 @@ func TestKeptLongestGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if want := bytes.TrimSpace(read(t, name)); !bytes.Equal(data, want) {
-			t.Errorf("%s changed:\n got %s\nwant %s\n(a new encoding is a new version: keep reading this one)", name, data, want)
-		}
+		golden(t, name, data)
 	}
 
 	// And they read back, field for field.

@@ -25,7 +25,7 @@ type timing struct {
 
 // The full pass is the one the README's table comes from; the short one is what CI runs.
 var (
-	fullTiming  = timing{rate: 100, load: 45 * time.Second, faultAt: 10 * time.Second, faultFor: 15 * time.Second, settle: 40 * time.Second}
+	fullTiming = timing{rate: 100, load: 45 * time.Second, faultAt: 10 * time.Second, faultFor: 15 * time.Second, settle: 40 * time.Second}
 	// The short pass: every fault still lands while searches arrive (at 1.5 to 2.5 s, for 3 s,
 	// with a second of load after it at least) and every search is still accounted for.
 	shortTiming = timing{rate: 40, load: 6 * time.Second, faultAt: 1500 * time.Millisecond, faultFor: 3 * time.Second, settle: 30 * time.Second}
