@@ -21,6 +21,12 @@ type Entry struct {
 	value []byte
 }
 
+// EntryOf is the entry Watch would deliver for record (nil: the key's deletion) at revision:
+// for a reader that replays writes it holds, such as a test of what follows the watch.
+func EntryOf(key string, revision uint64, record []byte) Entry {
+	return Entry{Key: key, Revision: revision, Gone: record == nil, value: record}
+}
+
 // Done reports whether the entry holds a done search, without decoding the record.
 func (e Entry) Done() (bool, error) {
 	if e.Gone {

@@ -219,7 +219,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	g.notifier = newNotifier(store, table, from, g.log)
 	sw := &sweeper{
 		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, checkpoint: g.notifier.checkpoint,
-		table: table, log: g.log,
+		forget: g.notifier.forget, table: table, log: g.log,
 		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
 		republishAfter: g.cfg.RepublishAfter, saved: from,
 		loan: func(ctx context.Context) (*jetstream.StreamInfo, error) {

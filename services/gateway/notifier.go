@@ -112,6 +112,14 @@ func (n *notifier) checkpoint() uint64 {
 	return cp
 }
 
+// forget drops a pending search whose record the sweeper found gone with no write the watch
+// delivers (a record that expired): only the sweeper's reads can tell.
+func (n *notifier) forget(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.pending, key)
+}
+
 // position is the newest revision delivered and how many searches are pending.
 func (n *notifier) position() (newest uint64, pending int) {
 	n.mu.Lock()

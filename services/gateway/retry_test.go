@@ -8,9 +8,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/search"
 )
 
 // The retry rule (spec §5) holds whenever the retry comes: inside the broker's de-duplication
@@ -64,24 +68,112 @@ func TestRetryAnsweredFromTheRecordInsideAndAfterTheWindow(t *testing.T) {
 }
 
 // A retry of a search still pending waits on its record within the budget and is answered
-// from it: pending, with nothing published and nothing written.
+// from it: pending, publishing nothing and writing nothing, also after the de-duplication
+// window (which the old publish-first path hid).
 func TestRetryOfAPendingSearchWritesNothing(t *testing.T) {
 	cfg := testConfig()
 	cfg.SyncBudget = 50 * time.Millisecond
 	h := startGateway(t, cfg)
+	const window = 100 * time.Millisecond
+	shortenDuplicateWindow(t, h.js, window)
 	id := uuid.NewString()
 	if res := h.do("POST", apiPaths[0], "", loanBody(id, "9330445040")); res.body["status"] != "pending" {
 		t.Fatalf("first POST = %s", res.raw)
 	}
-	writes := h.bucketWrites()
+	waitForWindowToPass(t, h.js, window)
+	writes, published := h.bucketWrites(), loanLastSeq(t, h.js)
 	if res := h.do("POST", apiPaths[0], "", loanBody(id, "9330445040")); res.status != 200 || res.body["status"] != "pending" {
 		t.Fatalf("retry = %d %s", res.status, res.raw)
 	}
 	if n := h.bucketWrites(); n != writes {
 		t.Errorf("the retry wrote %d records", n-writes)
 	}
-	if n := requestedCount(t, h.js, id); n != 1 {
-		t.Errorf("%d request messages, want 1", n)
+	if seq := loanLastSeq(t, h.js); seq != published {
+		t.Errorf("the retry published %d messages, want none", seq-published)
+	}
+}
+
+// A POST waiting on a pending record is answered from the record as it stands when the budget
+// runs out, not as it was read: the watch that would have woken it may be replaying or
+// stalled (here it never runs) while the search finished, and a record an operator deleted
+// meanwhile is written again, so that the 200 is still backed by one.
+func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := phone.NewHasher([]byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &searches{store: store, pub: bus.NewPublisher(js, 1), hasher: hasher, conn: js.Conn(),
+		notifier: newNotifier(store, newPendingTable(), 0, zerolog.Nop()), // never run: wakes nobody
+		budget:   time.Millisecond, deadline: time.Minute, now: time.Now, log: zerolog.Nop()}
+	for _, tt := range []struct {
+		name      string
+		meanwhile func(t *testing.T, rec *contracts.Search)
+		want      contracts.Status
+	}{
+		{"finished meanwhile: done", func(t *testing.T, rec *contracts.Search) {
+			offers, _ := contracts.EncodeOffers([]contracts.Offer{testOffer(rec.Request.SearchID)})
+			if _, err := store.Finish(ctx, rec.Request, "", offers, nil, nil, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, contracts.Done},
+		{"deleted meanwhile: written again, pending", func(t *testing.T, rec *contracts.Search) {
+			kv, err := js.KeyValue(ctx, contracts.BucketSearches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kv.Delete(ctx, rec.Request.SearchID); err != nil {
+				t.Fatal(err)
+			}
+		}, contracts.Pending},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := parseLoanApproval([]byte(loanBody(uuid.NewString(), "9330445040")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.budget = time.Millisecond
+			first, err := s.submit(ctx, in)
+			if err != nil || first.Status() != contracts.Pending {
+				t.Fatalf("first POST = %v, %v", first, err)
+			}
+			s.budget = 500 * time.Millisecond
+			answered := make(chan *contracts.Search, 1)
+			go func() {
+				got, err := s.submit(ctx, in)
+				if err != nil {
+					t.Error(err)
+				}
+				answered <- got
+			}()
+			// Once the retry waits on the record (it registers, then reads), change the record
+			// under it.
+			natstest.Eventually(t, 5*time.Second, func() error {
+				s.notifier.mu.Lock()
+				defer s.notifier.mu.Unlock()
+				if len(s.notifier.waiters[in.key()]) == 0 {
+					return errors.New("the retry is not waiting yet")
+				}
+				return nil
+			})
+			tt.meanwhile(t, first)
+			got := <-answered
+			if got == nil || got.Status() != tt.want {
+				t.Fatalf("answered %v, want %s", got, tt.want)
+			}
+			if _, _, err := store.Answer(ctx, in.key()); err != nil {
+				t.Fatalf("no record backs the answer: %v", err)
+			}
+		})
 	}
 }
 

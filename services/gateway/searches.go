@@ -126,7 +126,21 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 		}
 	}
 	if stored != nil {
-		return stored, nil
+		// A record stored pending answers pending, but only as it stands now: the watch that
+		// would have woken this POST may be replaying or stalled while the search finished,
+		// or an operator may have deleted the record. One more read of a search that is
+		// still pending (a retry's, or a concurrent POST's).
+		cur, _, err := s.store.Answer(ctx, req.SearchID)
+		switch {
+		case errors.Is(err, search.ErrNotFound):
+			// Gone: written again below, so that the 200 is backed by a record.
+		case err != nil:
+			return nil, unavailable(err)
+		case !cur.Request.SameAs(*req):
+			return nil, conflict
+		default:
+			return cur, nil
+		}
 	}
 	return s.recordPending(context.WithoutCancel(ctx), req, conflict)
 }

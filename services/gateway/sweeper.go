@@ -36,11 +36,14 @@ import (
 // the backlog it left takes a few seconds to drain. A search a minute past its deadline gets
 // no such second chance: nobody waits for it any more.
 type sweeper struct {
-	store          *search.Store
-	pub            *bus.Publisher
-	marks          jetstream.KeyValue // the gateway bucket: the checkpoint
-	checkpoint     func() uint64      // the notifier's: the revision a restarted watch resumes from
-	table          *pendingTable      // the sweeper's own schedule; the notifier tells it what is pending
+	store      *search.Store
+	pub        *bus.Publisher
+	marks      jetstream.KeyValue // the gateway bucket: the checkpoint
+	checkpoint func() uint64      // the notifier's: the revision a restarted watch resumes from
+	// forget tells the notifier a pending search's record is gone without a write the watch
+	// would show (it expired): its revision must no longer hold the checkpoint back.
+	forget         func(key string)
+	table          *pendingTable // the sweeper's own schedule; the notifier tells it what is pending
 	log            zerolog.Logger
 	tracer         trace.Tracer
 	now            func() time.Time
@@ -285,6 +288,9 @@ func (s *sweeper) work(ctx context.Context, j job) {
 		s.log.Info().Ctx(ctx).Str("search_id", req.SearchID).Int("attempt", j.attempt).Msg("pending search re-sent")
 	case finish:
 		_, err := s.store.FinishAtDeadline(ctx, j.key, now)
+		if errors.Is(err, search.ErrNotFound) {
+			s.forget(j.key)
+		}
 		if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, search.ErrNotFound) {
 			err = nil // somebody else finished it (or it expired): nothing left to do
 		}

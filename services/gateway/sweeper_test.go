@@ -5,9 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/search"
 )
 
 // What a re-sent search's message has become, judged from the LOAN queue's state: the
@@ -149,5 +154,41 @@ func TestDueForAnOverdueSearch(t *testing.T) {
 				t.Fatalf("due = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A pending search whose record expired (no write the watch would show) no longer holds the
+// watch's checkpoint back once the sweeper finds it gone: a restart replays only what may
+// still be pending.
+func TestAnExpiredPendingRecordReleasesTheCheckpoint(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newPendingTable()
+	n := newNotifier(store, table, 0, zerolog.Nop())
+	req := testRequest(t, time.Minute)
+	req.Deadline = time.Now().Add(-time.Second) // overdue
+	record, err := contracts.EncodeSearch(contracts.NewSearch(req, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.observe(search.EntryOf(req.SearchID, 5, record))
+	n.observe(search.EntryOf(uuid.NewString(), 9, nil))
+	if cp := n.checkpoint(); cp != 5 {
+		t.Fatalf("checkpoint %d with a search pending at revision 5", cp)
+	}
+	sw := &sweeper{store: store, checkpoint: n.checkpoint, forget: n.forget, table: table, log: zerolog.Nop(),
+		tracer: noop.NewTracerProvider().Tracer(""), now: time.Now, republishAfter: time.Second}
+	// The bucket does not hold it: it expired.
+	sw.work(ctx, job{kind: finish, key: req.SearchID, search: &contracts.Search{Request: req}})
+	if cp := n.checkpoint(); cp != 10 {
+		t.Errorf("checkpoint %d after the pending search was found gone, want 10", cp)
+	}
+	if _, pending := n.position(); pending != 0 {
+		t.Errorf("%d searches still pending", pending)
 	}
 }
