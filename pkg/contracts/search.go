@@ -140,9 +140,10 @@ func (s Search) Finish(offers json.RawMessage, reasons []string, now time.Time) 
 const Allowance = time.Minute
 
 // FinishOffered is Finish for the offers service's decision at now, made from basis: with it
-// until Allowance after the deadline; past that the search ends rejected at its deadline,
-// without a basis (no decision made that answer), as if the sweeper had got there first. A
-// search already done keeps its ending (ErrAlreadyDone).
+// until Allowance after the deadline; past that the search ends rejected at now for its
+// deadline (ReasonDeadline), without a basis (no decision made that answer), as the sweeper
+// would have ended it had it got there first. A search already done keeps its ending
+// (ErrAlreadyDone).
 func (s Search) FinishOffered(offers json.RawMessage, reasons []string, basis *Basis, now time.Time) (*Search, error) {
 	if s.DoneAt == nil && now.After(s.Request.Deadline.Add(Allowance)) {
 		return s.Finish(nil, []string{ReasonDeadline}, now)
@@ -325,7 +326,10 @@ func PeekSearchDone(data []byte) (bool, error) {
 	p := peekers.Get().(*peeker)
 	defer peekers.Put(p)
 	p.r.Reset(data)
-	defer p.r.Reset(nil) // the pool keeps no record
+	// The reader lets go of the record; the decoder's own buffer keeps a copy of the record's
+	// first members (the hashed and masked phone among them) until its next use: memory of a
+	// process that holds whole records anyway, and never written anywhere.
+	defer p.r.Reset(nil)
 	d := p.d
 	d.Reset(&p.r)
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {

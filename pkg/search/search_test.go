@@ -385,7 +385,7 @@ func BenchmarkFinish(b *testing.B) {
 // The deadline rule (spec §5), in the one funnel: offers finish a pending search until its
 // deadline, and after it for the allowance a fault may have taken (the sweeper finishes a
 // search that met none at its deadline; the first ending stands); never later. Later offers
-// end it rejected at its deadline, without a basis, since no decision made that answer. A
+// end it rejected for its deadline, without a basis, since no decision made that answer. A
 // search with no record (never answered 200) is created as decided, however late.
 func TestTheDeadlineRuleInTheFunnel(t *testing.T) {
 	js, replicas := single(t)
@@ -425,7 +425,10 @@ func TestTheDeadlineRuleInTheFunnel(t *testing.T) {
 					t.Fatalf("ended with offers %v (%s), want %v", has, rec.Reasons, tt.wantOffers)
 				}
 				if !tt.wantOffers && (rec.Reasons[0] != contracts.ReasonDeadline || rec.Basis != nil) {
-					t.Fatalf("a late finish ended %v with basis %v, want rejected at the deadline without one", rec.Reasons, rec.Basis)
+					t.Fatalf("a late finish ended %v with basis %v, want rejected for its deadline without one", rec.Reasons, rec.Basis)
+				}
+				if at := req.Deadline.Add(tt.after); !rec.DoneAt.Equal(at.UTC()) {
+					t.Fatalf("done at %v, want when it ended, %v", rec.DoneAt, at)
 				}
 				if tt.wantOffers && rec.Basis == nil {
 					t.Fatal("the decision's basis was not kept")
