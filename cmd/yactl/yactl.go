@@ -86,13 +86,15 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 		return getenv(key)
 	}
 	if args[0] == "help" {
-		if len(args) > 1 {
-			if c, ok := find(args[1]); ok {
-				fmt.Fprintf(stdout, "yactl %s %s\n\n%s\n", c.name, c.synopsis, c.about)
-				return nil
-			}
+		if len(args) == 1 {
+			help(stdout)
+			return nil
 		}
-		help(stdout)
+		c, ok := find(args[1])
+		if !ok {
+			return cli.Usage(fmt.Sprintf("yactl help [COMMAND] (no command %q)", args[1]))
+		}
+		fmt.Fprintf(stdout, "yactl %s %s\n\n%s\n", c.name, c.synopsis, c.about)
 		return nil
 	}
 	c, ok := find(args[0])

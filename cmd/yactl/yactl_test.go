@@ -26,7 +26,7 @@ func yactl(t *testing.T, env map[string]string, args ...string) (stdout, stderr 
 }
 
 func TestHelpListsEveryCommandAndFlag(t *testing.T) {
-	for _, args := range [][]string{{"help"}, {"-h"}, {"help", "nosuch"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}} {
 		out, _, err := yactl(t, nil, args...)
 		if err != nil {
 			t.Fatalf("yactl %v: %v", args, err)
@@ -47,7 +47,7 @@ func TestHelpListsEveryCommandAndFlag(t *testing.T) {
 // Every command's wrong command line is a usage error (exit status 2), named after yactl.
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
-		{}, {"nosuch"}, {"-nosuchflag", "catalog", "get"},
+		{}, {"nosuch"}, {"help", "nosuch"}, {"-nosuchflag", "catalog", "get"},
 		{"catalog"}, {"catalog", "get", "seven"}, {"policy", "frobnicate"}, {"ceilings"},
 		{"search"}, {"search", "explain"}, {"search", "explain", "-since", "yesterday", "id"},
 		{"links"}, {"links", "keygen"}, {"links", "verify", "-at", "noon", "https://x"},
@@ -62,6 +62,31 @@ func TestUsageErrors(t *testing.T) {
 		if !strings.HasPrefix(err.Error(), "usage: yactl") {
 			t.Errorf("yactl %q: %q does not start with the tool's usage", args, err)
 		}
+	}
+}
+
+// The exit status is the same for every command: usage 2, any other failure 1.
+func TestExitCodes(t *testing.T) {
+	_, _, usage := yactl(t, nil, "catalog", "get", "seven")
+	file := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(file, []byte(`{"products": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, invalid := yactl(t, nil, "catalog", "validate", file)
+	_, _, refused := yactl(t, nil, "links", "verify", "-jwks", file, "https://bank.example/apply?token=x")
+	for _, tt := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"done", nil, 0}, {"usage", usage, 2}, {"an invalid document", invalid, 1}, {"a refused link", refused, 1},
+	} {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("%s (%v): exit %d, want %d", tt.name, tt.err, got, tt.want)
+		}
+	}
+	if invalid == nil || refused == nil {
+		t.Errorf("invalid document %v, refused link %v: both should fail", invalid, refused)
 	}
 }
 
