@@ -8,17 +8,20 @@ cd "$(dirname "$0")"
 # The fault suite's short pass (tools/chaos) spends most of its two minutes waiting on the
 # system it runs, so it runs beside the other packages instead of alone after them. They are
 # niced so that their builds take only the processor time it leaves: its answers are timed.
+# Its lines are prefixed "chaos: " as they come. If this script ends early (interrupted, or a
+# CI time-out), the pass is stopped with it: its processes die with the test binary.
 chaos=github.com/demobank/yacredits/tools/chaos
 others=$(go list $(go list -f '{{.Dir}}/...' -m) | grep -v -x "$chaos")
-chaos_log=$(mktemp)
-trap 'rm -f "$chaos_log"' EXIT
-go test -race -count=1 "$chaos" >"$chaos_log" 2>&1 &
+set -m # the pass gets a process group of its own, to stop as one
+(go test -race -count=1 "$chaos" 2>&1 | sed -u 's/^/chaos: /'; exit "${PIPESTATUS[0]}") &
 chaos_pid=$!
+set +m
+trap 'kill -- "-$chaos_pid" 2>/dev/null || true' EXIT
 status=0
 # shellcheck disable=SC2086 # one package a word
 nice -n 10 go test -race -count=1 $others || status=$?
 wait "$chaos_pid" || status=$?
-cat "$chaos_log"
+trap - EXIT
 if [[ $status != 0 ]]; then
 	exit "$status"
 fi
