@@ -34,18 +34,18 @@ func TestConversionLoop(t *testing.T) {
 			return
 		}
 		var b struct {
-			PartnerID string           `json:"partner_id"`
-			Items     []map[string]any `json:"items"`
+			PartnerID int64            `json:"partner_id"`
+			Data      []map[string]any `json:"data"`
 		}
-		if r.Header.Get("Authorization") != "Bearer y-token" || json.NewDecoder(r.Body).Decode(&b) != nil || b.PartnerID != "bank-42" {
+		if r.Header.Get("Authorization") != "Bearer y-token" || json.NewDecoder(r.Body).Decode(&b) != nil || b.PartnerID != 42 {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		items = append(items, b.Items...)
+		items = append(items, b.Data...)
 	}))
 	defer yandex.Close()
 	sys := startSystem(t, t.TempDir(), map[string]string{
-		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "y-token", "YANDEX_PARTNER_ID": "bank-42",
+		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "y-token", "YANDEX_PARTNER_ID": "42",
 		"DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_RETRY_BASE": "50ms",
 	})
 
@@ -108,7 +108,8 @@ func TestConversionLoop(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(items) != 1 || items[0]["id"] != convID || items[0]["request_id"] != id || items[0]["amount"] != 500000.0 {
+	if len(items) != 1 || items[0]["request_id"] != id || items[0]["offer_id"] != strings.TrimPrefix(convID, id+".") ||
+		items[0]["amount"] != 500000.0 || items[0]["additional_services"] != false || len(items[0]) != 4 {
 		t.Fatalf("Yandex received %v, want the one conversion %s", items, convID)
 	}
 }

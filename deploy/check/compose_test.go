@@ -61,7 +61,7 @@ func TestComposeFileWithOverrides(t *testing.T) {
 	env := map[string]string{
 		"PHONE_HASH_KEY": "9b3e71c04fa28d56e1b07c93a4f25d8e60c1b79a3d42f58e07b6c91a2d3f4e5b", "NATS_GATEWAY_PASSWORD": "p0123456789abcdef",
 		"AUTH_TOKENS": "a,b", "LOG_LEVEL": "debug", "LINK_KEYS": composeEnv["LINK_KEYS"],
-		"YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "bank",
+		"YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "4242",
 	}
 	p, err := LoadCompose(context.Background(), composePath, nil, env)
 	if err != nil {

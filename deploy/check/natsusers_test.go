@@ -324,7 +324,7 @@ func runSearchAsServices(t *testing.T, url string) {
 	t.Cleanup(yandex.Close)
 	internal := natstest.FreeAddr(t)
 	cvCfg, err := conversions.LoadConfig(env("conversions", map[string]string{"CONVERSIONS_ADDR": internal,
-		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p", "DELIVERY_BATCH_WAIT": "50ms"}))
+		"YANDEX_CONVERSIONS_URL": yandex.URL, "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "7", "DELIVERY_BATCH_WAIT": "50ms"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,7 +45,8 @@ type Config struct {
 	Retention time.Duration
 	// Yandex's endpoint (YANDEX_CONVERSIONS_URL, YANDEX_TOKEN, YANDEX_PARTNER_ID). With no
 	// URL, conversions are recorded and kept queued, none is sent.
-	YandexURL, YandexToken, YandexPartnerID string
+	YandexURL, YandexToken string
+	YandexPartnerID        int64 // the bank's id at Yandex: an integer (spec §9)
 	// SendTimeout (YANDEX_TIMEOUT) bounds one send.
 	SendTimeout time.Duration
 	Delivery    Delivery // DELIVERY_BATCH, DELIVERY_BATCH_WAIT, DELIVERY_ACK_WAIT, DELIVERY_RETRY_BASE, DELIVERY_RETRY_MAX
@@ -67,7 +69,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Retention:       r.Duration("CONVERSIONS_RETENTION", 366*24*time.Hour, 30*24*time.Hour, 10*366*24*time.Hour),
 		YandexURL:       r.String("YANDEX_CONVERSIONS_URL", ""),
 		YandexToken:     r.Secret("YANDEX_TOKEN", ""),
-		YandexPartnerID: r.String("YANDEX_PARTNER_ID", ""),
+		YandexPartnerID: int64(r.Int("YANDEX_PARTNER_ID", 0, 1, math.MaxInt)),
 		SendTimeout:     r.Duration("YANDEX_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
 		Delivery: Delivery{
 			Batch:     r.Int("DELIVERY_BATCH", 100, 1, 1000),
@@ -87,7 +89,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		if u, err := url.Parse(c.YandexURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && config.Loopback(u.Host))) {
 			r.Fail("YANDEX_CONVERSIONS_URL", "want an https URL (http only to a loopback address)")
 		}
-		if c.YandexToken == "" || c.YandexPartnerID == "" {
+		if c.YandexToken == "" || c.YandexPartnerID == 0 {
 			r.Fail("YANDEX_CONVERSIONS_URL", "needs YANDEX_TOKEN and YANDEX_PARTNER_ID")
 		}
 	}

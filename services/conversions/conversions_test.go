@@ -70,13 +70,14 @@ func (y *yandexDouble) serve(w http.ResponseWriter, r *http.Request) {
 	y.mu.Lock()
 	y.batches, y.times, y.auth = append(y.batches, b), append(y.times, time.Now()), append(y.auth, r.Header.Get("Authorization"))
 	a := answer{status: http.StatusOK}
-	if len(b.Items) == 1 && len(y.perItem[b.Items[0].ID]) > 0 {
-		a, y.perItem[b.Items[0].ID] = y.perItem[b.Items[0].ID][0], y.perItem[b.Items[0].ID][1:]
+	if len(b.Data) == 1 && len(y.perItem[idOf(b.Data[0])]) > 0 {
+		id := idOf(b.Data[0])
+		a, y.perItem[id] = y.perItem[id][0], y.perItem[id][1:]
 	} else if len(y.script) > 0 {
 		a, y.script = y.script[0], y.script[1:]
 	}
-	for _, it := range b.Items {
-		if y.poisoned[it.ID] {
+	for _, it := range b.Data {
+		if y.poisoned[idOf(it)] {
 			a = answer{status: http.StatusBadRequest, body: `{"error":"unknown offer_id ` + it.OfferID + `"}`}
 		}
 	}
@@ -92,6 +93,12 @@ func (y *yandexDouble) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, a.body)
 }
 
+// idOf is the conversion an item confirms, by the pair Yandex recognises a repeat by.
+func idOf(it yandex.Item) string {
+	id, _ := contracts.ConversionKey(it.RequestID, it.OfferID)
+	return id
+}
+
 func (y *yandexDouble) poison(id string) { y.mu.Lock(); y.poisoned[id] = true; y.mu.Unlock() }
 func (y *yandexDouble) cure(id string)   { y.mu.Lock(); delete(y.poisoned, id); y.mu.Unlock() }
 
@@ -101,8 +108,8 @@ func (y *yandexDouble) sent() (byID map[string]int, sends int) {
 	defer y.mu.Unlock()
 	byID = map[string]int{}
 	for _, b := range y.batches {
-		for _, it := range b.Items {
-			byID[it.ID]++
+		for _, it := range b.Data {
+			byID[idOf(it)]++
 		}
 	}
 	return byID, len(y.batches)
@@ -151,7 +158,7 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 		"DELIVERY_RETRY_BASE": "20ms", "DELIVERY_RETRY_MAX": "200ms",
 	}
 	if y != nil {
-		e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+		e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "1001"
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		e.vars[extra[i]] = extra[i+1]
@@ -449,8 +456,8 @@ func TestDelivery(t *testing.T) {
 				t.Errorf("sent again after %s, before the %s Yandex asked for", y.times[1].Sub(y.times[0]), tt.wantGap)
 			}
 			b := y.batches[len(y.batches)-1]
-			if b.PartnerID != "demobank-1" || y.auth[0] != "Bearer yandex-token" || b.Items[0].RequestID != testSearchID ||
-				b.Items[0].OfferID != "cash-standard" || b.Items[0].Amount != money.Roubles(300_000) || b.Items[0].ContractDate != today() {
+			if b.PartnerID != 1001 || y.auth[0] != "Bearer yandex-token" || b.Data[0].RequestID != testSearchID ||
+				b.Data[0].OfferID != "cash-standard" || b.Data[0].Amount != money.Roubles(300_000) {
 				t.Errorf("sent %+v with %q", b, y.auth[0])
 			}
 		})
@@ -506,7 +513,7 @@ func TestBatchIsKeptWhileItsItemsAreRetried(t *testing.T) {
 			t.Fatalf("report = %d %s", res.status, res.body)
 		}
 	}
-	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "1001"
 	e.start(nil) // the replica that takes the batch
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if byID, _ := y.sent(); byID[first] < 2 {
@@ -534,7 +541,7 @@ func TestBatchIsKeptWhileItsItemsAreRetried(t *testing.T) {
 func TestWorkerKilledBetweenSendingAndRecording(t *testing.T) {
 	y := newYandex(t)
 	e := newEnv(t, nil) // the replica started by newEnv does not deliver
-	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "demobank-1"
+	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "1001"
 	killed := make(chan struct{})
 	var once sync.Once
 	stop := e.start(func(nc interface{ Close() }) {
@@ -618,10 +625,11 @@ func TestLoadConfig(t *testing.T) {
 		{"link keys inline, the rest defaults", map[string]string{"LINK_KEYS": testKeys}, ""},
 		{"no link keys", nil, "LINK_KEYS_FILE"},
 		{"an ack wait shorter than three batch waits", map[string]string{"DELIVERY_ACK_WAIT": "2s", "DELIVERY_BATCH_WAIT": "1s"}, "DELIVERY_ACK_WAIT"},
-		{"a URL without a host", map[string]string{"YANDEX_CONVERSIONS_URL": "https://", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p"}, "YANDEX_CONVERSIONS_URL"},
+		{"a URL without a host", map[string]string{"YANDEX_CONVERSIONS_URL": "https://", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "7"}, "YANDEX_CONVERSIONS_URL"},
 		{"intake beyond loopback without tokens", map[string]string{"CONVERSIONS_ADDR": ":8090"}, "INTAKE_TOKENS"},
-		{"plain http to Yandex", map[string]string{"YANDEX_CONVERSIONS_URL": "http://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "p"}, "https"},
+		{"plain http to Yandex", map[string]string{"YANDEX_CONVERSIONS_URL": "http://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "7"}, "https"},
 		{"endpoint without credentials", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv"}, "YANDEX_TOKEN"},
+		{"a partner id that is not an integer (spec §9)", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "demobank"}, "YANDEX_PARTNER_ID"},
 		{"retry base over max", map[string]string{"DELIVERY_RETRY_BASE": "10m"}, "DELIVERY_RETRY_MAX"},
 		{"missing key file", map[string]string{"LINK_KEYS_FILE": "/nonexistent/keys.json"}, "LINK_KEYS_FILE"},
 	} {

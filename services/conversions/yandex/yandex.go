@@ -1,14 +1,15 @@
 // Package yandex is the one place that knows how conversions are sent to Yandex: the wire
 // format, the credentials and what each answer means. The credits pages define no method
-// for it; the sibling «Займы — API для партнеров» pages do (a confirmation after the
-// contract is signed, single or in bulk, with offer_id, request_id, amount,
-// additional_services and the partner's id), and this adapter follows them, so that a
-// change of the format is a change of this file.
+// for it; the sibling «Займы — API для партнеров» page «Подтверждение обработки заявки» does,
+// and the contract (spec §9) follows it: `POST` a body `{"partner_id": <integer>, "data":
+// [<item>, …]}`, each item `offer_id`, `request_id` (the search_id), `amount` and
+// `additional_services`, and nothing beyond these unless Yandex's manager asks for it. A change
+// of the format is a change of this file.
 //
-// What we decided where those pages are silent: every send is the bulk form (a batch of
-// one is still a list); each item carries its own stable id (our conversion id) besides
-// the pair request_id (the Yandex search_id) and offer_id (our product id); the contract
-// date and term are sent too; a batch is accepted or refused as a whole.
+// What Yandex sees on a repeat: delivery is at least once (the bank may be stopped after
+// Yandex's 200 and before it recorded it), and a repeat carries the same request_id and
+// offer_id, the pair by which Yandex recognises it. Every send is the bulk form (a batch of
+// one is still a list), and a batch is accepted or refused as a whole.
 package yandex
 
 import (
@@ -29,35 +30,29 @@ import (
 
 // Client sends confirmations to Yandex's endpoint.
 type Client struct {
-	URL       string // the endpoint
-	Token     string // sent as "Authorization: Bearer <token>"
-	PartnerID string
+	URL       string       // the endpoint
+	Token     string       // sent as "Authorization: Bearer <token>"
+	PartnerID int64        // the bank's id at Yandex
 	HTTP      *http.Client // its Timeout bounds one send
 }
 
-// Batch is the body of one send.
+// Batch is the body of one send (spec §9).
 type Batch struct {
-	PartnerID string `json:"partner_id"`
-	Items     []Item `json:"items"`
+	PartnerID int64  `json:"partner_id"`
+	Data      []Item `json:"data"`
 }
 
-// Item is one confirmation.
+// Item is one confirmation: the offer of a search, and the contract signed on it.
 type Item struct {
-	// ID is the conversion's stable id: the same in every send of the same conversion.
-	ID                 string       `json:"id"`
+	OfferID            string       `json:"offer_id"`   // the offer's id in our answer: the product id
 	RequestID          string       `json:"request_id"` // the search_id of the Yandex search
-	OfferID            string       `json:"offer_id"`   // the product id in the proposal link
-	ProductType        string       `json:"product_type"`
-	Amount             money.Amount `json:"amount"`
-	Term               *int         `json:"term,omitempty"`
+	Amount             money.Amount `json:"amount"`     // the contract's amount
 	AdditionalServices bool         `json:"additional_services"`
-	ContractDate       string       `json:"contract_date"` // YYYY-MM-DD
 }
 
 // ItemOf is the confirmation of a conversion.
 func ItemOf(c contracts.Conversion) Item {
-	return Item{ID: c.ID, RequestID: c.SearchID, OfferID: c.Offer, ProductType: string(c.ProductType),
-		Amount: c.Amount, Term: c.Term, AdditionalServices: c.AdditionalServices, ContractDate: c.ContractDate}
+	return Item{OfferID: c.Offer, RequestID: c.SearchID, Amount: c.Amount, AdditionalServices: c.AdditionalServices}
 }
 
 // RetryableError is a send that may succeed later: a timeout, a lost connection, a 5xx, a
@@ -99,9 +94,9 @@ const MaxRetryAfter = time.Hour
 // Send delivers a batch. It returns nil once Yandex accepted all of it (any 2xx), a
 // *RetryableError or a *PermanentError otherwise.
 func (c *Client) Send(ctx context.Context, conversions []contracts.Conversion) error {
-	b := Batch{PartnerID: c.PartnerID, Items: make([]Item, len(conversions))}
+	b := Batch{PartnerID: c.PartnerID, Data: make([]Item, len(conversions))}
 	for i, conv := range conversions {
-		b.Items[i] = ItemOf(conv)
+		b.Data[i] = ItemOf(conv)
 	}
 	body, err := json.Marshal(b)
 	if err != nil {

@@ -30,25 +30,29 @@ func TestSendShape(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	c := &Client{URL: srv.URL, Token: "s3cret", PartnerID: "demobank-1", HTTP: srv.Client()}
+	c := &Client{URL: srv.URL, Token: "s3cret", PartnerID: 1001, HTTP: srv.Client()}
 	if err := c.Send(context.Background(), []contracts.Conversion{conversion()}); err != nil {
 		t.Fatal(err)
 	}
 	if auth != "Bearer s3cret" || ctype != "application/json" {
 		t.Errorf("headers: Authorization %q, Content-Type %q", auth, ctype)
 	}
-	items, _ := got["items"].([]any)
-	if got["partner_id"] != "demobank-1" || len(items) != 1 {
+	// Spec §9: {"partner_id": <integer>, "data": [{offer_id, request_id, amount,
+	// additional_services}]}, and nothing else.
+	items, _ := got["data"].([]any)
+	if got["partner_id"] != 1001.0 || len(items) != 1 || len(got) != 2 {
 		t.Fatalf("body %v", got)
 	}
 	item := items[0].(map[string]any)
-	want := map[string]any{"id": "e2b4948b-7d8a-4eec-875c-b1c11d7d8372.cash-standard", "request_id": "e2b4948b-7d8a-4eec-875c-b1c11d7d8372",
-		"offer_id": "cash-standard", "product_type": "loan", "amount": 300000.5, "term": 24.0, "additional_services": true,
-		"contract_date": "2026-12-02"}
+	want := map[string]any{"request_id": "e2b4948b-7d8a-4eec-875c-b1c11d7d8372", "offer_id": "cash-standard",
+		"amount": 300000.5, "additional_services": true}
 	for k, v := range want {
 		if item[k] != v {
 			t.Errorf("item[%s] = %v, want %v", k, item[k], v)
 		}
+	}
+	if len(item) != len(want) {
+		t.Errorf("the item carries more than §9's fields: %v", item)
 	}
 }
 
@@ -91,7 +95,7 @@ func TestSendOutcomes(t *testing.T) {
 			defer close(release) // before Close, which waits for the handler
 			hc := srv.Client()
 			hc.Timeout = 100 * time.Millisecond
-			err := (&Client{URL: srv.URL, Token: "t", PartnerID: "p", HTTP: hc}).Send(context.Background(), []contracts.Conversion{conversion()})
+			err := (&Client{URL: srv.URL, Token: "t", PartnerID: 7, HTTP: hc}).Send(context.Background(), []contracts.Conversion{conversion()})
 			var retry *RetryableError
 			var refused *PermanentError
 			switch {

@@ -87,21 +87,19 @@ func list(ctx context.Context, s *conversions.Store, want func(*contracts.Conver
 	return errors.Join(err, w.Flush())
 }
 
-// export writes the items as the delivery worker sends them, one per row.
+// export writes the items as the delivery worker sends them (spec §9: request_id, offer_id,
+// amount, additional_services), one per row, then what an operator uploading them needs beside
+// them and Yandex is not sent: the contract's date and the conversion's state.
 func export(ctx context.Context, s *conversions.Store, want func(*contracts.Conversion) bool, out io.Writer) error {
 	w := csv.NewWriter(out)
-	_ = w.Write([]string{"id", "request_id", "offer_id", "product_type", "amount", "term", "additional_services", "contract_date", "state"})
+	_ = w.Write([]string{"request_id", "offer_id", "amount", "additional_services", "contract_date", "state"})
 	err := s.Each(ctx, func(c *contracts.Conversion) error {
 		if !want(c) {
 			return nil
 		}
 		it := yandex.ItemOf(*c)
-		term := ""
-		if it.Term != nil {
-			term = strconv.Itoa(*it.Term)
-		}
-		return w.Write([]string{it.ID, it.RequestID, it.OfferID, it.ProductType, it.Amount.String(), term,
-			strconv.FormatBool(it.AdditionalServices), it.ContractDate, string(c.State)})
+		return w.Write([]string{it.RequestID, it.OfferID, it.Amount.String(), strconv.FormatBool(it.AdditionalServices),
+			c.ContractDate, string(c.State)})
 	})
 	w.Flush()
 	return errors.Join(err, w.Error())
