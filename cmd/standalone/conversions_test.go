@@ -49,7 +49,8 @@ func TestConversionLoop(t *testing.T) {
 		"DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_RETRY_BASE": "50ms",
 	})
 
-	id := uuid.NewString()
+	// Spelled in capitals, as Yandex may: the link and the conversion carry it back as sent.
+	id := strings.ToUpper(uuid.NewString())
 	status, body := sys.call(t, "POST", path, request(id, "9330445040", "loan"))
 	if status != 200 || body["decision"] != "has_approve" {
 		t.Fatalf("POST = %d %v", status, body)
@@ -73,7 +74,8 @@ func TestConversionLoop(t *testing.T) {
 		t.Fatalf("the link does not verify with the JWKS: %v\n%s", err, link)
 	}
 	amount := offer["amount"].(map[string]any)
-	if claims.SearchID != id || claims.Amount.Max.Float() != amount["max"].(float64) || !strings.Contains(link, "offer="+claims.Offer) {
+	if claims.SearchID != id || claims.Amount.Max.Float() != amount["max"].(float64) || !strings.Contains(link, "offer="+claims.Offer) ||
+		!strings.Contains(link, "search_id="+id) {
 		t.Fatalf("claims %+v do not state the offer %v", claims, offer)
 	}
 
@@ -90,7 +92,7 @@ func TestConversionLoop(t *testing.T) {
 			t.Fatalf("report %d = %d %s, want %d", i+1, res.StatusCode, b, want)
 		}
 	}
-	convID := id + "." + claims.Offer
+	convID := strings.ToLower(id) + "." + claims.Offer
 	natstest.Eventually(t, 20*time.Second, func() error {
 		res, err := http.Get(sys.conversions + "/v1/conversions/" + id + "/" + url.PathEscape(claims.Offer))
 		if err != nil {
@@ -108,7 +110,7 @@ func TestConversionLoop(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(items) != 1 || items[0]["request_id"] != id || items[0]["offer_id"] != strings.TrimPrefix(convID, id+".") ||
+	if len(items) != 1 || items[0]["request_id"] != id || items[0]["offer_id"] != claims.Offer ||
 		items[0]["amount"] != 500000.0 || items[0]["additional_services"] != false || len(items[0]) != 4 {
 		t.Fatalf("Yandex received %v, want the one conversion %s", items, convID)
 	}

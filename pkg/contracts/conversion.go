@@ -44,9 +44,10 @@ const (
 // application system reported, what the token said was offered, and how delivery went. It
 // holds no personal data: ids, dates and figures.
 type Conversion struct {
-	// ID is the conversion's stable id, its key: sent with it to Yandex every time, so that
-	// a repeat after a crash is recognised there.
-	ID          string        `json:"id"`
+	// ID is the conversion's stable id, its key: the lowercase search id and the offer, the
+	// pair Yandex recognises a repeat by (ConversionKey).
+	ID string `json:"id"`
+	// SearchID is the search's id as Yandex spelled it: sent back as request_id (spec §9).
 	SearchID    string        `json:"search_id"`
 	Offer       string        `json:"offer"` // the catalog's product id
 	ProductType ProductType   `json:"product_type"`

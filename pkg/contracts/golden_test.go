@@ -319,3 +319,31 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// The search id as Yandex spelled it travels beside the key: a spelling that is not the id's
+// is refused, the record keeps it, and a retry spelled otherwise is the same request.
+func TestSearchIDAsSent(t *testing.T) {
+	req := goldenRequest()
+	upper := strings.ToUpper(goldenID)
+	req.Spelling = upper
+	if _, err := NewLoanRequested(req); err != nil {
+		t.Fatalf("a capitalised spelling of the id: %v", err)
+	}
+	other := req
+	other.Spelling = strings.ToUpper("6f0e2d1c-3b4a-4958-8776-a5b4c3d2e1f0")
+	if _, err := NewLoanRequested(other); err == nil {
+		t.Error("a spelling of another id was accepted")
+	}
+	data, err := EncodeSearch(NewSearch(req, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeSearch(goldenID, data)
+	if err != nil || back.Request.AsSent() != upper || back.Request.SearchID != goldenID {
+		t.Fatalf("read back as %q spelled %q, %v", back.Request.SearchID, back.Request.AsSent(), err)
+	}
+	lower := goldenRequest()
+	if !lower.SameAs(req) || lower.AsSent() != goldenID {
+		t.Errorf("a retry spelled otherwise is another request, or the lowercase one has a spelling %q", lower.AsSent())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	json "github.com/go-json-experiment/json"
@@ -19,7 +20,11 @@ var ErrInvalid = errors.New("invalid message")
 // normalised, and with the phone replaced by its keyed hash and masked form. It carries
 // nothing a consumer must not see; the raw phone never leaves the gateway.
 type LoanRequested struct {
-	SearchID    string        `json:"search_id"`    // lowercase hyphenated UUID
+	SearchID string `json:"search_id"` // lowercase hyphenated UUID: the record's key
+	// Spelling is the search_id as Yandex sent it, when that was not all lowercase (empty:
+	// as SearchID): what every link and every conversion carries back to Yandex, which may
+	// compare it byte for byte (spec §9). AsSent gives it either way.
+	Spelling    string        `json:"search_id_as_sent,omitempty"`
 	PhoneHash   string        `json:"phone_hash"`   // hex HMAC-SHA256 of the canonical phone
 	PhoneMasked string        `json:"phone_masked"` // +7******5040, for people
 	ProductType ProductType   `json:"product_type"`
@@ -65,6 +70,9 @@ func (r LoanRequested) validate() error {
 	if !searchIDPattern.MatchString(r.SearchID) {
 		problems = append(problems, "search_id is not a lowercase UUID")
 	}
+	if r.Spelling != "" && strings.ToLower(r.Spelling) != r.SearchID {
+		problems = append(problems, "search_id_as_sent is not the search_id as spelled")
+	}
 	if !phoneHashPattern.MatchString(r.PhoneHash) {
 		problems = append(problems, "phone_hash is not a hex HMAC-SHA256")
 	}
@@ -86,8 +94,17 @@ func (r LoanRequested) validate() error {
 	return joinProblems(SubjectRequested, problems)
 }
 
+// AsSent is the search_id as Yandex spelled it.
+func (r LoanRequested) AsSent() string {
+	if r.Spelling != "" {
+		return r.Spelling
+	}
+	return r.SearchID
+}
+
 // SameAs reports whether o asks for the same thing as r: the spec's test for a retry (same
-// phone, product, amount and term; props and timestamps are not compared).
+// search, phone, product, amount and term; props, timestamps and how the id was spelled are
+// not compared).
 func (r LoanRequested) SameAs(o LoanRequested) bool {
 	return r.SearchID == o.SearchID && r.PhoneHash == o.PhoneHash && r.ProductType == o.ProductType &&
 		equalPtr(r.Amount, o.Amount) && equalPtr(r.Term, o.Term)

@@ -219,6 +219,7 @@ type recordWire struct {
 // requestWire is a request as a record keeps it: without the id (the record's key), and
 // without the deadline once the search is done.
 type requestWire struct {
+	Spelling    string        `json:"search_id_as_sent,omitempty"`
 	PhoneHash   string        `json:"phone_hash"`
 	PhoneMasked string        `json:"phone_masked"`
 	ProductType ProductType   `json:"product_type"`
@@ -233,7 +234,7 @@ type requestWire struct {
 // EncodeSearch writes the record for the bucket.
 func EncodeSearch(s *Search) ([]byte, error) {
 	r := s.Request
-	w := recordWire{Schema: SearchSchema, Request: requestWire{PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
+	w := recordWire{Schema: SearchSchema, Request: requestWire{Spelling: r.Spelling, PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
 		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt, Test: r.Test},
 		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace, Basis: s.Basis}
 	if s.DoneAt == nil {

@@ -2,7 +2,6 @@ package conversions
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -50,7 +49,7 @@ func Check(r Report, offered *offerlink.Claims, now time.Time) (contracts.Conver
 	var c contracts.Conversion
 	if offered != nil {
 		c = contracts.Conversion{
-			SearchID: strings.ToLower(offered.SearchID), Offer: offered.Offer, ProductType: offered.ProductType,
+			SearchID: offered.SearchID, Offer: offered.Offer, ProductType: offered.ProductType,
 			Decision: offered.Decision, ContractDate: r.ContractDate, Term: r.Term,
 			Offered:    contracts.OfferedRanges{Amount: offered.Amount, Term: offered.Term, Rate: offered.Rate},
 			ReportedAt: now.UTC(), State: contracts.ConversionQueued,

@@ -249,6 +249,9 @@ func TestPendingRetryAndConflict(t *testing.T) {
 	if err != nil || stored.Request.PhoneMasked != "+7******5040" {
 		t.Fatalf("stored search changed: %+v, %v", stored, err)
 	}
+	if stored.Request.SearchID != id || stored.Request.AsSent() != upper {
+		t.Errorf("the record keeps the id as %q, spelled %q; want %q spelled %q", stored.Request.SearchID, stored.Request.AsSent(), id, upper)
+	}
 	// Different amount is a different request too; props are not compared.
 	other := `{"search_id":"` + id + `","phone_number":"9330445040","product_type":"loan","amount":500001,"term":36}`
 	if res := h.do("POST", apiPaths[0], "", other); res.status != 422 {

@@ -48,8 +48,13 @@ type searches struct {
 func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Search, error) {
 	now := s.now().UTC()
 	hash := s.hasher.Sum(in.Phone)
+	spelling := ""
+	if in.SearchID != in.key() {
+		spelling = in.SearchID // carried back to Yandex as it was sent (links, conversions)
+	}
 	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
 		SearchID:    in.key(),
+		Spelling:    spelling,
 		PhoneHash:   hex.EncodeToString(hash[:]),
 		PhoneMasked: in.Phone.Masked(),
 		ProductType: in.ProductType,

@@ -350,7 +350,7 @@ func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted, now, until t
 	offers := make([]contracts.Offer, len(quotes))
 	for i, q := range quotes {
 		o := q.Offer
-		claims := offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, now, until.Sub(now), time.Time{})
+		claims := offerlink.ForOffer("", s.Request.AsSent(), q.ProductID, o, now, until.Sub(now), time.Time{})
 		if err := p.links.SignOffer(&o, claims); err != nil {
 			return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
 		}

@@ -186,7 +186,7 @@ func offer(p *catalog.Product, s *contracts.Scored, lim ceiling.Limits, net *[]f
 		SpecialConditions:  slices.Clone(p.SpecialConditions),
 		RequiredDocuments:  slices.Clone(p.RequiredDocuments),
 		ChoosableDocuments: slices.Clone(p.ChoosableDocuments),
-		ProposalLink:       p.ProposalLink.Expand(s.Request.SearchID, p.ID),
+		ProposalLink:       p.ProposalLink.Expand(s.Request.AsSent(), p.ID),
 	}
 	terms := cardTerms(p)
 	switch p.ProductType {
