@@ -47,6 +47,7 @@ type yandexDouble struct {
 	script   []answer
 	perItem  map[string][]answer // for a send of that conversion alone, before the script
 	poisoned map[string]bool
+	sick     map[string]bool // a batch holding one is answered 500: Yandex's side fails on it
 	batches  []yandex.Batch
 	times    []time.Time
 	auth     []string
@@ -55,7 +56,8 @@ type yandexDouble struct {
 }
 
 func newYandex(t *testing.T, script ...answer) *yandexDouble {
-	y := &yandexDouble{script: script, perItem: map[string][]answer{}, poisoned: map[string]bool{}, release: make(chan struct{})}
+	y := &yandexDouble{script: script, perItem: map[string][]answer{}, poisoned: map[string]bool{}, sick: map[string]bool{},
+		release: make(chan struct{})}
 	y.Server = httptest.NewServer(http.HandlerFunc(y.serve))
 	t.Cleanup(func() { close(y.release); y.Close() })
 	return y
@@ -80,6 +82,9 @@ func (y *yandexDouble) serve(w http.ResponseWriter, r *http.Request) {
 		if y.poisoned[idOf(it)] {
 			a = answer{status: http.StatusBadRequest, body: `{"error":"unknown offer_id ` + it.OfferID + `"}`}
 		}
+		if y.sick[idOf(it)] {
+			a = answer{status: http.StatusInternalServerError, body: `{"error":"internal error"}`}
+		}
 	}
 	y.mu.Unlock()
 	if a.slow {
@@ -100,7 +105,13 @@ func idOf(it yandex.Item) string {
 }
 
 func (y *yandexDouble) poison(id string) { y.mu.Lock(); y.poisoned[id] = true; y.mu.Unlock() }
-func (y *yandexDouble) cure(id string)   { y.mu.Lock(); delete(y.poisoned, id); y.mu.Unlock() }
+func (y *yandexDouble) cure(id string) {
+	y.mu.Lock()
+	delete(y.poisoned, id)
+	delete(y.sick, id)
+	y.mu.Unlock()
+}
+func (y *yandexDouble) sicken(id string) { y.mu.Lock(); y.sick[id] = true; y.mu.Unlock() }
 
 // sent counts how often each conversion id was sent, and in how many sends.
 func (y *yandexDouble) sent() (byID map[string]int, sends int) {
@@ -495,6 +506,61 @@ func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 	if _, err := e.store.Requeue(context.Background(), bad); err == nil {
 		t.Error("a delivered conversion was queued again")
 	}
+}
+
+// One conversion Yandex's side keeps failing on (a 500 for any batch holding it) holds back
+// none of the others: the batch is split until it fails alone, the rest are delivered, and
+// it is set aside, then parked as failed with Yandex's answer once Yandex has gone on taking
+// others; never dropped, and delivered once its cause is gone.
+func TestOneFailingConversionHoldsBackNoOther(t *testing.T) {
+	y := newYandex(t)
+	sick := newID(2) + ".cash-standard"
+	y.sicken(sick)
+	e := newEnv(t, y, "DELIVERY_BATCH_WAIT", "300ms")
+	for i := 1; i <= 3; i++ {
+		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
+			t.Fatalf("report = %d %s", res.status, res.body)
+		}
+	}
+	for _, i := range []int{1, 3} {
+		e.waitState(newID(i)+".cash-standard", contracts.ConversionDelivered)
+	}
+	parked := e.waitState(sick, contracts.ConversionFailed)
+	if !strings.Contains(parked.LastError, "500") || !strings.Contains(parked.LastError, "failed alone") {
+		t.Errorf("parked with %q, want Yandex's answer and why", parked.LastError)
+	}
+	if !strings.Contains(e.logs.String(), "set aside") || !strings.Contains(e.logs.String(), "parked as failed") {
+		t.Error("neither setting it aside nor parking it was logged")
+	}
+	y.cure(sick)
+	if _, err := e.store.Requeue(context.Background(), sick); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(sick, contracts.ConversionDelivered)
+}
+
+// While Yandex fails on everything (here: the only conversion there is), nothing is parked:
+// with no other conversion taken meanwhile it is an outage, not the conversion, and it is
+// delivered once Yandex recovers.
+func TestAnOutageParksNothing(t *testing.T) {
+	y := newYandex(t)
+	id := newID(1) + ".cash-standard"
+	y.sicken(id)
+	e := newEnv(t, y)
+	if res := e.report(e.token(newID(1), loanClaims()), 300_000); res.status != http.StatusCreated {
+		t.Fatalf("report = %d %s", res.status, res.body)
+	}
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if byID, _ := y.sent(); byID[id] <= setAsideAfter*parkAfter {
+			return fmt.Errorf("sent %d times", byID[id])
+		}
+		return nil
+	})
+	if c, _, err := e.store.Get(context.Background(), id); err != nil || c.State != contracts.ConversionQueued {
+		t.Fatalf("after an outage of its own: %+v, %v; want it still queued", c, err)
+	}
+	y.cure(id)
+	e.waitState(id, contracts.ConversionDelivered)
 }
 
 // While a replica works through a batch (here: Yandex refused it for one bad conversion,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,7 +42,26 @@ type worker struct {
 	// afterSend, if set, runs after a send Yandex accepted and before it is recorded: the
 	// tests stop a worker there, as a crash would.
 	afterSend func()
+	// lastDelivered is when this replica last had a send accepted (unix nanoseconds): the
+	// evidence that Yandex takes conversions, which a conversion it keeps failing on alone
+	// is measured against before it is parked.
+	lastDelivered atomic.Int64
 }
+
+// What the worker does about a send Yandex answers with a 5xx again and again (its side
+// failing on something in the batch), so that one conversion never holds back the others:
+const (
+	// splitAfter 5xx answers in a row, a batch of several is split in halves, each sent on
+	// its own, down to the conversion that fails alone.
+	splitAfter = 2
+	// A conversion that fails alone that often is set aside: handed back to the broker for
+	// DELIVERY_RETRY_MAX, so that the rest go on.
+	setAsideAfter = 3
+	// parkAfter deliveries of a conversion that is set aside each time while Yandex takes
+	// others, it is parked: kept as failed with Yandex's last answer, which the
+	// failed-conversions alert and `yactl conversions retry` are for. Never dropped.
+	parkAfter = 4
+)
 
 // ConsumerConfig is the delivery consumer: every revision, from the first, acknowledged
 // one by one, redelivered without limit (a conversion is never given up on by the broker;
@@ -157,6 +177,7 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 		var refused *yandex.PermanentError
 		switch {
 		case err == nil:
+			w.lastDelivered.Store(w.now().UnixNano())
 			w.metrics.sent(ctx, "delivered", len(todo))
 			if w.afterSend != nil {
 				w.afterSend()
@@ -184,6 +205,21 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 		default: // a *yandex.RetryableError, or any other failure to hear back
 			errors.As(err, &retry)
 			w.metrics.sent(ctx, "retry", len(todo))
+			// Only Yandex answering 5xx without saying when to come back points at something
+			// in the batch; no answer, a 429, a Retry-After or a wrong credential is the same
+			// for every conversion, and the batch waits whole.
+			failing := retry != nil && retry.Status >= 500 && retry.After == 0
+			if failing && attempt-before >= splitAfter && len(todo) > 1 {
+				mid := len(todo) / 2
+				w.log.Warn().Err(err).Int("conversions", len(todo)).Msg("Yandex keeps failing on this batch: sent in halves")
+				w.deliver(ctx, todo[:mid], k, attempt)
+				w.deliver(ctx, todo[mid:], k, attempt)
+				return
+			}
+			if failing && attempt-before >= setAsideAfter && len(todo) == 1 {
+				w.setAside(ctx, todo[0], attempt, retry, k)
+				return
+			}
 			wait := w.backoff(attempt-before, retry)
 			w.log.Warn().Err(err).Int("conversions", len(todo)).Int("attempt", attempt).Dur("retry_in", wait).
 				Msg("conversions not delivered yet")
@@ -193,6 +229,26 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 			}
 		}
 	}
+}
+
+// setAside hands a conversion Yandex keeps failing on alone back to the broker for later, so
+// that the rest of its batch goes on; one set aside parkAfter times while Yandex took others
+// is parked as failed with Yandex's answer. A conversion is never dropped: handed back, it
+// is sent again; parked, it waits for `yactl conversions retry`.
+func (w *worker) setAside(ctx context.Context, p pending, attempts int, retry *yandex.RetryableError, k *keeper) {
+	meta, err := p.msg.Metadata()
+	if err == nil && meta.NumDelivered >= parkAfter && w.lastDelivered.Load() > meta.Timestamp.UnixNano() {
+		w.log.Error().Str("conversion", p.conv.ID).Int("status", retry.Status).Uint64("deliveries", meta.NumDelivered).
+			Msg("Yandex keeps failing on this conversion alone while it takes others: parked as failed")
+		w.finish(ctx, p, attempts, &yandex.PermanentError{Status: retry.Status,
+			Answer: "failed alone again and again while others were delivered: " + retry.Err.Error()}, k)
+		return
+	}
+	w.metrics.sent(ctx, "set_aside", 1)
+	w.log.Warn().Str("conversion", p.conv.ID).Int("status", retry.Status).Dur("retry_in", w.cfg.RetryMax).
+		Msg("Yandex keeps failing on this conversion alone: set aside, the others go on")
+	_ = p.msg.NakWithDelay(w.cfg.RetryMax)
+	k.done(p)
 }
 
 // stillQueued reads a conversion again before it is sent on its own: an operator may have
