@@ -46,21 +46,35 @@ type worker struct {
 	// evidence that Yandex takes conversions, which a conversion it keeps failing on alone
 	// is measured against before it is parked.
 	lastDelivered atomic.Int64
+	// asides are the conversions this replica set aside, by id: how often, and since when.
+	// The delivery goroutine's alone.
+	asides map[string]*aside
+}
+
+// aside is what a replica knows of a conversion it set aside.
+type aside struct {
+	count int
+	first time.Time
 }
 
 // What the worker does about a send Yandex answers with a 5xx again and again (its side
 // failing on something in the batch), so that one conversion never holds back the others:
 const (
-	// splitAfter 5xx answers in a row, a batch of several is split in halves, each sent on
-	// its own, down to the conversion that fails alone.
+	// splitAfter 5xx answers in a row, each half of a batch of several is sent once: a half
+	// Yandex fails on while it takes the other is split again, down to the conversion that
+	// fails alone; failing on both halves, it is failing on everything (or on something in
+	// each), and the whole batch is set aside.
 	splitAfter = 2
 	// A conversion that fails alone that often is set aside: handed back to the broker for
 	// DELIVERY_RETRY_MAX, so that the rest go on.
 	setAsideAfter = 3
-	// parkAfter deliveries of a conversion that is set aside each time while Yandex takes
-	// others, it is parked: kept as failed with Yandex's last answer, which the
-	// failed-conversions alert and `yactl conversions retry` are for. Never dropped.
+	// Set aside parkAfter times by a replica that has had others taken since the first time,
+	// a conversion is parked: kept as failed with Yandex's last answer, which the
+	// failed-conversions alert and `yactl conversions retry` are for. Never dropped, and never
+	// parked while nothing is taken (an outage).
 	parkAfter = 4
+	// asideMemory is how long a replica remembers a conversion it set aside.
+	asideMemory = 24 * time.Hour
 )
 
 // ConsumerConfig is the delivery consumer: every revision, from the first, acknowledged
@@ -171,6 +185,7 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 	for i, p := range todo {
 		batch[i] = p.conv
 	}
+	run := 0 // 5xx answers in a row
 	for attempt := before + 1; ; attempt++ {
 		err := w.send.Send(ctx, batch)
 		var retry *yandex.RetryableError
@@ -209,14 +224,15 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 			// in the batch; no answer, a 429, a Retry-After or a wrong credential is the same
 			// for every conversion, and the batch waits whole.
 			failing := retry != nil && retry.Status >= 500 && retry.After == 0
-			if failing && attempt-before >= splitAfter && len(todo) > 1 {
-				mid := len(todo) / 2
-				w.log.Warn().Err(err).Int("conversions", len(todo)).Msg("Yandex keeps failing on this batch: sent in halves")
-				w.deliver(ctx, todo[:mid], k, attempt)
-				w.deliver(ctx, todo[mid:], k, attempt)
+			if run++; !failing {
+				run = 0
+			}
+			if failing && run >= splitAfter && len(todo) > 1 {
+				w.log.Warn().Err(err).Int("conversions", len(todo)).Msg("Yandex keeps failing on this batch: each half sent once")
+				w.isolate(ctx, todo, k, attempt, retry)
 				return
 			}
-			if failing && attempt-before >= setAsideAfter && len(todo) == 1 {
+			if failing && run >= setAsideAfter && len(todo) == 1 {
 				w.setAside(ctx, todo[0], attempt, retry, k)
 				return
 			}
@@ -231,22 +247,96 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 	}
 }
 
-// setAside hands a conversion Yandex keeps failing on alone back to the broker for later, so
-// that the rest of its batch goes on; one set aside parkAfter times while Yandex took others
-// is parked as failed with Yandex's answer. A conversion is never dropped: handed back, it
-// is sent again; parked, it waits for `yactl conversions retry`.
+// isolate sends each half of a batch Yandex keeps failing on once. What Yandex takes is
+// delivered. A half it fails on while it takes the other holds what it fails on, and is
+// delivered the same way (split again, down to one conversion). Failing on both halves,
+// Yandex is failing on everything (an outage) or on something in each half: the whole batch
+// is set aside rather than sent over and over, and the replica goes on with others.
+func (w *worker) isolate(ctx context.Context, todo []pending, k *keeper, attempt int, retry *yandex.RetryableError) {
+	mid := len(todo) / 2
+	var failed [][]pending
+	for _, half := range [][]pending{todo[:mid], todo[mid:]} {
+		if !w.sendOnce(ctx, half, k, attempt+1) {
+			failed = append(failed, half)
+		}
+	}
+	switch len(failed) {
+	case 0:
+	case 1:
+		w.deliver(ctx, failed[0], k, attempt+1)
+	default:
+		for _, half := range failed {
+			for _, p := range half {
+				w.setAside(ctx, p, attempt+1, retry, k)
+			}
+		}
+	}
+}
+
+// sendOnce sends a half of a batch once and reports whether it was dealt with: delivered,
+// refused for good (then delivered item by item, as deliver does), or handed back on the
+// way out. false: Yandex failed on it, and it is still in hand.
+func (w *worker) sendOnce(ctx context.Context, todo []pending, k *keeper, attempt int) bool {
+	batch := make([]contracts.Conversion, len(todo))
+	for i, p := range todo {
+		batch[i] = p.conv
+	}
+	err := w.send.Send(ctx, batch)
+	var refused *yandex.PermanentError
+	switch {
+	case err == nil:
+		w.lastDelivered.Store(w.now().UnixNano())
+		w.metrics.sent(ctx, "delivered", len(todo))
+		if w.afterSend != nil {
+			w.afterSend()
+		}
+		for _, p := range todo {
+			w.finish(ctx, p, attempt, nil, k)
+		}
+		return true
+	case errors.As(err, &refused):
+		w.deliver(ctx, todo, k, attempt-1) // sent again, refused again: then item by item
+		return true
+	case ctx.Err() != nil:
+		w.release(todo, k)
+		return true
+	default:
+		w.metrics.sent(ctx, "retry", len(todo))
+		return false
+	}
+}
+
+// setAside hands a conversion Yandex keeps failing on back to the broker for
+// DELIVERY_RETRY_MAX, so that the others go on. Set aside parkAfter times by this replica,
+// which has had others taken since the first time, it is parked as failed with Yandex's
+// answer. A conversion is never dropped: handed back, it is sent again; parked, it waits for
+// `yactl conversions retry`.
 func (w *worker) setAside(ctx context.Context, p pending, attempts int, retry *yandex.RetryableError, k *keeper) {
-	meta, err := p.msg.Metadata()
-	if err == nil && meta.NumDelivered >= parkAfter && w.lastDelivered.Load() > meta.Timestamp.UnixNano() {
-		w.log.Error().Str("conversion", p.conv.ID).Int("status", retry.Status).Uint64("deliveries", meta.NumDelivered).
-			Msg("Yandex keeps failing on this conversion alone while it takes others: parked as failed")
+	now := w.now()
+	if w.asides == nil {
+		w.asides = map[string]*aside{}
+	}
+	for id, a := range w.asides { // forget what another replica has long since dealt with
+		if now.Sub(a.first) > asideMemory {
+			delete(w.asides, id)
+		}
+	}
+	a := w.asides[p.conv.ID]
+	if a == nil {
+		a = &aside{first: now}
+		w.asides[p.conv.ID] = a
+	}
+	if a.count++; a.count >= parkAfter && w.lastDelivered.Load() > a.first.UnixNano() {
+		delete(w.asides, p.conv.ID)
+		w.log.Error().Str("conversion", p.conv.ID).Int("status", retry.Status).Int("set_aside", a.count-1).
+			Msg("Yandex keeps failing on this conversion while it takes others: parked as failed")
 		w.finish(ctx, p, attempts, &yandex.PermanentError{Status: retry.Status,
-			Answer: "failed alone again and again while others were delivered: " + retry.Err.Error()}, k)
+			Answer: "failed again and again while others were delivered: " + retry.Err.Error()}, k)
 		return
 	}
 	w.metrics.sent(ctx, "set_aside", 1)
 	w.log.Warn().Str("conversion", p.conv.ID).Int("status", retry.Status).Dur("retry_in", w.cfg.RetryMax).
-		Msg("Yandex keeps failing on this conversion alone: set aside, the others go on")
+		Msg("Yandex keeps failing on this conversion: set aside, the others go on")
 	_ = p.msg.NakWithDelay(w.cfg.RetryMax)
 	k.done(p)
 }
@@ -339,6 +429,7 @@ func (w *worker) release(todo []pending, k *keeper) {
 // conversion is sent again: at least once, never lost.
 func (w *worker) finish(ctx context.Context, p pending, attempts int, refused *yandex.PermanentError, k *keeper) {
 	defer k.done(p)
+	delete(w.asides, p.conv.ID)
 	now := w.now().UTC()
 	_, err := w.store.Update(ctx, p.conv.ID, func(c *contracts.Conversion) *contracts.Conversion {
 		if c.State != contracts.ConversionQueued {

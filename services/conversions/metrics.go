@@ -42,7 +42,7 @@ func newMetrics(mp metric.MeterProvider, idx *index, now func() time.Time) (*met
 		return nil, err
 	}
 	if m.sends, err = meter.Int64Counter("credits.conversions.sends",
-		metric.WithDescription("Conversions sent to Yandex, by outcome (delivered, retry, refused)")); err != nil {
+		metric.WithDescription("Conversions sent to Yandex, by outcome (delivered, retry, refused, set_aside)")); err != nil {
 		return nil, err
 	}
 	queued, err := meter.Int64ObservableGauge("credits.conversions.queued",

@@ -74,8 +74,8 @@ func (e *RetryableError) Error() string {
 
 func (e *RetryableError) Unwrap() error { return e.Err }
 
-// PermanentError is a refusal that no retry changes (another 4xx): the conversions go to
-// the dead letters with Yandex's answer.
+// PermanentError is a refusal that no retry changes (another 4xx): the conversions are kept
+// as failed with Yandex's answer.
 type PermanentError struct {
 	Status int
 	Answer string // the body, cut to MaxAnswer bytes
