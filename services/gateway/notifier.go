@@ -112,12 +112,15 @@ func (n *notifier) checkpoint() uint64 {
 	return cp
 }
 
-// forget drops a pending search whose record the sweeper found gone with no write the watch
-// delivers (a record that expired): only the sweeper's reads can tell.
-func (n *notifier) forget(key string) {
+// forget drops a pending search whose record, at rev, the sweeper found gone with no write
+// the watch delivers (a record that expired): only the sweeper's reads can tell. A newer
+// pending record of the same id (written again since) stays.
+func (n *notifier) forget(key string, rev uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.pending, key)
+	if r, ok := n.pending[key]; ok && r <= rev {
+		delete(n.pending, key)
+	}
 }
 
 // position is the newest revision delivered and how many searches are pending.

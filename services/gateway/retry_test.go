@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -147,6 +148,12 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 				t.Fatalf("first POST = %v, %v", first, err)
 			}
 			s.budget = 2 * time.Second // room for the change below on a busy machine
+			// Every answer the broker sends to a client's inbox, to see the retry's first
+			// read answered: the record is changed after it, before the budget ends.
+			replies, err := natstest.Connect(t, srv.ClientURL()).SubscribeSync("_INBOX.>")
+			if err != nil {
+				t.Fatal(err)
+			}
 			answered := make(chan *contracts.Search, 1)
 			go func() {
 				got, err := s.submit(ctx, in)
@@ -155,16 +162,15 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 				}
 				answered <- got
 			}()
-			// Once the retry waits on the record (it registers, then reads), change the record
-			// under it.
-			natstest.Eventually(t, 5*time.Second, func() error {
-				s.notifier.mu.Lock()
-				defer s.notifier.mu.Unlock()
-				if len(s.notifier.waiters[in.key()]) == 0 {
-					return errors.New("the retry is not waiting yet")
+			for {
+				m, err := replies.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatalf("the retry's read of the record was never answered: %v", err)
 				}
-				return nil
-			})
+				if bytes.Contains(m.Data, []byte("stream_msg_get_response")) {
+					break
+				}
+			}
 			tt.meanwhile(t, first)
 			got := <-answered
 			if got == nil || got.Status() != tt.want {

@@ -40,9 +40,10 @@ type sweeper struct {
 	pub        *bus.Publisher
 	marks      jetstream.KeyValue // the gateway bucket: the checkpoint
 	checkpoint func() uint64      // the notifier's: the revision a restarted watch resumes from
-	// forget tells the notifier a pending search's record is gone without a write the watch
-	// would show (it expired): its revision must no longer hold the checkpoint back.
-	forget         func(key string)
+	// forget tells the notifier a pending search's record, at a revision, is gone without a
+	// write the watch would show (it expired): that revision must no longer hold the
+	// checkpoint back.
+	forget         func(key string, rev uint64)
 	table          *pendingTable // the sweeper's own schedule; the notifier tells it what is pending
 	log            zerolog.Logger
 	tracer         trace.Tracer
@@ -192,6 +193,7 @@ const (
 type job struct {
 	kind    jobKind
 	key     string
+	rev     uint64 // the revision of the record the job was planned from
 	attempt int
 	search  *contracts.Search
 }
@@ -289,12 +291,12 @@ func (s *sweeper) work(ctx context.Context, j job) {
 	case finish:
 		_, err := s.store.FinishAtDeadline(ctx, j.key, now)
 		if errors.Is(err, search.ErrNotFound) {
-			s.forget(j.key)
+			s.forget(j.key, j.rev)
 		}
 		if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, search.ErrNotFound) {
 			err = nil // somebody else finished it (or it expired): nothing left to do
 		}
-		s.table.finished(j.key, err == nil, now, s.republishAfter)
+		s.table.finished(j.key, j.rev, err == nil, now, s.republishAfter)
 		if err != nil {
 			span.RecordError(err)
 			s.log.Warn().Ctx(ctx).Err(err).Str("search_id", req.SearchID).Msg("overdue search not finished; will try again")
@@ -354,7 +356,7 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 		default:
 			j = job{kind: resend, attempt: e.attempt + 1}
 		}
-		j.key, j.search = key, e.search
+		j.key, j.rev, j.search = key, e.rev, e.search
 		e.busy = true
 		jobs = append(jobs, j)
 	}
@@ -393,19 +395,22 @@ func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, re
 // finished records a deadline finish's outcome. A search that is done, by this call or by
 // another writer, leaves the table at once: the watch would say so too, but need not be
 // waited for.
-func (t *pendingTable) finished(key string, ok bool, now time.Time, republishAfter time.Duration) {
+func (t *pendingTable) finished(key string, rev uint64, ok bool, now time.Time, republishAfter time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, found := t.entries[key]
 	if !found {
 		return
 	}
-	if ok {
-		delete(t.entries, key)
-		return
-	}
 	e.busy = false
-	e.next = now.Add(republishAfter / 4)
+	switch {
+	case ok && e.rev <= rev:
+		delete(t.entries, key)
+	case ok:
+		// A newer pending record of the id (written again meanwhile) is a search of its own.
+	default:
+		e.next = now.Add(republishAfter / 4)
+	}
 }
 
 const checkpointKey = "sweeper.checkpoint"

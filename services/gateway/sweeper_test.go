@@ -184,11 +184,22 @@ func TestAnExpiredPendingRecordReleasesTheCheckpoint(t *testing.T) {
 	sw := &sweeper{store: store, checkpoint: n.checkpoint, forget: n.forget, table: table, log: zerolog.Nop(),
 		tracer: noop.NewTracerProvider().Tracer(""), now: time.Now, republishAfter: time.Second}
 	// The bucket does not hold it: it expired.
-	sw.work(ctx, job{kind: finish, key: req.SearchID, search: &contracts.Search{Request: req}})
+	sw.work(ctx, job{kind: finish, key: req.SearchID, rev: 5, search: &contracts.Search{Request: req}})
 	if cp := n.checkpoint(); cp != 10 {
 		t.Errorf("checkpoint %d after the pending search was found gone, want 10", cp)
 	}
 	if _, pending := n.position(); pending != 0 {
 		t.Errorf("%d searches still pending", pending)
+	}
+
+	// A finish planned from an older revision never drops a newer pending record of the id
+	// (written again meanwhile): its revision still holds the checkpoint.
+	n.observe(search.EntryOf(req.SearchID, 12, record))
+	sw.work(ctx, job{kind: finish, key: req.SearchID, rev: 5, search: &contracts.Search{Request: req}})
+	if cp := n.checkpoint(); cp != 12 {
+		t.Errorf("checkpoint %d with the id pending again at revision 12, want 12", cp)
+	}
+	if _, held := table.entries[req.SearchID]; !held {
+		t.Error("the sweeper dropped the id's newer pending record")
 	}
 }
