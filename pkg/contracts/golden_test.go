@@ -342,6 +342,9 @@ func TestSearchIDAsSent(t *testing.T) {
 	if err != nil || back.Request.AsSent() != upper || back.Request.SearchID != goldenID {
 		t.Fatalf("read back as %q spelled %q, %v", back.Request.SearchID, back.Request.AsSent(), err)
 	}
+	if _, err := DecodeSearch(goldenID, bytes.Replace(data, []byte(upper), []byte(strings.ToUpper("6f0e2d1c-3b4a-4958-8776-a5b4c3d2e1f0")), 1)); err == nil {
+		t.Error("a record spelling its id as another was read")
+	}
 	lower := goldenRequest()
 	if !lower.SameAs(req) || lower.AsSent() != goldenID {
 		t.Errorf("a retry spelled otherwise is another request, or the lowercase one has a spelling %q", lower.AsSent())

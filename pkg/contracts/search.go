@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,6 +301,9 @@ func (w *searchWire) search(key string) (*Search, error) {
 	}
 	if !s.Request.ProductType.Valid() || s.Request.RequestedAt.IsZero() {
 		return nil, fmt.Errorf("%w: search %s: request without product or time", ErrInvalid, key)
+	}
+	if s.Request.Spelling != "" && strings.ToLower(s.Request.Spelling) != key {
+		return nil, fmt.Errorf("%w: search %s: spelled as another id, %q", ErrInvalid, key, s.Request.Spelling)
 	}
 	if s.DoneAt == nil && s.Request.Deadline.IsZero() {
 		return nil, fmt.Errorf("%w: search %s: pending without a deadline", ErrInvalid, key)
