@@ -192,14 +192,7 @@ func (w *worker) deliver(ctx context.Context, todo []pending, k *keeper, before 
 		var refused *yandex.PermanentError
 		switch {
 		case err == nil:
-			w.lastDelivered.Store(w.now().UnixNano())
-			w.metrics.sent(ctx, "delivered", len(todo))
-			if w.afterSend != nil {
-				w.afterSend()
-			}
-			for _, p := range todo {
-				w.finish(ctx, p, attempt, nil, k)
-			}
+			w.accepted(ctx, todo, attempt, k)
 			return
 		case errors.As(err, &refused):
 			w.metrics.sent(ctx, "refused", len(todo))
@@ -273,6 +266,19 @@ func (w *worker) isolate(ctx context.Context, todo []pending, k *keeper, attempt
 	}
 }
 
+// accepted records a send Yandex accepted: every conversion of it delivered, after attempts
+// sends by this replica.
+func (w *worker) accepted(ctx context.Context, todo []pending, attempts int, k *keeper) {
+	w.lastDelivered.Store(w.now().UnixNano())
+	w.metrics.sent(ctx, "delivered", len(todo))
+	if w.afterSend != nil {
+		w.afterSend()
+	}
+	for _, p := range todo {
+		w.finish(ctx, p, attempts, nil, k)
+	}
+}
+
 // sendOnce sends a half of a batch once and reports whether it was dealt with: delivered,
 // refused for good (then delivered item by item, as deliver does), or handed back on the
 // way out. false: Yandex failed on it, and it is still in hand.
@@ -285,14 +291,7 @@ func (w *worker) sendOnce(ctx context.Context, todo []pending, k *keeper, attemp
 	var refused *yandex.PermanentError
 	switch {
 	case err == nil:
-		w.lastDelivered.Store(w.now().UnixNano())
-		w.metrics.sent(ctx, "delivered", len(todo))
-		if w.afterSend != nil {
-			w.afterSend()
-		}
-		for _, p := range todo {
-			w.finish(ctx, p, attempt, nil, k)
-		}
+		w.accepted(ctx, todo, attempt, k)
 		return true
 	case errors.As(err, &refused):
 		w.deliver(ctx, todo, k, attempt-1) // sent again, refused again: then item by item
