@@ -315,6 +315,14 @@ func (e *env) waitState(id string, state contracts.ConversionState) *contracts.C
 
 func newID(i int) string { return fmt.Sprintf("e2b4948b-7d8a-4eec-875c-%012d", i) }
 
+// reportNew reports a contract on search newID(i)'s loan offer, which must be recorded.
+func (e *env) reportNew(i int) {
+	e.t.Helper()
+	if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
+		e.t.Fatalf("report %d = %d %s", i, res.status, res.body)
+	}
+}
+
 // The intake through the real router: what the bank's systems see for each kind of input.
 func TestIntake(t *testing.T) {
 	e := newEnv(t, nil) // no endpoint: conversions stay queued, which is all this test needs
@@ -489,9 +497,7 @@ func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 	y.poison(bad)
 	e := newEnv(t, y, "DELIVERY_BATCH_WAIT", "300ms")
 	for i := 1; i <= 3; i++ {
-		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
-			t.Fatalf("report = %d %s", res.status, res.body)
-		}
+		e.reportNew(i)
 	}
 	failed := e.waitState(bad, contracts.ConversionFailed)
 	if !strings.Contains(failed.LastError, "400") || !strings.Contains(failed.LastError, "unknown offer_id cash-standard") || failed.FailedAt == nil {
@@ -525,9 +531,7 @@ func TestOneFailingConversionHoldsBackNoOther(t *testing.T) {
 	y.sicken(sick)
 	e := newEnv(t, y, "DELIVERY_BATCH_WAIT", "300ms")
 	for i := 1; i <= 3; i++ {
-		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
-			t.Fatalf("report = %d %s", res.status, res.body)
-		}
+		e.reportNew(i)
 	}
 	for _, i := range []int{1, 3} {
 		e.waitState(newID(i)+".cash-standard", contracts.ConversionDelivered)
@@ -535,9 +539,7 @@ func TestOneFailingConversionHoldsBackNoOther(t *testing.T) {
 	// The bank goes on signing contracts, and Yandex goes on taking them.
 	next := 10
 	natstest.Eventually(t, 20*time.Second, func() error {
-		if res := e.report(e.token(newID(next), loanClaims()), 300_000); res.status != http.StatusCreated {
-			t.Fatalf("report = %d %s", res.status, res.body)
-		}
+		e.reportNew(next)
 		next++
 		c, _, err := e.store.Get(context.Background(), sick)
 		if err != nil || c.State != contracts.ConversionFailed {
@@ -581,9 +583,7 @@ func TestAnOutageParksNothing(t *testing.T) {
 	y.sicken(id)
 	e := newEnv(t, y, "DELIVERY_BATCH_WAIT", "300ms")
 	for i := 1; i <= 2; i++ { // the failing one written first, its batch-mate delivered after
-		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
-			t.Fatalf("report = %d %s", res.status, res.body)
-		}
+		e.reportNew(i)
 	}
 	e.waitState(newID(2)+".cash-standard", contracts.ConversionDelivered)
 	natstest.Eventually(t, 20*time.Second, func() error {
@@ -611,9 +611,7 @@ func TestBatchIsKeptWhileItsItemsAreRetried(t *testing.T) {
 	y.perItem[first] = []answer{busy, busy, busy}
 	e := newEnv(t, nil, "DELIVERY_ACK_WAIT", "1500ms", "DELIVERY_BATCH_WAIT", "400ms")
 	for i := 1; i <= 3; i++ {
-		if res := e.report(e.token(newID(i), loanClaims()), 300_000); res.status != http.StatusCreated {
-			t.Fatalf("report = %d %s", res.status, res.body)
-		}
+		e.reportNew(i)
 	}
 	e.vars["YANDEX_CONVERSIONS_URL"], e.vars["YANDEX_TOKEN"], e.vars["YANDEX_PARTNER_ID"] = y.URL, "yandex-token", "1001"
 	e.start(nil) // the replica that takes the batch
