@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
 )
@@ -58,24 +60,29 @@ func TestConversionLoop(t *testing.T) {
 	offer := body["data"].([]any)[0].(map[string]any)
 	link := offer["propousal_link"].(map[string]any)["link"].(string)
 
-	// The bank's site: the JWKS document and the link, nothing else.
-	res, err := http.Get(sys.conversions + "/.well-known/jwks.json")
+	// The link says nothing of the client: no search id, no figure, under 250 bytes.
+	amount := offer["amount"].(map[string]any)
+	maxAmount := strconv.FormatFloat(amount["max"].(float64), 'f', -1, 64)
+	if len(link) > 250 || strings.Contains(strings.ToLower(link), strings.ToLower(id)) || strings.Contains(link, maxAmount) ||
+		strings.Contains(link, "cash-") {
+		t.Fatalf("the link %s (%d bytes) gives away the search or the offer", link, len(link))
+	}
+	// The bank's site learns the offer from the conversions service.
+	res, err := http.Post(sys.conversions+"/v1/links/verify", "application/json", strings.NewReader(fmt.Sprintf(`{"link": %q}`, link)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, _ := io.ReadAll(res.Body)
+	var verdict struct {
+		Valid  bool
+		Claims offerlink.Claims
+	}
+	err = json.NewDecoder(res.Body).Decode(&verdict)
 	res.Body.Close()
-	keys, err := offerlink.ParseKeySet(jwks)
-	if err != nil || keys.Private() {
-		t.Fatalf("JWKS %s: %v (private: %v)", jwks, err, keys != nil && keys.Private())
+	claims := verdict.Claims
+	if err != nil || !verdict.Valid {
+		t.Fatalf("the site's verification of %s: %v %+v", link, err, verdict)
 	}
-	claims, err := offerlink.NewVerifier(keys, "yacredits", nil).VerifyLink(link)
-	if err != nil {
-		t.Fatalf("the link does not verify with the JWKS: %v\n%s", err, link)
-	}
-	amount := offer["amount"].(map[string]any)
-	if claims.SearchID != id || claims.Amount.Max.Float() != amount["max"].(float64) || !strings.Contains(link, "offer="+claims.Offer) ||
-		!strings.Contains(link, "search_id="+id) {
+	if claims.SearchID != id || claims.Amount.Max.Float() != amount["max"].(float64) || !contracts.ValidOfferID(claims.Offer) {
 		t.Fatalf("claims %+v do not state the offer %v", claims, offer)
 	}
 

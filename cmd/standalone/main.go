@@ -86,18 +86,33 @@ func (r *readiness) list() []health.Check {
 	return out
 }
 
-// linkKeysFile returns DATA_DIR's link key set, made on the first start: links signed by
-// one run of the binary still verify after a restart. Real keys come from a Secret.
+// linkKeysFile returns DATA_DIR's link key set, made on the first start: links sealed by
+// one run of the binary still open after a restart. A set kept from before sealed references
+// (Ed25519 keys alone) gets a sealing key, its old keys retired, as an operator rotates.
+// Real keys come from a Secret.
 func linkKeysFile(dir string) (path string, made bool, err error) {
 	path = filepath.Join(dir, "link-keys.json")
-	if _, err := os.Stat(path); err == nil {
-		return path, false, nil
+	set := offerlink.NewKeySet()
+	if data, err := os.ReadFile(path); err == nil {
+		if set, err = offerlink.ParseKeySet(data); err != nil {
+			return "", false, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(set.Sealing()) > 0 {
+			return path, false, nil
+		}
+		for _, kid := range set.IDs() {
+			if set.RetiredAt(kid).IsZero() {
+				if set, err = set.Retire(kid, time.Now()); err != nil {
+					return "", false, err
+				}
+			}
+		}
 	}
-	k, err := offerlink.GenerateKey("standalone-" + time.Now().UTC().Format("20060102"))
+	k, err := offerlink.GenerateKey("sa-" + time.Now().UTC().Format("20060102"))
 	if err != nil {
 		return "", false, err
 	}
-	data, err := offerlink.NewKeySet(k).Marshal()
+	data, err := set.With(k).Marshal()
 	if err != nil {
 		return "", false, err
 	}
@@ -189,7 +204,7 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	}
 	if dataLinkKeys != "" {
 		log.Warn().Str("file", dataLinkKeys).Bool("made_now", madeLinkKeys).
-			Msg("LINK_KEYS_FILE is not set: proposal links are signed with this data directory's own key")
+			Msg("LINK_KEYS_FILE is not set: proposal links are sealed with this data directory's own key")
 	}
 
 	// Each service reports its own service.name, as when deployed apart; the process has

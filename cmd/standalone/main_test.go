@@ -215,8 +215,8 @@ func TestSpecExamplesSync(t *testing.T) {
 					t.Errorf("a %s search got a %v offer", tt.product, o["product_type"])
 				}
 				link := o["propousal_link"].(map[string]any)["link"].(string)
-				if !strings.Contains(link, id) {
-					t.Errorf("proposal link %q does not carry the search id", link)
+				if !strings.Contains(link, "?ref=") || strings.Contains(link, id) || len(link) > 250 {
+					t.Errorf("proposal link %q does not carry a reference alone, in 250 bytes", link)
 				}
 				tt.check(t, o)
 			}

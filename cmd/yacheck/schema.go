@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -215,9 +216,17 @@ func (p *problems) offer(at string, o map[string]any, id, product string) {
 	switch {
 	case web == "" && deep == "":
 		p.add("%s.propousal_link: want {link} and/or {deep}; got %s", at, show(o["propousal_link"]))
-	case !strings.Contains(strings.ToLower(web+deep), strings.ToLower(id)):
-		p.add("%s.propousal_link: carries the search_id so that an application can be traced back; got %s", at, show(o["propousal_link"]))
+	case !strings.Contains(strings.ToLower(web+deep), strings.ToLower(id)) && !hasRef(web) && !hasRef(deep):
+		p.add("%s.propousal_link: carries the search_id, in clear or sealed in a ref parameter, so that an application can be traced back; got %s", at, show(o["propousal_link"]))
 	}
+}
+
+// hasRef reports whether link carries a reference the bank resolves to its search and offer
+// (a "ref" query parameter): how a link traces an application back without showing the
+// search id, or anything else, to whoever reads the URL.
+func hasRef(link string) bool {
+	u, err := url.Parse(link)
+	return err == nil && u.Query().Get("ref") != ""
 }
 
 // rangeOf holds a {min, max} of numbers, min ≤ max (and positive, when positive; whole,

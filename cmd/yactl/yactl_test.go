@@ -73,7 +73,11 @@ func TestExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, invalid := yactl(t, nil, "catalog", "validate", file)
-	_, _, refused := yactl(t, nil, "links", "verify", "-jwks", file, "https://bank.example/apply?token=x")
+	keys, _, err := yactl(t, nil, "links", "keygen", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, refused := yactl(t, map[string]string{"LINK_KEYS": keys}, "links", "verify", "https://bank.example/apply?ref=k~x")
 	for _, tt := range []struct {
 		name string
 		err  error

@@ -1,6 +1,8 @@
 package contracts
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +40,12 @@ const (
 	// ConversionFailed was refused by Yandex for good (a 4xx other than 429): a dead letter
 	// kept with Yandex's answer for people to look at and, once fixed, queue again.
 	ConversionFailed ConversionState = "failed"
+	// ConversionRefused is a report whose offer could not be established: its link's
+	// reference was sealed with a key no longer held, was not ours, or the contract came
+	// after the reporting window. Never sent (Yandex could not be told which offer it
+	// followed); kept with the reason and the reference as reported, for people and an
+	// alert, so that no report is dropped unseen.
+	ConversionRefused ConversionState = "refused"
 )
 
 // Conversion is a signed contract that followed an offer of a search: what the bank's
@@ -67,6 +75,10 @@ type Conversion struct {
 	LastError   string     `json:"last_error,omitempty"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
 	FailedAt    *time.Time `json:"failed_at,omitempty"`
+	// A refused report's reason code and the reference it named its offer by (which reveals
+	// nothing without the key).
+	Reason string `json:"reason,omitempty"`
+	Ref    string `json:"ref,omitempty"`
 }
 
 // OfferedRanges are the ranges an offer was made with.
@@ -102,8 +114,18 @@ func (c Conversion) SameReport(o Conversion) bool {
 		c.AdditionalServices == o.AdditionalServices
 }
 
-// Undelivered reports whether Yandex has yet to confirm the conversion.
-func (c Conversion) Undelivered() bool { return c.State != ConversionDelivered }
+// Undelivered reports whether Yandex has yet to confirm the conversion (a refused report
+// is never sent: it is not owed to Yandex).
+func (c Conversion) Undelivered() bool {
+	return c.State == ConversionQueued || c.State == ConversionFailed
+}
+
+// RefusedKey is the key of a refused report: what it named its offer by, hashed (reports of
+// one reference are one record, however often they come).
+func RefusedKey(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return "refused." + hex.EncodeToString(sum[:16])
+}
 
 // EncodeConversion writes a record for the bucket.
 func EncodeConversion(c *Conversion) ([]byte, error) { return json.Marshal(c) }
@@ -116,6 +138,11 @@ func DecodeConversion(data []byte) (*Conversion, error) {
 	}
 	switch c.State {
 	case ConversionQueued, ConversionDelivered, ConversionFailed:
+	case ConversionRefused: // its offer could not be established: it may name none
+		if c.ID == "" || c.Reason == "" {
+			return nil, errors.Join(ErrInvalid, errors.New("refused conversion without its id or reason"))
+		}
+		return &c, nil
 	default:
 		return nil, fmt.Errorf("%w: conversion %s: state %q", ErrInvalid, c.ID, c.State)
 	}

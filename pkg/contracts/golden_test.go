@@ -2,6 +2,7 @@ package contracts
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -144,6 +145,71 @@ func TestSchema2Golden(t *testing.T) {
 	}
 	if n, inLinks := bytes.Count(read(t, "search.v2.done.json"), []byte(goldenID)), bytes.Count(offers, []byte(goldenID)); n != inLinks {
 		t.Errorf("the v2 record holds the search id %d times, its links %d: the id is the key, not stored again", n, inLinks)
+	}
+}
+
+// A done search with offers is written as version 3: each offer's reference stored once, in
+// refs, and put in its links (web and deep) when the answer is sent.
+func TestSchema3Golden(t *testing.T) {
+	req := goldenRequest()
+	o := goldenOffer()
+	o.ProposalLink = ProposalLink{Link: "https://bank.example/apply?ref=" + RefMarker, Deep: "demobank://apply?ref=" + RefMarker}
+	card := goldenOffer()
+	card.SpecialConditions = []string{`a literal \u0000 and "propousal_link":{ in a text`}
+	card.ProposalLink = ProposalLink{Link: "https://bank.example/card?ref=" + RefMarker}
+	offers, err := EncodeOffers([]Offer{o, card})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := []string{"2026-12~first", "2026-12~second"}
+	done, err := NewSearch(req, "").FinishOffered(offers, refs, []string{"approved"}, nil, req.RequestedAt.Add(40*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := EncodeSearch(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "search.v3.done.json", data)
+	back, err := DecodeSearch(goldenID, read(t, "search.v3.done.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range refs {
+		if n := bytes.Count(data, []byte(ref)); n != 1 {
+			t.Errorf("the record holds %s %d times, want once", ref, n)
+		}
+	}
+	sent, err := DecodeOffers(back.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ProposalLink{{Link: "https://bank.example/apply?ref=2026-12~first", Deep: "demobank://apply?ref=2026-12~first"},
+		{Link: "https://bank.example/card?ref=2026-12~second"}}
+	for i := range want {
+		if sent[i].ProposalLink != want[i] {
+			t.Errorf("offer %d sent with %+v, want %+v", i, sent[i].ProposalLink, want[i])
+		}
+	}
+	if sent[1].SpecialConditions[0] != card.SpecialConditions[0] {
+		t.Errorf("a text that looks like a marker was changed: %q", sent[1].SpecialConditions[0])
+	}
+
+	// A record whose references do not match its offers is refused, written or read.
+	if _, err := NewSearch(req, "").FinishOffered(offers, refs[:1], nil, nil, req.RequestedAt); !errors.Is(err, ErrInvalid) {
+		t.Errorf("one reference for two offers: %v", err)
+	}
+	for name, bad := range map[string][]byte{
+		"v3 without refs":   bytes.Replace(data, []byte(`"refs":["2026-12~first","2026-12~second"],`), nil, 1),
+		"a reference short": bytes.Replace(data, []byte(`,"2026-12~second"`), nil, 1),
+		"v2 with refs":      bytes.Replace(data, []byte(`"schema":3`), []byte(`"schema":2`), 1),
+	} {
+		if bytes.Equal(bad, data) {
+			t.Fatalf("%s: the edit changed nothing", name)
+		}
+		if _, err := DecodeSearch(goldenID, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want refused", name, err)
+		}
 	}
 }
 

@@ -37,6 +37,19 @@ const (
 // still read: records live SEARCH_RETENTION across deploys (testdata/search.v1.*.json).
 const SearchSchema = 2
 
+// SearchSchemaRefs is version 2 with the offers' link references stored apart (Refs): what
+// a done search with offers is written as. It has its own number so that a reader that
+// predates it refuses the record instead of sending Yandex links with RefMarker in them.
+const SearchSchemaRefs = 3
+
+// RefMarker stands, in a stored offer's proposal links, where the offer's reference goes
+// (Search.Refs). A link is an RFC 3986 URI (the catalog checks it), which holds no control
+// character, so the marker's JSON form, \u0000, occurs nowhere else in an encoded offer.
+const RefMarker = "\x00"
+
+// refMarkerJSON is RefMarker as EncodeOffers writes it.
+const refMarkerJSON = `\u0000`
+
 // ErrAlreadyDone is returned for a finish of a search that is already done: state only
 // moves forward, so the first finish wins and every later one is a no-op for its caller.
 var ErrAlreadyDone = errors.New("search already done")
@@ -48,7 +61,12 @@ type Search struct {
 	Request LoanRequested // its SearchID is the record's key
 	// Offers is the answer's data array exactly as it is sent (best first), encoded once by
 	// the offers service and never decoded on the way out; nil when there are none.
-	Offers  json.RawMessage
+	Offers json.RawMessage
+	// Refs are the references of the offers' proposal links, one per offer in Offers' order:
+	// an offer with a web and a deep link carries one reference, stored once here, and its
+	// links hold RefMarker in its place. Nil when the links carry their own (records written
+	// before SearchSchemaRefs) or there are no offers. Data puts them in.
+	Refs    []string
 	Reasons []string   // why, in machine codes
 	DoneAt  *time.Time // set once the search is done
 	// Trace is the W3C traceparent of the request that started the search, so that work done
@@ -90,6 +108,9 @@ type Basis struct {
 	LinksUntil time.Time `json:"links_until"`
 	// Trail is what became of every product of the asked type (pricing's outcome codes).
 	Trail map[string]string `json:"trail,omitempty"`
+	// Offered are the product ids of the offers, in the answer's order: which product each
+	// offer is, which its links' sealed references keep from anyone without the key.
+	Offered []string `json:"offered,omitempty"`
 }
 
 // ScoredFrom is the Scored message a basis records, for a replay.
@@ -119,8 +140,9 @@ func (s Search) Decision() Decision {
 	return Rejected
 }
 
-// Finish returns a copy of s done with offers (an encoded data array, EncodeOffers; none
-// means rejected) and reasons. It refuses a search that is already done.
+// Finish returns a copy of s done with offers (an encoded data array, EncodeOffers, whose
+// links carry their own references; none means rejected) and reasons. It refuses a search
+// that is already done.
 func (s Search) Finish(offers json.RawMessage, reasons []string, now time.Time) (*Search, error) {
 	if s.DoneAt != nil {
 		return nil, ErrAlreadyDone
@@ -128,7 +150,7 @@ func (s Search) Finish(offers json.RawMessage, reasons []string, now time.Time) 
 	if len(offers) == 0 || string(offers) == "[]" || string(offers) == "null" {
 		offers = nil
 	}
-	s.Offers, s.Reasons = offers, reasons
+	s.Offers, s.Refs, s.Reasons = offers, nil, reasons
 	t := now.UTC()
 	s.DoneAt = &t
 	return &s, nil
@@ -144,21 +166,111 @@ const Allowance = time.Minute
 // until Allowance after the deadline; past that the search ends rejected at now for its
 // deadline (ReasonDeadline), without a basis (no decision made that answer), as the sweeper
 // would have ended it had it got there first. A search already done keeps its ending
-// (ErrAlreadyDone).
-func (s Search) FinishOffered(offers json.RawMessage, reasons []string, basis *Basis, now time.Time) (*Search, error) {
+// (ErrAlreadyDone). refs are the references of the offers' links (Search.Refs): nil, or one
+// per offer.
+func (s Search) FinishOffered(offers json.RawMessage, refs, reasons []string, basis *Basis, now time.Time) (*Search, error) {
 	if s.DoneAt == nil && now.After(s.Request.Deadline.Add(Allowance)) {
 		return s.Finish(nil, []string{ReasonDeadline}, now)
 	}
 	next, err := s.Finish(offers, reasons, now)
-	if next != nil {
-		next.Basis = basis
+	if err != nil {
+		return nil, err
 	}
-	return next, err
+	if err := next.SetRefs(refs); err != nil {
+		return nil, err
+	}
+	next.Basis = basis
+	return next, nil
+}
+
+// SetRefs gives a done search's offers their links' references, one per offer (none for a
+// rejection).
+func (s *Search) SetRefs(refs []string) error {
+	if s.Offers == nil {
+		refs = nil
+	}
+	if err := checkRefs(s.Offers, refs); err != nil {
+		return err
+	}
+	s.Refs = refs
+	return nil
 }
 
 // Overdue reports whether s is still pending past its deadline.
 func (s Search) Overdue(now time.Time) bool {
 	return s.DoneAt == nil && now.After(s.Request.Deadline)
+}
+
+// Data is the answer's data array: Offers with each offer's reference in its links. A record
+// without Refs is sent as it is stored.
+func (s Search) Data() json.RawMessage {
+	if len(s.Refs) == 0 {
+		return s.Offers
+	}
+	return spliceRefs(s.Offers, s.Refs)
+}
+
+// linkMember opens an offer's proposal links, the last member of an encoded Offer. Outside
+// a string a quote is never escaped, so this occurs once per offer and in no string; the
+// links object it opens ends at the first '}' (an RFC 3986 URI has none), and only there is
+// a marker looked for, so that no other text of an offer can be taken for one.
+const linkMember = `"propousal_link":{`
+
+// spliceRefs writes offers with the RefMarker in the links of offer i replaced by refs[i].
+// checkRefs has made sure of the counts when the record was made or read.
+func spliceRefs(offers []byte, refs []string) []byte {
+	n := len(offers)
+	for _, r := range refs {
+		n += 2 * len(r) // at most two links an offer
+	}
+	out := make([]byte, 0, n)
+	rest := offers
+	for _, ref := range refs {
+		links, end := linksOf(rest)
+		if links < 0 {
+			break
+		}
+		out = append(out, rest[:links]...)
+		out = append(out, bytes.ReplaceAll(rest[links:end], []byte(refMarkerJSON), []byte(ref))...)
+		rest = rest[end:]
+	}
+	return append(out, rest...)
+}
+
+// linksOf finds the next offer's links object in b: from its member's name to its end.
+func linksOf(b []byte) (start, end int) {
+	start = bytes.Index(b, []byte(linkMember))
+	if start < 0 {
+		return -1, -1
+	}
+	end = bytes.IndexByte(b[start:], '}')
+	if end < 0 {
+		return -1, -1
+	}
+	return start, start + end
+}
+
+// checkRefs refuses refs that are not one per offer, each for an offer whose links hold
+// its marker.
+func checkRefs(offers []byte, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	rest, n := offers, 0
+	for {
+		start, end := linksOf(rest)
+		if start < 0 {
+			break
+		}
+		if !bytes.Contains(rest[start:end], []byte(refMarkerJSON)) {
+			return fmt.Errorf("%w: offer %d's links have no place for a reference", ErrInvalid, n)
+		}
+		rest, n = rest[end:], n+1
+	}
+	if n != len(refs) {
+		return fmt.Errorf("%w: %d link references for %d offers", ErrInvalid, len(refs), n)
+	}
+	return nil
 }
 
 // EncodeOffers encodes offers as the answer's data array, once: the record stores these
@@ -193,8 +305,9 @@ type searchWire struct {
 	Request LoanRequested  `json:"request"`
 	DoneAt  *time.Time     `json:"done_at,omitempty"`
 	Offers  jsontext.Value `json:"offers,omitempty"`
+	Refs    []string       `json:"refs,omitempty"` // v3
 	Reasons []string       `json:"reasons,omitempty"`
-	Trace   jsontext.Value `json:"trace,omitempty"` // v2: "traceparent"; v1: {"traceparent": …}
+	Trace   jsontext.Value `json:"trace,omitempty"` // v2, v3: "traceparent"; v1: {"traceparent": …}
 
 	V1Props  []string `json:"props,omitempty"`
 	V1Status Status   `json:"status,omitempty"`
@@ -212,6 +325,7 @@ type recordWire struct {
 	Request requestWire    `json:"request"`
 	DoneAt  *time.Time     `json:"done_at,omitempty"`
 	Offers  jsontext.Value `json:"offers,omitempty"`
+	Refs    []string       `json:"refs,omitempty"`
 	Reasons []string       `json:"reasons,omitempty"`
 	Trace   string         `json:"trace,omitempty"`
 	Basis   *Basis         `json:"basis,omitempty"`
@@ -237,7 +351,10 @@ func EncodeSearch(s *Search) ([]byte, error) {
 	r := s.Request
 	w := recordWire{Schema: SearchSchema, Request: requestWire{Spelling: r.Spelling, PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
 		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt, Test: r.Test},
-		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Reasons: s.Reasons, Trace: s.Trace, Basis: s.Basis}
+		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Refs: s.Refs, Reasons: s.Reasons, Trace: s.Trace, Basis: s.Basis}
+	if len(s.Refs) > 0 {
+		w.Schema = SearchSchemaRefs
+	}
 	if s.DoneAt == nil {
 		d := r.Deadline
 		w.Request.Deadline = &d // only a pending search needs its deadline
@@ -275,10 +392,16 @@ func DecodeSearchAnswer(key string, data []byte) (*Search, error) {
 }
 
 func (w *searchWire) search(key string) (*Search, error) {
-	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Reasons: w.Reasons}
+	s := &Search{Request: w.Request, DoneAt: w.DoneAt, Offers: json.RawMessage(w.Offers), Refs: w.Refs, Reasons: w.Reasons}
 	s.Request.SearchID = key
 	if len(s.Offers) == 0 || string(s.Offers) == "null" || string(s.Offers) == "[]" {
 		s.Offers = nil
+	}
+	if (w.Schema == SearchSchemaRefs) != (len(s.Refs) > 0) {
+		return nil, fmt.Errorf("%w: search %s: schema %d with %d link references", ErrInvalid, key, w.Schema, len(s.Refs))
+	}
+	if err := checkRefs(s.Offers, s.Refs); err != nil {
+		return nil, fmt.Errorf("search %s: %w", key, err)
 	}
 	switch w.Schema {
 	case 1:
@@ -290,14 +413,14 @@ func (w *searchWire) search(key string) (*Search, error) {
 		if (w.V1Status == Done) != (w.DoneAt != nil) {
 			return nil, fmt.Errorf("%w: search %s: status %q with done_at %v", ErrInvalid, key, w.V1Status, w.DoneAt)
 		}
-	case SearchSchema:
+	case SearchSchema, SearchSchemaRefs:
 		if len(w.Trace) > 0 {
 			if err := jsonv2.Unmarshal(w.Trace, &s.Trace); err != nil {
 				return nil, fmt.Errorf("%w: search %s: trace: %v", ErrInvalid, key, err)
 			}
 		}
 	default:
-		return nil, fmt.Errorf("%w: search %s: schema %d, want 1 or %d", ErrInvalid, key, w.Schema, SearchSchema)
+		return nil, fmt.Errorf("%w: search %s: schema %d, want 1 to %d", ErrInvalid, key, w.Schema, SearchSchemaRefs)
 	}
 	if !s.Request.ProductType.Valid() || s.Request.RequestedAt.IsZero() {
 		return nil, fmt.Errorf("%w: search %s: request without product or time", ErrInvalid, key)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/offerlink"
@@ -14,6 +15,8 @@ func TestReadConfig(t *testing.T) {
 	a, _ := offerlink.GenerateKey("a")
 	b, _ := offerlink.GenerateKey("b")
 	set, _ := offerlink.NewKeySet(a, b).Marshal()
+	r, _ := offerlink.NewKeySet(a, b).Retire("a", time.Now())
+	retired, _ := r.Marshal()
 	file := filepath.Join(t.TempDir(), "keys.json")
 	if err := os.WriteFile(file, set, 0o600); err != nil {
 		t.Fatal(err)
@@ -33,6 +36,9 @@ func TestReadConfig(t *testing.T) {
 		{"missing file", map[string]string{"LINK_KEYS_FILE": file + ".gone"}, "", "LINK_KEYS_FILE"},
 		{"issuer too long", map[string]string{"LINK_ISSUER": strings.Repeat("i", 65)}, "", "LINK_ISSUER"},
 		{"lifetime too short", map[string]string{"LINK_LIFETIME": "1s"}, "", "LINK_LIFETIME"},
+		{"the first key retired: the next seals", map[string]string{"LINK_KEYS": string(retired)}, "b", ""},
+		{"a retired key named", map[string]string{"LINK_KEYS": string(retired), "LINK_KEY_ID": "a"}, "", "retired"},
+		{"reporting window", map[string]string{"LINK_REPORTING_WINDOW": "9000h"}, "", "LINK_REPORTING_WINDOW"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,26 +6,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
 
-// KeySet is a set of Ed25519 keys, each with its own id. A set read from a Secret holds
-// private keys (to sign and verify); one read from a JWKS document holds public keys only.
+// KeyAlgorithm is the "alg" of a link key: XChaCha20-Poly1305 (the name JOSE drafts give it).
+const KeyAlgorithm = "XC20P"
+
+// KeySet is the link keys, each with its own id, in a JSON Web Key Set: 256-bit secret keys
+// ("kty": "oct") that seal and open references, and the Ed25519 keys of legacy tokens, which
+// only verify. It keeps when each key was retired (stopped sealing), so that a key is pruned
+// only once every link it sealed is past its reporting window.
 type KeySet struct {
-	keys []jose.JSONWebKey
+	keys    []jose.JSONWebKey
+	retired map[string]time.Time
 }
 
-// kidPattern keeps key ids short and safe in a header, a file name and a log line.
+// keySetWire is the file: a JWKS with one member of ours beside "keys".
+type keySetWire struct {
+	Keys    []jose.JSONWebKey    `json:"keys"`
+	Retired map[string]time.Time `json:"retired,omitempty"`
+}
+
+// kidPattern keeps key ids short and safe in a reference, a file name and a log line.
 var kidPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// ParseKeySet reads a JSON Web Key Set ({"keys": [...]}) of Ed25519 keys, private or
-// public. Every key needs a unique id; a key of another type, or meant for something other
-// than signatures, is an error rather than skipped, so a wrong file is noticed at start-up.
+// ParseKeySet reads a key set. Every key needs a unique id; a key of another type or size,
+// or meant for something else, is an error rather than skipped, so that a wrong file is
+// noticed at start-up.
 func ParseKeySet(data []byte) (*KeySet, error) {
-	var set jose.JSONWebKeySet
+	var set keySetWire
 	if err := json.Unmarshal(data, &set); err != nil {
 		return nil, fmt.Errorf("link keys: %w", err)
 	}
@@ -35,10 +49,20 @@ func ParseKeySet(data []byte) (*KeySet, error) {
 	var problems []error
 	seen := map[string]bool{}
 	for i, k := range set.Keys {
-		switch k.Key.(type) {
-		case ed25519.PrivateKey, ed25519.PublicKey:
+		switch key := k.Key.(type) {
+		case []byte:
+			if len(key) != 32 {
+				problems = append(problems, fmt.Errorf("key %d (%q): %d bytes, want 32", i, k.KeyID, len(key)))
+			}
+			if k.Algorithm != "" && k.Algorithm != KeyAlgorithm {
+				problems = append(problems, fmt.Errorf("key %q: alg %q, want %s", k.KeyID, k.Algorithm, KeyAlgorithm))
+			}
+		case ed25519.PrivateKey, ed25519.PublicKey: // a legacy token's
+			if k.Algorithm != "" && k.Algorithm != string(jose.EdDSA) {
+				problems = append(problems, fmt.Errorf("key %q: alg %q, want EdDSA", k.KeyID, k.Algorithm))
+			}
 		default:
-			problems = append(problems, fmt.Errorf("key %d (%q): not an Ed25519 key", i, k.KeyID))
+			problems = append(problems, fmt.Errorf("key %d (%q): neither a 256-bit secret key nor an Ed25519 one", i, k.KeyID))
 			continue
 		}
 		switch {
@@ -48,38 +72,35 @@ func ParseKeySet(data []byte) (*KeySet, error) {
 			problems = append(problems, fmt.Errorf("key %d: kid %q is repeated", i, k.KeyID))
 		}
 		seen[k.KeyID] = true
-		if k.Use != "" && k.Use != "sig" {
-			problems = append(problems, fmt.Errorf("key %q: use %q, want sig", k.KeyID, k.Use))
-		}
-		if k.Algorithm != "" && k.Algorithm != string(jose.EdDSA) {
-			problems = append(problems, fmt.Errorf("key %q: alg %q, want EdDSA", k.KeyID, k.Algorithm))
+	}
+	for kid := range set.Retired {
+		if !seen[kid] {
+			problems = append(problems, fmt.Errorf("retired: no key %q in the set", kid))
 		}
 	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("link keys: %w", err)
 	}
-	return &KeySet{keys: set.Keys}, nil
+	return &KeySet{keys: set.Keys, retired: set.Retired}, nil
 }
 
-// GenerateKey makes a new Ed25519 private key with id kid.
+// GenerateKey makes a new 256-bit link key with id kid.
 func GenerateKey(kid string) (jose.JSONWebKey, error) {
-	if !kidPattern.MatchString(kid) {
-		return jose.JSONWebKey{}, fmt.Errorf("kid %q is not 1-64 of A-Z a-z 0-9 . _ -", kid)
+	if !kidPattern.MatchString(kid) || len(kid) > MaxSigningKeyIDLength {
+		return jose.JSONWebKey{}, fmt.Errorf("kid %q is not 1-%d of A-Z a-z 0-9 . _ -", kid, MaxSigningKeyIDLength)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return jose.JSONWebKey{}, err
-	}
-	return jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"}, nil
+	k := make([]byte, 32)
+	_, _ = rand.Read(k) // never fails (crypto/rand)
+	return jose.JSONWebKey{Key: k, KeyID: kid, Algorithm: KeyAlgorithm, Use: "enc"}, nil
 }
 
 // NewKeySet holds the given keys (GenerateKey's, for a new set or a test).
 func NewKeySet(keys ...jose.JSONWebKey) *KeySet { return &KeySet{keys: keys} }
 
-// Marshal writes the set as it was given, on one line (it fits an environment variable):
-// a set of private keys stays private, so keep its output in a Secret.
+// Marshal writes the set on one line (it fits an environment variable). It holds secret
+// keys: keep its output in a Secret.
 func (s *KeySet) Marshal() ([]byte, error) {
-	return json.Marshal(jose.JSONWebKeySet{Keys: s.keys})
+	return json.Marshal(keySetWire{Keys: s.keys, Retired: s.retired})
 }
 
 // IDs lists the key ids in the set's order.
@@ -91,37 +112,96 @@ func (s *KeySet) IDs() []string {
 	return ids
 }
 
-// Public is the set's public half, the JWKS document a site verifies links with.
-func (s *KeySet) Public() jose.JSONWebKeySet {
-	pub := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, len(s.keys))}
-	for i, k := range s.keys {
-		pub.Keys[i] = k.Public()
-		pub.Keys[i].Algorithm, pub.Keys[i].Use = string(jose.EdDSA), "sig"
-	}
-	return pub
-}
-
-// Private reports whether every key of the set can sign.
-func (s *KeySet) Private() bool {
+// Sealing lists the ids of the keys that may seal: secret, and not retired.
+func (s *KeySet) Sealing() []string {
+	var ids []string
 	for _, k := range s.keys {
-		if _, ok := k.Key.(ed25519.PrivateKey); !ok {
-			return false
+		if _, ok := k.Key.([]byte); ok && s.retired[k.KeyID].IsZero() {
+			ids = append(ids, k.KeyID)
 		}
 	}
-	return true
+	return ids
 }
 
-func (s *KeySet) private(kid string) (jose.JSONWebKey, bool) {
+// RetiredAt is when key kid stopped sealing (zero: it has not).
+func (s *KeySet) RetiredAt(kid string) time.Time { return s.retired[kid] }
+
+func (s *KeySet) secret(kid string) ([]byte, bool) {
 	for _, k := range s.keys {
-		if _, ok := k.Key.(ed25519.PrivateKey); ok && k.KeyID == kid {
-			return k, true
+		if b, ok := k.Key.([]byte); ok && k.KeyID == kid {
+			return b, true
 		}
 	}
-	return jose.JSONWebKey{}, false
+	return nil, false
 }
 
-// With is a new set of s's keys and k, k last: a set's first key signs by default, so a
-// key added for a rotation signs only once LINK_KEY_ID names it.
+func (s *KeySet) legacy(kid string) (ed25519.PublicKey, bool) {
+	for _, k := range s.keys {
+		if k.KeyID != kid {
+			continue
+		}
+		switch key := k.Key.(type) {
+		case ed25519.PrivateKey:
+			return key.Public().(ed25519.PublicKey), true
+		case ed25519.PublicKey:
+			return key, true
+		}
+	}
+	return nil, false
+}
+
+// With is a new set of s's keys and k, k last: a set's first sealing key seals by default,
+// so a key added for a rotation seals only once LINK_KEY_ID names it.
 func (s *KeySet) With(k jose.JSONWebKey) *KeySet {
-	return &KeySet{keys: append(slices.Clone(s.keys), k)}
+	return &KeySet{keys: append(slices.Clone(s.keys), k), retired: maps.Clone(s.retired)}
+}
+
+// Retire is a new set in which key kid stopped sealing at at: it still opens what it sealed.
+func (s *KeySet) Retire(kid string, at time.Time) (*KeySet, error) {
+	if !slices.Contains(s.IDs(), kid) {
+		return nil, fmt.Errorf("no key %q in the set (it has %v)", kid, s.IDs())
+	}
+	if !s.retired[kid].IsZero() {
+		return nil, fmt.Errorf("key %q was retired at %s", kid, s.retired[kid].Format(time.RFC3339))
+	}
+	retired := maps.Clone(s.retired)
+	if retired == nil {
+		retired = map[string]time.Time{}
+	}
+	retired[kid] = at.UTC().Truncate(time.Second)
+	return &KeySet{keys: s.keys, retired: retired}, nil
+}
+
+// Prune is a new set without the keys retired before cutoff (now less the link lifetime and
+// the reporting window: nothing they sealed can still be reported), and their ids. A key
+// never retired is kept, whatever its age: retire it first.
+func (s *KeySet) Prune(cutoff time.Time) (*KeySet, []string) {
+	out := &KeySet{retired: map[string]time.Time{}}
+	var dropped []string
+	for _, k := range s.keys {
+		if at := s.retired[k.KeyID]; !at.IsZero() && at.Before(cutoff) {
+			dropped = append(dropped, k.KeyID)
+			continue
+		}
+		out.keys = append(out.keys, k)
+		if at := s.retired[k.KeyID]; !at.IsZero() {
+			out.retired[k.KeyID] = at
+		}
+	}
+	if len(out.retired) == 0 {
+		out.retired = nil
+	}
+	return out, dropped
+}
+
+// Legacy lists the ids of the Ed25519 keys, which only verify tokens given out before
+// sealed references.
+func (s *KeySet) Legacy() []string {
+	var ids []string
+	for _, k := range s.keys {
+		if _, ok := s.legacy(k.KeyID); ok {
+			ids = append(ids, k.KeyID)
+		}
+	}
+	return ids
 }

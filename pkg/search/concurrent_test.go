@@ -57,7 +57,7 @@ func finishConcurrent(b *testing.B, watched bool) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.Finish(ctx, <-reqs, "", record, nil, nil, time.Now()); err != nil {
+			if _, err := s.Finish(ctx, <-reqs, "", record, nil, nil, nil, time.Now()); err != nil {
 				b.Error(err)
 				return
 			}

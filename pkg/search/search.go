@@ -175,7 +175,7 @@ func (s *Store) CreatePending(ctx context.Context, rec *contracts.Search) (uint6
 }
 
 // Finish records the offers service's result for req (offers as the answer's data array:
-// contracts.EncodeOffers; none is a rejection). With no record it creates the done one:
+// contracts.EncodeOffers, and refs the references of their links; none is a rejection). With no record it creates the done one:
 // the common path, one durable write. With a pending record of the same request it
 // finishes that one, under the deadline rule (contracts.Search.FinishOffered: never with
 // offers later than contracts.Allowance after the deadline). A search already done keeps what
@@ -185,9 +185,12 @@ func (s *Store) CreatePending(ctx context.Context, rec *contracts.Search) (uint6
 // A search with no record was never answered 200 (a pending record backs every 200 that is not
 // done), so its deadline promised nothing yet: it is created as decided, however late, and a
 // retry of the POST that could not be accepted is answered from it.
-func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, reasons []string, basis *contracts.Basis, now time.Time) (*contracts.Search, error) {
+func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, traceparent string, offers json.RawMessage, refs, reasons []string, basis *contracts.Basis, now time.Time) (*contracts.Search, error) {
 	done, err := contracts.NewSearch(req, traceparent).Finish(offers, reasons, now)
 	if err != nil {
+		return nil, err
+	}
+	if err := done.SetRefs(refs); err != nil {
 		return nil, err
 	}
 	done.Basis = basis
@@ -195,7 +198,7 @@ func (s *Store) Finish(ctx context.Context, req contracts.LoanRequested, tracepa
 		if !cur.Request.SameAs(req) {
 			return nil, ErrConflict
 		}
-		return cur.FinishOffered(offers, reasons, basis, now)
+		return cur.FinishOffered(offers, refs, reasons, basis, now)
 	})
 }
 

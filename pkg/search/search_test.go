@@ -109,7 +109,7 @@ func TestFinishWithoutARecordIsOneWrite(t *testing.T) {
 	ctx := natstest.Context(t, 10*time.Second)
 	req := request(t, time.Minute)
 	before := writes(t, js)
-	done, err := s.Finish(ctx, req, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", offers, []string{"approved"}, nil, time.Now())
+	done, err := s.Finish(ctx, req, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", offers, nil, []string{"approved"}, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,20 +135,20 @@ func TestFinishOntoThePendingRecord(t *testing.T) {
 	}
 	other := req
 	other.ProductType = contracts.ProductCreditCard
-	if _, err := s.Finish(ctx, other, "", offers, nil, nil, time.Now()); !errors.Is(err, ErrConflict) {
+	if _, err := s.Finish(ctx, other, "", offers, nil, nil, nil, time.Now()); !errors.Is(err, ErrConflict) {
 		t.Fatalf("another request's finish: %v, want ErrConflict", err)
 	}
 	if got, _, _ := s.Get(ctx, req.SearchID); got.Status() != contracts.Pending {
 		t.Fatalf("another request's result finished the record: %+v", got)
 	}
-	if _, err := s.Finish(ctx, req, "", offers, nil, nil, time.Now()); err != nil {
+	if _, err := s.Finish(ctx, req, "", offers, nil, nil, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := s.Get(ctx, req.SearchID)
 	if err != nil || got.Status() != contracts.Done || string(got.Offers) != string(offers) {
 		t.Fatalf("record = %+v, %v", got, err)
 	}
-	again, err := s.Finish(ctx, req, "", nil, []string{"late"}, nil, time.Now())
+	again, err := s.Finish(ctx, req, "", nil, nil, []string{"late"}, nil, time.Now())
 	if !errors.Is(err, contracts.ErrAlreadyDone) || string(again.Offers) != string(offers) {
 		t.Fatalf("a second finish: %+v, %v; want the first one, ErrAlreadyDone", again, err)
 	}
@@ -176,7 +176,7 @@ func TestFirstEndingWins(t *testing.T) {
 					var err error
 					switch i % 3 {
 					case 0:
-						_, err = s.Finish(ctx, req, "", offers, []string{reason}, nil, time.Now())
+						_, err = s.Finish(ctx, req, "", offers, nil, []string{reason}, nil, time.Now())
 					case 1:
 						_, err = s.Reject(ctx, req.SearchID, &req, "", reason, time.Now())
 					default:
@@ -278,7 +278,7 @@ func TestEveryEndingIsCountedAndLogged(t *testing.T) {
 			return logs.Write(p)
 		})))})
 	ctx := natstest.Context(t, 10*time.Second)
-	if _, err := s.Finish(ctx, request(t, time.Minute), "", offers, nil, nil, time.Now()); err != nil {
+	if _, err := s.Finish(ctx, request(t, time.Minute), "", offers, nil, nil, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	dead := request(t, time.Minute)
@@ -376,7 +376,7 @@ func BenchmarkFinish(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := s.Finish(ctx, reqs[i], "", offers, nil, nil, time.Now()); err != nil {
+		if _, err := s.Finish(ctx, reqs[i], "", offers, nil, nil, nil, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -412,7 +412,7 @@ func TestTheDeadlineRuleInTheFunnel(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := s.Finish(ctx, req, "", offers, []string{"approved"}, basis, req.Deadline.Add(tt.after))
+			got, err := s.Finish(ctx, req, "", offers, nil, []string{"approved"}, basis, req.Deadline.Add(tt.after))
 			if err != nil {
 				t.Fatal(err)
 			}

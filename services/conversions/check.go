@@ -10,10 +10,10 @@ import (
 )
 
 // Report is what the bank's application system sends when a contract is signed. The offer
-// is named by the proposal link's token (token, or the whole link), or by search_id and
+// is named by the proposal link (link, or its reference alone as token), or by search_id and
 // offer while the search is still retained.
 type Report struct {
-	Token              string        `json:"token,omitempty"`
+	Token              string        `json:"token,omitempty"` // the link's ref (or a legacy link's token)
 	Link               string        `json:"link,omitempty"`
 	SearchID           string        `json:"search_id,omitempty"`
 	Offer              string        `json:"offer,omitempty"`
@@ -25,8 +25,10 @@ type Report struct {
 
 // Problem is one thing wrong with a report.
 type Problem struct {
-	Field   string `json:"field"`
-	Reason  string `json:"reason,omitempty"` // for a refused token, offerlink.Reason's code
+	Field string `json:"field"`
+	// Reason is a code for a problem that no resend can mend (offerlink.Reason's, or
+	// "too_late"): the report is recorded as refused.
+	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message"`
 }
 
@@ -35,13 +37,16 @@ var moscow = time.FixedZone("MSK", 3*60*60)
 
 const dateLayout = "2006-01-02"
 
-// Check turns a report of a contract for the offer the token described (offered) into the
+// ReasonTooLate is the code of a contract dated after its link's reporting window.
+const ReasonTooLate = "too_late"
+
+// Check turns a report of a contract for the offer the link described (offered) into the
 // conversion to record at now, or lists every problem with it: a contract date that is not
-// a date, lies in the future or before the search; an amount or term outside what was
-// offered; a missing answer to whether additional services were sold. With offered nil (the
-// offer could not be established, which the caller reports) the report's own fields are
-// still checked, so that one answer names every problem.
-func Check(r Report, offered *offerlink.Claims, now time.Time) (contracts.Conversion, []Problem) {
+// a date, lies in the future, before the search, or after the link's expiry plus window; an
+// amount or term outside what was offered; a missing answer to whether additional services
+// were sold. With offered nil (the offer could not be established, which the caller reports)
+// the report's own fields are still checked, so that one answer names every problem.
+func Check(r Report, offered *offerlink.Claims, window time.Duration, now time.Time) (contracts.Conversion, []Problem) {
 	var problems []Problem
 	add := func(field, format string, args ...any) {
 		problems = append(problems, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -73,6 +78,10 @@ func Check(r Report, offered *offerlink.Claims, now time.Time) (contracts.Conver
 		case offered != nil && d < time.Unix(offered.IssuedAt, 0).In(moscow).Format(dateLayout):
 			add("contract_date", "%s is before the search the offer was made in (%s)", d,
 				time.Unix(offered.IssuedAt, 0).In(moscow).Format(dateLayout))
+		case offered != nil && d > offered.ReportableUntil(window).In(moscow).Format(dateLayout):
+			add("contract_date", "%s is after the link's expiry (%s) and the reporting window of %s", d,
+				time.Unix(offered.Expiry, 0).In(moscow).Format(dateLayout), window)
+			problems[len(problems)-1].Reason = ReasonTooLate
 		}
 	}
 

@@ -31,6 +31,26 @@ func cardClaims() offerlink.Claims {
 func amount(roubles int64) *money.Amount { a := money.Roubles(roubles); return &a }
 func ptr[T any](v T) *T                  { return &v }
 
+const window = 30 * 24 * time.Hour
+
+// A contract may be dated up to the reporting window after its link's expiry (the offers'
+// expire at 23:30 on 7 December, Moscow), and not a day later: that one is refused for good.
+func TestCheckReportingWindow(t *testing.T) {
+	now := time.Date(2027, 2, 1, 10, 0, 0, 0, time.UTC)
+	for date, want := range map[string]string{"2026-12-20": "", "2027-01-06": "", "2027-01-07": ReasonTooLate, "2027-01-31": ReasonTooLate} {
+		r := Report{ContractDate: date, Amount: amount(300_000), Term: ptr(24), AdditionalServices: ptr(true)}
+		offered := loanClaims()
+		_, problems := Check(r, &offered, window, now)
+		got := ""
+		if len(problems) == 1 {
+			got = problems[0].Reason
+		}
+		if got != want || (want == "") != (problems == nil) {
+			t.Errorf("contract of %s: problems %+v, want reason %q", date, problems, want)
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	good := Report{ContractDate: "2026-12-02", Amount: amount(300_000), Term: ptr(24), AdditionalServices: ptr(true)}
@@ -65,7 +85,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			offered := tt.offered
-			c, problems := Check(tt.report, &offered, now)
+			c, problems := Check(tt.report, &offered, window, now)
 			var got []string
 			for _, p := range problems {
 				got = append(got, p.Field+": "+p.Message)
@@ -93,7 +113,7 @@ func TestCheck(t *testing.T) {
 // are still checked, so that one answer names every problem.
 func TestCheckWithoutTheOffer(t *testing.T) {
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	_, problems := Check(Report{ContractDate: "2026-12-09", Term: ptr(24)}, nil, now)
+	_, problems := Check(Report{ContractDate: "2026-12-09", Term: ptr(24)}, nil, window, now)
 	var got []string
 	for _, p := range problems {
 		got = append(got, p.Field)

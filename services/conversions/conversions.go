@@ -9,13 +9,13 @@ package conversions
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +39,9 @@ type Config struct {
 	// the public one: Yandex has no business here.
 	Addr string
 	// IntakeTokens (INTAKE_TOKENS) are the bearer tokens of the bank's application system,
-	// comma-separated so that one can be rotated; empty is allowed on loopback only.
-	IntakeTokens []string
+	// comma-separated so that one can be rotated; SiteTokens (SITE_TOKENS) those of the bank's
+	// site, which may verify links and nothing else. Both empty is allowed on loopback only.
+	IntakeTokens, SiteTokens []string
 	// Retention (CONVERSIONS_RETENTION) is how long a conversion is kept, delivered or not.
 	Retention time.Duration
 	// Yandex's endpoint (YANDEX_CONVERSIONS_URL, YANDEX_TOKEN, YANDEX_PARTNER_ID). With no
@@ -66,6 +67,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	c := Config{
 		Addr:            r.Addr("CONVERSIONS_ADDR", "127.0.0.1:8090"),
 		IntakeTokens:    r.List("INTAKE_TOKENS"),
+		SiteTokens:      r.List("SITE_TOKENS"),
 		Retention:       r.Duration("CONVERSIONS_RETENTION", 366*24*time.Hour, 30*24*time.Hour, 10*366*24*time.Hour),
 		YandexURL:       r.String("YANDEX_CONVERSIONS_URL", ""),
 		YandexToken:     r.Secret("YANDEX_TOKEN", ""),
@@ -95,6 +97,11 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	}
 	if len(c.IntakeTokens) == 0 && !config.Loopback(c.Addr) {
 		r.Fail("INTAKE_TOKENS", "required when CONVERSIONS_ADDR (%s) is beyond loopback", c.Addr)
+	}
+	for _, t := range c.SiteTokens {
+		if slices.Contains(c.IntakeTokens, t) {
+			r.Fail("SITE_TOKENS", "a token is also one of INTAKE_TOKENS: the site would report conversions")
+		}
 	}
 	if c.Delivery.RetryBase > c.Delivery.RetryMax {
 		r.Fail("DELIVERY_RETRY_BASE", "longer than DELIVERY_RETRY_MAX")
@@ -129,11 +136,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		now = time.Now
 	}
 	if cfg.Links.Keys == nil {
-		return errors.New("conversions: no link keys (LINK_KEYS_FILE): no token could be checked")
-	}
-	jwks, err := json.Marshal(cfg.Links.Keys.Public())
-	if err != nil {
-		return fmt.Errorf("conversions: JWKS: %w", err)
+		return errors.New("conversions: no link keys (LINK_KEYS_FILE): no link could be opened")
 	}
 	idx := newIndex()
 	m, err := newMetrics(deps.Meter, idx, now)
@@ -154,10 +157,20 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		searches atomic.Pointer[search.Store]
 		setupErr atomic.Pointer[error]
 	)
-	in := &intake{store: store.Load, searches: searches.Load, verifier: offerlink.NewVerifier(cfg.Links.Keys, cfg.Links.Issuer, now),
-		jwks: jwks, metrics: m, log: log, now: now}
+	in := &intake{store: store.Load, searches: searches.Load, verifier: cfg.Links.Verifier(now), window: cfg.Links.ReportingWindow,
+		metrics: m, log: log, now: now}
 	for _, t := range cfg.IntakeTokens {
 		in.tokens = append(in.tokens, sha256.Sum256([]byte(t)))
+	}
+	for _, t := range cfg.SiteTokens {
+		in.site = append(in.site, sha256.Sum256([]byte(t)))
+	}
+	for _, kid := range cfg.Links.Keys.IDs() {
+		if at := cfg.Links.Keys.RetiredAt(kid); !at.IsZero() {
+			log.Info().Str("link_key", kid).Time("retired_at", at).
+				Time("prunable_after", at.Add(cfg.Links.Lifetime+cfg.Links.ReportingWindow)).
+				Msg("a retired link key: it opens the links it sealed until pruned")
+		}
 	}
 	checks := append(health.JetStream(deps.JS, []string{contracts.StreamConversions}, []string{contracts.BucketConversions}),
 		health.Func("conversions index", func() error {

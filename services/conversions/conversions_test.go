@@ -18,6 +18,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -139,16 +142,17 @@ type env struct {
 	js       jetstream.JetStream
 	natsURL  string
 	keys     *offerlink.KeySet
-	signer   *offerlink.Signer
+	sealer   *offerlink.Sealer
 	yandex   *yandexDouble
 	store    *Store
 	searches *search.Store
 	logs     *logtest.Buffer
 	vars     map[string]string
 	started  bool
+	metrics  *sdkmetric.ManualReader // every replica's figures
 }
 
-const intakeSecret = "intake-secret"
+const intakeSecret, siteSecret = "intake-secret", "site-secret"
 
 func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	t.Helper()
@@ -163,13 +167,14 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := offerlink.NewSigner(keys, "2026-12", "demobank")
+	sealer, err := offerlink.NewSealer(keys, "2026-12")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, natsURL: srv.ClientURL(), keys: keys, signer: signer, yandex: y, logs: &logtest.Buffer{}}
+	e := &env{t: t, natsURL: srv.ClientURL(), keys: keys, sealer: sealer, yandex: y, logs: &logtest.Buffer{},
+		metrics: sdkmetric.NewManualReader()}
 	e.vars = map[string]string{
-		"CONVERSIONS_ADDR": natstest.FreeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret,
+		"CONVERSIONS_ADDR": natstest.FreeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret, "SITE_TOKENS": siteSecret,
 		"NATS_URL": srv.ClientURL(), "LINK_KEYS_FILE": keyFile, "LINK_ISSUER": "demobank",
 		"YANDEX_TIMEOUT": "200ms", "DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_ACK_WAIT": "1s",
 		"DELIVERY_RETRY_BASE": "20ms", "DELIVERY_RETRY_MAX": "200ms",
@@ -217,7 +222,7 @@ func (e *env) start(afterSend func(nc interface{ Close() })) (stop func()) {
 	nc, js := natstest.JetStream(t, e.natsURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	deps := Deps{JS: js, Log: zerolog.New(e.logs)}
+	deps := Deps{JS: js, Log: zerolog.New(e.logs), Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(e.metrics))}
 	if afterSend != nil {
 		deps.afterSend = func() { afterSend(nc) }
 	}
@@ -271,16 +276,27 @@ func (e *env) doAt(base, method, path, bearer, body string) (result, error) {
 	return result{res.StatusCode, string(b)}, nil
 }
 
-// token is a link token for offer of search id, made now.
+// token is the reference of a link for offer c of search id, made an hour ago.
 func (e *env) token(id string, c offerlink.Claims) string {
 	e.t.Helper()
 	c.SearchID = id
 	c.IssuedAt, c.Expiry = time.Now().Add(-time.Hour).Unix(), time.Now().Add(24*time.Hour).Unix()
-	tok, err := e.signer.Token(c)
+	_, ref := sealLink(e.t, e.sealer, demoLink, c)
+	return ref
+}
+
+const demoLink = "https://bank.example/apply"
+
+// sealLink is the link made of template for an offer with claims c, and its reference.
+func sealLink(t *testing.T, s *offerlink.Sealer, template string, c offerlink.Claims) (link, ref string) {
+	t.Helper()
+	o := contracts.Offer{ProductType: c.ProductType, Decision: c.Decision, Amount: c.Amount, Term: c.Term, Rate: c.Rate,
+		ProposalLink: contracts.ProposalLink{Link: template}}
+	ref, err := s.Seal(&o, c)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return tok
+	return strings.Replace(o.ProposalLink.Link, contracts.RefMarker, ref, 1), ref
 }
 
 func today() string { return time.Now().In(moscow).Format(dateLayout) }
@@ -327,30 +343,30 @@ func (e *env) reportNew(i int) {
 func TestIntake(t *testing.T) {
 	e := newEnv(t, nil) // no endpoint: conversions stay queued, which is all this test needs
 	good := e.token(testSearchID, loanClaims())
-	parts := strings.Split(good, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	raised := strings.Replace(string(payload), `"max":1000000`, `"max":9000000`, 1) // the offer, made larger
-	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(raised)) + "." + parts[2]
-	foreignKey, _ := offerlink.GenerateKey("2026-12")
-	foreignSigner, _ := offerlink.NewSigner(offerlink.NewKeySet(foreignKey), "2026-12", "demobank")
-	foreign, _ := foreignSigner.Token(func() offerlink.Claims {
+	kid, payload, _ := strings.Cut(good, "~")
+	sealed, _ := base64.RawURLEncoding.DecodeString(payload)
+	sealed[len(sealed)-20] ^= 1 // a bit of the sealed claims flipped
+	tampered := kid + "~" + base64.RawURLEncoding.EncodeToString(sealed)
+	now := func() offerlink.Claims {
 		c := loanClaims()
 		c.IssuedAt, c.Expiry = time.Now().Unix(), time.Now().Add(time.Hour).Unix()
 		return c
-	}())
+	}
+	foreignKey, _ := offerlink.GenerateKey("2026-12")
+	foreignSealer, _ := offerlink.NewSealer(offerlink.NewKeySet(foreignKey), "2026-12")
+	_, foreign := sealLink(t, foreignSealer, demoLink, now())
+	goneKey, _ := offerlink.GenerateKey("2025-01")
+	goneSealer, _ := offerlink.NewSealer(offerlink.NewKeySet(goneKey), "2025-01")
+	_, gone := sealLink(t, goneSealer, demoLink, now())
 	report := func(token string, rest string) string {
 		return fmt.Sprintf(`{"token": %q, "contract_date": %q, %s}`, token, today(), rest)
 	}
 	okRest := `"amount": 300000, "term": 24, "additional_services": true`
 
-	// A search still retained, whose offer's link we signed: reportable by its id.
+	// A search still retained, whose offer's link we sealed: reportable by its id.
 	retained := newID(7)
-	link, _ := e.signer.Link("https://bank.example/apply?search_id="+retained+"&offer=cash-standard", func() offerlink.Claims {
-		c := loanClaims()
-		c.SearchID, c.IssuedAt, c.Expiry = retained, time.Now().Unix(), time.Now().Add(time.Hour).Unix()
-		return c
-	}())
-	putSearch(t, e.searches, retained, link)
+	link := putSearch(t, e, retained, "https://bank.example/apply?search_id="+retained+"&offer=cash-standard")
+	evil := strings.Replace(link, "https://bank.example/apply", "https://evil.example/phish", 1)
 
 	tests := []struct {
 		name       string
@@ -369,13 +385,16 @@ func TestIntake(t *testing.T) {
 		{"repeated field", "POST", "/v1/conversions", intakeSecret, report(good, okRest+`, "amount": 1`), 400, []string{`"field":"amount","message":"given twice"`}},
 		{"a string amount", "POST", "/v1/conversions", intakeSecret, report(good, `"amount": "300000", "term": 24, "additional_services": true`), 400,
 			[]string{`"field":"amount","message":"the wrong type`}},
-		{"a bad token and bad figures: all named at once", "POST", "/v1/conversions", intakeSecret,
-			fmt.Sprintf(`{"token": %q, "contract_date": "2099-01-01"}`, tampered), 400,
-			[]string{`"reason":"bad_signature"`, "in the future", `"field":"amount"`, `"field":"additional_services"`}},
+		{"a bad link and bad figures: all named at once, and refused for good", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"token": %q, "contract_date": "2099-01-01"}`, tampered), 422,
+			[]string{`"reason":"forged"`, `"refused":"refused.`, "in the future", `"field":"amount"`, `"field":"additional_services"`}},
 		{"a body over 16 KiB", "POST", "/v1/conversions", intakeSecret, `{"link": "` + strings.Repeat("x", 20<<10) + `"}`, 413, []string{`"field":"body"`}},
 		{"null", "POST", "/v1/conversions", intakeSecret, "null", 400, []string{`"field":"search_id"`, `"field":"contract_date"`}},
-		{"tampered token", "POST", "/v1/conversions", intakeSecret, report(tampered, okRest), 400, []string{`"reason":"bad_signature"`}},
-		{"token of a key we do not hold", "POST", "/v1/conversions", intakeSecret, report(foreign, okRest), 400, []string{`"reason":"bad_signature"`}},
+		{"tampered reference", "POST", "/v1/conversions", intakeSecret, report(tampered, okRest), 422, []string{`"reason":"forged"`, "recorded as refused"}},
+		{"another's key under our key id", "POST", "/v1/conversions", intakeSecret, report(foreign, okRest), 422, []string{`"reason":"forged"`}},
+		{"a key we no longer hold", "POST", "/v1/conversions", intakeSecret, report(gone, okRest), 422, []string{`"reason":"unknown_key"`, `"refused":"refused.`}},
+		{"our reference on another site's link", "POST", "/v1/conversions", intakeSecret,
+			fmt.Sprintf(`{"link": %q, "contract_date": %q, %s}`, evil, today(), okRest), 422, []string{`"reason":"wrong_address"`}},
 		{"neither token nor search", "POST", "/v1/conversions", intakeSecret, `{"contract_date": "2026-12-01", ` + okRest + `}`, 400,
 			[]string{`"field":"search_id"`, `"field":"offer"`}},
 		{"every problem at once", "POST", "/v1/conversions", intakeSecret,
@@ -398,13 +417,18 @@ func TestIntake(t *testing.T) {
 			fmt.Sprintf(`{"search_id": %q, "offer": "cash-standard", "contract_date": %q, %s}`, newID(8), today(), okRest), 400, []string{"no such search is retained"}},
 		{"by the whole link", "POST", "/v1/conversions", intakeSecret,
 			fmt.Sprintf(`{"link": %q, "contract_date": %q, %s}`, link, today(), okRest), 200, []string{`"repeat":true`}},
-		{"verify a good link", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"link": %q}`, link), 200,
-			[]string{`"valid":true`, `"search_id":"` + retained, `"offer":"cash-standard"`}},
-		{"verify a tampered token", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"token": %q}`, tampered), 422,
-			[]string{`"valid":false`, `"reason":"bad_signature"`}},
-		{"verify an edited link", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"link": %q}`, strings.Replace(link, "offer=cash-standard", "offer=cash-premium", 1)), 422,
+		{"verify a good link, as the site", "POST", "/v1/links/verify", siteSecret, fmt.Sprintf(`{"link": %q}`, link), 200,
+			[]string{`"valid":true`, `"search_id":"` + retained, `"offer":"cash-standard"`, `"amount":{"min":30000,"max":1000000}`}},
+		{"verify without credentials: an offer's figures are the client's", "POST", "/v1/links/verify", "", fmt.Sprintf(`{"link": %q}`, link), 401, nil},
+		{"the site may not report", "POST", "/v1/conversions", siteSecret, report(good, okRest), 401, nil},
+		{"the site may not read a conversion", "GET", "/v1/conversions/" + testSearchID + "/cash-standard", siteSecret, "", 401, nil},
+		{"verify a tampered reference", "POST", "/v1/links/verify", siteSecret, fmt.Sprintf(`{"token": %q}`, tampered), 422,
+			[]string{`"valid":false`, `"reason":"forged"`}},
+		{"verify our reference on another site", "POST", "/v1/links/verify", siteSecret, fmt.Sprintf(`{"link": %q}`, evil), 422,
+			[]string{`"valid":false`, `"reason":"wrong_address"`}},
+		{"verify an edited link", "POST", "/v1/links/verify", intakeSecret, fmt.Sprintf(`{"link": %q}`, strings.Replace(link, "offer=cash-standard", "offer=cash-premium", 1)), 422,
 			[]string{`"reason":"link_mismatch"`}},
-		{"JWKS", "GET", "/.well-known/jwks.json", "", "", 200, []string{`"kty":"OKP"`, `"crv":"Ed25519"`, `"kid":"2026-12"`, `"alg":"EdDSA"`}},
+		{"no JWKS: there is no public key", "GET", "/.well-known/jwks.json", "", "", 404, nil},
 		{"unknown path", "GET", "/v1/nothing", "", "", 404, []string{`"message"`}},
 		{"wrong method", "PUT", "/v1/conversions", intakeSecret, "", 405, nil},
 	}
@@ -429,7 +453,9 @@ func TestIntake(t *testing.T) {
 	}
 }
 
-func putSearch(t *testing.T, store *search.Store, id, link string) {
+// putSearch records a done search id that offered loanClaims' offer with a link made of
+// template, as the offers service does, and returns the link as Yandex was sent it.
+func putSearch(t *testing.T, e *env, id, template string) string {
 	t.Helper()
 	ctx := natstest.Context(t, 10*time.Second)
 	now := time.Now().UTC()
@@ -439,14 +465,182 @@ func putSearch(t *testing.T, store *search.Store, id, link string) {
 		t.Fatal(err)
 	}
 	c := loanClaims()
-	offers, err := contracts.EncodeOffers([]contracts.Offer{{ProductType: contracts.ProductLoan, Decision: contracts.PreApproved,
+	c.SearchID, c.IssuedAt, c.Expiry = id, now.Unix(), now.Add(time.Hour).Unix()
+	o := contracts.Offer{ProductType: contracts.ProductLoan, Decision: contracts.PreApproved,
 		Amount: c.Amount, Term: c.Term, Rate: c.Rate, TotalCost: c.Rate, Payment: contracts.Payment{Min: amount(1000), Max: amount(90_000)},
-		ProposalLink: contracts.ProposalLink{Link: link}}})
+		ProposalLink: contracts.ProposalLink{Link: template}}
+	ref, err := e.sealer.Seal(&o, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Finish(ctx, *req, "", offers, []string{"approved"}, nil, now); err != nil {
+	offers, err := contracts.EncodeOffers([]contracts.Offer{o})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := e.searches.Finish(ctx, *req, "", offers, []string{ref}, []string{"approved"}, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(o.ProposalLink.Link, contracts.RefMarker, ref, 1)
+}
+
+// counted sums counter name's points by their attribute attr's value.
+func (e *env) counted(name, attr string) map[string]int64 {
+	e.t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := e.metrics.Collect(context.Background(), &rm); err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, p := range d.DataPoints {
+					v, _ := p.Attributes.Value(attribute.Key(attr))
+					out[v.AsString()] += p.Value
+				}
+			}
+		}
+	}
+	return out
+}
+
+func writeKeys(t *testing.T, set *offerlink.KeySet) string {
+	t.Helper()
+	data, err := set.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// The rotation as docs/operating.md has it: a new key seals, the old one is retired and kept
+// for the link lifetime and the reporting window. A contract signed after its link expired,
+// on a link the retired key sealed, is recorded and reaches Yandex under the search id as
+// Yandex spelled it. Had the key been dropped too early, the report is recorded as refused,
+// counted and logged as an error: never lost unseen.
+func TestLateConversionAfterARotationReachesYandex(t *testing.T) {
+	const lifetime = 7 * 24 * time.Hour
+	old, _ := offerlink.GenerateKey("2026-11")
+	newer, _ := offerlink.GenerateKey("2026-12")
+	now := time.Now()
+	rotatedAt := now.Add(-20 * 24 * time.Hour)
+	rotated, err := offerlink.NewKeySet(old).With(newer).Retire("2026-11", rotatedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, dropped := rotated.Prune(now.Add(-lifetime - window)); len(dropped) != 0 {
+		t.Fatalf("pruned %v within the window", dropped)
+	}
+	oldSealer, _ := offerlink.NewSealer(offerlink.NewKeySet(old), "2026-11")
+	spelled := strings.ToUpper(newID(3))
+	c := loanClaims()
+	c.SearchID, c.IssuedAt, c.Expiry = spelled, rotatedAt.Add(-time.Hour).Unix(), rotatedAt.Add(lifetime-time.Hour).Unix()
+	link, _ := sealLink(t, oldSealer, demoLink, c)
+	late := now.Add(-5 * 24 * time.Hour).In(moscow).Format(dateLayout) // after the link's expiry, within the window
+	body := fmt.Sprintf(`{"link": %q, "contract_date": %q, "amount": 300000, "term": 24, "additional_services": false}`, link, late)
+
+	y := newYandex(t)
+	e := newEnv(t, y, "LINK_KEYS_FILE", writeKeys(t, rotated), "LINK_KEY_ID", "2026-12")
+	if res, err := e.do("POST", "/v1/conversions", intakeSecret, body); err != nil || res.status != http.StatusCreated {
+		t.Fatalf("late report = %v %+v", err, res)
+	}
+	e.waitState(newID(3)+".cash-standard", contracts.ConversionDelivered)
+	y.mu.Lock()
+	sent := y.batches[len(y.batches)-1].Data[0]
+	y.mu.Unlock()
+	if sent.RequestID != spelled {
+		t.Errorf("sent request_id %q, Yandex spelled it %q", sent.RequestID, spelled)
+	}
+	if res, _ := e.do("POST", "/v1/links/verify", siteSecret, fmt.Sprintf(`{"link": %q}`, link)); res.status != 422 ||
+		!strings.Contains(res.body, `"reason":"expired"`) || !strings.Contains(res.body, `"offer":"cash-standard"`) {
+		t.Errorf("verify of the expired link = %+v, want expired with its claims", res)
+	}
+
+	// The old key dropped before its time.
+	early := newEnv(t, y, "LINK_KEYS_FILE", writeKeys(t, offerlink.NewKeySet(newer)))
+	res, err := early.do("POST", "/v1/conversions", intakeSecret, body)
+	if err != nil || res.status != http.StatusUnprocessableEntity || !strings.Contains(res.body, `"reason":"unknown_key"`) {
+		t.Fatalf("report on a dropped key = %v %+v", err, res)
+	}
+	var answer struct{ Refused string }
+	if err := json.Unmarshal([]byte(res.body), &answer); err != nil {
+		t.Fatal(err)
+	}
+	kept := early.waitState(answer.Refused, contracts.ConversionRefused)
+	if kept.Reason != "unknown_key" || kept.Ref != offerlink.RefOf(link) || kept.ContractDate != late {
+		t.Errorf("refused record %+v", kept)
+	}
+	if got := early.counted("credits.conversions.refused", "reason"); got["unknown_key"] != 1 {
+		t.Errorf("refused counted %v, want unknown_key: 1", got)
+	}
+	if !strings.Contains(early.logs.String(), "conversion refused") {
+		t.Error("the refusal was not logged")
+	}
+	if again, _ := early.do("POST", "/v1/conversions", intakeSecret, body); again.status != 422 ||
+		early.counted("credits.conversions.refused", "reason")["unknown_key"] != 1 {
+		t.Errorf("a repeat of the refused report: %+v, counted again", again)
+	}
+}
+
+// The site's verification and the intake make one check: for every link, the intake records
+// a contract exactly when verify finds the link ours (valid, or expired within the window),
+// and refuses it for the same reason otherwise.
+func TestIntakeAndVerifyAgree(t *testing.T) {
+	e := newEnv(t, nil)
+	fresh := loanClaims()
+	fresh.IssuedAt, fresh.Expiry = time.Now().Add(-time.Hour).Unix(), time.Now().Add(time.Hour).Unix()
+	expired := fresh
+	expired.IssuedAt, expired.Expiry = time.Now().Add(-72*time.Hour).Unix(), time.Now().Add(-48*time.Hour).Unix()
+	tooOld := fresh // expired before the window: 393 days ago
+	tooOld.IssuedAt, tooOld.Expiry = time.Now().Add(-400*24*time.Hour).Unix(), time.Now().Add(-393*24*time.Hour).Unix()
+	withQuery := "https://bank.example/apply?offer=cash-standard"
+	links := map[string]string{}
+	for i, tc := range []struct {
+		name, template string
+		c              offerlink.Claims
+	}{{"fresh", demoLink, fresh}, {"expired", demoLink, expired}, {"too old", demoLink, tooOld}, {"with a query", withQuery, fresh}} {
+		tc.c.SearchID = newID(100 + i)
+		links[tc.name], _ = sealLink(t, e.sealer, tc.template, tc.c)
+	}
+	links["another site"] = strings.Replace(links["fresh"], "bank.example", "evil.example", 1)
+	links["query edited"] = strings.Replace(links["with a query"], "offer=cash-standard", "offer=card-120", 1)
+	links["no reference"] = demoLink + "?offer=cash-standard"
+	links["garbage reference"] = demoLink + "?ref=2026-12~AAAA"
+	for name, link := range links {
+		t.Run(name, func(t *testing.T) {
+			v, err := e.do("POST", "/v1/links/verify", siteSecret, fmt.Sprintf(`{"link": %q}`, link))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var verdict struct {
+				Valid  bool
+				Reason string
+			}
+			if err := json.Unmarshal([]byte(v.body), &verdict); err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.do("POST", "/v1/conversions", intakeSecret,
+				fmt.Sprintf(`{"link": %q, "contract_date": %q, "amount": 300000, "term": 24, "additional_services": false}`, link, today()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recorded := r.status == http.StatusCreated
+			ours := verdict.Valid || verdict.Reason == "expired"
+			switch {
+			case name == "too old": // ours, but the contract is dated past the window
+				if recorded || !strings.Contains(r.body, `"reason":"too_late"`) || verdict.Reason != "expired" {
+					t.Fatalf("verify %s; intake %d %s", v.body, r.status, r.body)
+				}
+			case recorded != ours:
+				t.Fatalf("verify says %s, the intake %d %s", v.body, r.status, r.body)
+			case !ours && !strings.Contains(r.body, `"reason":"`+verdict.Reason+`"`):
+				t.Fatalf("verify refuses for %q, the intake %s", verdict.Reason, r.body)
+			}
+		})
 	}
 }
 

@@ -24,17 +24,19 @@ import (
 // maxBody bounds a report or a verification request: a few hundred bytes in practice.
 const maxBody = 16 << 10
 
-// intake serves the internal address: the JWKS document and link verification for the
-// bank's site, and the conversions the bank's application system reports.
+// intake serves the internal address: link verification for the bank's site, and the
+// conversions the bank's application system reports.
 type intake struct {
 	store    func() *Store        // nil until the bucket is bound
 	searches func() *search.Store // nil until the searches bucket is bound
 	verifier *offerlink.Verifier
-	jwks     []byte
-	tokens   [][32]byte // sha256 of each accepted bearer token
-	metrics  *metrics
-	log      zerolog.Logger
-	now      func() time.Time
+	window   time.Duration // LINK_REPORTING_WINDOW
+	// tokens admit the application system (everything), site the bank's site (verification
+	// alone): sha256 of each accepted bearer token.
+	tokens, site [][32]byte
+	metrics      *metrics
+	log          zerolog.Logger
+	now          func() time.Time
 }
 
 // routes lists every path of the internal address.
@@ -47,22 +49,15 @@ func (in *intake) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed", nil)
 	})
-	// Public keys and verification hold nothing secret: they are open to the internal network.
-	r.Get("/.well-known/jwks.json", in.handleJWKS)
-	r.Post("/v1/links/verify", in.handleVerify)
+	// Verification answers an offer's figures: a client's credit decision, for the bank's
+	// site and the application system alone.
+	r.With(in.authenticate(in.tokens, in.site)).Post("/v1/links/verify", in.handleVerify)
 	r.Group(func(r chi.Router) {
-		r.Use(in.authenticate)
+		r.Use(in.authenticate(in.tokens))
 		r.Post("/v1/conversions", in.handleReport)
 		r.Get("/v1/conversions/{search_id}/{offer}", in.handleGet)
 	})
 	return r
-}
-
-func (in *intake) handleJWKS(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/jwk-set+json")
-	// A site may cache the keys a while; a rotation adds the new key before it signs.
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(in.jwks)
 }
 
 type verifyRequest struct {
@@ -77,31 +72,29 @@ type verifyAnswer struct {
 	Claims  *offerlink.Claims `json:"claims,omitempty"`
 }
 
-// handleVerify checks a link (or a bare token) as the bank's site would with the JWKS:
-// 200 with the claims, or 422 with the reason it is refused.
+// handleVerify opens a link (or its bare reference) for the bank's site: 200 with the
+// offer's claims while the link is valid; 422 with the reason it is refused, and for an
+// expired link its claims too (the back office may still need them).
 func (in *intake) handleVerify(w http.ResponseWriter, r *http.Request) {
 	var req verifyRequest
 	if problems, status := decode(w, r, &req); problems != nil {
 		writeError(w, status, "the request was not understood", problems)
 		return
 	}
-	var c offerlink.Claims
-	var err error
-	switch {
-	case (req.Link == "") == (req.Token == ""):
+	if (req.Link == "") == (req.Token == "") {
 		writeError(w, http.StatusBadRequest, "the request was not understood",
-			[]Problem{{Field: "link", Message: "give the link or the token, one of them"}})
+			[]Problem{{Field: "link", Message: "give the link or its ref as token, one of them"}})
 		return
-	case req.Link != "":
-		c, err = in.verifier.VerifyLink(req.Link)
-	default:
-		c, err = in.verifier.Verify(req.Token)
 	}
-	if err != nil {
+	c, err := in.verifier.Verify(req.Link + req.Token)
+	switch {
+	case errors.Is(err, offerlink.ErrExpired):
+		writeJSON(w, http.StatusUnprocessableEntity, verifyAnswer{Reason: offerlink.Reason(err), Message: err.Error(), Claims: &c})
+	case err != nil:
 		writeJSON(w, http.StatusUnprocessableEntity, verifyAnswer{Reason: offerlink.Reason(err), Message: err.Error()})
-		return
+	default:
+		writeJSON(w, http.StatusOK, verifyAnswer{Valid: true, Claims: &c})
 	}
-	writeJSON(w, http.StatusOK, verifyAnswer{Valid: true, Claims: &c})
 }
 
 // reportAnswer is what the intake answers a recorded conversion with.
@@ -113,7 +106,9 @@ type reportAnswer struct {
 
 // handleReport checks a reported contract and records it: 201 the first time, 200 with
 // the same record for a repeat, 409 for a different report of the same search and offer,
-// 400 listing every problem. Only a recorded conversion is acknowledged.
+// 400 listing every problem a resend can mend. A report no resend can mend (its link's key
+// is gone, the link is not ours, the contract came too late) is recorded as refused and
+// answered 422 with its id, never dropped. Only a recorded report is acknowledged.
 func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
 	var rep Report
 	if problems, status := decode(w, r, &rep); problems != nil {
@@ -129,12 +124,61 @@ func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
 	if problems == nil {
 		known = &offered
 	}
-	conv, more := Check(rep, known, in.now())
+	conv, more := Check(rep, known, in.window, in.now())
 	if problems = append(problems, more...); problems == nil {
 		in.record(w, r.Context(), &conv)
 		return
 	}
+	for _, p := range problems {
+		if p.Reason != "" {
+			in.refuse(w, r.Context(), rep, p, problems)
+			return
+		}
+	}
 	writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
+}
+
+// refuse records a report that no resend can mend, with the first such problem's reason.
+func (in *intake) refuse(w http.ResponseWriter, ctx context.Context, rep Report, why Problem, problems []Problem) {
+	store := in.store()
+	if store == nil {
+		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
+		return
+	}
+	ref := rep.Token
+	if rep.Link != "" {
+		ref = offerlink.RefOf(rep.Link)
+	}
+	named := ref
+	if named == "" { // named by search and offer
+		named = rep.SearchID + "/" + rep.Offer
+	}
+	c := &contracts.Conversion{ID: contracts.RefusedKey(named), SearchID: rep.SearchID, Offer: rep.Offer,
+		ContractDate: rep.ContractDate, Term: rep.Term, ReportedAt: in.now().UTC(), State: contracts.ConversionRefused,
+		Reason: why.Reason, LastError: why.Message, Ref: ref}
+	if rep.Amount != nil {
+		c.Amount = *rep.Amount
+	}
+	if rep.AdditionalServices != nil {
+		c.AdditionalServices = *rep.AdditionalServices
+	}
+	stored, created, err := store.Record(ctx, c)
+	if err != nil && !errors.Is(err, ErrConflict) { // a conflict: refused before, with other figures
+		in.unavailable(w, err)
+		return
+	}
+	if created {
+		in.metrics.refused(ctx, why.Reason)
+		in.log.Error().Str("conversion", stored.ID).Str("reason", why.Reason).
+			Msg("conversion refused: its offer cannot be established; recorded as refused, not sent to Yandex")
+	}
+	writeJSON(w, http.StatusUnprocessableEntity, struct {
+		Message  string    `json:"message"`
+		Refused  string    `json:"refused"`
+		Reason   string    `json:"reason"`
+		Problems []Problem `json:"problems"`
+	}{"the offer this contract followed cannot be established: the report is recorded as refused, and will not reach Yandex",
+		stored.ID, why.Reason, problems})
 }
 
 func (in *intake) record(w http.ResponseWriter, ctx context.Context, conv *contracts.Conversion) {
@@ -161,40 +205,39 @@ func (in *intake) record(w http.ResponseWriter, ctx context.Context, conv *contr
 	}
 }
 
-// offer finds what was offered: from the token (given, or in the link), or from the search
-// record while it is retained. problems name what is wrong with the report's offer; err is
-// a failure of ours.
+// offer finds what was offered: from the link (given whole, or its reference as token), or
+// from the search record while it is retained. problems name what is wrong with the
+// report's offer; err is a failure of ours.
 func (in *intake) offer(ctx context.Context, rep Report) (offerlink.Claims, []Problem, error) {
-	token := rep.Token
-	if rep.Link != "" {
-		if token != "" {
-			return offerlink.Claims{}, []Problem{{Field: "link", Message: "give the link or the token, not both"}}, nil
-		}
-		if token = offerlink.TokenOf(rep.Link); token == "" {
-			return offerlink.Claims{}, []Problem{{Field: "link", Reason: "no_token", Message: "not a proposal link with a token"}}, nil
-		}
+	if rep.Link != "" && rep.Token != "" {
+		return offerlink.Claims{}, []Problem{{Field: "link", Message: "give the link or its ref as token, not both"}}, nil
 	}
-	if token != "" {
-		// The expiry is the link's, for clicking: the contract may be signed days after.
-		c, err := in.verifier.VerifySignature(token)
+	if named := rep.Link + rep.Token; named != "" {
+		// The check the site's verification makes, less the expiry: a contract may be
+		// signed weeks after the click (Check's reporting window).
+		c, err := in.verifier.Check(named)
 		if err != nil {
-			return c, []Problem{{Field: "token", Reason: offerlink.Reason(err), Message: err.Error()}}, nil
+			field := "link"
+			if rep.Token != "" {
+				field = "token"
+			}
+			return c, []Problem{{Field: field, Reason: offerlink.Reason(err), Message: err.Error()}}, nil
 		}
 		var problems []Problem
 		if rep.SearchID != "" && !strings.EqualFold(rep.SearchID, c.SearchID) {
-			problems = append(problems, Problem{Field: "search_id", Message: fmt.Sprintf("%q, but the token is of %q", rep.SearchID, c.SearchID)})
+			problems = append(problems, Problem{Field: "search_id", Message: fmt.Sprintf("%q, but the link is of %q", rep.SearchID, c.SearchID)})
 		}
 		if rep.Offer != "" && rep.Offer != c.Offer {
-			problems = append(problems, Problem{Field: "offer", Message: fmt.Sprintf("%q, but the token is of %q", rep.Offer, c.Offer)})
+			problems = append(problems, Problem{Field: "offer", Message: fmt.Sprintf("%q, but the link is of %q", rep.Offer, c.Offer)})
 		}
 		return c, problems, nil
 	}
 	var problems []Problem
 	if rep.SearchID == "" {
-		problems = append(problems, Problem{Field: "search_id", Message: "required, with offer, when there is no token or link"})
+		problems = append(problems, Problem{Field: "search_id", Message: "required, with offer, when there is no link"})
 	}
 	if rep.Offer == "" {
-		problems = append(problems, Problem{Field: "offer", Message: "required, with search_id, when there is no token or link"})
+		problems = append(problems, Problem{Field: "offer", Message: "required, with search_id, when there is no link"})
 	}
 	if problems != nil {
 		return offerlink.Claims{}, problems, nil
@@ -202,8 +245,8 @@ func (in *intake) offer(ctx context.Context, rep Report) (offerlink.Claims, []Pr
 	return in.offerOfSearch(ctx, rep.SearchID, rep.Offer)
 }
 
-// offerOfSearch reads the offer from the search's record: its link's token, which we
-// signed, says what was offered.
+// offerOfSearch reads the offer from the search's record: its links' reference, which we
+// sealed, says what was offered.
 func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (offerlink.Claims, []Problem, error) {
 	if _, err := contracts.ConversionKey(searchID, offer); err != nil {
 		return offerlink.Claims{}, []Problem{{Field: keyField(offer), Message: err.Error()}}, nil
@@ -214,22 +257,21 @@ func (in *intake) offerOfSearch(ctx context.Context, searchID, offer string) (of
 	}
 	s, _, err := searches.Get(ctx, strings.ToLower(searchID))
 	if errors.Is(err, search.ErrNotFound) {
-		return offerlink.Claims{}, []Problem{{Field: "search_id", Message: "no such search is retained (searches are kept SEARCH_RETENTION); report it with the link's token"}}, nil
+		return offerlink.Claims{}, []Problem{{Field: "search_id", Message: "no such search is retained (searches are kept SEARCH_RETENTION); report it with the link"}}, nil
 	}
 	if err != nil {
 		return offerlink.Claims{}, nil, err
 	}
-	offers, err := contracts.DecodeOffers(s.Offers)
+	offers, err := contracts.DecodeOffers(s.Data())
 	if err != nil {
 		return offerlink.Claims{}, nil, err
 	}
 	for _, o := range offers {
-		// An offer's link and deep link carry the same token: one is enough.
-		token := offerlink.TokenOf(o.ProposalLink.Link)
-		if token == "" {
-			token = offerlink.TokenOf(o.ProposalLink.Deep)
+		link := o.ProposalLink.Link
+		if link == "" {
+			link = o.ProposalLink.Deep
 		}
-		if c, err := in.verifier.VerifySignature(token); err == nil && c.Offer == offer {
+		if c, err := in.verifier.Check(link); err == nil && c.Offer == offer {
 			return c, nil, nil
 		}
 	}
@@ -258,26 +300,33 @@ func (in *intake) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate admits the bank's application system by its bearer token. With no tokens
-// configured (allowed on loopback only) everything is admitted.
-func (in *intake) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(in.tokens) > 0 {
-			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			ok = ok && strings.EqualFold(scheme, "Bearer")
-			sum := sha256.Sum256([]byte(token))
-			match := 0
-			for _, t := range in.tokens {
-				match |= subtle.ConstantTimeCompare(sum[:], t[:])
+// authenticate admits a caller by its bearer token, one of those of any of the lists. With
+// no tokens configured at all (allowed on loopback only) everything is admitted.
+func (in *intake) authenticate(lists ...[][32]byte) func(http.Handler) http.Handler {
+	var accepted [][32]byte
+	for _, l := range lists {
+		accepted = append(accepted, l...)
+	}
+	open := len(in.tokens) == 0 // the application system's tokens are required beyond loopback
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !open {
+				scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+				ok = ok && strings.EqualFold(scheme, "Bearer")
+				sum := sha256.Sum256([]byte(token))
+				match := 0
+				for _, t := range accepted {
+					match |= subtle.ConstantTimeCompare(sum[:], t[:])
+				}
+				if !ok || match != 1 {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="conversions"`)
+					writeError(w, http.StatusUnauthorized, "a valid bearer token is required", nil)
+					return
+				}
 			}
-			if !ok || match != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="conversions"`)
-				writeError(w, http.StatusUnauthorized, "a valid bearer token is required", nil)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 func (in *intake) recoverer(next http.Handler) http.Handler {

@@ -19,7 +19,7 @@ const instrumentation = "github.com/demobank/yacredits/services/conversions"
 // dashboard takes their max over replicas, not their sum.
 type metrics struct {
 	recorded, deliveredN, failedN metric.Int64Counter
-	sends                         metric.Int64Counter
+	sends, refusedN               metric.Int64Counter
 }
 
 func newMetrics(mp metric.MeterProvider, idx *index, now func() time.Time) (*metrics, error) {
@@ -39,6 +39,10 @@ func newMetrics(mp metric.MeterProvider, idx *index, now func() time.Time) (*met
 	}
 	if m.failedN, err = meter.Int64Counter("credits.conversions.failed",
 		metric.WithDescription("Conversions Yandex refused for good, kept as failed")); err != nil {
+		return nil, err
+	}
+	if m.refusedN, err = meter.Int64Counter("credits.conversions.refused",
+		metric.WithDescription("Reports whose offer could not be established, recorded as refused and never sent, by reason")); err != nil {
 		return nil, err
 	}
 	if m.sends, err = meter.Int64Counter("credits.conversions.sends",
@@ -75,6 +79,9 @@ func (m *metrics) sent(ctx context.Context, outcome string, n int) {
 }
 func (m *metrics) delivered(ctx context.Context) { m.deliveredN.Add(ctx, 1) }
 func (m *metrics) failed(ctx context.Context)    { m.failedN.Add(ctx, 1) }
+func (m *metrics) refused(ctx context.Context, reason string) {
+	m.refusedN.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+}
 
 // index is what a replica knows of every conversion not yet delivered, kept by watching
 // the bucket: the gauges and the age warnings read it.

@@ -43,7 +43,7 @@ func startPipeline(t *testing.T, js jetstream.JetStream, store *search.Store, de
 					return err
 				}
 			}
-			_, err := store.Finish(ctx, *req, telemetry.Traceparent(ctx), offers, nil, nil, time.Now())
+			_, err := store.Finish(ctx, *req, telemetry.Traceparent(ctx), offers, nil, nil, nil, time.Now())
 			if err != nil && !strings.Contains(err.Error(), contracts.ErrAlreadyDone.Error()) {
 				return err
 			}

@@ -36,7 +36,7 @@ func (g *gateway) render(w http.ResponseWriter, r *http.Request, searchID string
 	a := answer{SearchID: searchID, Status: s.Status()}
 	if s.DoneAt != nil {
 		span.SetAttributes(attribute.String("search.decision", string(s.Decision())))
-		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision(), jsontext.Value(s.Offers)
+		a.Name, a.Decision, a.Data = g.cfg.BankName, s.Decision(), jsontext.Value(s.Data())
 		if a.Data == nil {
 			a.Data = noOffers
 		}

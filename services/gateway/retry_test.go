@@ -123,7 +123,7 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 	}{
 		{"finished meanwhile: done", func(t *testing.T, rec *contracts.Search) {
 			offers, _ := contracts.EncodeOffers([]contracts.Offer{testOffer(rec.Request.SearchID)})
-			if _, err := store.Finish(ctx, rec.Request, "", offers, nil, nil, time.Now()); err != nil {
+			if _, err := store.Finish(ctx, rec.Request, "", offers, nil, nil, nil, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		}, contracts.Done},

@@ -56,7 +56,7 @@ type Config struct {
 	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
 	// serves nothing (the standalone binary, where the gateway's endpoints cover the process).
 	HealthAddr string
-	// Links signs every proposal link (LINK_*); the keys are required.
+	// Links seals every proposal link's reference (LINK_*); a key that seals is required.
 	Links offerlink.Config
 	NATS  config.NATS
 	Log   telemetry.LogConfig
@@ -76,7 +76,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		NATS:           config.ReadNATS(r),
 		Log:            telemetry.ReadLogConfig(r),
 	}
-	c.Links.Require(r)
+	c.Links.RequireSealing(r)
 	return c, r.Err()
 }
 
@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	links, err := cfg.Links.Signer()
+	links, err := cfg.Links.Sealer()
 	if err != nil {
 		return err
 	}
@@ -254,7 +254,7 @@ type pricer struct {
 	// catalog and ceilings are the documents in force, each read once per search.
 	catalog      func() document.InForce[*catalog.Catalog]
 	ceilings     func() document.InForce[*ceiling.Table]
-	links        *offerlink.Signer
+	links        *offerlink.Sealer
 	linkLifetime time.Duration
 	now          func() time.Time
 	maxOffers    int
@@ -272,7 +272,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 			attribute.String("score.grade", s.Grade)))
 	now := p.now() // one instant: the ceilings' window, the links' validity and the record
 	d := Price(p.catalog(), p.ceilings(), s, now, p.linkLifetime, p.maxOffers)
-	offers, err := p.sign(s, d.Quotes, now, d.Basis.LinksUntil)
+	offers, refs, err := p.seal(s, d.Quotes, now, d.Basis.LinksUntil)
 	if err != nil {
 		span.End()
 		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
@@ -283,7 +283,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encode offers: %w", err))
 	}
-	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, d.Reasons, d.Basis, now)
+	_, err = p.store.Finish(ctx, s.Request, telemetry.Traceparent(ctx), data, refs, d.Reasons, d.Basis, now)
 	switch {
 	case errors.Is(err, contracts.ErrAlreadyDone):
 		return nil // a redelivery, a re-send, or the deadline came first: the first finish stands
@@ -295,7 +295,7 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 	return err
 }
 
-// Priced is a search priced, before its links are signed: what the offers service answers
+// Priced is a search priced, before its links are sealed: what the offers service answers
 // and records, and what a replay recomputes.
 type Priced struct {
 	Quotes  []pricing.Quoted // the offers, best first, unsigned
@@ -328,11 +328,14 @@ func Price(cat document.InForce[*catalog.Catalog], ceil document.InForce[*ceilin
 		}
 		quotes = quotes[:maxOffers] // best first: the cut keeps the best
 	}
+	for _, q := range quotes {
+		basis.Offered = append(basis.Offered, q.ProductID)
+	}
 	if s.ValidUntil != nil && !s.ValidUntil.After(now) {
 		for _, q := range quotes {
 			basis.Trail[q.ProductID] = pricing.DroppedLapsed
 		}
-		quotes, dropped = nil, append(dropped, contracts.ReasonPreapprovalLapsed)
+		quotes, dropped, basis.Offered = nil, append(dropped, contracts.ReasonPreapprovalLapsed), nil
 	}
 	reasons := append(slices.Clone(s.Reasons), dropped...)
 	if s.Verdict == contracts.Approved && len(quotes) == 0 {
@@ -341,22 +344,23 @@ func Price(cat document.InForce[*catalog.Catalog], ceil document.InForce[*ceilin
 	return Priced{Quotes: quotes, Reasons: reasons, Basis: basis}
 }
 
-// sign adds to every proposal link the token that says which offer of which search it is,
-// so that the bank's site can trust it and a conversion can be traced to the search.
-func (p *pricer) sign(s *contracts.Scored, quotes []pricing.Quoted, now, until time.Time) ([]contracts.Offer, error) {
+// seal makes every offer's reference, which says which offer of which search its links are
+// (so that the bank's site can trust a click and a conversion be traced to the search), and
+// puts its place in the offer's links: the record stores each reference once.
+func (p *pricer) seal(s *contracts.Scored, quotes []pricing.Quoted, now, until time.Time) ([]contracts.Offer, []string, error) {
 	if len(quotes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	offers := make([]contracts.Offer, len(quotes))
+	offers, refs := make([]contracts.Offer, len(quotes)), make([]string, len(quotes))
 	for i, q := range quotes {
 		o := q.Offer
-		claims := offerlink.ForOffer("", s.Request.AsSent(), q.ProductID, o, now, until.Sub(now), time.Time{})
-		if err := p.links.SignOffer(&o, claims); err != nil {
-			return nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
+		ref, err := p.links.Seal(&o, offerlink.ForOffer(s.Request.AsSent(), q.ProductID, o, now, until))
+		if err != nil {
+			return nil, nil, fmt.Errorf("offer %s: %w", q.ProductID, err)
 		}
-		offers[i] = o
+		offers[i], refs[i] = o, ref
 	}
-	return offers, nil
+	return offers, refs, nil
 }
 
 // reject finishes a search whose message was dead-lettered.

@@ -194,7 +194,7 @@ const demoStandardRateA = `"A": {"min": 21.9, "max": 24.9}`
 const oneProduct = `{"products": [{"id": "cash-only", "product_type": "loan",
   "amount": {"min": 30000, "max": 1000000}, "term": {"min": 12, "max": 60},
   "rates": {"A": {"min": 15.9, "max": 18.9}}, "required_documents": ["Паспорт РФ"],
-  "proposal_link": {"link": "https://bank.example/apply?search_id={search_id}&offer={product_id}"}}]}`
+  "proposal_link": {"link": "https://bank.example/apply?offer={product_id}"}}]}`
 
 // scored is an approved (or declined) grade-A loan search for 500 000 ₽ over 36 months,
 // built through the contracts' constructors as scoring would.
@@ -226,7 +226,7 @@ func scored(t *testing.T, verdict contracts.Verdict, grade string) *contracts.Sc
 
 // priceSearch runs one search through the service the way the pipeline does: its score
 // published on loan.v1.scored, and the record the service creates read back.
-func priceSearch(t *testing.T, js jetstream.JetStream, store *search.Store) []contracts.Offer {
+func priceSearch(t *testing.T, js jetstream.JetStream, store *search.Store) map[string]contracts.Offer {
 	t.Helper()
 	ctx := natstest.Context(t, 30*time.Second)
 	s := scored(t, contracts.Approved, "A")
@@ -250,23 +250,28 @@ func priceSearch(t *testing.T, js jetstream.JetStream, store *search.Store) []co
 	if done.Decision() != contracts.HasApprove {
 		t.Fatalf("search finished as %s %v, want offers", done.Decision(), done.Reasons)
 	}
-	offers, err := contracts.DecodeOffers(done.Offers)
+	offers, err := contracts.DecodeOffers(done.Data())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return offers
+	if done.Basis == nil || len(done.Basis.Offered) != len(offers) {
+		t.Fatalf("the record names the products of %v of its %d offers", done.Basis, len(offers))
+	}
+	byProduct := map[string]contracts.Offer{}
+	for i, o := range offers {
+		byProduct[done.Basis.Offered[i]] = o
+	}
+	return byProduct
 }
 
-// offerOf returns the offer for product id, found by its proposal link.
-func offerOf(t *testing.T, offers []contracts.Offer, id string) contracts.Offer {
+// offerOf returns the offer for product id, as the record's basis names it.
+func offerOf(t *testing.T, offers map[string]contracts.Offer, id string) contracts.Offer {
 	t.Helper()
-	for _, o := range offers {
-		if strings.Contains(o.ProposalLink.Link, "offer="+id) {
-			return o
-		}
+	o, ok := offers[id]
+	if !ok {
+		t.Fatalf("no offer for %s among %d", id, len(offers))
 	}
-	t.Fatalf("no offer for %s among %d", id, len(offers))
-	return contracts.Offer{}
+	return o
 }
 
 func rate(t *testing.T, min, max string) contracts.RateRange {
@@ -605,7 +610,7 @@ func testPricer(t *testing.T, store *search.Store, demo *catalog.Catalog, now ti
 		t.Fatal(err)
 	}
 	keys := offerlink.NewKeySet(k)
-	signer, err := offerlink.NewSigner(keys, "test", "demobank")
+	sealer, err := offerlink.NewSealer(keys, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,40 +618,48 @@ func testPricer(t *testing.T, store *search.Store, demo *catalog.Catalog, now ti
 		return document.InForce[*catalog.Catalog]{Value: demo, Revision: 1}
 	},
 		ceilings: func() document.InForce[*ceiling.Table] { return document.InForce[*ceiling.Table]{Revision: 1} }, now: func() time.Time { return now },
-		links: signer, linkLifetime: testLinkLifetime, maxOffers: maxOffers, log: zerolog.Nop()}, keys
+		links: sealer, linkLifetime: testLinkLifetime, maxOffers: maxOffers, log: zerolog.Nop()}, keys
 }
 
-// checkLinks verifies every offer's links with the public keys, as the bank's site would,
-// and checks that each token states that very offer.
+// checkLinks opens every offer's links as the bank's site would (through the conversions
+// service, which holds the keys), and checks that each reference states that very offer and
+// is stored once, however many links the offer has.
 func checkLinks(t *testing.T, keys *offerlink.KeySet, got *contracts.Search, s *contracts.Scored, now time.Time) {
 	t.Helper()
-	offers, err := contracts.DecodeOffers(got.Offers)
+	offers, err := contracts.DecodeOffers(got.Data())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(got.Refs) != len(offers) {
+		t.Fatalf("%d references stored for %d offers", len(got.Refs), len(offers))
+	}
+	record, err := contracts.EncodeSearch(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range got.Refs {
+		if n := strings.Count(string(record), ref); n != 1 {
+			t.Fatalf("the record holds reference %s %d times, want once", ref, n)
+		}
 	}
 	wantExp := now.Add(testLinkLifetime)
 	if s.ValidUntil != nil && s.ValidUntil.Before(wantExp) {
 		wantExp = *s.ValidUntil
 	}
-	jwks, err := json.Marshal(keys.Public()) // all the bank's site has
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := offerlink.ParseKeySet(jwks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := offerlink.NewVerifier(pub, "demobank", func() time.Time { return now })
-	for _, o := range offers {
+	v := offerlink.NewVerifier(keys, "", func() time.Time { return now })
+	for i, o := range offers {
 		for _, link := range []string{o.ProposalLink.Link, o.ProposalLink.Deep} {
 			if link == "" {
 				continue
 			}
-			c, err := v.VerifyLink(link)
+			if offerlink.RefOf(link) != got.Refs[i] {
+				t.Fatalf("offer %d's link %s does not carry its reference %s", i, link, got.Refs[i])
+			}
+			c, err := v.Verify(link)
 			if err != nil {
 				t.Fatalf("%s: %v", link, err)
 			}
-			if c.SearchID != s.Request.SearchID || !strings.Contains(link, "offer="+c.Offer) || c.ProductType != o.ProductType ||
+			if c.SearchID != s.Request.SearchID || !contracts.ValidOfferID(c.Offer) || c.ProductType != o.ProductType ||
 				c.Decision != o.Decision || c.Amount != o.Amount || c.Rate != o.Rate || (c.Term == nil) != (o.Term == nil) ||
 				(o.Term != nil && *c.Term != *o.Term) || c.Expiry != wantExp.Unix() || c.IssuedAt != now.Unix() {
 				t.Fatalf("token %+v does not state offer %+v (expiry want %s)", c, o, wantExp)

@@ -143,6 +143,7 @@ type records struct {
 type variant struct {
 	req    contracts.LoanRequested
 	offers []byte // encoded with the placeholder id below
+	refs   []string
 	reason []string
 	basis  *contracts.Basis
 }
@@ -159,7 +160,7 @@ func newRecords() (*records, error) {
 	if err != nil {
 		return nil, err
 	}
-	signer, err := offerlink.NewSigner(offerlink.NewKeySet(key), "2026-12", "yacredits")
+	sealer, err := offerlink.NewSealer(offerlink.NewKeySet(key), "2026-12")
 	if err != nil {
 		return nil, err
 	}
@@ -188,21 +189,20 @@ func newRecords() (*records, error) {
 		priced := offers.Price(document.InForce[*catalog.Catalog]{Value: demo, Revision: 1},
 			document.InForce[*ceiling.Table]{Value: nil, Revision: 1}, scored, now, 7*24*time.Hour, 3)
 		quotes := priced.Quotes
-		// Signed as offers signs them: the token is a third of a record. It names the
-		// placeholder id, which next replaces only in plain text: the same length.
-		signed := make([]contracts.Offer, len(quotes))
+		// Sealed as offers seals them, one reference an offer stored apart (the search id
+		// sealed in it is the placeholder: the same length as any other).
+		sealed, refs := make([]contracts.Offer, len(quotes)), make([]string, len(quotes))
 		for i, q := range quotes {
-			signed[i] = q.Offer
-			claims := offerlink.ForOffer("", req.SearchID, q.ProductID, q.Offer, now, 7*24*time.Hour, time.Time{})
-			if err := signer.SignOffer(&signed[i], claims); err != nil {
+			sealed[i] = q.Offer
+			if refs[i], err = sealer.Seal(&sealed[i], offerlink.ForOffer(req.SearchID, q.ProductID, q.Offer, now, now.Add(7*24*time.Hour))); err != nil {
 				return nil, err
 			}
 		}
-		data, err := contracts.EncodeOffers(signed)
+		data, err := contracts.EncodeOffers(sealed)
 		if err != nil {
 			return nil, err
 		}
-		r.variants = append(r.variants, variant{req: req, offers: data, reason: priced.Reasons, basis: priced.Basis})
+		r.variants = append(r.variants, variant{req: req, offers: data, refs: refs, reason: priced.Reasons, basis: priced.Basis})
 	}
 	return r, nil
 }
@@ -219,6 +219,9 @@ func (r *records) next() (string, []byte, error) {
 	s := contracts.NewSearch(req, "00-"+hex.EncodeToString(hash[:16])+"-"+hex.EncodeToString(hash[16:24])+"-01")
 	done, err := s.Finish(bytes.ReplaceAll(v.offers, []byte(placeholderID), []byte(id)), v.reason, time.Now())
 	if err != nil {
+		return "", nil, err
+	}
+	if err := done.SetRefs(v.refs); err != nil {
 		return "", nil, err
 	}
 	done.Basis = v.basis

@@ -340,7 +340,7 @@ func AuditCopy(id string, data []byte) (_ []byte, done bool, _ error) {
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
 		return nil, false, fmt.Errorf("a record ends its object: %v", err)
 	}
-	if schema != contracts.SearchSchema {
+	if schema != contracts.SearchSchema && schema != contracts.SearchSchemaRefs {
 		rec, err := contracts.DecodeSearch(id, data)
 		if err != nil {
 			return nil, false, err

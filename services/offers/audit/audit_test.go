@@ -58,7 +58,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 		req := request(t)
 		ids[i] = req.SearchID
 		basis := &contracts.Basis{Catalog: uint64(i + 1), Pricing: contracts.PricingVersion}
-		if _, err := store.Finish(ctx, req, "", offers, []string{"approved"}, basis, time.Now()); err != nil {
+		if _, err := store.Finish(ctx, req, "", offers, nil, []string{"approved"}, basis, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		req := request(t)
 		ids = append(ids, req.SearchID)
-		if _, err := store.Finish(ctx, req, "", offers, nil, &contracts.Basis{Catalog: uint64(n + i + 1)}, time.Now()); err != nil {
+		if _, err := store.Finish(ctx, req, "", offers, nil, nil, &contracts.Basis{Catalog: uint64(n + i + 1)}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,10 +35,11 @@ func BenchmarkAuditTrail(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Records as offers writes them: three offers of the demo catalog, their links signed for
-	// each search (the tokens, random to a compressor, are most of a record).
+	// Records as offers writes them: three offers of the demo catalog, their links' references
+	// sealed for each search (random to a compressor) and stored once an offer.
 	reqs := make([]contracts.LoanRequested, b.N)
 	offers := make([][]byte, b.N)
+	refs := make([][]string, b.N)
 	demo, err := catalog.Parse(catalog.DemoJSON())
 	if err != nil {
 		b.Fatal(err)
@@ -47,7 +48,7 @@ func BenchmarkAuditTrail(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := offerlink.NewSigner(offerlink.NewKeySet(key), "bench", "yacredits")
+	sealer, err := offerlink.NewSealer(offerlink.NewKeySet(key), "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,10 +60,11 @@ func BenchmarkAuditTrail(b *testing.B) {
 		signed := make([]contracts.Offer, 0, 3)
 		for _, q := range quotes[:min(3, len(quotes))] {
 			o := q.Offer
-			if err := signer.SignOffer(&o, offerlink.ForOffer("", s.Request.SearchID, q.ProductID, o, time.Now(), 7*24*time.Hour, time.Time{})); err != nil {
+			ref, err := sealer.Seal(&o, offerlink.ForOffer(s.Request.SearchID, q.ProductID, o, time.Now(), time.Now().Add(7*24*time.Hour)))
+			if err != nil {
 				b.Fatal(err)
 			}
-			signed = append(signed, o)
+			signed, refs[i] = append(signed, o), append(refs[i], ref)
 		}
 		if offers[i], err = contracts.EncodeOffers(signed); err != nil {
 			b.Fatal(err)
@@ -80,7 +82,7 @@ func BenchmarkAuditTrail(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
-				if _, err := store.Finish(ctx, reqs[i], "", offers[i], []string{"approved"}, basis, time.Now()); err != nil {
+				if _, err := store.Finish(ctx, reqs[i], "", offers[i], refs[i], []string{"approved"}, basis, time.Now()); err != nil {
 					b.Error(err)
 					return
 				}

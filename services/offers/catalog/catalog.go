@@ -23,8 +23,8 @@
 //	  "min_payment": 3,                 // cards only: percent of the debt (payment.cc_rate)
 //	  "special_conditions": ["…"], "required_documents": ["Паспорт РФ"], "choosable_documents": ["2-НДФЛ"],
 //	  "proposal_link": {
-//	    "link": "https://bank.example/apply?search_id={search_id}&offer={product_id}",
-//	    "deep": "demobank://apply?search_id={search_id}"
+//	    "link": "https://bank.example/apply",
+//	    "deep": "demobank://apply"
 //	  }
 //	}
 //
@@ -100,9 +100,11 @@ func (f Fee) Charge(amount money.Amount) money.Amount {
 	return (amount*money.Amount(f.Percent)+scale/2)/scale + f.Fixed
 }
 
-// LinkTemplate is where a client applies for the product. {search_id} and {product_id} are
-// replaced when an offer is made; the search id is what lets a later application be traced
-// back to the Yandex search, so a template without it is refused.
+// LinkTemplate is where a client applies for the product. Every link made from it gets the
+// offer's reference (offerlink), which says which search and offer it is, to the bank's
+// services alone. {search_id} and {product_id} are still replaced where a template has them,
+// but each puts in the URL, beside the reference, what the reference keeps from anyone
+// else: leave them out.
 type LinkTemplate struct {
 	Link string `json:"link,omitempty"`
 	Deep string `json:"deep,omitempty"`

@@ -87,7 +87,7 @@ func validProduct() Product {
 		Term:        &contracts.TermRange{Min: 12, Max: 60},
 		Rates:       map[string]contracts.RateRange{"A": {Min: 19_900, Max: 22_900}},
 		ProposalLink: LinkTemplate{
-			Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+			Link: "https://bank.example/apply?offer={product_id}",
 		},
 	}
 }
@@ -172,18 +172,26 @@ func TestValidate(t *testing.T) {
 			[]string{`product "cash": required_documents[1]: empty`}},
 		{"no link", func(c *Catalog) { c.Products[0].ProposalLink = LinkTemplate{} },
 			[]string{`product "cash": proposal_link: needs link or deep`}},
-		{"link without search id", func(c *Catalog) { c.Products[0].ProposalLink.Link = "https://bank.example/apply" },
-			[]string{`product "cash": proposal_link.link: no {search_id}`}},
+		{"a character no URI has", func(c *Catalog) { c.Products[0].ProposalLink.Link = `https://bank.example/a\pply` },
+			[]string{`product "cash": proposal_link.link: "\\" at byte 22 is not allowed in a URI (RFC 3986): percent-encode it`}},
+		{"a space", func(c *Catalog) { c.Products[0].ProposalLink.Deep = "bank://apply now" },
+			[]string{`product "cash": proposal_link.deep: " " at byte 12 is not allowed in a URI (RFC 3986): percent-encode it`}},
 		{"misspelt placeholder", func(c *Catalog) { c.Products[0].ProposalLink.Deep = "bank://a?s={search_id}&o={product}" },
 			[]string{`product "cash": proposal_link.deep: unknown placeholder; only {search_id} and {product_id} are replaced`}},
-		{"relative link", func(c *Catalog) { c.Products[0].ProposalLink.Link = "/apply?search_id={search_id}" },
+		{"relative link", func(c *Catalog) { c.Products[0].ProposalLink.Link = "/apply" },
 			[]string{`product "cash": proposal_link.link: not an absolute URL`}},
-		{"a token parameter of its own", func(c *Catalog) {
-			c.Products[0].ProposalLink.Link = "https://bank.example/apply?search_id={search_id}&token=x"
-		}, []string{`product "cash": proposal_link.link: the "token" parameter is the signed token's, added to every link`}},
-		{"too long once signed", func(c *Catalog) {
-			c.Products[0].ProposalLink.Link = "https://bank.example/apply?search_id={search_id}&pad=" + strings.Repeat("p", 1200)
-		}, []string{`product "cash": proposal_link.link: signed, the link can reach 2066 characters, more than 2000`}},
+		{"a ref parameter of its own", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply?ref=x"
+		}, []string{`product "cash": proposal_link.link: the "ref" parameter is the link reference's, added to every link`}},
+		{"a legacy token parameter", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply?token=x"
+		}, []string{`product "cash": proposal_link.link: the "token" parameter is the link reference's, added to every link`}},
+		{"too long with its reference", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply?pad=" + strings.Repeat("p", 60)
+		}, []string{`product "cash": proposal_link.link: with its reference, the link can reach 263 characters, more than 250`}},
+		{"the search id in the link: too long with it", func(c *Catalog) {
+			c.Products[0].ProposalLink.Link = "https://bank.example/apply/loans/cash?search_id={search_id}"
+		}, []string{`product "cash": proposal_link.link: with its reference, the link can reach 256 characters, more than 250`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,7 +216,6 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`product "cash": rates["B"]: min 30 > max 25`,
 		`product "cash": fees.monthly.percent: -0.2 is negative`,
 		`product "card": term: a credit card has no term`,
-		`product "card": proposal_link.link: no {search_id}`,
 		`product "cash": id: repeated (products[0] and products[2])`,
 		`product "cash": amount: min 30000 > max 0`,
 	})

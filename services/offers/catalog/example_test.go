@@ -20,7 +20,7 @@ func ExampleParse() {
 	      "fees": {"monthly": {"percent": 0.2}},
 	      "special_conditions": ["Ставка действует при подключении страхования"],
 	      "required_documents": ["Паспорт РФ"],
-	      "proposal_link": {"link": "https://bank.example/apply?search_id={search_id}&offer={product_id}"}
+	      "proposal_link": {"link": "https://bank.example/apply?offer={product_id}"}
 	    },
 	    {
 	      "id": "card-120",
@@ -31,7 +31,7 @@ func ExampleParse() {
 	      "fees": {"annual": {"fixed": 990}},
 	      "grace_period": 120,
 	      "min_payment": 3,
-	      "proposal_link": {"deep": "demobank://card?search_id={search_id}"}
+	      "proposal_link": {"deep": "demobank://card"}
 	    }
 	  ]
 	}`))
@@ -49,7 +49,7 @@ func ExampleParse() {
 	// cash-insured: loan, 30000–3000000 ₽, grade A 19.9–21.9 %
 	// card-120: credit_card, 10000–1000000 ₽, grade A 29.9–34.9 %
 	// 60
-	// demobank://card?search_id=e2b4948b-7d8a-4eec-875c-b1c11d7d8372
+	// demobank://card
 }
 
 // A refused catalog names every problem, each with its product and field.
@@ -74,5 +74,4 @@ func ExampleValidationError() {
 	// Output:
 	// product "cash-standard": term: a loan needs one
 	// product "cash-standard": rates["B"]: min 30 > max 25
-	// product "cash-standard": proposal_link.link: no {search_id}
 }

@@ -249,11 +249,15 @@ func (v *validator) link(t LinkTemplate, id string) {
 		if l.template == "" {
 			continue
 		}
-		if !strings.Contains(l.template, SearchIDPlaceholder) {
-			v.addf("%s: no %s", l.field, SearchIDPlaceholder)
-		}
 		if strings.ContainsAny(l.expanded, "{}") {
 			v.addf("%s: unknown placeholder; only %s and %s are replaced", l.field, SearchIDPlaceholder, ProductIDPlaceholder)
+			continue
+		}
+		// RFC 3986 has no place for these in a URI: a link with one would break where it is
+		// pasted, and the record's reference marker (contracts.RefMarker) relies on a link
+		// encoding without a backslash.
+		if i := strings.IndexFunc(l.expanded, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`\"<>^|`+"`", r) }); i >= 0 {
+			v.addf("%s: %q at byte %d is not allowed in a URI (RFC 3986): percent-encode it", l.field, l.expanded[i:i+1], i)
 			continue
 		}
 		u, err := url.Parse(l.expanded)
@@ -261,11 +265,13 @@ func (v *validator) link(t LinkTemplate, id string) {
 			v.addf("%s: not an absolute URL", l.field)
 			continue
 		}
-		if u.Query().Has(offerlink.TokenParam) {
-			v.addf("%s: the %q parameter is the signed token's, added to every link", l.field, offerlink.TokenParam)
+		for _, p := range []string{offerlink.RefParam, "token"} {
+			if u.Query().Has(p) {
+				v.addf("%s: the %q parameter is the link reference's, added to every link", l.field, p)
+			}
 		}
-		if n := len(l.expanded) + len("&"+offerlink.TokenParam+"=") + offerlink.MaxTokenLength(id); n > offerlink.MaxLinkLength {
-			v.addf("%s: signed, the link can reach %d characters, more than %d", l.field, n, offerlink.MaxLinkLength)
+		if n := offerlink.LinkLength(l.expanded, id); n > offerlink.MaxLinkLength {
+			v.addf("%s: with its reference, the link can reach %d characters, more than %d", l.field, n, offerlink.MaxLinkLength)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func product(id string, pt contracts.ProductType, amount contracts.AmountRange, 
 	p := catalog.Product{
 		ID: id, ProductType: pt, Amount: amount, Term: terms,
 		Rates:        map[string]contracts.RateRange{"A": {Min: rate, Max: rate}},
-		ProposalLink: catalog.LinkTemplate{Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}"},
+		ProposalLink: catalog.LinkTemplate{Link: "https://bank.example/apply?offer={product_id}"},
 	}
 	if pt == contracts.ProductCreditCard {
 		p.MinPayment, p.GracePeriod = money.Percent(5), 55

@@ -28,7 +28,7 @@ func TestAbsoluteCeiling(t *testing.T) {
 			Term:   &contracts.TermRange{Min: 1, Max: 3},
 			Rates:  map[string]contracts.RateRange{"A": {Min: rate, Max: rate}},
 			ProposalLink: catalog.LinkTemplate{
-				Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+				Link: "https://bank.example/apply?offer={product_id}",
 			},
 		}
 		if fee > 0 {
@@ -93,7 +93,7 @@ func TestCatalogAboveTheCeilingIsRefused(t *testing.T) {
 		Rates:  map[string]contracts.RateRange{"A": {Min: money.Percent(100), Max: money.Percent(100)}},
 		Fees:   catalog.Fees{Issuance: &catalog.Fee{Fixed: money.Roubles(1_000)}},
 		ProposalLink: catalog.LinkTemplate{
-			Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+			Link: "https://bank.example/apply?offer={product_id}",
 		},
 	}
 	c.Products = append(c.Products, payday)
@@ -119,7 +119,7 @@ func TestCatalogWithAZeroPaymentIsRefused(t *testing.T) {
 		Term:   &contracts.TermRange{Min: 12, Max: 360},
 		Rates:  map[string]contracts.RateRange{"A": {Min: 1, Max: 1}},
 		ProposalLink: catalog.LinkTemplate{
-			Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+			Link: "https://bank.example/apply?offer={product_id}",
 		},
 	})
 	if err := c.Validate(); err != nil {

@@ -64,11 +64,22 @@ func cmpOr(a, b contracts.OfferDecision) contracts.OfferDecision {
 	return b
 }
 
+// demo is the demo catalog with each product's id in its links, so that a test can tell its
+// offers apart (the demo's links carry none: the reference says which offer it is).
 func demo(t testing.TB) *catalog.Catalog {
 	t.Helper()
 	c, err := catalog.Demo()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range c.Products {
+		l := &c.Products[i].ProposalLink
+		if l.Link != "" {
+			l.Link += "?offer=" + catalog.ProductIDPlaceholder
+		}
+		if l.Deep != "" {
+			l.Deep += "?offer=" + catalog.ProductIDPlaceholder
+		}
 	}
 	return c
 }
@@ -87,8 +98,8 @@ func amt(k money.Amount) *money.Amount { return &k }
 func TestPriceSpecExample(t *testing.T) {
 	s := search{product: contracts.ProductLoan, grade: "A", wantMoney: money.Roubles(500_000), wantTerm: 36,
 		approved: contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(1_000_000)}}
-	link := func(id string) string { return "https://bank.example/apply?search_id=" + searchID + "&offer=" + id }
-	deep := func(id string) string { return "demobank://apply?search_id=" + searchID + "&offer=" + id }
+	link := func(id string) string { return "https://bank.example/apply?offer=" + id }
+	deep := func(id string) string { return "demobank://apply?offer=" + id }
 	want := []contracts.Offer{{
 		ProductType:        contracts.ProductLoan,
 		Decision:           contracts.PreApproved,
@@ -168,8 +179,8 @@ func TestPriceCards(t *testing.T) {
 		RequiredDocuments:  []string{"Паспорт РФ"},
 		ChoosableDocuments: []string{"2-НДФЛ", "Справка по форме банка"},
 		ProposalLink: contracts.ProposalLink{
-			Link: "https://bank.example/apply?search_id=" + searchID + "&offer=card-120",
-			Deep: "demobank://card?search_id=" + searchID + "&offer=card-120",
+			Link: "https://bank.example/apply?offer=card-120",
+			Deep: "demobank://card?offer=card-120",
 		},
 	}, {
 		ProductType:       contracts.ProductCreditCard,
@@ -181,7 +192,7 @@ func TestPriceCards(t *testing.T) {
 		GracePeriod:       &grace55,
 		SpecialConditions: []string{"Бесплатное обслуживание"},
 		RequiredDocuments: []string{"Паспорт РФ"},
-		ProposalLink:      contracts.ProposalLink{Link: "https://bank.example/apply?search_id=" + searchID + "&offer=card-classic"},
+		ProposalLink:      contracts.ProposalLink{Link: "https://bank.example/apply?offer=card-classic"},
 	}}
 	if got := Price(demo(t), s.scored(t)); !reflect.DeepEqual(got, want) {
 		t.Errorf("Price:\n got %s\nwant %s", dump(got), dump(want))
@@ -299,7 +310,7 @@ func TestPriceOrder(t *testing.T) {
 			Rates:  map[string]contracts.RateRange{"A": {Min: p.rate, Max: p.rate + 1_000}},
 			Fees:   p.fees,
 			ProposalLink: catalog.LinkTemplate{
-				Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+				Link: "https://bank.example/apply?offer={product_id}",
 			},
 		})
 	}
@@ -332,7 +343,7 @@ func TestCostRangeFindsInteriorMaximum(t *testing.T) {
 		Rates:  map[string]contracts.RateRange{"A": {Min: 19_900, Max: 19_900}},
 		Fees:   catalog.Fees{Monthly: &catalog.Fee{Percent: 200}},
 		ProposalLink: catalog.LinkTemplate{
-			Link: "https://bank.example/apply?search_id={search_id}",
+			Link: "https://bank.example/apply",
 		},
 	}
 	s := search{product: contracts.ProductLoan, grade: "A", approved: contracts.AmountRange{Min: 1, Max: money.Roubles(1_000_000)}}
@@ -443,7 +454,7 @@ func generateCatalog(t testing.TB, rng *rand.Rand, n int) *catalog.Catalog {
 			Decision:    []contracts.OfferDecision{"", contracts.PreApproved, contracts.FullApproved}[rng.IntN(3)],
 			Rates:       map[string]contracts.RateRange{},
 			ProposalLink: catalog.LinkTemplate{
-				Link: "https://bank.example/apply?search_id={search_id}&offer={product_id}",
+				Link: "https://bank.example/apply?offer={product_id}",
 			},
 			RequiredDocuments: []string{"Паспорт РФ"},
 		}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,9 +22,9 @@ func linkctl(t *testing.T, env map[string]string, args ...string) (string, error
 	return out.String() + errOut.String(), err
 }
 
-// A key set made with keygen and grown with add signs links that verify against its public
-// half, from a file or a URL, and refuses what it must.
-func TestKeysAndVerify(t *testing.T) {
+// The rotation with the tool, as docs/operating.md gives it: keygen, add, retire, prune; and
+// verify opens the links each set should open.
+func TestRotationAndVerify(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, data string) string {
 		p := filepath.Join(dir, name)
@@ -48,49 +46,68 @@ func TestKeysAndVerify(t *testing.T) {
 	if _, err := linkctl(t, nil, "add", both, "2027-01"); err == nil {
 		t.Error("add accepted a key id already in the set")
 	}
-	pub, err := linkctl(t, nil, "public", both)
+	retiredSet, err := linkctl(t, nil, "retire", both, "2026-12")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(pub, `"d"`) || !strings.Contains(pub, `"2026-12"`) || !strings.Contains(pub, `"2027-01"`) {
-		t.Fatalf("public set: %s", pub)
+	retired := write("retired.json", retiredSet)
+	if _, err := linkctl(t, nil, "retire", retired, "2026-12"); err == nil {
+		t.Error("a key retired twice")
 	}
-	jwks := write("jwks.json", pub)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(pub)) }))
-	defer srv.Close()
+	// Just retired: prune keeps it, and says until when.
+	out, err := linkctl(t, nil, "prune", retired)
+	if err != nil || !strings.Contains(out, `"2026-12"`) || !strings.Contains(out, "kept 2026-12") {
+		t.Fatalf("prune right after the rotation: %v\n%s", err, out)
+	}
+	// Retired 38 days ago, past a 7-day lifetime and a 30-day window: dropped.
+	parsed, _ := offerlink.ParseKeySet([]byte(grown))
+	longAgo, err := parsed.Retire("2026-12", time.Now().Add(-38*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := longAgo.Marshal()
+	out, err = linkctl(t, nil, "prune", write("long-ago.json", string(data)))
+	if err != nil || !strings.Contains(out, "dropped 2026-12") || strings.Contains(out, `"kid":"2026-12"`) {
+		t.Fatalf("prune past the window: %v\n%s", err, out)
+	}
+	if _, err := linkctl(t, nil, "prune", old); err != nil {
+		t.Errorf("prune of a set with nothing retired: %v", err)
+	}
 
-	keys, err := offerlink.ParseKeySet([]byte(grown))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := offerlink.NewSigner(keys, "2027-01", "yacredits")
-	if err != nil {
-		t.Fatal(err)
+	seal := func(file, kid string, until time.Time) string {
+		data, _ := os.ReadFile(file)
+		keys, err := offerlink.ParseKeySet(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := offerlink.NewSealer(keys, kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := contracts.Offer{ProductType: contracts.ProductCreditCard, Decision: contracts.PreApproved,
+			Amount: contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(120_000)}, Rate: contracts.RateRange{Min: 29_900, Max: 29_900},
+			ProposalLink: contracts.ProposalLink{Link: "https://bank.example/apply"}}
+		ref, err := s.Seal(&o, offerlink.ForOffer("e2b4948b-7d8a-4eec-875c-b1c11d7d8372", "card-120", o, time.Now(), until))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Replace(o.ProposalLink.Link, contracts.RefMarker, ref, 1)
 	}
 	now := time.Now()
-	offer := contracts.Offer{ProductType: contracts.ProductCreditCard, Decision: contracts.PreApproved,
-		Amount: contracts.AmountRange{Min: money.Roubles(10_000), Max: money.Roubles(120_000)}, Rate: contracts.RateRange{Min: 29_900, Max: 29_900}}
-	const id = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
-	link, err := signer.Link("https://bank.example/apply?search_id="+id+"&offer=card-120",
-		offerlink.ForOffer("", id, "card-120", offer, now, time.Hour, time.Time{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldLink, newLink := seal(old, "2026-12", now.Add(time.Hour)), seal(both, "2027-01", now.Add(time.Hour))
 	for _, tt := range []struct {
 		name string
 		env  map[string]string
 		args []string
-		want string // in the output, or in the error when wantErr
+		want string // in the output, or in the error when fail
 		fail bool
 	}{
-		{"against the JWKS file", nil, []string{"verify", "-jwks", jwks, link}, `"offer": "card-120"`, false},
-		{"against the JWKS URL", nil, []string{"verify", "-jwks", srv.URL, link}, `"search_id": "` + id, false},
-		{"against LINK_KEYS_FILE", map[string]string{"LINK_KEYS_FILE": both}, []string{"verify", link}, "valid until", false},
-		{"the old set lacks the new key", map[string]string{"LINK_KEYS_FILE": old}, []string{"verify", link}, "unknown_key", true},
-		{"expired", nil, []string{"verify", "-jwks", jwks, "-at", now.Add(2 * time.Hour).UTC().Format(time.RFC3339), link}, "expired", true},
-		{"another issuer expected", nil, []string{"verify", "-jwks", jwks, "-issuer", "otherbank", link}, "wrong_issuer", true},
-		{"edited query", nil, []string{"verify", "-jwks", jwks, strings.Replace(link, "offer=card-120", "offer=card-999", 1)}, "link_mismatch", true},
-		{"no keys at all", nil, []string{"verify", link}, "no keys", true},
+		{"the new key's link", map[string]string{"LINK_KEYS_FILE": retired}, []string{"verify", newLink}, `"offer": "card-120"`, false},
+		{"the retired key's link", map[string]string{"LINK_KEYS_FILE": retired}, []string{"verify", oldLink}, "valid until", false},
+		{"the old set lacks the new key", map[string]string{"LINK_KEYS_FILE": old}, []string{"verify", newLink}, "unknown_key", true},
+		{"expired", map[string]string{"LINK_KEYS_FILE": both}, []string{"verify", "-at", now.Add(2 * time.Hour).UTC().Format(time.RFC3339), newLink}, "expired", true},
+		{"another site", map[string]string{"LINK_KEYS_FILE": both}, []string{"verify", strings.Replace(newLink, "bank.example", "evil.example", 1)}, "wrong_address", true},
+		{"no keys at all", nil, []string{"verify", newLink}, "LINK_KEYS_FILE", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := linkctl(t, tt.env, tt.args...)
@@ -105,7 +122,7 @@ func TestKeysAndVerify(t *testing.T) {
 			}
 		})
 	}
-	for _, args := range [][]string{nil, {"keygen"}, {"keygen", "bad kid"}, {"verify"}, {"frobnicate"}} {
+	for _, args := range [][]string{nil, {"keygen"}, {"keygen", "bad kid"}, {"verify"}, {"frobnicate"}, {"public", old}} {
 		if _, err := linkctl(t, nil, args...); err == nil {
 			t.Errorf("%q succeeded", args)
 		} else if len(args) != 2 && !errors.Is(err, errUsage) {
