@@ -360,7 +360,9 @@ func (c *Cluster) secretKeys(name string) (map[string]string, bool) {
 	}
 	out := map[string]string{}
 	for _, k := range keys {
-		out[k] = externalValue
+		// Each key its own value, as real ones are: a service that refuses one secret
+		// reused for another (SITE_TOKENS and INTAKE_TOKENS) is checked as deployed.
+		out[k] = externalValue + strings.ToLower(strings.ReplaceAll(k, "_", ""))
 	}
 	return out, true
 }
