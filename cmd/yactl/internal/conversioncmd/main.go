@@ -1,8 +1,8 @@
 // Package conversioncmd is yactl conversions: it lists, exports and retries the conversions the conversions service
 // keeps (the JetStream bucket contracts.BucketConversions).
 //
-//	yactl conversions list [-state queued|delivered|failed]     one line per conversion
-//	yactl conversions export [-state queued|delivered|failed]   CSV of Yandex's fields, for an upload by hand
+//	yactl conversions list [-state queued|delivered|failed|refused]   one line per conversion
+//	yactl conversions export [-state queued|delivered|failed]         CSV of Yandex's fields, for an upload by hand
 //	yactl conversions retry ID... | -failed                     queue failed conversions again
 //
 // An ID is search_id.offer, as list prints it. retry moves a failed conversion (one Yandex
@@ -42,17 +42,26 @@ func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	state := fs.String("state", "", "only conversions in this state: queued, delivered or failed")
+	state := fs.String("state", "", "only conversions in this state: queued, delivered, failed or refused (list only)")
 	failed := fs.Bool("failed", false, "retry: every failed conversion")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
 	switch contracts.ConversionState(*state) {
 	case "", contracts.ConversionQueued, contracts.ConversionDelivered, contracts.ConversionFailed:
+	case contracts.ConversionRefused: // no offer Yandex could be told of: listed, never exported
+		if args[0] != "list" {
+			return fmt.Errorf("%w (-state refused is for list)", errUsage)
+		}
 	default:
 		return fmt.Errorf("%w (-state %q)", errUsage, *state)
 	}
-	want := func(c *contracts.Conversion) bool { return *state == "" || string(c.State) == *state }
+	want := func(c *contracts.Conversion) bool {
+		if *state == "" {
+			return args[0] == "list" || c.State != contracts.ConversionRefused
+		}
+		return string(c.State) == *state
+	}
 	switch {
 	case args[0] == "list" && fs.NArg() == 0 && !*failed:
 		return withStore(ctx, getenv, func(s *conversions.Store) error { return list(ctx, s, want, stdout) })
