@@ -125,6 +125,13 @@ func linkKeysFile(dir string) (path string, made bool, err error) {
 	return path, true, nil
 }
 
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
 // writeDemoTestPhones writes the demo test phones file into dir and returns its path.
 func writeDemoTestPhones(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -143,6 +150,11 @@ func loadSettings(getenv config.Getenv) (settings, error) {
 		DataDir:    r.String("DATA_DIR", "./data"),
 		NATSListen: r.Addr("NATS_LISTEN", ""),
 		NATSNoSync: r.Bool("NATS_NO_SYNC", false),
+	}
+	// The embedded server has no users: whoever reaches its port may read every record and
+	// rewrite the catalog. It is the laptop's tools' door, so it stays on the laptop.
+	if s.NATSListen != "" && !config.Loopback(s.NATSListen) {
+		r.Fail("NATS_LISTEN", "%s is beyond loopback, and the embedded JetStream has no credentials: listen on 127.0.0.1, or deploy (deploy/README.md)", s.NATSListen)
 	}
 	return s, r.Err()
 }
@@ -171,7 +183,9 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		return getenv(k)
 	}
 	set, setErr := loadSettings(env)
-	if setErr == nil && getenv("TEST_PHONES") == "" {
+	// The demo's test phones answer fixed outcomes to anybody who knows them: on a laptop
+	// only, unless TEST_PHONES names a file.
+	if setErr == nil && getenv("TEST_PHONES") == "" && config.Loopback(or(getenv("HTTP_ADDR"), "127.0.0.1:8080")) {
 		// The demo's test phones (docs/integration-check.md), written where people
 		// can read them: a deployed gateway has none unless TEST_PHONES names a file.
 		if demoTestPhones, setErr = writeDemoTestPhones(set.DataDir); setErr != nil {

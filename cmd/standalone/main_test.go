@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -268,5 +270,31 @@ func TestPolledAndDurableAcrossRestart(t *testing.T) {
 	status, after := again.call(t, "GET", "/integrations/api/banking/loan_approval?search_id="+id, "")
 	if status != 200 || fmt.Sprint(after) != fmt.Sprint(done) {
 		t.Fatalf("after restart = %d %v\nwant %v", status, after, done)
+	}
+}
+
+// The standalone opens no door beyond the laptop: its embedded JetStream, which has no
+// users, listens on loopback or not at all, and its demo test phones (fixed outcomes for
+// anybody who knows them) are used only while its API is on loopback.
+func TestNoOpenDoorsBeyondLoopback(t *testing.T) {
+	dir := t.TempDir()
+	err := run(context.Background(), func(k string) string {
+		return map[string]string{"DATA_DIR": dir, "NATS_LISTEN": "0.0.0.0:4222"}[k]
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "NATS_LISTEN") {
+		t.Fatalf("an open NATS_LISTEN: %v, want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jetstream")); !os.IsNotExist(err) {
+		t.Errorf("the server started anyway: %v", err)
+	}
+
+	wide := t.TempDir()
+	sys := startSystem(t, wide, map[string]string{"HTTP_ADDR": "0.0.0.0:0",
+		"PHONE_HASH_KEY": "9f2c1e7a4b8d3f6a0c5e9b2d7f1a4c8e3b6d0f9a2c5e8b1d4f7a0c3e6b9d2f5a", "AUTH_TOKENS": "4c1f8a2e9d7b3c6f0a5e8d1b4f7c2a9e"})
+	if _, err := os.Stat(filepath.Join(wide, "test-phones.json")); !os.IsNotExist(err) {
+		t.Errorf("the demo test phones were written for an API beyond loopback: %v", err)
+	}
+	if strings.Contains(sys.Logs(), "test phones configured") {
+		t.Errorf("the demo test phones are in use beyond loopback:\n%s", sys.Logs())
 	}
 }
