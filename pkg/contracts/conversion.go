@@ -120,10 +120,10 @@ func (c Conversion) Undelivered() bool {
 	return c.State == ConversionQueued || c.State == ConversionFailed
 }
 
-// RefusedKey is the key of a refused report: what it named its offer by, hashed (reports of
-// one reference are one record, however often they come).
-func RefusedKey(ref string) string {
-	sum := sha256.Sum256([]byte(ref))
+// RefusedKey is the key of a refused report: the report, hashed (one report sent again is one
+// record, however often it comes).
+func RefusedKey(report string) string {
+	sum := sha256.Sum256([]byte(report))
 	return "refused." + hex.EncodeToString(sum[:16])
 }
 

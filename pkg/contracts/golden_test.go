@@ -199,6 +199,12 @@ func TestSchema3Golden(t *testing.T) {
 	if _, err := NewSearch(req, "").FinishOffered(offers, refs[:1], nil, nil, req.RequestedAt); !errors.Is(err, ErrInvalid) {
 		t.Errorf("one reference for two offers: %v", err)
 	}
+	if _, err := NewSearch(req, "").FinishOffered(offers, nil, nil, nil, req.RequestedAt); !errors.Is(err, ErrInvalid) {
+		t.Errorf("links with the marker and no references (the marker would reach Yandex): %v", err)
+	}
+	if _, err := NewSearch(req, "").FinishOffered(offers, []string{"2026-12~fi\"rst", "x"}, nil, nil, req.RequestedAt); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a reference with a quote (it would break the answer's JSON): %v", err)
+	}
 	for name, bad := range map[string][]byte{
 		"v3 without refs":   bytes.Replace(data, []byte(`"refs":["2026-12~first","2026-12~second"],`), nil, 1),
 		"a reference short": bytes.Replace(data, []byte(`,"2026-12~second"`), nil, 1),

@@ -250,11 +250,14 @@ func linksOf(b []byte) (start, end int) {
 	return start, start + end
 }
 
-// checkRefs refuses refs that are not one per offer, each for an offer whose links hold
-// its marker.
+// checkRefs refuses refs that are not one per offer, each for an offer whose links hold its
+// marker, or a marker with no refs (it would reach Yandex as it is); and a reference with a
+// character that is not its own (a quote would break the answer's JSON).
 func checkRefs(offers []byte, refs []string) error {
-	if len(refs) == 0 {
-		return nil
+	for _, r := range refs {
+		if r == "" || strings.IndexFunc(r, func(c rune) bool { return !strings.ContainsRune(refAlphabet, c) }) >= 0 {
+			return fmt.Errorf("%w: a link reference %q is not one", ErrInvalid, r)
+		}
 	}
 	rest, n := offers, 0
 	for {
@@ -262,16 +265,20 @@ func checkRefs(offers []byte, refs []string) error {
 		if start < 0 {
 			break
 		}
-		if !bytes.Contains(rest[start:end], []byte(refMarkerJSON)) {
-			return fmt.Errorf("%w: offer %d's links have no place for a reference", ErrInvalid, n)
+		if bytes.Contains(rest[start:end], []byte(refMarkerJSON)) != (len(refs) > 0) {
+			return fmt.Errorf("%w: offer %d's links and the %d link references disagree", ErrInvalid, n, len(refs))
 		}
 		rest, n = rest[end:], n+1
 	}
-	if n != len(refs) {
+	if len(refs) > 0 && n != len(refs) {
 		return fmt.Errorf("%w: %d link references for %d offers", ErrInvalid, len(refs), n)
 	}
 	return nil
 }
+
+// refAlphabet is every character a link reference may hold: a key id's and base64url's, and
+// the '~' between them; none needs escaping in JSON or a URL.
+const refAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-~"
 
 // EncodeOffers encodes offers as the answer's data array, once: the record stores these
 // bytes and the gateway sends them as they are. HTML is not escaped, so that a proposal

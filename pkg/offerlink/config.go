@@ -24,7 +24,8 @@ type Config struct {
 	Lifetime time.Duration
 	// ReportingWindow (LINK_REPORTING_WINDOW) is how long after a link's expiry a contract
 	// that followed it may be dated: an application started on the last day may take weeks.
-	// A retired key is kept this long after the last link it sealed expired.
+	// A retired key is kept this long after the last link it sealed expired, and 12 days more
+	// (KeepRetired).
 	ReportingWindow time.Duration
 }
 
@@ -71,9 +72,10 @@ func ReadConfig(r *config.Reader) Config {
 	}
 	if c.Keys != nil {
 		sealing := c.Keys.Sealing()
-		switch {
-		case c.KeyID == "" && len(sealing) > 0:
+		if c.KeyID == "" && len(sealing) > 0 {
 			c.KeyID = sealing[0]
+		}
+		switch {
 		case c.KeyID == "":
 		case !slices.Contains(c.Keys.IDs(), c.KeyID):
 			r.Fail("LINK_KEY_ID", "no key %q in LINK_KEYS_FILE (it has %v)", c.KeyID, c.Keys.IDs())

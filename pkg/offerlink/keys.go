@@ -169,11 +169,27 @@ func (s *KeySet) Retire(kid string, at time.Time) (*KeySet, error) {
 		retired = map[string]time.Time{}
 	}
 	retired[kid] = at.UTC().Truncate(time.Second)
-	return &KeySet{keys: s.keys, retired: retired}, nil
+	keys := slices.Clone(s.keys)
+	for i, k := range keys {
+		// A retired legacy key only verifies: keep its public half alone, so that no
+		// workload holding the set can sign a token with it.
+		if priv, ok := k.Key.(ed25519.PrivateKey); ok && k.KeyID == kid {
+			keys[i].Key = priv.Public()
+		}
+	}
+	return &KeySet{keys: keys, retired: retired}, nil
 }
 
-// Prune is a new set without the keys retired before cutoff (now less the link lifetime and
-// the reporting window: nothing they sealed can still be reported), and their ids. A key
+// KeepRetired is how long a retired key must stay in the set: a link it sealed just before
+// its retirement is clicked until the end of the link's lifetime; a contract that followed
+// may be dated until the end of the reporting window's last Moscow day (a day more), and is
+// reported up to Yandex's 11 days after it is signed.
+func KeepRetired(lifetime, window time.Duration) time.Duration {
+	return lifetime + window + 24*time.Hour + 11*24*time.Hour
+}
+
+// Prune is a new set without the keys retired before cutoff (now less KeepRetired: nothing
+// they sealed can still be reported), and their ids. A key
 // never retired is kept, whatever its age: retire it first.
 func (s *KeySet) Prune(cutoff time.Time) (*KeySet, []string) {
 	out := &KeySet{retired: map[string]time.Time{}}

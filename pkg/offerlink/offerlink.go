@@ -12,7 +12,7 @@
 // without a signature, and it carries what the offer was, so it can be opened for the
 // link's whole lifetime and after, with nothing stored per link and no per-search write
 // beyond the search's record. Why this scheme and not a signed reference or a random one is
-// in docs/decisions.md ("Proposal links").
+// in docs/security.md ("Proposal links").
 //
 // Links given out before this scheme carry a signed JSON Web Token in a "token" parameter
 // (EdDSA, readable by anyone): they still verify with their Ed25519 key while it is in the
@@ -185,9 +185,13 @@ func RefOf(link string) string {
 	return q.Get(legacyParam)
 }
 
-// address is what a reference binds of its link: scheme, host and path, the parts that say
-// where the link leads (case-folded where URLs are case-insensitive).
+// address is what a reference binds of its link: scheme, host and path (or an opaque
+// URI's whole opaque part), the parts that say where the link leads (case-folded where URLs
+// are case-insensitive).
 func address(u *url.URL) string {
+	if u.Opaque != "" {
+		return strings.ToLower(u.Scheme) + ":" + u.Opaque
+	}
 	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + u.EscapedPath()
 }
 

@@ -186,6 +186,9 @@ func TestRefusals(t *testing.T) {
 	withQuery := loanOffer()
 	withQuery.ProposalLink.Link = webLink + "?search_id=" + searchID + "&offer=cash-standard"
 	queried := link(both, "2026-12", withQuery)
+	opaqueOffer := loanOffer()
+	opaqueOffer.ProposalLink.Link = "bankapp:offer/1"
+	opaque := link(both, "2026-12", opaqueOffer)
 	v := offerlink.NewVerifier(both, "demobank", at(t0))
 
 	tests := []struct {
@@ -208,6 +211,8 @@ func TestRefusals(t *testing.T) {
 		{"the reference on another site", strings.Replace(good, webLink, "https://evil.example/phish", 1), v, offerlink.ErrAddress, "wrong_address"},
 		{"the reference on another path", strings.Replace(good, webLink, "https://bank.example/apply/other", 1), v, offerlink.ErrAddress, "wrong_address"},
 		{"the reference on http", strings.Replace(good, "https:", "http:", 1), v, offerlink.ErrAddress, "wrong_address"},
+		{"an opaque deep link", opaque, v, nil, ""},
+		{"an opaque deep link's reference on another", strings.Replace(opaque, "offer/1", "offer/2", 1), v, offerlink.ErrAddress, "wrong_address"},
 		{"expired to the second", good, offerlink.NewVerifier(both, "", at(t0.Add(24*time.Hour))), offerlink.ErrExpired, "expired"},
 		{"a second before expiry", good, offerlink.NewVerifier(both, "", at(t0.Add(24*time.Hour-time.Second))), nil, ""},
 		{"no reference", webLink + "?search_id=" + searchID, v, offerlink.ErrNoRef, "no_ref"},
@@ -264,6 +269,17 @@ func TestLegacyTokensVerifyWhileTheirKeyIsKept(t *testing.T) {
 	if err != nil || got.Amount != c.Amount || got.SearchID != searchID {
 		t.Fatalf("Verify(legacy) = %+v, %v", got, err)
 	}
+	// Retired, it keeps its public half alone, and still verifies.
+	retired, err := keys.Retire("2026-11", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := retired.Marshal(); strings.Contains(string(data), `"d":`) {
+		t.Errorf("a retired legacy key keeps its private half: %s", data)
+	}
+	if _, err := offerlink.NewVerifier(retired, "demobank", at(t0)).Verify(good); err != nil {
+		t.Errorf("the retired legacy key no longer verifies: %v", err)
+	}
 	for name, tt := range map[string]struct {
 		link   string
 		v      *offerlink.Verifier
@@ -304,19 +320,23 @@ func TestRotateRetirePrune(t *testing.T) {
 	if err != nil || !rotated.RetiredAt("2026-11").Equal(t0) {
 		t.Fatalf("read back: %v, retired at %v", err, rotated.RetiredAt("2026-11"))
 	}
-	late := t0.Add(lifetime + window - time.Hour)
-	if _, err := offerlink.NewVerifier(rotated, "", at(late)).Check(oldLink); err != nil {
+	if _, err := offerlink.NewVerifier(rotated, "", at(t0)).Check(oldLink); err != nil {
 		t.Fatalf("the retired key no longer opens its link: %v", err)
 	}
-	kept, dropped := rotated.Prune(late.Add(-lifetime - window))
-	if len(dropped) != 0 || len(kept.IDs()) != 2 {
-		t.Fatalf("pruned %v before the window passed", dropped)
+	keep := offerlink.KeepRetired(lifetime, window)
+	if keep < lifetime+window+12*24*time.Hour {
+		t.Fatalf("a retired key kept %s: less than its links' life, the window, a day's edge and Yandex's 11 days", keep)
 	}
-	kept, dropped = rotated.Prune(t0.Add(time.Second))
+	// An hour before its time, prune keeps it; a second after, it drops it.
+	kept, dropped := rotated.Prune(t0.Add(keep - time.Hour).Add(-keep))
+	if len(dropped) != 0 || len(kept.IDs()) != 2 {
+		t.Fatalf("pruned %v before its time", dropped)
+	}
+	kept, dropped = rotated.Prune(t0.Add(keep + time.Second).Add(-keep))
 	if len(dropped) != 1 || dropped[0] != "2026-11" || len(kept.IDs()) != 1 {
 		t.Fatalf("pruned %v, kept %v", dropped, kept.IDs())
 	}
-	if _, err := offerlink.NewVerifier(kept, "", at(late)).Check(oldLink); offerlink.Reason(err) != "unknown_key" {
+	if _, err := offerlink.NewVerifier(kept, "", at(t0)).Check(oldLink); offerlink.Reason(err) != "unknown_key" {
 		t.Fatalf("a pruned key's link: %v", err)
 	}
 }

@@ -103,7 +103,7 @@ func (s *Sealer) digest(link string) ([digestSize]byte, error) {
 		return [digestSize]byte{}, fmt.Errorf("proposal link %q is not an absolute URL", link)
 	}
 	d := digest(s.mac, address(u))
-	if s.remembered.Add(1) <= maxRemembered {
+	if s.remembered.Load() < maxRemembered && s.remembered.Add(1) <= maxRemembered {
 		s.digests.Store(link, d)
 	}
 	return d, nil

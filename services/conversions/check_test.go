@@ -12,8 +12,9 @@ import (
 
 const testSearchID = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
 
-// issued is when the test offers were made: 23:30 on 30 November in Moscow.
-var issued = time.Date(2026, 11, 30, 20, 30, 0, 0, time.UTC)
+// issued is when the test offers were made: 00:30 on 1 December in Moscow, still 30 November
+// in UTC, so that a date taken in the wrong zone is caught.
+var issued = time.Date(2026, 11, 30, 21, 30, 0, 0, time.UTC)
 
 func loanClaims() offerlink.Claims {
 	return offerlink.Claims{Issuer: "demobank", IssuedAt: issued.Unix(), Expiry: issued.Add(7 * 24 * time.Hour).Unix(),
@@ -34,10 +35,11 @@ func ptr[T any](v T) *T                  { return &v }
 const window = 30 * 24 * time.Hour
 
 // A contract may be dated up to the reporting window after its link's expiry (the offers'
-// expire at 23:30 on 7 December, Moscow), and not a day later: that one is refused for good.
+// expire at 00:30 on 8 December, Moscow: 7 January with the window, 6 January in UTC), and not
+// a day later: that one is refused for good.
 func TestCheckReportingWindow(t *testing.T) {
 	now := time.Date(2027, 2, 1, 10, 0, 0, 0, time.UTC)
-	for date, want := range map[string]string{"2026-12-20": "", "2027-01-06": "", "2027-01-07": ReasonTooLate, "2027-01-31": ReasonTooLate} {
+	for date, want := range map[string]string{"2026-12-20": "", "2027-01-07": "", "2027-01-08": ReasonTooLate, "2027-01-31": ReasonTooLate} {
 		r := Report{ContractDate: date, Amount: amount(300_000), Term: ptr(24), AdditionalServices: ptr(true)}
 		offered := loanClaims()
 		_, problems := Check(r, &offered, window, now)
@@ -64,9 +66,9 @@ func TestCheck(t *testing.T) {
 		{"good loan", good, loanClaims(), nil},
 		{"good card", Report{ContractDate: "2026-12-03", Amount: amount(120_000), AdditionalServices: ptr(false)}, cardClaims(), nil},
 		{"the edges of the offer", edit(func(r *Report) { r.Amount, r.Term = amount(1_000_000), ptr(12) }), loanClaims(), nil},
-		{"signed on the search's day (Moscow)", edit(func(r *Report) { r.ContractDate = "2026-11-30" }), loanClaims(), nil},
-		{"the day before the search", edit(func(r *Report) { r.ContractDate = "2026-11-29" }), loanClaims(),
-			[]string{"contract_date: 2026-11-29 is before the search"}},
+		{"signed on the search's day (Moscow)", edit(func(r *Report) { r.ContractDate = "2026-12-01" }), loanClaims(), nil},
+		{"the day before the search (Moscow), its day in UTC", edit(func(r *Report) { r.ContractDate = "2026-11-30" }), loanClaims(),
+			[]string{"contract_date: 2026-11-30 is before the search"}},
 		{"tomorrow", edit(func(r *Report) { r.ContractDate = "2026-12-04" }), loanClaims(),
 			[]string{"contract_date: 2026-12-04 is in the future"}},
 		{"not a date", edit(func(r *Report) { r.ContractDate = "02.12.2026" }), loanClaims(),

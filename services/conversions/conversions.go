@@ -98,6 +98,9 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	if len(c.IntakeTokens) == 0 && !config.Loopback(c.Addr) {
 		r.Fail("INTAKE_TOKENS", "required when CONVERSIONS_ADDR (%s) is beyond loopback", c.Addr)
 	}
+	if len(c.SiteTokens) > 0 && len(c.IntakeTokens) == 0 {
+		r.Fail("SITE_TOKENS", "set without INTAKE_TOKENS, which leaves every route open: set both, or neither on loopback")
+	}
 	for _, t := range c.SiteTokens {
 		if slices.Contains(c.IntakeTokens, t) {
 			r.Fail("SITE_TOKENS", "a token is also one of INTAKE_TOKENS: the site would report conversions")

@@ -581,8 +581,14 @@ func TestLateConversionAfterARotationReachesYandex(t *testing.T) {
 		t.Error("the refusal was not logged")
 	}
 	if again, _ := early.do("POST", "/v1/conversions", intakeSecret, body); again.status != 422 ||
-		early.counted("credits.conversions.refused", "reason")["unknown_key"] != 1 {
-		t.Errorf("a repeat of the refused report: %+v, counted again", again)
+		early.counted("credits.conversions.refused", "reason")["unknown_key"] != 1 || !strings.Contains(again.body, answer.Refused) {
+		t.Errorf("a repeat of the refused report: %+v, counted again or recorded apart", again)
+	}
+	// Another contract on the same link is another record, not folded into the first.
+	other := strings.Replace(body, `"amount": 300000`, `"amount": 310000`, 1)
+	if res, _ := early.do("POST", "/v1/conversions", intakeSecret, other); res.status != 422 || strings.Contains(res.body, answer.Refused) ||
+		early.counted("credits.conversions.refused", "reason")["unknown_key"] != 2 {
+		t.Errorf("a second refused report: %+v", res)
 	}
 }
 
@@ -926,6 +932,8 @@ func TestLoadConfig(t *testing.T) {
 		{"a partner id that is not an integer (spec §9)", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "demobank"}, "YANDEX_PARTNER_ID"},
 		{"retry base over max", map[string]string{"DELIVERY_RETRY_BASE": "10m"}, "DELIVERY_RETRY_MAX"},
 		{"missing key file", map[string]string{"LINK_KEYS_FILE": "/nonexistent/keys.json"}, "LINK_KEYS_FILE"},
+		{"the site's tokens alone, every route left open", map[string]string{"LINK_KEYS": testKeys, "SITE_TOKENS": "s"}, "SITE_TOKENS"},
+		{"one token for the site and the intake", map[string]string{"LINK_KEYS": testKeys, "SITE_TOKENS": "t", "INTAKE_TOKENS": "u,t"}, "SITE_TOKENS"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := LoadConfig(func(k string) string { return tt.vars[k] })

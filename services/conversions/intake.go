@@ -131,15 +131,16 @@ func (in *intake) handleReport(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range problems {
 		if p.Reason != "" {
-			in.refuse(w, r.Context(), rep, p, problems)
+			in.refuse(w, r.Context(), rep, known, p, problems)
 			return
 		}
 	}
 	writeError(w, http.StatusBadRequest, "the conversion was not recorded", problems)
 }
 
-// refuse records a report that no resend can mend, with the first such problem's reason.
-func (in *intake) refuse(w http.ResponseWriter, ctx context.Context, rep Report, why Problem, problems []Problem) {
+// refuse records a report that no resend can mend, with the first such problem's reason;
+// offered is what its link said, when it could be read (a contract too late).
+func (in *intake) refuse(w http.ResponseWriter, ctx context.Context, rep Report, offered *offerlink.Claims, why Problem, problems []Problem) {
 	store := in.store()
 	if store == nil {
 		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
@@ -149,11 +150,12 @@ func (in *intake) refuse(w http.ResponseWriter, ctx context.Context, rep Report,
 	if rep.Link != "" {
 		ref = offerlink.RefOf(rep.Link)
 	}
-	named := ref
-	if named == "" { // named by search and offer
-		named = rep.SearchID + "/" + rep.Offer
+	if offered != nil {
+		rep.SearchID, rep.Offer = offered.SearchID, offered.Offer
 	}
-	c := &contracts.Conversion{ID: contracts.RefusedKey(named), SearchID: rep.SearchID, Offer: rep.Offer,
+	// Keyed by the whole report: one report sent again is one record, two reports are two.
+	whole, _ := jsonv2.Marshal(rep, jsonv2.Deterministic(true))
+	c := &contracts.Conversion{ID: contracts.RefusedKey(string(whole)), SearchID: rep.SearchID, Offer: rep.Offer,
 		ContractDate: rep.ContractDate, Term: rep.Term, ReportedAt: in.now().UTC(), State: contracts.ConversionRefused,
 		Reason: why.Reason, LastError: why.Message, Ref: ref}
 	if rep.Amount != nil {
@@ -163,7 +165,7 @@ func (in *intake) refuse(w http.ResponseWriter, ctx context.Context, rep Report,
 		c.AdditionalServices = *rep.AdditionalServices
 	}
 	stored, created, err := store.Record(ctx, c)
-	if err != nil && !errors.Is(err, ErrConflict) { // a conflict: refused before, with other figures
+	if err != nil { // a conflict cannot be: the key is the report's own hash
 		in.unavailable(w, err)
 		return
 	}

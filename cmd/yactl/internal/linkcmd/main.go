@@ -5,7 +5,8 @@
 //	yactl links add FILE KID            print FILE's set with a new key KID added
 //	yactl links retire FILE KID         print FILE's set with key KID retired now
 //	yactl links prune FILE              print FILE's set without the keys retired longer
-//	                                    ago than LINK_LIFETIME and LINK_REPORTING_WINDOW
+//	                                    ago than LINK_LIFETIME, LINK_REPORTING_WINDOW and
+//	                                    12 days (a day's edge and Yandex's 11 days to report)
 //	yactl links verify [-at TIME] LINK  open a link: its claims, or why it is refused
 //
 // Every command reads and writes the whole set; none changes FILE itself. verify opens with
@@ -15,8 +16,8 @@
 //
 // Rotation, with no link lost (docs/operating.md has it with dates): `add` a key and give the
 // set to the conversions service first, then to offers with LINK_KEY_ID naming the new key;
-// `retire` the old one the same day; `prune` drops it once the links it sealed are past
-// their lifetime and reporting window, and refuses to before.
+// `retire` the old one once offers seals with the new; `prune` drops it once nothing it
+// sealed can still be reported, and refuses to before.
 package linkcmd
 
 import (
@@ -82,7 +83,7 @@ func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 // and says when each key still kept may go.
 func prune(file string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	r := config.NewReader(getenv)
-	keep := offerlink.ReadLifetime(r) + offerlink.ReadReportingWindow(r)
+	keep := offerlink.KeepRetired(offerlink.ReadLifetime(r), offerlink.ReadReportingWindow(r))
 	if err := r.Err(); err != nil {
 		return err
 	}

@@ -59,13 +59,18 @@ func TestRotationAndVerify(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"2026-12"`) || !strings.Contains(out, "kept 2026-12") {
 		t.Fatalf("prune right after the rotation: %v\n%s", err, out)
 	}
-	// Retired 38 days ago, past a 7-day lifetime and a 30-day window: dropped.
+	// Retired 49 days ago, past a 7-day lifetime, a 30-day window and 12 days more: dropped.
 	parsed, _ := offerlink.ParseKeySet([]byte(grown))
-	longAgo, err := parsed.Retire("2026-12", time.Now().Add(-38*24*time.Hour))
+	notYet, _ := parsed.Retire("2026-12", time.Now().Add(-47*24*time.Hour))
+	data, _ := notYet.Marshal()
+	if out, err := linkctl(t, nil, "prune", write("not-yet.json", string(data))); err != nil || !strings.Contains(out, "kept 2026-12") {
+		t.Fatalf("prune 47 days after the retirement, within its 49: %v\n%s", err, out)
+	}
+	longAgo, err := parsed.Retire("2026-12", time.Now().Add(-49*24*time.Hour-time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := longAgo.Marshal()
+	data, _ = longAgo.Marshal()
 	out, err = linkctl(t, nil, "prune", write("long-ago.json", string(data)))
 	if err != nil || !strings.Contains(out, "dropped 2026-12") || strings.Contains(out, `"kid":"2026-12"`) {
 		t.Fatalf("prune past the window: %v\n%s", err, out)
