@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -23,7 +24,12 @@ func TestServerKeepsFileStateAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Restart()
-	Eventually(t, 10*time.Second, func() error {
+	// Each try has its own short deadline: a request sent while the client reconnects, or
+	// while the restarted server still recovers its streams, is never answered, and would
+	// otherwise hold the whole test's deadline (seen under a loaded CI run).
+	Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		e, err := kv.Get(ctx, "k")
 		if err != nil {
 			return err
@@ -49,6 +55,8 @@ func TestClusterReplicatesAndSurvivesANodeRestart(t *testing.T) {
 	}
 	c.Restart(0)
 	Eventually(t, 20*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		_, err := kv.Put(ctx, "k2", []byte("v2"))
 		return err
 	})
