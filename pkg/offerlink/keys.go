@@ -209,15 +209,3 @@ func (s *KeySet) Prune(cutoff time.Time) (*KeySet, []string) {
 	}
 	return out, dropped
 }
-
-// Legacy lists the ids of the Ed25519 keys, which only verify tokens given out before
-// sealed references.
-func (s *KeySet) Legacy() []string {
-	var ids []string
-	for _, k := range s.keys {
-		if _, ok := s.legacy(k.KeyID); ok {
-			ids = append(ids, k.KeyID)
-		}
-	}
-	return ids
-}

@@ -223,11 +223,6 @@ func Placeholders(o *contracts.Offer) {
 	}
 }
 
-// Link is a proposal link as Yandex is sent it: link (the catalog's, expanded) with ref.
-func Link(link, ref string) string {
-	return strings.Replace(placeholder(link), contracts.RefMarker, ref, 1)
-}
-
 // LinkLength is how long link can come out for an offer of product productID, reference
 // included, at most: the catalog refuses a template that could exceed MaxLinkLength.
 func LinkLength(link, productID string) int {
