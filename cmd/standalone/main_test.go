@@ -290,7 +290,7 @@ func TestNoOpenDoorsBeyondLoopback(t *testing.T) {
 
 	wide := t.TempDir()
 	sys := startSystem(t, wide, map[string]string{"HTTP_ADDR": "0.0.0.0:0",
-		"PHONE_HASH_KEY": "9f2c1e7a4b8d3f6a0c5e9b2d7f1a4c8e3b6d0f9a2c5e8b1d4f7a0c3e6b9d2f5a", "AUTH_TOKENS": "4c1f8a2e9d7b3c6f0a5e8d1b4f7c2a9e"})
+		"PHONE_HASH_KEY": "42e217b2db34ef7f5c8700c404f6b1836abce421472f970ddebbd9f5c08ef5e1", "AUTH_TOKENS": "1ac87fbf92ce9a0c4e85e4ecd91d622ea8447bd75d5079dc016052e78a01fe51"})
 	if _, err := os.Stat(filepath.Join(wide, "test-phones.json")); !os.IsNotExist(err) {
 		t.Errorf("the demo test phones were written for an API beyond loopback: %v", err)
 	}

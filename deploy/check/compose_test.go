@@ -22,9 +22,16 @@ var root = func() string {
 
 var composePath = filepath.Join(root, "docker-compose.yml")
 
-// composeEnv is what a developer must set: PHONE_HASH_KEY and LINK_KEYS have no default (a
-// committed key would protect nothing).
-var composeEnv = map[string]string{"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e",
+// composeEnv is what deploy/compose/secrets.sh gives a developer: no secret has a default (a
+// committed one would protect nothing, and the services refuse it beyond loopback).
+var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a",
+	"NATS_GATEWAY_PASSWORD": "p5d3e0a9c7b1f4e8a2d6c0b9f3e7a1d5c8b2f6e0a4d9c3b7f1e5a8d2c6b0f4e9a",
+	"NATS_SCORING_PASSWORD": "p8c2f6a0e4b9d3c7f1a5e8b2d6c0f4a9e3b7d1c5f8a2e6b0d4c9f3a7e1b5d8c2",
+	"NATS_OFFERS_PASSWORD": "pa1e5b9d3c7f0a4e8b2d6c1f5a9e3b7d0c4f8a2e6b1d5c9f3a7e0b4d8c2f6a1e",
+	"NATS_CONVERSIONS_PASSWORD": "pf3a7e1b5d9c2f6a0e4b8d3c7f1a5e9b2d6c0f4a8e3b7d1c5f9a2e6b0d4c8f3a",
+	"NATS_OPS_PASSWORD": "pb6d0c4f8a2e7b1d5c9f3a6e0b4d8c2f7a1e5b9d3c6f0a4e8b2d7c1f5a9e3b6d0",
+	"INTAKE_TOKENS": "2e6a0d4c8f1b5e9a3d7c0f4b8e2a6d1c5f9b3e7a0d4c8f2b6e1a5d9c3f7b0e4a",
+	"SITE_TOKENS": "9b3f7a1e5d0c4b8f2a6e9d3c7b1f5a0e4d8c2b6f9a3e7d1c5b0f4a8e2d6c9b3f",
 	"LINK_KEYS": func() string {
 		k, err := offerlink.GenerateKey("compose-check")
 		if err != nil {
@@ -34,13 +41,14 @@ var composeEnv = map[string]string{"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b
 		return string(data)
 	}()}
 
-// Without PHONE_HASH_KEY or LINK_KEYS compose refuses to start, naming it.
+// Without any of its secrets compose refuses to start, naming it and how to make them.
 func TestComposeNeedsItsKeys(t *testing.T) {
-	for _, missing := range []string{"PHONE_HASH_KEY", "LINK_KEYS"} {
+	for missing := range composeEnv {
 		env := maps.Clone(composeEnv)
 		delete(env, missing)
-		if _, err := LoadCompose(context.Background(), composePath, nil, env); err == nil || !strings.Contains(err.Error(), missing) {
-			t.Errorf("compose without %s: %v, want an error naming it", missing, err)
+		if _, err := LoadCompose(context.Background(), composePath, nil, env); err == nil || !strings.Contains(err.Error(), missing) ||
+			!strings.Contains(err.Error(), "secrets.sh") {
+			t.Errorf("compose without %s: %v, want an error naming it and deploy/compose/secrets.sh", missing, err)
 		}
 	}
 }
@@ -58,11 +66,12 @@ func TestComposeFile(t *testing.T) {
 // The defaults in the file are only defaults: what a developer sets in the shell reaches
 // the services, and the result must still pass.
 func TestComposeFileWithOverrides(t *testing.T) {
-	env := map[string]string{
-		"PHONE_HASH_KEY": "9b3e71c04fa28d56e1b07c93a4f25d8e60c1b79a3d42f58e07b6c91a2d3f4e5b", "NATS_GATEWAY_PASSWORD": "p0123456789abcdef",
-		"AUTH_TOKENS": "a,b", "LOG_LEVEL": "debug", "LINK_KEYS": composeEnv["LINK_KEYS"],
-		"YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "4242",
-	}
+	env := maps.Clone(composeEnv)
+	maps.Copy(env, map[string]string{
+		"PHONE_HASH_KEY": "0adc1ecce113debf9fcf7d6b6d76c69201d6b42c9c0d25fab6b7166c190df969",
+		"AUTH_TOKENS":    "7c1e5a9d3b0f4c8e2a6d1b5f9c3e7a0d4b8f2c6e1a5d9b3f7c0e4a8d2b6f1c5e,4f8b2e6a0d5c9f3b7e1a4d8c2f6b0e5a9d3c7f1b4e8a2d6c0f5b9e3a7d1c4f8b",
+		"LOG_LEVEL":      "debug", "YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "4242",
+	})
 	p, err := LoadCompose(context.Background(), composePath, nil, env)
 	if err != nil {
 		t.Fatal(err)

@@ -239,7 +239,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 // runSearchAsServices runs the gateway, scoring and offers with their own NATS users, as
 // deployed, and a search through them to done.
 func runSearchAsServices(t *testing.T, url string) {
-	key := "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"
+	key := "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a"
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })

@@ -42,5 +42,8 @@ func ReadNATS(r *Reader) NATS {
 	if (n.User == "") != (n.Password == "") {
 		r.Fail("NATS_USER", "NATS_USER and NATS_PASSWORD go together")
 	}
+	if n.Password != "" && !AllLoopback(n.URL) {
+		r.RequireSecrets("NATS_PASSWORD", n.Password)
+	}
 	return n
 }

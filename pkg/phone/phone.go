@@ -7,6 +7,7 @@ package phone
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -133,32 +134,57 @@ var publicKeys = []string{
 }
 
 // minKeyBits is the least entropy a key must show: a quick estimate (Shannon entropy of its
-// bytes times its length) that tells 32 random bytes or 64 hex digits (256 bits) from
-// "aaaa…" or a short phrase repeated.
+// decoded bytes times their number) that tells 32 random bytes (about 150) from "aaaa…" or a
+// short phrase repeated.
 const minKeyBits = 128
 
-// CheckKey says why key must not hash real phones: a public key, or one with too little
-// entropy. Outside a laptop the services refuse such a key; a phone number has only ten
-// digits, so with a known key its hash gives it back in a fraction of a second.
+// CheckKey says why key must not hash real phones: a public key; one that is not 32 or more
+// bytes written in hex or base64 (as `openssl rand -hex 32` or `-base64 32` makes them); or
+// one whose bytes show too little entropy. The key hashes as it is written; its decoded bytes
+// are what is judged, since hex digits alone would look random whatever they spell. Outside a
+// laptop the services refuse such a key: a phone number has only ten digits, so with a known
+// key its hash gives it back in a fraction of a second.
 func CheckKey(key []byte) error {
 	for _, k := range publicKeys {
 		if string(key) == k {
 			return errors.New("this key is public (committed to the repository): generate one, e.g. openssl rand -hex 32")
 		}
 	}
+	raw, ok := decodeKey(string(key))
+	switch {
+	case !ok:
+		return errors.New("this key is neither hex nor base64: generate one, e.g. openssl rand -hex 32")
+	case len(raw) < MinKeyBytes:
+		return fmt.Errorf("this key decodes to %d bytes, want %d or more: generate one, e.g. openssl rand -hex 32", len(raw), MinKeyBytes)
+	}
 	var counts [256]int
-	for _, b := range key {
+	for _, b := range raw {
 		counts[b]++
 	}
 	bits := 0.0
 	for _, c := range counts {
 		if c > 0 {
-			p := float64(c) / float64(len(key))
+			p := float64(c) / float64(len(raw))
 			bits -= p * math.Log2(p)
 		}
 	}
-	if bits*float64(len(key)) < minKeyBits {
-		return fmt.Errorf("this key has about %.0f bits of entropy, want %d or more: generate one, e.g. openssl rand -hex 32", bits*float64(len(key)), minKeyBits)
+	if bits*float64(len(raw)) < minKeyBits {
+		return fmt.Errorf("this key's bytes have about %.0f bits of entropy, want %d or more: generate one, e.g. openssl rand -hex 32", bits*float64(len(raw)), minKeyBits)
 	}
 	return nil
+}
+
+// decodeKey reads a key written in hex, or in base64 (standard or URL alphabet, padded or
+// not).
+func decodeKey(s string) ([]byte, bool) {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil {
+		return b, true
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, true
+		}
+	}
+	return nil, false
 }

@@ -88,3 +88,27 @@ func TestHasher(t *testing.T) {
 		t.Errorf("ParseHex round trip: %v", err)
 	}
 }
+
+// A key is judged by the bytes it writes: 32 or more, random, in hex or base64. Hex digits
+// alone look random whatever they spell, so "0123…f" twice passed an estimate over its
+// characters.
+func TestCheckKey(t *testing.T) {
+	for _, tt := range []struct {
+		name, key, want string
+	}{
+		{"openssl rand -hex 32", "42e217b2db34ef7f5c8700c404f6b1836abce421472f970ddebbd9f5c08ef5e1", ""},
+		{"openssl rand -base64 32", "9y0wdtYVE2EpZeys2VC34fes+Txe5IA/6cr088OMiog=", ""},
+		{"base64url, unpadded", "9y0wdtYVE2EpZeys2VC34fes-Txe5IA_6cr088OMiog", ""},
+		{"sixteen bytes in 32 hex digits", "0123456789abcdef0123456789abcdef", "decodes to 16 bytes"},
+		{"a phrase", "correct horse battery staple, and a long one at that", "neither hex nor base64"},
+		{"one byte repeated", strings.Repeat("aa", 32), "bits of entropy"},
+		{"the standalone's demo key", "standalone-demo-key-not-a-secret-0123456789", "public"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckKey([]byte(tt.key))
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("CheckKey = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

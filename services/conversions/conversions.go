@@ -95,8 +95,12 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 			r.Fail("YANDEX_CONVERSIONS_URL", "needs YANDEX_TOKEN and YANDEX_PARTNER_ID")
 		}
 	}
-	if len(c.IntakeTokens) == 0 && !config.Loopback(c.Addr) {
-		r.Fail("INTAKE_TOKENS", "required when CONVERSIONS_ADDR (%s) is beyond loopback", c.Addr)
+	if !config.AllLoopback(c.Addr, c.HealthAddr) {
+		if len(c.IntakeTokens) == 0 {
+			r.Fail("INTAKE_TOKENS", "required when CONVERSIONS_ADDR (%s) or HEALTH_ADDR is beyond loopback", c.Addr)
+		}
+		r.RequireSecrets("INTAKE_TOKENS", c.IntakeTokens...)
+		r.RequireSecrets("SITE_TOKENS", c.SiteTokens...)
 	}
 	if len(c.SiteTokens) > 0 && len(c.IntakeTokens) == 0 {
 		r.Fail("SITE_TOKENS", "set without INTAKE_TOKENS, which leaves every route open: set both, or neither on loopback")

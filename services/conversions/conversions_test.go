@@ -917,6 +917,7 @@ func TestLoadConfig(t *testing.T) {
 	k, _ := offerlink.GenerateKey("k")
 	data, _ := offerlink.NewKeySet(k).Marshal()
 	testKeys := string(data)
+	const strongToken = "5e0b9c3d7a1f4e8b2c6d0a9f3e7b1c5d8a2f6e0b4c9d3a7f1e5b8c2d6a0f4e9b"
 	for _, tt := range []struct {
 		name string
 		vars map[string]string
@@ -927,6 +928,10 @@ func TestLoadConfig(t *testing.T) {
 		{"an ack wait shorter than three batch waits", map[string]string{"DELIVERY_ACK_WAIT": "2s", "DELIVERY_BATCH_WAIT": "1s"}, "DELIVERY_ACK_WAIT"},
 		{"a URL without a host", map[string]string{"YANDEX_CONVERSIONS_URL": "https://", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "7"}, "YANDEX_CONVERSIONS_URL"},
 		{"intake beyond loopback without tokens", map[string]string{"CONVERSIONS_ADDR": ":8090"}, "INTAKE_TOKENS"},
+		{"intake beyond loopback with compose's committed token", map[string]string{"LINK_KEYS": testKeys, "CONVERSIONS_ADDR": ":8090", "INTAKE_TOKENS": "compose-intake-not-a-secret"}, "INTAKE_TOKENS"},
+		{"intake beyond loopback with a guessable site token", map[string]string{"LINK_KEYS": testKeys, "CONVERSIONS_ADDR": ":8090", "INTAKE_TOKENS": strongToken, "SITE_TOKENS": "site"}, "SITE_TOKENS"},
+		{"health beyond loopback counts too", map[string]string{"LINK_KEYS": testKeys, "HEALTH_ADDR": ":8081", "INTAKE_TOKENS": "intake"}, "INTAKE_TOKENS"},
+		{"intake beyond loopback, strong tokens", map[string]string{"LINK_KEYS": testKeys, "CONVERSIONS_ADDR": ":8090", "INTAKE_TOKENS": strongToken}, ""},
 		{"plain http to Yandex", map[string]string{"YANDEX_CONVERSIONS_URL": "http://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "7"}, "https"},
 		{"endpoint without credentials", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv"}, "YANDEX_TOKEN"},
 		{"a partner id that is not an integer (spec §9)", map[string]string{"YANDEX_CONVERSIONS_URL": "https://yandex.example/conv", "YANDEX_TOKEN": "t", "YANDEX_PARTNER_ID": "demobank"}, "YANDEX_PARTNER_ID"},

@@ -92,9 +92,16 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	if len(c.PhoneHashKey) < phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "required, at least %d bytes (for example: openssl rand -hex 32)", phone.MinKeyBytes)
 	}
-	local := config.Loopback(c.HTTPAddr)
+	// Reached beyond this machine through either listener: the API, or health and metrics.
+	local := config.AllLoopback(c.HTTPAddr, c.HealthAddr)
 	if err := phone.CheckKey(c.PhoneHashKey); err != nil && !local && len(c.PhoneHashKey) >= phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "refused on a gateway listening beyond loopback (%s): %v", c.HTTPAddr, err)
+	}
+	if !local {
+		r.RequireSecrets("AUTH_TOKENS", c.Auth.Tokens...)
+		if c.Auth.ClientSecret != "" {
+			r.RequireSecrets("AUTH_CLIENT_SECRET", c.Auth.ClientSecret)
+		}
 	}
 	if !local && !c.Auth.Disabled && len(c.Auth.Tokens) == 0 && c.Auth.ClientID == "" {
 		r.Fail("AUTH_TOKENS", "a gateway listening beyond loopback (%s) needs credentials: AUTH_TOKENS, or AUTH_CLIENT_ID and AUTH_CLIENT_SECRET (or AUTH_DISABLED=true when another layer authenticates Yandex)", c.HTTPAddr)

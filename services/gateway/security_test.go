@@ -294,7 +294,8 @@ func TestInboundTraceIsLinked(t *testing.T) {
 // Outside loopback the gateway refuses to start without credentials or with a key anybody
 // can know; on loopback the demo setup still runs.
 func TestSecureDefaults(t *testing.T) {
-	strong := "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"
+	strong := "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a"
+	token := "d8a1f3b20c6e4f59a7d2b8e1c03f6a945e7b2d1c8f0a3e6b9d4c7f2a5e8b1d0c"
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -303,7 +304,13 @@ func TestSecureDefaults(t *testing.T) {
 		{"loopback, no credentials", map[string]string{"HTTP_ADDR": "127.0.0.1:8080", "PHONE_HASH_KEY": strong}, ""},
 		{"public, no credentials", map[string]string{"HTTP_ADDR": "0.0.0.0:8080", "PHONE_HASH_KEY": strong}, "AUTH_TOKENS"},
 		{"public, AUTH_DISABLED", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_DISABLED": "true"}, ""},
-		{"public, a token", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_TOKENS": "t"}, ""},
+		{"public, a token", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_TOKENS": token}, ""},
+		{"public, a guessable token beside a good one", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_TOKENS": token + ",letmein"}, "AUTH_TOKENS"},
+		{"public, the dev overlay's token", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_TOKENS": "dev-only-token"}, "AUTH_TOKENS"},
+		{"public, a weak client secret", map[string]string{"HTTP_ADDR": ":8080", "PHONE_HASH_KEY": strong, "AUTH_CLIENT_ID": "yandex", "AUTH_CLIENT_SECRET": "password1"}, "AUTH_CLIENT_SECRET"},
+		{"public, a key of 16 bytes in 32 hex digits", map[string]string{"HTTP_ADDR": ":8080", "AUTH_TOKENS": token, "PHONE_HASH_KEY": "0123456789abcdef0123456789abcdef"}, "PHONE_HASH_KEY"},
+		{"API on loopback, health beyond it: the demo key", map[string]string{"HTTP_ADDR": "127.0.0.1:8080", "HEALTH_ADDR": "0.0.0.0:8081", "PHONE_HASH_KEY": "standalone-demo-key-not-a-secret-0123456789"}, "PHONE_HASH_KEY"},
+		{"loopback, a guessable token", map[string]string{"HTTP_ADDR": "127.0.0.1:8080", "PHONE_HASH_KEY": strong, "AUTH_TOKENS": "t"}, ""},
 		{"public, the dev key", map[string]string{"HTTP_ADDR": ":8080", "AUTH_TOKENS": "t", "PHONE_HASH_KEY": "dev-only-phone-hash-key-not-a-secret-0123456789"}, "PHONE_HASH_KEY"},
 		{"public, the compose key", map[string]string{"HTTP_ADDR": ":8080", "AUTH_TOKENS": "t", "PHONE_HASH_KEY": "compose-only-phone-hash-key-not-a-secret-0123456789"}, "PHONE_HASH_KEY"},
 		{"public, a key of one letter", map[string]string{"HTTP_ADDR": ":8080", "AUTH_TOKENS": "t", "PHONE_HASH_KEY": strings.Repeat("a", 64)}, "PHONE_HASH_KEY"},
@@ -330,7 +337,7 @@ func TestOpenSettingsAreSaidAtStart(t *testing.T) {
 	warnings := []string{"AUTH_DISABLED=true", "ALLOWED_NETWORKS is empty", "RATE_LIMIT is 0", "HEALTH_ADDR is empty"}
 	public, err := LoadConfig(func(k string) string {
 		return map[string]string{"HTTP_ADDR": "0.0.0.0:0", "AUTH_DISABLED": "true",
-			"PHONE_HASH_KEY": "4a1f0c8e2b7d9365af02c14e8b7d3f609ae5c21b47d8f0631c9e2a5b7d40f18e"}[k]
+			"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
