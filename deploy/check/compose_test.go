@@ -1,12 +1,16 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
 
 	"github.com/demobank/yacredits/pkg/offerlink"
 )
@@ -25,13 +29,13 @@ var composePath = filepath.Join(root, "docker-compose.yml")
 // composeEnv is what deploy/compose/secrets.sh gives a developer: no secret has a default (a
 // committed one would protect nothing, and the services refuse it beyond loopback).
 var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a",
-	"NATS_GATEWAY_PASSWORD": "p5d3e0a9c7b1f4e8a2d6c0b9f3e7a1d5c8b2f6e0a4d9c3b7f1e5a8d2c6b0f4e9a",
-	"NATS_SCORING_PASSWORD": "p8c2f6a0e4b9d3c7f1a5e8b2d6c0f4a9e3b7d1c5f8a2e6b0d4c9f3a7e1b5d8c2",
-	"NATS_OFFERS_PASSWORD": "pa1e5b9d3c7f0a4e8b2d6c1f5a9e3b7d0c4f8a2e6b1d5c9f3a7e0b4d8c2f6a1e",
+	"NATS_GATEWAY_PASSWORD":     "p5d3e0a9c7b1f4e8a2d6c0b9f3e7a1d5c8b2f6e0a4d9c3b7f1e5a8d2c6b0f4e9a",
+	"NATS_SCORING_PASSWORD":     "p8c2f6a0e4b9d3c7f1a5e8b2d6c0f4a9e3b7d1c5f8a2e6b0d4c9f3a7e1b5d8c2",
+	"NATS_OFFERS_PASSWORD":      "pa1e5b9d3c7f0a4e8b2d6c1f5a9e3b7d0c4f8a2e6b1d5c9f3a7e0b4d8c2f6a1e",
 	"NATS_CONVERSIONS_PASSWORD": "pf3a7e1b5d9c2f6a0e4b8d3c7f1a5e9b2d6c0f4a8e3b7d1c5f9a2e6b0d4c8f3a",
-	"NATS_OPS_PASSWORD": "pb6d0c4f8a2e7b1d5c9f3a6e0b4d8c2f7a1e5b9d3c6f0a4e8b2d7c1f5a9e3b6d0",
-	"INTAKE_TOKENS": "2e6a0d4c8f1b5e9a3d7c0f4b8e2a6d1c5f9b3e7a0d4c8f2b6e1a5d9c3f7b0e4a",
-	"SITE_TOKENS": "9b3f7a1e5d0c4b8f2a6e9d3c7b1f5a0e4d8c2b6f9a3e7d1c5b0f4a8e2d6c9b3f",
+	"NATS_OPS_PASSWORD":         "pb6d0c4f8a2e7b1d5c9f3a6e0b4d8c2f7a1e5b9d3c6f0a4e8b2d7c1f5a9e3b6d0",
+	"INTAKE_TOKENS":             "2e6a0d4c8f1b5e9a3d7c0f4b8e2a6d1c5f9b3e7a0d4c8f2b6e1a5d9c3f7b0e4a",
+	"SITE_TOKENS":               "9b3f7a1e5d0c4b8f2a6e9d3c7b1f5a0e4d8c2b6f9a3e7d1c5b0f4a8e2d6c9b3f",
 	"LINK_KEYS": func() string {
 		k, err := offerlink.GenerateKey("compose-check")
 		if err != nil {
@@ -50,6 +54,31 @@ func TestComposeNeedsItsKeys(t *testing.T) {
 			!strings.Contains(err.Error(), "secrets.sh") {
 			t.Errorf("compose without %s: %v, want an error naming it and deploy/compose/secrets.sh", missing, err)
 		}
+	}
+}
+
+// deploy/compose/secrets.sh writes an .env that compose reads as it is, and with which every
+// service starts: what a developer runs before docker compose up.
+func TestComposeSecretsScript(t *testing.T) {
+	out, err := exec.Command("sh", filepath.Join(root, "deploy", "compose", "secrets.sh")).Output()
+	if err != nil {
+		t.Fatalf("secrets.sh: %v", err)
+	}
+	env, err := dotenv.Parse(bytes.NewReader(out)) // as compose reads .env
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range composeEnv {
+		if env[name] == "" || env[name] == composeEnv[name] {
+			t.Errorf("secrets.sh makes no fresh %s", name)
+		}
+	}
+	p, err := LoadCompose(context.Background(), composePath, nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range CheckCompose(p, root) {
+		t.Error(err)
 	}
 }
 
