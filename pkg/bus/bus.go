@@ -183,7 +183,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage && have.Retention == want.Retention &&
 		have.Discard == want.Discard && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
-		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas && have.Description == want.Description
+		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas && have.Description == want.Description &&
+		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge
 }
 
 // WorkConsumer is the durable consumer configuration shared by the replicas of a service.

@@ -59,6 +59,10 @@ func StreamConfig(replicas int, retention time.Duration) jetstream.StreamConfig 
 		// A year of decisions is large (docs/guarantees.md); batches of similar records compress well,
 		// and a compressed message costs the server no more memory than any other.
 		Compression: jetstream.S2Compression,
+		// A decision once kept is not taken out, by anybody: the server refuses to delete a
+		// message or purge the stream, and refuses to turn either back on.
+		DenyDelete: true,
+		DenyPurge:  true,
 	}
 }
 

@@ -303,3 +303,55 @@ func TestRetentionIsNeverShortened(t *testing.T) {
 		t.Errorf("the trail's age limit is %s, want %s", got, long)
 	}
 }
+
+// No one takes a decision out of the trail: the server refuses to purge it, to delete one
+// of its messages, or to turn either refusal off, whoever asks (this test is the server's
+// only user, with every right).
+func TestTheTrailCannotBeErased(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	// A trail made before the refusals existed gets them from the next writer.
+	old := StreamConfig(1, DefaultRetention)
+	old.DenyDelete, old.DenyPurge = false, false
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	w := &Writer{JS: js, Replicas: 1, Retention: DefaultRetention, Log: zerolog.Nop()}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	var s jetstream.Stream
+	natstest.Eventually(t, 10*time.Second, func() (err error) {
+		if s, err = js.Stream(ctx, contracts.StreamAudit); err != nil {
+			return err
+		}
+		if c := s.CachedInfo().Config; !c.DenyDelete || !c.DenyPurge {
+			return errors.New("the writer has not made the trail undeletable yet")
+		}
+		return nil
+	})
+	stop()
+	<-done
+	ack, err := js.Publish(ctx, contracts.SubjectAudit, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Error("the trail was purged")
+	}
+	if err := s.DeleteMsg(ctx, ack.Sequence); err == nil {
+		t.Error("a decision was deleted from the trail")
+	}
+	undo := s.CachedInfo().Config
+	undo.DenyDelete, undo.DenyPurge = false, false
+	if _, err := js.UpdateStream(ctx, undo); err == nil {
+		t.Error("the refusals were turned off")
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("the trail holds %v messages (%v), want the one written", info, err)
+	}
+}
