@@ -24,7 +24,9 @@ type Config struct {
 	SyncBudget     time.Duration // SYNC_BUDGET: how long a POST waits for done before answering pending
 	Deadline       time.Duration // SEARCH_DEADLINE: past it a search is finished as rejected
 	Retention      time.Duration // SEARCH_RETENTION: how long a search is kept
-	MaxBytes       int64         // SEARCHES_MAX_BYTES: the bucket's bound on each server's disk; full, a POST gets 503
+	// MaxBytes (SEARCHES_MAX_BYTES) bounds the searches bucket on each server's disk: full,
+	// it takes no new search (503), so that a flood cannot fill the disk the rest needs.
+	MaxBytes int64
 	SweepInterval  time.Duration // SWEEP_INTERVAL: how often unfinished searches are checked
 	RepublishAfter time.Duration // REPUBLISH_AFTER: when a search with no progress is sent again
 

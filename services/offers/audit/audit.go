@@ -55,11 +55,11 @@ func StreamConfig(replicas int, retention time.Duration, maxBytes int64) jetstre
 		// Full, the trail takes no new batch rather than dropping its oldest decisions before
 		// their year: the writer waits (its consumer keeps the searches), the fill gauge
 		// alerts, and an operator grows the bound.
-		Discard:    jetstream.DiscardNew,
-		MaxBytes:   unbounded(maxBytes),
-		MaxAge:     retention,
-		Duplicates: 2 * time.Minute,
-		Replicas:   replicas,
+		Discard:  jetstream.DiscardNew,
+		MaxBytes: unbounded(maxBytes),
+		MaxAge:   retention,
+		Duplicates:  2 * time.Minute,
+		Replicas:    replicas,
 		// A year of decisions is large (docs/guarantees.md); batches of similar records compress well,
 		// and a compressed message costs the server no more memory than any other.
 		Compression: jetstream.S2Compression,
