@@ -46,11 +46,6 @@ func main() {
 // setup. It is public, so hashes made with it protect nothing: say so loudly.
 const devPhoneHashKey = "standalone-demo-key-not-a-secret-0123456789"
 
-// laptopBounds are the streams' bounds when unset: the services' own defaults are sized for
-// a deployment's volume, and the embedded server reserves each bound against the laptop's
-// free disk (as compose's are, docker-compose.yml).
-var laptopBounds = map[string]string{"SEARCHES_MAX_BYTES": "256MiB", "AUDIT_MAX_BYTES": "1GiB", "CONVERSIONS_MAX_BYTES": "64MiB"}
-
 // settings are the standalone binary's own variables; each service reads its own too.
 type settings struct {
 	DataDir    string // DATA_DIR: JetStream's files
@@ -177,9 +172,6 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	defaultKey := getenv("PHONE_HASH_KEY") == ""
 	var demoTestPhones, dataLinkKeys string
 	env := func(k string) string {
-		if v, ok := laptopBounds[k]; ok && getenv(k) == "" {
-			return v
-		}
 		switch {
 		case k == "PHONE_HASH_KEY" && defaultKey:
 			return devPhoneHashKey

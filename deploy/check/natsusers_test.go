@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,22 +134,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(conf)), func(t *testing.T) {
 			s := shippedServer(t, conf)
 			url := s.ClientURL()
-			// The streams' bounds as shipped beside this configuration (the server reserves
-			// each against its max_file_store): compose's in its file; Kubernetes' are the
-			// services' defaults, which base/config sets alike.
-			sizes := map[string]string{}
-			if strings.Contains(conf, "compose") {
-				p, err := LoadCompose(context.Background(), composePath, nil, composeEnv)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for svc, name := range map[string]string{"gateway": "SEARCHES_MAX_BYTES", "offers": "AUDIT_MAX_BYTES", "conversions": "CONVERSIONS_MAX_BYTES"} {
-					if v := p.Services[svc].Environment[name]; v != nil {
-						sizes[name] = *v
-					}
-				}
-			}
-			t.Run("the services work with their own users", func(t *testing.T) { runSearchAsServices(t, url, sizes) })
+			t.Run("the services work with their own users", func(t *testing.T) { runSearchAsServices(t, url) })
 			refusals := []struct {
 				user, what, subject string
 				do                  func(u *userConn) error
@@ -254,7 +238,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 
 // runSearchAsServices runs the gateway, scoring and offers with their own NATS users, as
 // deployed, and a search through them to done.
-func runSearchAsServices(t *testing.T, url string, sizes map[string]string) {
+func runSearchAsServices(t *testing.T, url string) {
 	key := "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a"
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -272,7 +256,6 @@ func runSearchAsServices(t *testing.T, url string, sizes map[string]string) {
 		return func(k string) string {
 			m := map[string]string{"NATS_URL": url, "NATS_USER": user, "NATS_PASSWORD": password(user), "PHONE_HASH_KEY": key,
 				"LINK_KEYS_FILE": keyFile}
-			maps.Copy(m, sizes)
 			for k, v := range extra {
 				m[k] = v
 			}

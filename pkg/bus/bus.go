@@ -123,11 +123,6 @@ func DeadLetterStream(replicas int) jetstream.StreamConfig {
 		Subjects:    []string{contracts.SubjectDeadLetter},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      14 * 24 * time.Hour,
-		// Bounded, the oldest going first: a dead letter is for people finding out why (its
-		// search is finished in its record whatever becomes of it), and a flood of them must
-		// not take the disk the searches need.
-		MaxBytes: 256 << 20,
-		Discard:  jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
 		Replicas:    replicas,
 	}

@@ -71,7 +71,7 @@ func EnsureLeaderReadBucket(ctx context.Context, js jetstream.JetStream, cfg jet
 	}
 	have := stream.CachedInfo().Config
 	want := have
-	want.AllowDirect, want.MaxAge, want.Replicas, want.MaxBytes = false, cfg.TTL, cfg.Replicas, unbounded(cfg.MaxBytes)
+	want.AllowDirect, want.MaxAge, want.Replicas = false, cfg.TTL, cfg.Replicas
 	if !reflect.DeepEqual(have, want) {
 		if _, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
 			return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
@@ -108,16 +108,7 @@ func BindLeaderRead(ctx context.Context, js jetstream.JetStream, bucket string) 
 // sameBucket compares the settings we declare (the server fills in others).
 func sameBucket(have, want jetstream.KeyValueConfig) bool {
 	return have.History == want.History && have.TTL == want.TTL && have.Storage == want.Storage &&
-		have.Replicas == want.Replicas && have.Description == want.Description && have.Compression == want.Compression &&
-		unbounded(have.MaxBytes) == unbounded(want.MaxBytes)
-}
-
-// unbounded is a size limit as the server keeps it: -1 for none (0, in a configuration).
-func unbounded(maxBytes int64) int64 {
-	if maxBytes <= 0 {
-		return -1
-	}
-	return maxBytes
+		have.Replicas == want.Replicas && have.Description == want.Description && have.Compression == want.Compression
 }
 
 // ensureConsumer binds to the durable consumer cfg describes on stream, creating or

@@ -47,9 +47,6 @@ func (s Spec[T]) BucketConfig(replicas int) jetstream.KeyValueConfig {
 		History:     History,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-		// Written by operators only, a few KiB a revision: a bound far above any history of
-		// them, so that no writer can fill the disk through one.
-		MaxBytes: 64 << 20,
 	}
 }
 

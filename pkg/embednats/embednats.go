@@ -32,9 +32,6 @@ type Options struct {
 	// Configure, when set, adjusts the server's options last: users and their permissions,
 	// for example.
 	Configure func(*server.Options)
-	// MaxStore is JetStream's file store limit, which every bounded stream reserves its bound
-	// against (0: three quarters of the disk's free space, the server's own default).
-	MaxStore int64
 }
 
 // ClusterOptions place a server in a cluster.
@@ -60,9 +57,6 @@ func Start(o Options) (*server.Server, error) {
 		MaxPayload:         1 << 20,
 		JetStreamMaxMemory: -1,
 		JetStreamMaxStore:  -1,
-	}
-	if o.MaxStore > 0 {
-		opts.JetStreamMaxStore = o.MaxStore
 	}
 	if o.Listen == "" {
 		opts.DontListen = true

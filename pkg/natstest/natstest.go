@@ -30,11 +30,6 @@ type Server struct {
 // every write synced, as in production.
 func RunServer(t testing.TB) *Server { return RunServerWith(t, nil) }
 
-// testMaxStore is a test server's file store limit: far above what a test writes, so that
-// the services' default stream bounds (tens of GiB, reserved, never written) fit whatever
-// the machine's free disk, which the server's own default follows.
-const testMaxStore = 1 << 40
-
 // RunServerWith is RunServer with configure applied to the server's options (users and
 // permissions, say), at every start.
 func RunServerWith(t testing.TB, configure func(*server.Options)) *Server {
@@ -47,7 +42,7 @@ func RunServerWith(t testing.TB, configure func(*server.Options)) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
-	srv, err := embednats.Start(embednats.Options{StoreDir: s.storeDir, Listen: s.listen, Configure: s.configure, MaxStore: testMaxStore})
+	srv, err := embednats.Start(embednats.Options{StoreDir: s.storeDir, Listen: s.listen, Configure: s.configure})
 	if err != nil {
 		s.t.Fatalf("start nats: %v", err)
 	}
@@ -126,7 +121,6 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	for i := 0; i < n; i++ {
 		o := embednats.Options{
 			Name:     fmt.Sprintf("n%d", i+1),
-			MaxStore: testMaxStore,
 			StoreDir: stores[i],
 			Listen:   "127.0.0.1:0",
 			Cluster:  &embednats.ClusterOptions{Name: "test", Listen: "127.0.0.1:0"},

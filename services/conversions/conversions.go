@@ -24,7 +24,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
@@ -43,10 +42,8 @@ type Config struct {
 	// comma-separated so that one can be rotated; SiteTokens (SITE_TOKENS) those of the bank's
 	// site, which may verify links and nothing else. Both empty is allowed on loopback only.
 	IntakeTokens, SiteTokens []string
-	// Retention (CONVERSIONS_RETENTION) is how long a conversion is kept, delivered or not;
-	// MaxBytes (CONVERSIONS_MAX_BYTES) bounds the bucket on each server's disk.
+	// Retention (CONVERSIONS_RETENTION) is how long a conversion is kept, delivered or not.
 	Retention time.Duration
-	MaxBytes  int64
 	// Yandex's endpoint (YANDEX_CONVERSIONS_URL, YANDEX_TOKEN, YANDEX_PARTNER_ID). With no
 	// URL, conversions are recorded and kept queued, none is sent.
 	YandexURL, YandexToken string
@@ -72,7 +69,6 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		IntakeTokens:    r.List("INTAKE_TOKENS"),
 		SiteTokens:      r.List("SITE_TOKENS"),
 		Retention:       r.Duration("CONVERSIONS_RETENTION", 366*24*time.Hour, 30*24*time.Hour, 10*366*24*time.Hour),
-		MaxBytes:        r.Bytes("CONVERSIONS_MAX_BYTES", 1<<30, 1<<20, 1<<50),
 		YandexURL:       r.String("YANDEX_CONVERSIONS_URL", ""),
 		YandexToken:     r.Secret("YANDEX_TOKEN", ""),
 		YandexPartnerID: int64(r.Int("YANDEX_PARTNER_ID", 0, 1, math.MaxInt)),
@@ -151,9 +147,6 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	idx := newIndex()
 	m, err := newMetrics(deps.Meter, idx, now)
-	if err == nil {
-		err = bus.ObserveFill(deps.Meter, deps.JS, contracts.StreamConversions)
-	}
 	if err != nil {
 		return fmt.Errorf("conversions: metrics: %w", err)
 	}
@@ -232,7 +225,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		var s *Store
 		for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 			var err error
-			if s, err = OpenStore(gctx, deps.JS, cfg.Retention, cfg.MaxBytes, cfg.NATS.Replicas); err == nil {
+			if s, err = OpenStore(gctx, deps.JS, cfg.Retention, cfg.NATS.Replicas); err == nil {
 				break
 			}
 			if gctx.Err() != nil {

@@ -193,7 +193,7 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	}
 	e.url = "http://" + e.vars["CONVERSIONS_ADDR"]
 	e.start(nil)
-	e.store, err = OpenStore(ctx, e.js, 366*24*time.Hour, 0, 1)
+	e.store, err = OpenStore(ctx, e.js, 366*24*time.Hour, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

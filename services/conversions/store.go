@@ -20,15 +20,13 @@ var (
 )
 
 // BucketConfig is the conversions bucket: on disk, replicated, one revision per key (the
-// delivery consumer sees every revision as it is written), kept for retention, bounded by
-// maxBytes (0: unbounded): full, a report is answered 503 and sent again by the bank.
-func BucketConfig(retention time.Duration, maxBytes int64, replicas int) jetstream.KeyValueConfig {
+// delivery consumer sees every revision as it is written), kept for retention.
+func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      contracts.BucketConversions,
 		Description: "Contracts signed after a Yandex offer, and their delivery to Yandex",
 		History:     1,
 		TTL:         retention,
-		MaxBytes:    maxBytes,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 	}
@@ -42,8 +40,8 @@ type Store struct {
 // OpenStore binds to the bucket, creating it as BucketConfig says if it is missing. Its
 // reads come from the stream's leader: a lagging replica's older revision would make the
 // worker skip a conversion still to send, or a repeat look like a new report.
-func OpenStore(ctx context.Context, js jetstream.JetStream, retention time.Duration, maxBytes int64, replicas int) (*Store, error) {
-	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, maxBytes, replicas))
+func OpenStore(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
+	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
 	if err != nil {
 		return nil, err
 	}

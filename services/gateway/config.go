@@ -24,9 +24,6 @@ type Config struct {
 	SyncBudget     time.Duration // SYNC_BUDGET: how long a POST waits for done before answering pending
 	Deadline       time.Duration // SEARCH_DEADLINE: past it a search is finished as rejected
 	Retention      time.Duration // SEARCH_RETENTION: how long a search is kept
-	// MaxBytes (SEARCHES_MAX_BYTES) bounds the searches bucket on each server's disk: full,
-	// it takes no new search (503), so that a flood cannot fill the disk the rest needs.
-	MaxBytes int64
 	SweepInterval  time.Duration // SWEEP_INTERVAL: how often unfinished searches are checked
 	RepublishAfter time.Duration // REPUBLISH_AFTER: when a search with no progress is sent again
 
@@ -73,7 +70,6 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		SyncBudget:      r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
 		Deadline:        r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),
 		Retention:       r.Duration("SEARCH_RETENTION", 24*time.Hour, time.Minute, 90*24*time.Hour),
-		MaxBytes:        r.Bytes("SEARCHES_MAX_BYTES", 1<<30, 1<<20, 1<<50),
 		SweepInterval:   r.Duration("SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
 		RepublishAfter:  r.Duration("REPUBLISH_AFTER", 2*time.Second, 100*time.Millisecond, time.Hour),
 		RateLimit:       r.Float("RATE_LIMIT", 0, 0, 1e6),

@@ -102,9 +102,6 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}, log); err != nil {
 		return err
 	}
-	if err := bus.ObserveFill(deps.Meter, deps.JS, "KV_"+contracts.BucketSearches); err != nil {
-		return err
-	}
 	starting := errors.New("declaring streams and buckets")
 	g.setupErr.Store(&starting)
 
@@ -190,7 +187,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	for {
 		err := bus.EnsureStreams(ctx, g.js, g.cfg.NATS.Replicas)
 		if err == nil {
-			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter, MaxBytes: g.cfg.MaxBytes})
+			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter})
 		}
 		if err == nil {
 			marks, err = bus.EnsureKeyValue(ctx, g.js, jetstream.KeyValueConfig{

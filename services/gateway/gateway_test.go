@@ -19,8 +19,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -779,60 +777,5 @@ func TestTestPhonesAreMarked(t *testing.T) {
 	err := Run(context.Background(), cfg, Deps{JS: h.js, Log: zerolog.Nop()})
 	if err == nil || !strings.Contains(err.Error(), "phones[0]: phone") {
 		t.Fatalf("Run with a bad TEST_PHONES = %v", err)
-	}
-}
-
-// A full searches bucket takes no new search, and says so: 503 with Retry-After in the
-// documented shape, never a 200 without its record; the searches it holds still answer, and
-// the fill gauge, which the alert reads, shows it full.
-func TestAFullBucketAnswers503(t *testing.T) {
-	cfg := testConfig()
-	cfg.MaxBytes = 32 << 10 // a few dozen pending records
-	cfg.SyncBudget = 10 * time.Millisecond
-	reader := sdkmetric.NewManualReader()
-	srv := natstest.RunServer(t)
-	_, js := natstest.JetStream(t, srv.ClientURL())
-	h := startWith(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg,
-		Deps{JS: js, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-	var accepted []string
-	var full response
-	for i := 0; i < 1000 && full.status == 0; i++ {
-		id := uuid.NewString()
-		switch res := h.do("POST", apiPaths[0], "application/json", loanBody(id, "9001112233")); res.status {
-		case http.StatusOK:
-			accepted = append(accepted, id)
-		case http.StatusServiceUnavailable:
-			full = res
-		default:
-			t.Fatalf("POST %d: %d %s", i, res.status, res.raw)
-		}
-	}
-	if full.status == 0 || len(accepted) == 0 {
-		t.Fatalf("%d searches accepted and none refused: the bucket is not bounded", len(accepted))
-	}
-	if full.header.Get("Retry-After") == "" || full.body["message"] == nil {
-		t.Errorf("a full bucket's answer: %v %s, want Retry-After and the error shape", full.header, full.raw)
-	}
-	for _, id := range accepted {
-		if res := h.do("GET", apiPaths[0]+"?search_id="+id, "", ""); res.status != http.StatusOK {
-			t.Fatalf("accepted search %s answers %d %s", id, res.status, res.raw)
-		}
-	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	fill := -1.0
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if g, ok := m.Data.(metricdata.Gauge[float64]); ok && m.Name == "credits.stream.fill" {
-				for _, p := range g.DataPoints {
-					fill = p.Value
-				}
-			}
-		}
-	}
-	if fill < 0.9 {
-		t.Errorf("credits.stream.fill of the searches bucket = %.2f, want it near full", fill)
 	}
 }

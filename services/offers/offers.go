@@ -46,8 +46,6 @@ type Config struct {
 	// CeilingsFile (CEILINGS_FILE) is the seed of the ceiling table bucket, as CATALOG_FILE
 	// is the catalog's (empty: the built-in table, services/offers/ceiling/default.json).
 	CeilingsFile string
-	// AuditMaxBytes (AUDIT_MAX_BYTES) bounds the trail on each server's disk.
-	AuditMaxBytes int64
 	// AuditRetention (AUDIT_RETENTION) is how long the audit trail keeps a decision.
 	AuditRetention time.Duration
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
@@ -71,7 +69,6 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		CatalogFile:    r.String("CATALOG_FILE", ""),
 		CeilingsFile:   r.String("CEILINGS_FILE", ""),
 		AuditRetention: r.Duration("AUDIT_RETENTION", audit.DefaultRetention, 24*time.Hour, 10*366*24*time.Hour),
-		AuditMaxBytes:  r.Bytes("AUDIT_MAX_BYTES", 32<<30, 1<<20, 1<<50),
 		Concurrency:    r.Int("CONCURRENCY", 64, 1, 4096),
 		MaxOffers:      r.Int("OFFERS_MAX", 10, 1, 100),
 		HealthAddr:     r.Addr("HEALTH_ADDR", ""),
@@ -189,10 +186,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return g.Wait()
 	})
 	grp.Go(func() error {
-		w := &audit.Writer{JS: deps.JS, Replicas: cfg.NATS.Replicas, Retention: cfg.AuditRetention, MaxBytes: cfg.AuditMaxBytes, Log: log}
-		if err := bus.ObserveFill(deps.Meter, deps.JS, contracts.StreamAudit); err != nil {
-			return err
-		}
+		w := &audit.Writer{JS: deps.JS, Replicas: cfg.NATS.Replicas, Retention: cfg.AuditRetention, Log: log}
 		if deps.Meter != nil {
 			m := deps.Meter.Meter(instrumentation)
 			batches, _ := m.Int64Counter("audit.batches", metric.WithDescription("Batches written to the audit trail"))

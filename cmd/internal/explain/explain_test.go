@@ -79,7 +79,7 @@ func TestReplayOfARecordedAuditRecord(t *testing.T) {
 			put("catalog", offers.CatalogDocument.Key, func() (jetstream.KeyValue, error) { return offers.CatalogDocument.Ensure(ctx, js, 1) }, read("catalog.json"))
 			put("ceilings", offers.CeilingDocument.Key, func() (jetstream.KeyValue, error) { return offers.CeilingDocument.Ensure(ctx, js, 1) }, read("ceilings.json"))
 			put("policy", scoring.PolicyDocument.Key, func() (jetstream.KeyValue, error) { return scoring.PolicyDocument.Ensure(ctx, js, 1) }, read("policy.json"))
-			if _, err := js.CreateStream(ctx, audit.StreamConfig(1, 366*24*time.Hour, 0)); err != nil {
+			if _, err := js.CreateStream(ctx, audit.StreamConfig(1, 366*24*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := js.Publish(ctx, contracts.SubjectAudit, tt.batch); err != nil {

@@ -45,19 +45,15 @@ const (
 )
 
 // StreamConfig is the AUDIT stream: on disk, replicated, kept for retention.
-func StreamConfig(replicas int, retention time.Duration, maxBytes int64) jetstream.StreamConfig {
+func StreamConfig(replicas int, retention time.Duration) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        contracts.StreamAudit,
 		Description: "finished searches' decisions, in batches, kept for the audit trail",
 		Subjects:    []string{contracts.SubjectAudit},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		// Full, the trail takes no new batch rather than dropping its oldest decisions before
-		// their year: the writer waits (its consumer keeps the searches), the fill gauge
-		// alerts, and an operator grows the bound.
-		Discard:  jetstream.DiscardNew,
-		MaxBytes: unbounded(maxBytes),
-		MaxAge:   retention,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      retention,
 		Duplicates:  2 * time.Minute,
 		Replicas:    replicas,
 		// A year of decisions is large (docs/guarantees.md); batches of similar records compress well,
@@ -75,7 +71,7 @@ func StreamConfig(replicas int, retention time.Duration, maxBytes int64) jetstre
 // keep, at once, and replicas set differently would undo each other at every start.
 // Shortening the trail is the operators' decision, made on the stream itself.
 func (w *Writer) streamConfig(ctx context.Context) jetstream.StreamConfig {
-	cfg := StreamConfig(w.Replicas, w.Retention, w.MaxBytes)
+	cfg := StreamConfig(w.Replicas, w.Retention)
 	s, err := w.JS.Stream(ctx, contracts.StreamAudit)
 	if err != nil {
 		return cfg
@@ -109,7 +105,6 @@ type Writer struct {
 	JS        jetstream.JetStream
 	Replicas  int
 	Retention time.Duration
-	MaxBytes  int64 // the trail's bound on each server's disk (0: unbounded)
 	Log       zerolog.Logger
 	// Written, if set, is told how many searches each batch held once it is stored.
 	Written func(n int)
@@ -417,12 +412,4 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 			return nil, read, ErrNotFound
 		}
 	}
-}
-
-// unbounded is a size limit as the server keeps it: -1 for none (0, in a configuration).
-func unbounded(maxBytes int64) int64 {
-	if maxBytes <= 0 {
-		return -1
-	}
-	return maxBytes
 }

@@ -312,7 +312,7 @@ func TestTheTrailCannotBeErased(t *testing.T) {
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
 	// A trail made before the refusals existed gets them from the next writer.
-	old := StreamConfig(1, DefaultRetention, 0)
+	old := StreamConfig(1, DefaultRetention)
 	old.DenyDelete, old.DenyPurge = false, false
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)

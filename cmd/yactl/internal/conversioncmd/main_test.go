@@ -34,7 +34,7 @@ func TestListExportRetry(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 20*time.Second)
-	store, err := conversions.OpenStore(ctx, js, 366*24*time.Hour, 0, 1)
+	store, err := conversions.OpenStore(ctx, js, 366*24*time.Hour, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
