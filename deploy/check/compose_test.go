@@ -29,13 +29,13 @@ var composePath = filepath.Join(root, "docker-compose.yml")
 // composeEnv is what deploy/compose/secrets.sh gives a developer: no secret has a default (a
 // committed one would protect nothing, and the services refuse it beyond loopback).
 var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a",
-	"NATS_GATEWAY_PASSWORD":     "p5d3e0a9c7b1f4e8a2d6c0b9f3e7a1d5c8b2f6e0a4d9c3b7f1e5a8d2c6b0f4e9a",
-	"NATS_SCORING_PASSWORD":     "p8c2f6a0e4b9d3c7f1a5e8b2d6c0f4a9e3b7d1c5f8a2e6b0d4c9f3a7e1b5d8c2",
-	"NATS_OFFERS_PASSWORD":      "pa1e5b9d3c7f0a4e8b2d6c1f5a9e3b7d0c4f8a2e6b1d5c9f3a7e0b4d8c2f6a1e",
-	"NATS_CONVERSIONS_PASSWORD": "pf3a7e1b5d9c2f6a0e4b8d3c7f1a5e9b2d6c0f4a8e3b7d1c5f9a2e6b0d4c8f3a",
-	"NATS_OPS_PASSWORD":         "pb6d0c4f8a2e7b1d5c9f3a6e0b4d8c2f7a1e5b9d3c6f0a4e8b2d7c1f5a9e3b6d0",
-	"INTAKE_TOKENS":             "2e6a0d4c8f1b5e9a3d7c0f4b8e2a6d1c5f9b3e7a0d4c8f2b6e1a5d9c3f7b0e4a",
-	"SITE_TOKENS":               "9b3f7a1e5d0c4b8f2a6e9d3c7b1f5a0e4d8c2b6f9a3e7d1c5b0f4a8e2d6c9b3f",
+	"NATS_GATEWAY_PASSWORD":     "pfd7bb04fc1ae7edf8ab7ff9614d274880c3e7de71f6cbec2b08a82a3918f1916",
+	"NATS_SCORING_PASSWORD":     "pad5229fdcee49feac374431c01370ea7f6e1a19fb140fd5a2fa70c496965dabb",
+	"NATS_OFFERS_PASSWORD":      "pec639f43ee21d6169efad1ec67fdd7148a2f3171afa02f38e8f23b5ccdab5282",
+	"NATS_CONVERSIONS_PASSWORD": "p8e6bf7fd0ae19d08211e887ee99ecd9d74efa19e57fd9a1b14393b256f3d072f",
+	"NATS_OPS_PASSWORD":         "pbc7c7b73a475682a4379fa4ca08bc05874d5962f5b16da9ee1ddb61ab53a6e75",
+	"INTAKE_TOKENS":             "b2324286e1c37373f0c4a3048c1c708a9455a534fcc9bb323c0721853814bd52",
+	"SITE_TOKENS":               "a840817d5bc1d15e828f00a7e43019748d9aa4561cbd9ac08ef98846cdb357e8",
 	"LINK_KEYS": func() string {
 		k, err := offerlink.GenerateKey("compose-check")
 		if err != nil {
@@ -60,7 +60,7 @@ func TestComposeNeedsItsKeys(t *testing.T) {
 // deploy/compose/secrets.sh writes an .env that compose reads as it is, and with which every
 // service starts: what a developer runs before docker compose up.
 func TestComposeSecretsScript(t *testing.T) {
-	out, err := exec.Command("sh", filepath.Join(root, "deploy", "compose", "secrets.sh")).Output()
+	out, err := exec.Command("sh", filepath.Join(root, "deploy", "compose", "secrets.sh"), "-").Output()
 	if err != nil {
 		t.Fatalf("secrets.sh: %v", err)
 	}
@@ -98,7 +98,7 @@ func TestComposeFileWithOverrides(t *testing.T) {
 	env := maps.Clone(composeEnv)
 	maps.Copy(env, map[string]string{
 		"PHONE_HASH_KEY": "0adc1ecce113debf9fcf7d6b6d76c69201d6b42c9c0d25fab6b7166c190df969",
-		"AUTH_TOKENS":    "7c1e5a9d3b0f4c8e2a6d1b5f9c3e7a0d4b8f2c6e1a5d9b3f7c0e4a8d2b6f1c5e,4f8b2e6a0d5c9f3b7e1a4d8c2f6b0e5a9d3c7f1b4e8a2d6c0f5b9e3a7d1c4f8b",
+		"AUTH_TOKENS":    "5e48b27e5432e6998552cf3b5c7aa6160fee78e399e6a19f84df6745e2c755f4,bb20275da85d0d461bc114995f8a505d35750354986b25a4c3aac60ad665f6d5",
 		"LOG_LEVEL":      "debug", "YANDEX_CONVERSIONS_URL": "https://yandex.example/confirm", "YANDEX_TOKEN": "y", "YANDEX_PARTNER_ID": "4242",
 	})
 	p, err := LoadCompose(context.Background(), composePath, nil, env)

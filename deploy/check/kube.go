@@ -1,6 +1,8 @@
 package check
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -262,9 +264,17 @@ type Env struct {
 	Unresolved []string
 }
 
-// externalValue stands in for a key of a Secret created out of band: long enough for any
-// key we have (PHONE_HASH_KEY needs 32 bytes) and valid wherever a string is.
-const externalValue = "external-secret-value-0123456789abcdef"
+// standInSecret stands in for key of a Secret created out of band, as the scripts make one:
+// 32 random-looking bytes in hex (a NATS password after a letter, as users.conf wants), each
+// key its own, so that a service that refuses one secret reused for another (SITE_TOKENS and
+// INTAKE_TOKENS) is checked as deployed.
+func standInSecret(key string) string {
+	sum := sha256.Sum256([]byte("stand-in " + key))
+	if key == "NATS_PASSWORD" {
+		return "p" + hex.EncodeToString(sum[:])
+	}
+	return hex.EncodeToString(sum[:])
+}
 
 // ContainerEnv resolves a container's envFrom and env as the kubelet would.
 func (c *Cluster) ContainerEnv(ctr *corev1.Container) Env {
@@ -360,9 +370,7 @@ func (c *Cluster) secretKeys(name string) (map[string]string, bool) {
 	}
 	out := map[string]string{}
 	for _, k := range keys {
-		// Each key its own value, as real ones are: a service that refuses one secret
-		// reused for another (SITE_TOKENS and INTAKE_TOKENS) is checked as deployed.
-		out[k] = externalValue + strings.ToLower(strings.ReplaceAll(k, "_", ""))
+		out[k] = standInSecret(k)
 	}
 	return out, true
 }

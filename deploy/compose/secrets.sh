@@ -1,14 +1,37 @@
 #!/bin/sh
-# Prints an .env for docker compose with every secret it needs, each made fresh here: the
+# Writes .env for docker compose with every secret it needs, each made fresh here: the
 # services refuse a committed or guessable one, since compose's network is beyond loopback.
-#   deploy/compose/secrets.sh > .env && docker compose up --build
-# (.env is git-ignored; keep it: the NATS volume and the records are tied to its values.)
+#   deploy/compose/secrets.sh && docker compose up --build
+# It never overwrites an .env (the NATS volume and the records are tied to its values:
+# keep it), and writes it readable by you alone. With -, it prints to standard output.
 set -eu
 cd "$(dirname "$0")/../.."
+command -v openssl >/dev/null || { echo "secrets.sh: openssl is needed" >&2; exit 1; }
 rand() { openssl rand -hex 32; }
-echo "PHONE_HASH_KEY=$(rand)"
-# NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
-for u in GATEWAY SCORING OFFERS CONVERSIONS OPS; do echo "NATS_${u}_PASSWORD=p$(rand)"; done
-echo "INTAKE_TOKENS=$(rand)"
-echo "SITE_TOKENS=$(rand)"
-echo "LINK_KEYS='$(go run ./cmd/yactl links keygen compose)'"
+out=.env
+[ "${1:-}" = - ] && out=/dev/stdout
+if [ "$out" = .env ] && [ -e .env ]; then
+	echo "secrets.sh: .env exists; keep it (the volume is tied to it), or move it away first" >&2
+	exit 1
+fi
+# Every value first, each on its own line, so that a failure stops the script (set -e does
+# not see one inside an echo's arguments).
+phone=$(rand)
+intake=$(rand)
+site=$(rand)
+links=$(go run ./cmd/yactl links keygen compose)
+passwords=""
+for u in GATEWAY SCORING OFFERS CONVERSIONS OPS; do
+	p=$(rand)
+	passwords="${passwords}NATS_${u}_PASSWORD=p$p
+"
+done
+umask 077
+{
+	echo "PHONE_HASH_KEY=$phone"
+	# NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
+	printf '%s' "$passwords"
+	echo "INTAKE_TOKENS=$intake"
+	echo "SITE_TOKENS=$site"
+	echo "LINK_KEYS='$links'"
+} >"$out"

@@ -1,9 +1,9 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 )
 
@@ -19,42 +19,70 @@ var committed = map[string]bool{
 	"devconversionsNotASecret0123": true, "devopsNotASecret0123": true, "devrouteNotASecret0123": true,
 }
 
-// MinSecretBits is the least a token or password must carry beyond loopback, by the
-// conservative estimate of SecretBits.
-const MinSecretBits = 128
-
-// SecretBits estimates how many bits of chance a secret holds: the Shannon entropy of its
-// characters times its length. It is conservative: 16 random bytes written as 32 hex digits
-// score about 120, so a token is made as `openssl rand -hex 32` (about 240); a word, a
-// name and a number, or one character repeated, score far lower.
-func SecretBits(s string) float64 {
-	if s == "" {
-		return 0
-	}
-	var counts [256]int
-	for i := 0; i < len(s); i++ {
-		counts[s[i]]++
-	}
-	bits := 0.0
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / float64(len(s))
-			bits -= p * math.Log2(p)
-		}
-	}
-	return bits * float64(len(s))
-}
+// MinSecretBytes is the least a token or password carries beyond loopback: 128 bits.
+const MinSecretBytes = 16
 
 // CheckSecret says why a token or password must not guard anything reachable beyond this
-// machine: it is committed to this repository, or too easily guessed.
+// machine: it is committed to this repository, or it is not random bytes written in hex (as
+// `openssl rand -hex 32` makes them; one letter may come first, for a NATS password that
+// must start with one), at least MinSecretBytes of them, none of it repeated. A rule, not an
+// estimate: a generated secret always passes it, and a phrase, a name or a pattern does not.
 func CheckSecret(s string) error {
-	switch {
-	case committed[s]:
+	if committed[s] {
 		return errors.New("it is committed to the repository, so it guards nothing: generate one, e.g. openssl rand -hex 32")
-	case SecretBits(s) < MinSecretBits:
-		return fmt.Errorf("it holds about %.0f bits, want %d or more: generate one, e.g. openssl rand -hex 32", SecretBits(s), MinSecretBits)
+	}
+	h := s
+	if len(h) > 0 && isLetter(h[0]) && len(h)%2 == 1 {
+		h = h[1:]
+	}
+	raw, err := hex.DecodeString(h)
+	if err != nil {
+		return errors.New("it is not random bytes in hex: generate one, e.g. openssl rand -hex 32")
+	}
+	return CheckRandom(h, raw, MinSecretBytes)
+}
+
+// CheckRandom says why text, which encodes raw, does not look like random bytes: fewer than
+// minBytes of them, or a run repeated (8 characters of the text, or 4 bytes of raw: in random
+// bytes either happens about once in ten million), or a text mostly of neighbouring
+// characters ("abcdef…", "0123…").
+func CheckRandom(text string, raw []byte, minBytes int) error {
+	if len(raw) < minBytes {
+		return fmt.Errorf("it is %d bytes, want %d or more: generate one, e.g. openssl rand -hex 32", len(raw), minBytes)
+	}
+	if repeats(text, 8) || repeats(string(raw), 4) {
+		return errors.New("it repeats itself: generate one, e.g. openssl rand -hex 32")
+	}
+	if !isHex(text) {
+		neighbours := 0
+		for i := 1; i < len(text); i++ {
+			if d := int(text[i]) - int(text[i-1]); d == 1 || d == -1 {
+				neighbours++
+			}
+		}
+		if neighbours*4 > len(text) { // random base64: about one in thirty
+			return errors.New("it runs along the alphabet: generate one, e.g. openssl rand -hex 32")
+		}
 	}
 	return nil
+}
+
+func repeats(s string, n int) bool {
+	seen := map[string]bool{}
+	for i := 0; i+n <= len(s); i++ {
+		if seen[s[i:i+n]] {
+			return true
+		}
+		seen[s[i:i+n]] = true
+	}
+	return false
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // RequireSecrets records a problem for each of values (the variable name's, comma-separated

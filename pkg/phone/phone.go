@@ -12,9 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"math"
 	"strings"
 	"sync"
+
+	"github.com/demobank/yacredits/pkg/config"
 )
 
 // ErrInvalid is returned for anything that is not a Russian phone number.
@@ -133,43 +134,26 @@ var publicKeys = []string{
 	"dev-only-phone-hash-key-not-a-secret-0123456789",
 }
 
-// minKeyBits is the least entropy a key must show: a quick estimate (Shannon entropy of its
-// decoded bytes times their number) that tells 32 random bytes (about 150) from "aaaa…" or a
-// short phrase repeated.
-const minKeyBits = 128
-
 // CheckKey says why key must not hash real phones: a public key; one that is not 32 or more
 // bytes written in hex or base64 (as `openssl rand -hex 32` or `-base64 32` makes them); or
-// one whose bytes show too little entropy. The key hashes as it is written; its decoded bytes
-// are what is judged, since hex digits alone would look random whatever they spell. Outside a
-// laptop the services refuse such a key: a phone number has only ten digits, so with a known
-// key its hash gives it back in a fraction of a second.
+// one that does not look random (config.CheckRandom: a repeated run, a walk along the
+// alphabet). The key hashes as it is written; its decoded bytes are what is judged, since hex
+// digits alone would look random whatever they spell. Outside a laptop the services refuse
+// such a key: a phone number has only ten digits, so with a known key its hash gives it back
+// in a fraction of a second.
 func CheckKey(key []byte) error {
 	for _, k := range publicKeys {
 		if string(key) == k {
 			return errors.New("this key is public (committed to the repository): generate one, e.g. openssl rand -hex 32")
 		}
 	}
-	raw, ok := decodeKey(string(key))
-	switch {
-	case !ok:
+	text := strings.TrimSpace(string(key))
+	raw, ok := decodeKey(text)
+	if !ok {
 		return errors.New("this key is neither hex nor base64: generate one, e.g. openssl rand -hex 32")
-	case len(raw) < MinKeyBytes:
-		return fmt.Errorf("this key decodes to %d bytes, want %d or more: generate one, e.g. openssl rand -hex 32", len(raw), MinKeyBytes)
 	}
-	var counts [256]int
-	for _, b := range raw {
-		counts[b]++
-	}
-	bits := 0.0
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / float64(len(raw))
-			bits -= p * math.Log2(p)
-		}
-	}
-	if bits*float64(len(raw)) < minKeyBits {
-		return fmt.Errorf("this key's bytes have about %.0f bits of entropy, want %d or more: generate one, e.g. openssl rand -hex 32", bits*float64(len(raw)), minKeyBits)
+	if err := config.CheckRandom(text, raw, MinKeyBytes); err != nil {
+		return fmt.Errorf("this key: %w", err)
 	}
 	return nil
 }

@@ -99,9 +99,11 @@ func TestCheckKey(t *testing.T) {
 		{"openssl rand -hex 32", "42e217b2db34ef7f5c8700c404f6b1836abce421472f970ddebbd9f5c08ef5e1", ""},
 		{"openssl rand -base64 32", "9y0wdtYVE2EpZeys2VC34fes+Txe5IA/6cr088OMiog=", ""},
 		{"base64url, unpadded", "9y0wdtYVE2EpZeys2VC34fes-Txe5IA_6cr088OMiog", ""},
-		{"sixteen bytes in 32 hex digits", "0123456789abcdef0123456789abcdef", "decodes to 16 bytes"},
+		{"sixteen bytes in 32 hex digits", "0123456789abcdef0123456789abcdef", "16 bytes, want 32"},
 		{"a phrase", "correct horse battery staple, and a long one at that", "neither hex nor base64"},
-		{"one byte repeated", strings.Repeat("aa", 32), "bits of entropy"},
+		{"one byte repeated", strings.Repeat("aa", 32), "repeats"},
+		{"a phrase twice, as base64", "CorrectHorseBatteryStapleCorrectHorseBatteryStaple", "repeats"},
+		{"the alphabet, as base64", "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "alphabet"},
 		{"the standalone's demo key", "standalone-demo-key-not-a-secret-0123456789", "public"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

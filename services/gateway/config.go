@@ -95,7 +95,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	// Reached beyond this machine through either listener: the API, or health and metrics.
 	local := config.AllLoopback(c.HTTPAddr, c.HealthAddr)
 	if err := phone.CheckKey(c.PhoneHashKey); err != nil && !local && len(c.PhoneHashKey) >= phone.MinKeyBytes {
-		r.Fail("PHONE_HASH_KEY", "refused on a gateway listening beyond loopback (%s): %v", c.HTTPAddr, err)
+		r.Fail("PHONE_HASH_KEY", "refused on a gateway listening beyond loopback (HTTP_ADDR %s, HEALTH_ADDR %s): %v", c.HTTPAddr, c.HealthAddr, err)
 	}
 	if !local {
 		r.RequireSecrets("AUTH_TOKENS", c.Auth.Tokens...)

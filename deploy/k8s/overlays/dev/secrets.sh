@@ -1,22 +1,45 @@
 #!/bin/sh
 # Creates every Secret the dev overlay needs (secrets/*.env.example names them), each made
 # fresh here: nothing is committed, since the services refuse a committed or guessable
-# secret beyond loopback. Run once per cluster, from the repository's root:
-#   deploy/k8s/overlays/dev/secrets.sh
-# It prints the API token to POST with, and leaves no file behind.
+# secret beyond loopback. A Secret that exists is left alone (records and links are tied to
+# its value), so running it again only fills in what is missing. It prints the API token to
+# POST with when it makes one, and leaves no file behind.
 set -eu
+cd "$(dirname "$0")/../../../.."
+command -v openssl >/dev/null || { echo "secrets.sh: openssl is needed" >&2; exit 1; }
 ns=${NAMESPACE:-yacredits-dev}
 rand() { openssl rand -hex 32; }
-k() { kubectl -n "$ns" create secret generic "$@" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; }
+exists() { kubectl -n "$ns" get secret "$1" >/dev/null 2>&1; }
 kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns" >/dev/null
-k phone-hash --from-literal=PHONE_HASH_KEY="$(rand)"
-keys=$(mktemp) && trap 'rm -f "$keys"' EXIT
-go run ./cmd/yactl links keygen "dev-$(date +%Y%m)" > "$keys"
-k link-keys --from-file=keys.json="$keys"
+if ! exists phone-hash; then
+	v=$(rand)
+	kubectl -n "$ns" create secret generic phone-hash --from-literal=PHONE_HASH_KEY="$v" >/dev/null
+fi
+if ! exists link-keys; then
+	keys=$(go run ./cmd/yactl links keygen "dev-$(date +%Y%m)")
+	kubectl -n "$ns" create secret generic link-keys --from-literal=keys.json="$keys" >/dev/null
+fi
 # NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
-for u in gateway scoring offers conversions ops route; do k "nats-$u" --from-literal=NATS_PASSWORD="p$(rand)"; done
-token=$(rand)
-k gateway-auth --from-literal=AUTH_TOKENS="$token" --from-literal=AUTH_CLIENT_ID= --from-literal=AUTH_CLIENT_SECRET=
-k conversions-intake --from-literal=INTAKE_TOKENS="$(rand)" --from-literal=SITE_TOKENS="$(rand)"
-k yandex-conversions --from-literal=YANDEX_TOKEN="$(rand)"
-echo "Secrets made in $ns. POST with: Authorization: Bearer $token"
+for u in gateway scoring offers conversions ops route; do
+	if ! exists "nats-$u"; then
+		v=$(rand)
+		kubectl -n "$ns" create secret generic "nats-$u" --from-literal=NATS_PASSWORD="p$v" >/dev/null
+	fi
+done
+if ! exists gateway-auth; then
+	token=$(rand)
+	kubectl -n "$ns" create secret generic gateway-auth --from-literal=AUTH_TOKENS="$token" \
+		--from-literal=AUTH_CLIENT_ID= --from-literal=AUTH_CLIENT_SECRET= >/dev/null
+	echo "POST with: Authorization: Bearer $token"
+fi
+if ! exists conversions-intake; then
+	intake=$(rand)
+	site=$(rand)
+	kubectl -n "$ns" create secret generic conversions-intake --from-literal=INTAKE_TOKENS="$intake" \
+		--from-literal=SITE_TOKENS="$site" >/dev/null
+fi
+if ! exists yandex-conversions; then
+	v=$(rand)
+	kubectl -n "$ns" create secret generic yandex-conversions --from-literal=YANDEX_TOKEN="$v" >/dev/null
+fi
+echo "The Secrets of $ns are in place."
