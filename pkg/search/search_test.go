@@ -466,3 +466,51 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// A bounded bucket drops its oldest records when it is full, and refuses no write: a new
+// search is stored, and a search it holds is finished (a bucket that discarded new writes
+// would refuse that update at its bound, on a cluster every one, stranding what it had
+// accepted). On one server and on a cluster of three.
+func TestABoundedBucketDropsItsOldestAndRefusesNoWrite(t *testing.T) {
+	for name, setup := range map[string]func(*testing.T) (jetstream.JetStream, int){"single": single, "cluster": cluster} {
+		t.Run(name, func(t *testing.T) {
+			js, replicas := setup(t)
+			s := ensure(t, js, replicas, Options{Log: zerolog.Nop(), MaxBytes: 64 << 10})
+			ctx := natstest.Context(t, 60*time.Second)
+			var first, pending contracts.LoanRequested
+			for i := range 400 { // about four times what the bound holds
+				req := request(t, time.Minute)
+				if i == 0 {
+					first = req
+				}
+				if i == 350 {
+					pending = req
+					if _, err := s.CreatePending(ctx, contracts.NewSearch(req, "")); err != nil {
+						t.Fatalf("pending %d: %v", i, err)
+					}
+					continue
+				}
+				if _, err := s.Finish(ctx, req, "", offers, nil, []string{"approved"}, nil, time.Now()); err != nil {
+					t.Fatalf("search %d refused at the bound: %v", i, err)
+				}
+			}
+			// The pending search is finished at the bound, its record growing by its offers.
+			if _, err := s.Finish(ctx, pending, "", offers, nil, []string{"approved"}, nil, time.Now()); err != nil {
+				t.Fatalf("a pending search could not be finished at the bound: %v", err)
+			}
+			if got, _, err := s.Get(ctx, pending.SearchID); err != nil || got.DoneAt == nil {
+				t.Fatalf("the pending search: %v, %v", got, err)
+			}
+			if _, _, err := s.Get(ctx, first.SearchID); !errors.Is(err, ErrNotFound) {
+				t.Errorf("the oldest search is still kept past the bound: %v", err)
+			}
+			st, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info := st.CachedInfo(); info.State.Bytes > 64<<10 {
+				t.Errorf("the bucket holds %d bytes, over its bound", info.State.Bytes)
+			}
+		})
+	}
+}
