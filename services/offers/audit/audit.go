@@ -132,6 +132,12 @@ func (w *Writer) run(ctx context.Context) error {
 	if err := bus.EnsureStream(ctx, w.JS, w.streamConfig(ctx)); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", contracts.StreamAudit, err)
 	}
+	// The consumer is made once the gateway has set the bucket up (its stream reads from the
+	// leader): a consumer made while the stream's settings are updated meets a race inside
+	// nats-server 2.15.2 (fileStore.ConsumerStore against fileStore.UpdateConfig).
+	if _, err := bus.BindLeaderRead(ctx, w.JS, contracts.BucketSearches); err != nil {
+		return err
+	}
 	cons, err := bus.EnsureConsumer(ctx, w.JS, "KV_"+contracts.BucketSearches, consumerConfig())
 	if err != nil {
 		return fmt.Errorf("ensure consumer %s: %w", contracts.ConsumerAudit, err)
