@@ -173,8 +173,6 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	var demoTestPhones, dataLinkKeys string
 	env := func(k string) string {
 		switch {
-		case k == "SEARCHES_MAX_BYTES" && getenv(k) == "":
-			return "256MiB" // a laptop's: the embedded server reserves it against the free disk
 		case k == "PHONE_HASH_KEY" && defaultKey:
 			return devPhoneHashKey
 		case k == "TEST_PHONES" && demoTestPhones != "":

@@ -180,8 +180,6 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 		edit                func(filesys.FileSystem)
 		rule, want          string
 	}{
-		{name: "a searches bound over half the volume", rule: "nats cluster", want: "over half the volume",
-			kustomization: "configMapGenerator:\n  - name: gateway-config\n    behavior: merge\n    literals:\n      - SEARCHES_MAX_BYTES=16GiB"},
 		{name: "probe removed", rule: "probes", want: "container gateway: no readinessProbe",
 			kustomization: jsonPatch("Deployment", "gateway", "- op: remove\n  path: /spec/template/spec/containers/0/readinessProbe")},
 		{name: "probe on an undeclared port", rule: "probes", want: "port 9999",

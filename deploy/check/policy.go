@@ -493,18 +493,6 @@ func checkNATS(c *Cluster) []error {
 	if !c.onClaim(w, ctr, opts.StoreDir) {
 		f.add("StatefulSet nats: the JetStream store %s is not on a volumeClaimTemplate", opts.StoreDir)
 	}
-	// The searches bucket's bound is reserved on each server and is what a flood fills: it
-	// must leave the volume room for everything else (the audit trail, the conversions).
-	for _, sc := range c.ServiceContainers() {
-		if sc.Service.Name != "gateway" || len(ss.Spec.VolumeClaimTemplates) == 0 {
-			continue
-		}
-		st, err := sc.Service.LoadEnv(c.serviceEnvOrPlain(sc))
-		volume := ss.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage()
-		if err == nil && volume != nil && st.SearchesMaxBytes*2 > volume.Value() {
-			f.add("StatefulSet nats: the searches bucket's bound (SEARCHES_MAX_BYTES, %d MiB) is over half the volume (%s)", st.SearchesMaxBytes>>20, volume.String())
-		}
-	}
 	var routes []string
 	for _, r := range opts.Routes {
 		routes = append(routes, r.Host)

@@ -36,8 +36,6 @@ type Settings struct {
 	HTTPAddr, HealthAddr string
 	// NATSReplicas is how many copies of each stream and bucket the service creates.
 	NATSReplicas int
-	// SearchesMaxBytes is the searches bucket's bound on each NATS server (the gateway's).
-	SearchesMaxBytes int64
 }
 
 // Services are the four services, by the name their container and compose service have.
@@ -45,7 +43,7 @@ var Services = []Service{
 	{"gateway", func(getenv config.Getenv) (Settings, error) {
 		c, err := gateway.LoadConfig(getenv)
 		return Settings{ShutdownTimeout: c.ShutdownTimeout, Deadline: c.Deadline,
-			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas, SearchesMaxBytes: c.MaxBytes}, err
+			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas}, err
 	}},
 	{"scoring", func(getenv config.Getenv) (Settings, error) {
 		c, err := scoring.LoadConfig(getenv)

@@ -72,13 +72,6 @@ func EnsureLeaderReadBucket(ctx context.Context, js jetstream.JetStream, cfg jet
 	have := stream.CachedInfo().Config
 	want := have
 	want.AllowDirect, want.MaxAge, want.Replicas = false, cfg.TTL, cfg.Replicas
-	// A bound drops the oldest records first: a bucket at its bound refuses even updates of
-	// the keys it holds when it discards new ones (on a cluster, every update), which would
-	// leave what it accepted unfinished.
-	want.MaxBytes, want.Discard = -1, jetstream.DiscardNew
-	if cfg.MaxBytes > 0 {
-		want.MaxBytes, want.Discard = cfg.MaxBytes, jetstream.DiscardOld
-	}
 	if !reflect.DeepEqual(have, want) {
 		if _, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
 			return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)

@@ -7,7 +7,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -184,54 +183,4 @@ func Loopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-// Bytes returns the variable as a size in bytes ("4GiB", "512MiB", "65536") in [min, max],
-// or def. Only binary units are read: nats-server's configuration takes "GB" for GiB, and a
-// size that means two things in two files is a mistake waiting.
-func (r *Reader) Bytes(name string, def, min, max int64) int64 {
-	v, ok := r.lookup(name)
-	if !ok {
-		return def
-	}
-	n, err := ParseBytes(v)
-	if err != nil || n < min || n > max {
-		r.Fail(name, "%q is not a size from %s to %s (for example 4GiB)", v, FormatBytes(min), FormatBytes(max))
-		return def
-	}
-	return n
-}
-
-var byteUnits = []struct {
-	suffix string
-	factor int64
-}{ // the longest first, so that "MiB" is not read as "B"
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1},
-}
-
-// ParseBytes reads a size written as Bytes reads it.
-func ParseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	factor := int64(1)
-	for _, u := range byteUnits {
-		if strings.HasSuffix(s, u.suffix) {
-			s, factor = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.factor
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/factor {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * factor, nil
-}
-
-// FormatBytes writes n in the largest binary unit that divides it.
-func FormatBytes(n int64) string {
-	for i := 3; i >= 0; i-- {
-		if u := byteUnits[i]; n >= u.factor && n%u.factor == 0 {
-			return strconv.FormatInt(n/u.factor, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10) + "B"
 }

@@ -76,23 +76,3 @@ func TestNATSPasswordBeyondLoopback(t *testing.T) {
 		}
 	}
 }
-
-func TestBytes(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"4GiB", 4 << 30, true}, {"512MiB", 512 << 20, true}, {"65536", 65536, true}, {"2 KiB", 2048, true},
-		{"1GB", 0, false}, {"-1", 0, false}, {"lots", 0, false}, {"1PiB", 0, false}, {"9999999999TiB", 0, false},
-	} {
-		r := NewReader(func(string) string { return tt.in })
-		got := r.Bytes("SIZE", 7, 1024, 1<<50)
-		if (r.Err() == nil) != tt.ok || (tt.ok && got != tt.want) {
-			t.Errorf("Bytes(%q) = %d, %v; want %d", tt.in, got, r.Err(), tt.want)
-		}
-	}
-	if s := FormatBytes(4 << 30); s != "4GiB" {
-		t.Errorf("FormatBytes(4GiB) = %s", s)
-	}
-}

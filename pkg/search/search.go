@@ -62,15 +62,10 @@ func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfi
 	}
 }
 
-// Options are what a Store reports to, and the bucket's bound.
+// Options are what a Store reports to.
 type Options struct {
 	Log   zerolog.Logger       // the ending of each search, one line
 	Meter metric.MeterProvider // searches by decision, deadline endings, time to done (nil: none)
-	// MaxBytes bounds the bucket (Ensure; 0: unbounded). At its bound the bucket drops its
-	// oldest records, done searches near the end of their retention, so that no write, new
-	// or an update, is ever refused for room: a flood shortens the retention instead of
-	// filling the disk.
-	MaxBytes int64
 }
 
 // Store reads search records and makes their transitions.
@@ -93,9 +88,7 @@ func newStore(kv jetstream.KeyValue, o Options) (*Store, error) {
 func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int, o Options) (*Store, error) {
 	// Reads come from the stream leader: a lagging replica would show a done search as
 	// pending again, which the spec forbids (bus.EnsureLeaderReadBucket).
-	cfg := BucketConfig(retention, replicas)
-	cfg.MaxBytes = o.MaxBytes
-	kv, err := bus.EnsureLeaderReadBucket(ctx, js, cfg)
+	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
 	if err != nil {
 		return nil, err
 	}

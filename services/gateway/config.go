@@ -24,7 +24,6 @@ type Config struct {
 	SyncBudget     time.Duration // SYNC_BUDGET: how long a POST waits for done before answering pending
 	Deadline       time.Duration // SEARCH_DEADLINE: past it a search is finished as rejected
 	Retention      time.Duration // SEARCH_RETENTION: how long a search is kept
-	MaxBytes       int64         // SEARCHES_MAX_BYTES: the bucket's bound on each server's disk; at it the oldest records go first
 	SweepInterval  time.Duration // SWEEP_INTERVAL: how often unfinished searches are checked
 	RepublishAfter time.Duration // REPUBLISH_AFTER: when a search with no progress is sent again
 
@@ -63,17 +62,14 @@ type Auth struct {
 func LoadConfig(getenv config.Getenv) (Config, error) {
 	r := config.NewReader(getenv)
 	c := Config{
-		HTTPAddr:     r.Addr("HTTP_ADDR", "127.0.0.1:8080"),
-		HealthAddr:   r.Addr("HEALTH_ADDR", ""),
-		BankName:     r.String("BANK_NAME", "АО Демо-банк"),
-		TestPhones:   r.String("TEST_PHONES", ""),
-		PhoneHashKey: []byte(r.Secret("PHONE_HASH_KEY", "")),
-		SyncBudget:   r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
-		Deadline:     r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),
-		Retention:    r.Duration("SEARCH_RETENTION", 24*time.Hour, time.Minute, 90*24*time.Hour),
-		// At least 256 MiB, about 87,000 records: more than the shipped rate limits bring in a
-		// deadline and its allowance, so no search still waiting to be finished is the oldest.
-		MaxBytes:        r.Bytes("SEARCHES_MAX_BYTES", 1<<30, 256<<20, 1<<50),
+		HTTPAddr:        r.Addr("HTTP_ADDR", "127.0.0.1:8080"),
+		HealthAddr:      r.Addr("HEALTH_ADDR", ""),
+		BankName:        r.String("BANK_NAME", "АО Демо-банк"),
+		TestPhones:      r.String("TEST_PHONES", ""),
+		PhoneHashKey:    []byte(r.Secret("PHONE_HASH_KEY", "")),
+		SyncBudget:      r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
+		Deadline:        r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),
+		Retention:       r.Duration("SEARCH_RETENTION", 24*time.Hour, time.Minute, 90*24*time.Hour),
 		SweepInterval:   r.Duration("SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
 		RepublishAfter:  r.Duration("REPUBLISH_AFTER", 2*time.Second, 100*time.Millisecond, time.Hour),
 		RateLimit:       r.Float("RATE_LIMIT", 0, 0, 1e6),

@@ -187,7 +187,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	for {
 		err := bus.EnsureStreams(ctx, g.js, g.cfg.NATS.Replicas)
 		if err == nil {
-			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter, MaxBytes: g.cfg.MaxBytes})
+			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter})
 		}
 		if err == nil {
 			marks, err = bus.EnsureKeyValue(ctx, g.js, jetstream.KeyValueConfig{

@@ -90,10 +90,7 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 			_ = sys.stop()
 		}
 	}()
-	// Room for a soak of two hours at its 100 a second (the standalone reserves it against the
-	// free disk, so no more): a bound that dropped the oldest searches during the run would
-	// make the polls of them look lost.
-	env := map[string]string{"PHONE_HASH_KEY": phoneHashKey(seed), "LOG_LEVEL": "info", "SEARCHES_MAX_BYTES": "2GiB"}
+	env := map[string]string{"PHONE_HASH_KEY": phoneHashKey(seed), "LOG_LEVEL": "info"}
 	for k, v := range s.env {
 		env[k] = v
 	}

@@ -52,9 +52,6 @@ func runStandalone(ctx context.Context, o options, dir string, out io.Writer) er
 		svc, err := topology.NewService(bin, dir, "standalone", name, map[string]string{
 			"DATA_DIR": filepath.Join(dir, name), "PHONE_HASH_KEY": randomKey(),
 			"NATS_NO_SYNC": strconv.FormatBool(noSync),
-			// Room for a whole run at thousands of searches a second: the laptop's 256MiB
-			// would drop the oldest within the run, and a poll of one would look lost.
-			"SEARCHES_MAX_BYTES": "8GiB",
 		})
 		if err != nil {
 			return nil, err
