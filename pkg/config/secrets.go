@@ -25,8 +25,9 @@ const MinSecretBytes = 16
 // CheckSecret says why a token or password must not guard anything reachable beyond this
 // machine: it is committed to this repository, or it is not random bytes written in hex (as
 // `openssl rand -hex 32` makes them; one letter may come first, for a NATS password that
-// must start with one), at least MinSecretBytes of them, none of it repeated. A rule, not an
-// estimate: a generated secret always passes it, and a phrase, a name or a pattern does not.
+// must start with one), at least MinSecretBytes of them, none of it repeated and no walk along
+// the digits. A rule, not an estimate: a generated secret fails it about once in a hundred
+// billion, and a phrase, a name or a pattern does not pass.
 func CheckSecret(s string) error {
 	if committed[s] {
 		return errors.New("it is committed to the repository, so it guards nothing: generate one, e.g. openssl rand -hex 32")
@@ -43,26 +44,27 @@ func CheckSecret(s string) error {
 }
 
 // CheckRandom says why text, which encodes raw, does not look like random bytes: fewer than
-// minBytes of them, or a run repeated (8 characters of the text, or 4 bytes of raw: in random
-// bytes either happens about once in ten million), or a text mostly of neighbouring
-// characters ("abcdef…", "0123…").
+// minBytes of them; a run repeated (12 characters of the text, or 6 bytes of raw: in 64
+// random hex digits either happens about once in a hundred billion); or a text that walks
+// the alphabet ("abcdef…", "0123…", "fedc…", "02468ace…"): in base64 over a quarter of its
+// steps to a next character, where one in thirty is at random; in hex over three quarters
+// of its steps one or two digits up or down, where one in four is.
 func CheckRandom(text string, raw []byte, minBytes int) error {
 	if len(raw) < minBytes {
 		return fmt.Errorf("it is %d bytes, want %d or more: generate one, e.g. openssl rand -hex 32", len(raw), minBytes)
 	}
-	if repeats(text, 8) || repeats(string(raw), 4) {
+	if repeats(text, 12) || repeats(string(raw), 6) {
 		return errors.New("it repeats itself: generate one, e.g. openssl rand -hex 32")
 	}
-	if !isHex(text) {
-		neighbours := 0
-		for i := 1; i < len(text); i++ {
-			if d := int(text[i]) - int(text[i-1]); d == 1 || d == -1 {
-				neighbours++
-			}
+	hexText, steps := isHex(text), 0
+	for i := 1; i < len(text); i++ {
+		d := int(text[i]) - int(text[i-1])
+		if d == 1 || d == -1 || hexText && (d == 2 || d == -2) {
+			steps++
 		}
-		if neighbours*4 > len(text) { // random base64: about one in thirty
-			return errors.New("it runs along the alphabet: generate one, e.g. openssl rand -hex 32")
-		}
+	}
+	if walks := len(text) - 1; !hexText && steps*4 > walks || hexText && steps*4 > 3*walks {
+		return errors.New("it runs along the alphabet: generate one, e.g. openssl rand -hex 32")
 	}
 	return nil
 }

@@ -104,6 +104,7 @@ func TestCheckKey(t *testing.T) {
 		{"one byte repeated", strings.Repeat("aa", 32), "repeats"},
 		{"a phrase twice, as base64", "CorrectHorseBatteryStapleCorrectHorseBatteryStaple", "repeats"},
 		{"the alphabet, as base64", "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "alphabet"},
+		{"hex walks", "0123456789abcdef02468ace13579bdffedcba9876543210fdb97531eca86420", "alphabet"},
 		{"the standalone's demo key", "standalone-demo-key-not-a-secret-0123456789", "public"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
