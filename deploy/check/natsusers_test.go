@@ -190,6 +190,42 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				{"scoring", "read the conversions", "$JS.API.STREAM.MSG.GET.KV_conversions",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.MSG.GET.KV_conversions", nil) }},
 			}
+			// The indirect routes that naming closes: no user may create a stream under a name
+			// of its own choosing, so none can gather other streams into one through sources or
+			// a mirror; and no consumer on a stream a user may not consume, whatever subject it
+			// would deliver to. (Updating a stream a user declares, adding sources or
+			// republish, is still open until streams are provisioned: issue 25.)
+			escape := func(field string) []byte {
+				return []byte(`{"name":"ESCAPE","subjects":["escape.>"],` + field + `}`)
+			}
+			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "ops"} {
+				refusals = append(refusals,
+					struct {
+						user, what, subject string
+						do                  func(u *userConn) error
+					}{user, "create a stream that sources the pre-approvals, the audit trail and the conversions", "$JS.API.STREAM.CREATE.ESCAPE",
+						func(u *userConn) error {
+							return u.nc.Publish("$JS.API.STREAM.CREATE.ESCAPE",
+								escape(`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"},{"name":"KV_conversions"}]`))
+						}},
+					struct {
+						user, what, subject string
+						do                  func(u *userConn) error
+					}{user, "create a mirror of the searches", "$JS.API.STREAM.CREATE.ESCAPE",
+						func(u *userConn) error {
+							return u.nc.Publish("$JS.API.STREAM.CREATE.ESCAPE", []byte(`{"name":"ESCAPE","mirror":{"name":"KV_searches"}}`))
+						}})
+			}
+			for _, user := range []string{"gateway", "offers", "conversions"} {
+				refusals = append(refusals, struct {
+					user, what, subject string
+					do                  func(u *userConn) error
+				}{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
+					func(u *userConn) error {
+						return u.nc.Publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
+							[]byte(`{"stream_name":"OBJ_preapprovals","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`))
+					}})
+			}
 			for _, r := range refusals {
 				t.Run(r.user+" may not "+r.what, func(t *testing.T) {
 					u := connectAs(t, url, r.user)
