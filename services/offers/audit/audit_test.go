@@ -87,6 +87,19 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	run(wctx)
 	waitWritten(n)
 	stop()
+	// Until the stopped writers' pull requests expire, the server would hand a new record to
+	// one of them, and it would wait out the consumer's minute-long ack wait: the at-least-
+	// once the writer promises, but longer than this test waits.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		c, err := js.Consumer(ctx, "KV_"+contracts.BucketSearches, contracts.ConsumerAudit)
+		if err != nil {
+			return err
+		}
+		if n := c.CachedInfo().NumWaiting; n > 0 {
+			return fmt.Errorf("%d pull requests of the stopped writers still open", n)
+		}
+		return nil
+	})
 	// Searches finished while no writer runs are written by the next one, and only they.
 	for i := 0; i < 10; i++ {
 		req := request(t)
