@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One image recipe for the four services; SERVICE names which (gateway, scoring, offers,
-# conversions). Build context: the repository root, because the binary is built in workspace
+# One image recipe for the four services and the provisioner; SERVICE names which (gateway,
+# scoring, offers, conversions; provision is the operators' tool yactl, which its
+# Deployment runs as `yactl provision -watch`). Build context: the repository root, because the binary is built in workspace
 # mode from go.work:
 #
 #   docker build --build-arg SERVICE=gateway -t yacredits/gateway .
@@ -35,13 +36,15 @@ ARG VERSION=dev
 # /out/service so that the runtime stage needs no argument (ENTRYPOINT does not expand one).
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    case "$SERVICE" in gateway|scoring|offers|conversions) ;; \
-      *) echo "SERVICE must be gateway, scoring, offers or conversions, not '$SERVICE'" >&2; exit 1 ;; esac && \
+    case "$SERVICE" in \
+      gateway|scoring|offers|conversions) pkg=./services/${SERVICE}/cmd/${SERVICE} ;; \
+      provision) pkg=./cmd/yactl ;; \
+      *) echo "SERVICE must be gateway, scoring, offers, conversions or provision, not '$SERVICE'" >&2; exit 1 ;; esac && \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOTOOLCHAIN=local \
     go build -trimpath -buildvcs=false \
       -ldflags="-s -w -X github.com/demobank/yacredits/pkg/telemetry.Version=${VERSION}" \
-      -o /out/ ./services/${SERVICE}/cmd/${SERVICE} ./deploy/cmd/healthcheck && \
-    mv /out/${SERVICE} /out/service
+      -o /out/ "$pkg" ./deploy/cmd/healthcheck && \
+    mv "/out/${pkg##*/}" /out/service
 
 # No shell, no package manager, not root: the binary, CA certificates and tzdata.
 FROM ${RUNTIME_IMAGE}

@@ -15,8 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/demobank/yacredits/pkg/embednats"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/conversions"
@@ -252,6 +255,15 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	log.Info().Str("data_dir", set.DataDir).Str("nats_listen", set.NATSListen).
 		Bool("sync_always", !set.NATSNoSync).Msg("embedded JetStream started")
 
+	// The standalone is its own administrator: it provisions what the services only check
+	// and bind to, from the same plan and settings as `yactl provision`.
+	if err := provisionAll(ctx, srv, gwCfg.NATS, provision.Settings{
+		Replicas: gwCfg.NATS.Replicas, SearchRetention: gwCfg.Retention, ConversionsRetention: cvCfg.Retention,
+		AuditRetention: ofCfg.AuditRetention, DeliveryAckWait: cvCfg.Delivery.AckWait,
+	}, log); err != nil {
+		return err
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	grp, gctx := errgroup.WithContext(ctx)
@@ -282,7 +294,6 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	// One /readyz for the process: the gateway's, with scoring's and offers' checks added as
 	// each service makes them (a service not started yet is not ready).
 	var others readiness
-	// The gateway first: it creates the bucket the other two wait for.
 	errs := []error{
 		start("gateway", func(ctx context.Context, js jetstream.JetStream) error {
 			return gateway.Run(ctx, gwCfg, gateway.Deps{JS: js, Log: log,
@@ -313,5 +324,26 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		return err
 	}
 	log.Info().Msg("stopped")
+	return nil
+}
+
+// provisionAll applies the whole plan on the embedded server.
+func provisionAll(ctx context.Context, srv *server.Server, cfg config.NATS, s provision.Settings, log zerolog.Logger) error {
+	nc, err := bus.Connect(ctx, cfg, "provision", nats.InProcessServer(srv))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	done, err := provision.Apply(ctx, js, provision.Plan(s))
+	if len(done) > 0 {
+		log.Info().Strs("changes", done).Msg("streams, buckets and consumers provisioned")
+	}
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	return nil
 }

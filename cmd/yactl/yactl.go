@@ -12,6 +12,7 @@ import (
 	"github.com/demobank/yacredits/cmd/yactl/internal/conversioncmd"
 	"github.com/demobank/yacredits/cmd/yactl/internal/linkcmd"
 	"github.com/demobank/yacredits/cmd/yactl/internal/preapprovalcmd"
+	"github.com/demobank/yacredits/cmd/yactl/internal/provisioncmd"
 	"github.com/demobank/yacredits/cmd/yactl/internal/searchcmd"
 	"github.com/demobank/yacredits/pkg/config"
 )
@@ -46,6 +47,8 @@ var commands = []command{
 		"the keys that seal proposal links, and a link opened as the bank's site opens it", linkcmd.Run},
 	{"conversions", "list [-state S] | export [-state S] | retry ID... | retry -failed",
 		"the contracts reported to Yandex: list, CSV export, retry of refused ones", conversioncmd.Run},
+	{"provision", "[-check | -watch INTERVAL]",
+		"every stream, bucket and consumer as planned: the administrator's act (package provision)", provisioncmd.Run},
 	{"preapprovals", "import FILE | generate [-seed S] [-bad-every K] [-all-products] N FILE",
 		"the bank's nightly pre-approval export, loaded for every scoring replica", preapprovalcmd.Run},
 }
@@ -57,7 +60,7 @@ var connection = []struct{ flag, env, help string }{
 	{"password", "NATS_PASSWORD", "the user's password (NATS_PASSWORD; prefer the variable: a flag shows in the process list)"},
 	{"ca", "NATS_CA_FILE", "PEM CA the servers' certificates must chain to (NATS_CA_FILE)"},
 	{"timeout", "NATS_CONNECT_TIMEOUT", "one connection attempt's timeout, e.g. 10s (NATS_CONNECT_TIMEOUT)"},
-	{"replicas", "NATS_REPLICAS", "replicas of a bucket a command creates (NATS_REPLICAS)"},
+	{"replicas", "NATS_REPLICAS", "replicas of every stream yactl provision makes (NATS_REPLICAS)"},
 }
 
 func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) error {

@@ -106,6 +106,9 @@ func TestConnectionFlagsOverrideTheEnvironment(t *testing.T) {
 	if _, _, err := yactl(t, env, "catalog", "put", file); err == nil {
 		t.Fatal("put with NATS_URL pointing nowhere succeeded")
 	}
+	if _, stderr, err := yactl(t, env, "-server", srv.ClientURL(), "provision"); err != nil {
+		t.Fatalf("provision with -server: %v\n%s", err, stderr)
+	}
 	if _, stderr, err := yactl(t, env, "-server", srv.ClientURL(), "catalog", "put", file); err != nil {
 		t.Fatalf("put with -server: %v\n%s", err, stderr)
 	}

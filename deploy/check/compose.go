@@ -1,6 +1,8 @@
 package check
 
 import (
+	"github.com/demobank/yacredits/pkg/bus"
+
 	"context"
 	"fmt"
 	"maps"
@@ -141,8 +143,12 @@ func CheckCompose(p *types.Project, root string) []error {
 				continue
 			}
 			need := gatewaySettings.Deadline // a search's whole life
-			if svc.Name == "gateway" {
+			switch svc.Name {
+			case "gateway":
 				need = gatewaySettings.ShutdownTimeout
+			case "provision":
+				// One call of a pass; a pass stopped midway is finished by the next.
+				need = bus.DeclareTimeout
 			}
 			grace := 10 * time.Second // docker's default
 			if s.StopGracePeriod != nil {

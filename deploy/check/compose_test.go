@@ -34,6 +34,7 @@ var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62
 	"NATS_OFFERS_PASSWORD":      "pec639f43ee21d6169efad1ec67fdd7148a2f3171afa02f38e8f23b5ccdab5282",
 	"NATS_CONVERSIONS_PASSWORD": "p8e6bf7fd0ae19d08211e887ee99ecd9d74efa19e57fd9a1b14393b256f3d072f",
 	"NATS_OPS_PASSWORD":         "pbc7c7b73a475682a4379fa4ca08bc05874d5962f5b16da9ee1ddb61ab53a6e75",
+	"NATS_PROVISION_PASSWORD":   "p3f1e0c6a9b27d48e5f0a1c3b5d7e9f2a4c6e8b0d2f4a6c8e1b3d5f7a9c0e2b4d",
 	"INTAKE_TOKENS":             "b2324286e1c37373f0c4a3048c1c708a9455a534fcc9bb323c0721853814bd52",
 	"SITE_TOKENS":               "a840817d5bc1d15e828f00a7e43019748d9aa4561cbd9ac08ef98846cdb357e8",
 	"LINK_KEYS": func() string {
@@ -135,8 +136,8 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 		{"missing Dockerfile", "dockerfile: Dockerfile\n      args:\n        SERVICE: offers", "dockerfile: Dockerfile.missing\n      args:\n        SERVICE: offers", "Dockerfile.missing"},
 		{"the wrong service built", "SERVICE: offers", "SERVICE: scoring", "SERVICE=\"scoring\""},
 		{"no health check", `"http://127.0.0.1:13133/status"]`, "\"http://127.0.0.1:13133/status\"]\n      disable: true", "jaeger: has no health check"},
-		{"short stop grace", "stop_grace_period: 30s\n    depends_on:\n      nats:\n        condition: service_healthy\n      jaeger:",
-			"stop_grace_period: 5s\n    depends_on:\n      nats:\n        condition: service_healthy\n      jaeger:", "stop_grace_period 5s"},
+		{"short stop grace", "stop_grace_period: 30s\n    depends_on:\n      nats:\n        condition: service_healthy\n      provision:",
+			"stop_grace_period: 5s\n    depends_on:\n      nats:\n        condition: service_healthy\n      provision:", "stop_grace_period 5s"},
 		{"more replicas than servers", `NATS_REPLICAS: "1"`, `NATS_REPLICAS: "3"`, "NATS_REPLICAS=3"},
 		{"health check on the wrong port", "http://127.0.0.1:8081/readyz", "http://127.0.0.1:9999/readyz", "HEALTH_ADDR's port"},
 		{"store not on a volume", "- nats-data:/data", "- nats-data:/elsewhere", "not on a named volume"},

@@ -213,6 +213,9 @@ func CheckDockerfile(bc BuildContext, service string, d *Dockerfile, ports []str
 	}
 	runs := strings.Join(build.Runs(), "\n")
 	pkg := "./services/" + service + "/cmd/" + service
+	if svc, ok := ServiceByName(service); ok {
+		pkg = svc.Package
+	}
 	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "go build", pkg} {
 		if !strings.Contains(runs, want) {
 			fail("the build does not have %q", want)

@@ -29,6 +29,7 @@ import (
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
@@ -41,8 +42,8 @@ import (
 var natsPasswords = map[string]string{
 	"NATS_GATEWAY_PASSWORD": "gw0123456789abcdef", "NATS_SCORING_PASSWORD": "sc0123456789abcdef",
 	"NATS_OFFERS_PASSWORD": "of0123456789abcdef", "NATS_OPS_PASSWORD": "op0123456789abcdef",
-	"NATS_CONVERSIONS_PASSWORD": "cv0123456789abcdef",
-	"NATS_ROUTE_PASSWORD":       "rt0123456789abcdef", "POD_NAME": "nats-0",
+	"NATS_CONVERSIONS_PASSWORD": "cv0123456789abcdef", "NATS_PROVISION_PASSWORD": "pv0123456789abcdef",
+	"NATS_ROUTE_PASSWORD": "rt0123456789abcdef", "POD_NAME": "nats-0",
 	"NATS_ROUTE_0": "nats://route:rt0123456789abcdef@127.0.0.1:1", "NATS_ROUTE_1": "nats://route:rt0123456789abcdef@127.0.0.1:2",
 	"NATS_ROUTE_2": "nats://route:rt0123456789abcdef@127.0.0.1:3",
 }
@@ -190,37 +191,89 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				{"scoring", "read the conversions", "$JS.API.STREAM.MSG.GET.KV_conversions",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.MSG.GET.KV_conversions", nil) }},
 			}
-			// The indirect routes that naming closes: no user may create a stream under a name
-			// of its own choosing, so none can gather other streams into one through sources or
-			// a mirror; and no consumer on a stream a user may not consume, whatever subject it
-			// would deliver to. (Updating a stream a user declares, adding sources or
-			// republish, is still open until streams are provisioned: issue 25.)
+			// The indirect routes: no user may create a stream under a name of its own
+			// choosing, so none can gather other streams into one through sources or a mirror;
+			// no user but the provisioner may create, update, delete or purge any of ours
+			// (an update adding sources, republish or a transform, or lowering a limit, would
+			// read, forge or erase another stream's messages); none may make or remove a
+			// shared durable consumer (one made to deliver elsewhere would leak or starve its
+			// work); and no consumer on a stream a user may not consume, whatever subject it
+			// would deliver to.
+			type refusal = struct {
+				user, what, subject string
+				do                  func(u *userConn) error
+			}
 			escape := func(field string) []byte {
 				return []byte(`{"name":"ESCAPE","subjects":["escape.>"],` + field + `}`)
 			}
+			streams := []string{"LOAN", "LOAN_ADVISORIES", "LOAN_DLQ", "KV_searches", "KV_gateway", "KV_catalog",
+				"KV_ceilings", "KV_policy", "OBJ_preapprovals", "KV_conversions", "AUDIT"}
+			durables := []string{"LOAN.scoring", "LOAN.offers", "LOAN_ADVISORIES.scoring-max-deliveries",
+				"LOAN_ADVISORIES.offers-max-deliveries", "KV_searches.audit", "KV_conversions.conversions-delivery"}
+			publish := func(subject string, body []byte) func(u *userConn) error {
+				return func(u *userConn) error { return u.nc.Publish(subject, body) }
+			}
+			// A replaced object's chunks are purged by the object store's own Put: the
+			// pre-approvals' writers (scoring's seed, the import) hold that purge.
+			purges := map[string]bool{"scoring OBJ_preapprovals": true, "ops OBJ_preapprovals": true}
 			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "ops"} {
 				refusals = append(refusals,
-					struct {
-						user, what, subject string
-						do                  func(u *userConn) error
-					}{user, "create a stream that sources the pre-approvals, the audit trail and the conversions", "$JS.API.STREAM.CREATE.ESCAPE",
-						func(u *userConn) error {
-							return u.nc.Publish("$JS.API.STREAM.CREATE.ESCAPE",
-								escape(`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"},{"name":"KV_conversions"}]`))
-						}},
-					struct {
-						user, what, subject string
-						do                  func(u *userConn) error
-					}{user, "create a mirror of the searches", "$JS.API.STREAM.CREATE.ESCAPE",
-						func(u *userConn) error {
-							return u.nc.Publish("$JS.API.STREAM.CREATE.ESCAPE", []byte(`{"name":"ESCAPE","mirror":{"name":"KV_searches"}}`))
-						}})
+					refusal{user, "create a stream that sources the pre-approvals, the audit trail and the conversions", "$JS.API.STREAM.CREATE.ESCAPE",
+						publish("$JS.API.STREAM.CREATE.ESCAPE", escape(`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"},{"name":"KV_conversions"}]`))},
+					refusal{user, "create a mirror of the searches", "$JS.API.STREAM.CREATE.ESCAPE",
+						publish("$JS.API.STREAM.CREATE.ESCAPE", []byte(`{"name":"ESCAPE","mirror":{"name":"KV_searches"}}`))})
+				for _, st := range streams {
+					update := []byte(`{"name":"` + st + `","subjects":["` + st + `.>"],"max_msgs":1,"max_age":1000000000,` +
+						`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"}],"republish":{"src":">","dest":"escape.>"},` +
+						`"subject_transform":{"src":">","dest":"escape.>"}}`)
+					refusals = append(refusals,
+						refusal{user, "update " + st + " with sources, republish, a transform and limits", "$JS.API.STREAM.UPDATE." + st,
+							publish("$JS.API.STREAM.UPDATE."+st, update)},
+						refusal{user, "create " + st, "$JS.API.STREAM.CREATE." + st, publish("$JS.API.STREAM.CREATE."+st, update)},
+						refusal{user, "delete " + st, "$JS.API.STREAM.DELETE." + st, publish("$JS.API.STREAM.DELETE."+st, nil)})
+					if !purges[user+" "+st] {
+						refusals = append(refusals, refusal{user, "purge " + st, "$JS.API.STREAM.PURGE." + st, publish("$JS.API.STREAM.PURGE."+st, nil)})
+					}
+				}
+				for _, d := range durables {
+					stream, name, _ := strings.Cut(d, ".")
+					body := []byte(`{"stream_name":"` + stream + `","config":{"durable_name":"` + name + `","deliver_subject":"loan.v1.scored","ack_policy":"none"}}`)
+					refusals = append(refusals,
+						refusal{user, "make the durable consumer " + d + " deliver elsewhere", "$JS.API.CONSUMER.CREATE." + d,
+							publish("$JS.API.CONSUMER.CREATE."+d, body)},
+						refusal{user, "make the durable consumer " + d + " deliver elsewhere (filtered form)", "$JS.API.CONSUMER.CREATE." + d + ".x",
+							publish("$JS.API.CONSUMER.CREATE."+d+".x", body)},
+						refusal{user, "delete the durable consumer " + d, "$JS.API.CONSUMER.DELETE." + d,
+							publish("$JS.API.CONSUMER.DELETE."+d, nil)})
+				}
 			}
+			// The provisioner makes and shapes, and reads and writes nothing.
+			for _, r := range []struct{ what, subject string }{
+				{"read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
+				{"read the audit trail", "$JS.API.STREAM.MSG.GET.AUDIT"},
+				{"read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
+				{"read the pre-approvals", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
+				{"read the catalog directly", "$JS.API.DIRECT.GET.KV_catalog.$KV.catalog.current"},
+				{"watch the searches", "$JS.API.CONSUMER.CREATE.KV_searches"},
+				{"make a consumer of its own on the searches", "$JS.API.CONSUMER.CREATE.KV_searches.peek.>"},
+				{"accept a search", "loan.v1.requested"},
+				{"publish a verdict", "loan.v1.scored"},
+				{"write a search", "$KV.searches.x"},
+				{"write the audit trail", "audit.v1.decisions"},
+				{"write a conversion", "$KV.conversions.x"},
+				{"write the pre-approvals", "$O.preapprovals.C.x"},
+				{"delete the audit trail", "$JS.API.STREAM.DELETE.AUDIT"},
+				{"delete the searches", "$JS.API.STREAM.DELETE.KV_searches"},
+				{"purge the searches", "$JS.API.STREAM.PURGE.KV_searches"},
+				{"purge the pre-approvals", "$JS.API.STREAM.PURGE.OBJ_preapprovals"},
+				{"create a stream of its own", "$JS.API.STREAM.CREATE.ESCAPE"},
+			} {
+				refusals = append(refusals, refusal{"provision", r.what, r.subject, publish(r.subject, []byte(`{}`))})
+			}
+			refusals = append(refusals, refusal{"provision", "subscribe to everything", ">",
+				func(u *userConn) error { _, err := u.nc.Subscribe(">", func(*nats.Msg) {}); return err }})
 			for _, user := range []string{"gateway", "offers", "conversions"} {
-				refusals = append(refusals, struct {
-					user, what, subject string
-					do                  func(u *userConn) error
-				}{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
+				refusals = append(refusals, refusal{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
 					func(u *userConn) error {
 						return u.nc.Publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
 							[]byte(`{"stream_name":"OBJ_preapprovals","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`))
@@ -239,7 +292,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			t.Run("ops may change the catalog", func(t *testing.T) {
 				u := connectAs(t, url, "ops")
-				kv, err := bus.EnsureKeyValue(context.Background(), u.js, offers.CatalogDocument.BucketConfig(1))
+				kv, err := offers.CatalogDocument.Bind(context.Background(), u.js)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -306,6 +359,14 @@ func runSearchAsServices(t *testing.T, url string) {
 		t.Cleanup(nc.Close)
 		js, _ := jetstream.New(nc)
 		return js
+	}
+	// The provisioner first, with its own user: everything the plan holds, which nothing
+	// else may make. The services then only check and bind, each with its own user.
+	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer pcancel()
+	r := config.NewReader(env("provision", nil))
+	if _, err := provision.Apply(pctx, connect("provision"), provision.Plan(provision.ReadSettings(r, 1))); err != nil {
+		t.Fatalf("the provision user cannot provision: %v", err)
 	}
 	logs := &logtest.Buffer{}
 	log := zerolog.New(logs)

@@ -1,6 +1,8 @@
 package check
 
 import (
+	"github.com/demobank/yacredits/pkg/bus"
+
 	"fmt"
 	"net"
 	"path"
@@ -409,8 +411,12 @@ func checkTermination(c *Cluster) []error {
 			grace = time.Duration(*g) * time.Second
 		}
 		need := gateway.Deadline // a consumer drains messages of searches that live this long
-		if svc.Name == "gateway" {
+		switch svc.Name {
+		case "gateway":
 			need = gateway.ShutdownTimeout
+		case "provision":
+			// One call of a pass; a pass stopped midway is finished by the next.
+			need = bus.DeclareTimeout
 		}
 		if l := ctr.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
 			need += time.Duration(l.PreStop.Sleep.Seconds) * time.Second

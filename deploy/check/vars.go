@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/services/conversions"
 	"github.com/demobank/yacredits/services/gateway"
 	"github.com/demobank/yacredits/services/offers"
@@ -23,6 +24,9 @@ type Service struct {
 	Name string
 	// Load is the service's LoadConfig with the result reduced to what a check needs.
 	Load func(config.Getenv) (Settings, error)
+	// Package is the main package its image is built from (the Dockerfile's SERVICE): the
+	// service's own command, or yactl for the provisioner.
+	Package string
 }
 
 // Settings are the loaded values the checks compare with the manifests.
@@ -38,25 +42,31 @@ type Settings struct {
 	NATSReplicas int
 }
 
-// Services are the four services, by the name their container and compose service have.
+// Services are the four services and the provisioner, by the name their container and
+// compose service have.
 var Services = []Service{
 	{"gateway", func(getenv config.Getenv) (Settings, error) {
 		c, err := gateway.LoadConfig(getenv)
 		return Settings{ShutdownTimeout: c.ShutdownTimeout, Deadline: c.Deadline,
 			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas}, err
-	}},
+	}, "./services/gateway/cmd/gateway"},
 	{"scoring", func(getenv config.Getenv) (Settings, error) {
 		c, err := scoring.LoadConfig(getenv)
 		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
-	}},
+	}, "./services/scoring/cmd/scoring"},
 	{"offers", func(getenv config.Getenv) (Settings, error) {
 		c, err := offers.LoadConfig(getenv)
 		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
-	}},
+	}, "./services/offers/cmd/offers"},
 	{"conversions", func(getenv config.Getenv) (Settings, error) {
 		c, err := conversions.LoadConfig(getenv)
 		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
-	}},
+	}, "./services/conversions/cmd/conversions"},
+	// The provisioner: yactl provision -watch, with the one NATS user that makes streams.
+	{"provision", func(getenv config.Getenv) (Settings, error) {
+		c, err := provision.LoadConfig(getenv)
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+	}, "./cmd/yactl"},
 }
 
 // ServiceByName returns the service called name.

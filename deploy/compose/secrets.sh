@@ -21,7 +21,7 @@ intake=$(rand)
 site=$(rand)
 links=$(go run ./cmd/yactl links keygen compose)
 passwords=""
-for u in GATEWAY SCORING OFFERS CONVERSIONS OPS; do
+for u in GATEWAY SCORING OFFERS CONVERSIONS OPS PROVISION; do
 	p=$(rand)
 	passwords="${passwords}NATS_${u}_PASSWORD=p$p
 "

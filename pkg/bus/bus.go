@@ -1,5 +1,6 @@
-// Package bus is the services' typed view of NATS JetStream: connecting, declaring the
-// streams the contracts name, publishing a message with its de-duplication id and trace
+// Package bus is the services' typed view of NATS JetStream: connecting, the
+// configurations of the streams the contracts name (which package provision provisions and
+// the services only bind to), publishing a message with its de-duplication id and trace
 // context, and consuming a durable consumer through a typed handler wrapped in small
 // layers (recover, time out, dead-letter, acknowledge) whose result becomes an ack, a
 // delayed redelivery or a dead letter. Retry policy lives on the consumer (Retry); nothing
@@ -10,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -128,65 +128,6 @@ func DeadLetterStream(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the streams, or updates the ones whose configuration differs from
-// ours. The configuration comes from one place, so every service may call it: after a
-// broker restart the memory streams are gone, and whichever service notices first puts
-// them back. A stream already as configured costs one look-up and no change: on a cluster
-// every create or update is a proposal of the meta leader, which replicas starting
-// together, or every publish during an outage, must not flood. A memory stream declared
-// with another retention by an earlier version is replaced, which loses only work its
-// records re-derive.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, cfg := range []jetstream.StreamConfig{LoanStream(replicas), AdvisoryStream(replicas), DeadLetterStream(replicas)} {
-		if err := ensureStream(ctx, js, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
-		}
-	}
-	return nil
-}
-
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	create := func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) }
-	info := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, cfg.Name) }
-	s, err := Declare(ctx, info)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = Declare(ctx, create)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, context.DeadlineExceeded) {
-			// Another replica created it meanwhile, or our create went unanswered (which
-			// happens to creates racing on a cluster): it is likely there now.
-			_, err = Declare(ctx, info)
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	have := s.CachedInfo().Config
-	if sameStream(have, cfg) {
-		return nil
-	}
-	if have.Retention != cfg.Retention && cfg.Storage == jetstream.MemoryStorage {
-		// JetStream cannot change a stream's retention to or from a work queue.
-		if _, err := Declare(ctx, func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, js.DeleteStream(ctx, cfg.Name)
-		}); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return err
-		}
-		_, err := Declare(ctx, create)
-		return err
-	}
-	_, err = Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) })
-	return err
-}
-
-// sameStream compares the settings we declare (the server fills in others).
-func sameStream(have, want jetstream.StreamConfig) bool {
-	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage && have.Retention == want.Retention &&
-		have.Discard == want.Discard && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
-		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas && have.Description == want.Description &&
-		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge
-}
-
 // WorkConsumer is the durable consumer configuration shared by the replicas of a service.
 func WorkConsumer(name, subject string, r Retry) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
@@ -198,6 +139,21 @@ func WorkConsumer(name, subject string, r Retry) jetstream.ConsumerConfig {
 		BackOff:       r.BackOff,
 		MaxAckPending: 4096,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// AdvisoryConsumer is the durable consumer of a work consumer's max-deliveries advisories,
+// shared by the replicas of its service.
+func AdvisoryConsumer(work string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       work + "-max-deliveries",
+		FilterSubject: maxDeliveriesSubject(contracts.StreamLoan, work),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * DeadLetterTimeout,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// The server's defaults, said here so that a check compares like with like.
+		MaxDeliver:    -1,
+		MaxAckPending: 1000,
 	}
 }
 

@@ -39,8 +39,8 @@ func request(t testing.TB) *contracts.LoanRequested {
 // runConsumer runs c until the returned stop is called (or the test ends).
 func runConsumer[T any](t *testing.T, js jetstream.JetStream, c *Consumer[T]) (stop func()) {
 	t.Helper()
-	// The streams are the gateway's to declare; here the test plays the gateway.
-	if err := EnsureStreams(context.Background(), js, 1); err != nil {
+	// The streams and consumers are the provisioner's; here the test plays it.
+	if err := provisionFor(context.Background(), js, c); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,6 +57,32 @@ func runConsumer[T any](t *testing.T, js jetstream.JetStream, c *Consumer[T]) (s
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// provisionFor makes the streams and c's consumers as package provision would (which
+// cannot be imported here: it imports bus), with c's own retry policy.
+func provisionFor[T any](ctx context.Context, js jetstream.JetStream, c *Consumer[T]) error {
+	if err := provisionStreams(ctx, js); err != nil {
+		return err
+	}
+	r := c.Retry
+	if r.MaxDeliver == 0 {
+		r = DefaultRetry()
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, contracts.StreamLoan, WorkConsumer(c.Name, c.Subject, r)); err != nil {
+		return err
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, contracts.StreamLoanAdvisories, AdvisoryConsumer(c.Name))
+	return err
+}
+
+func provisionStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, cfg := range []jetstream.StreamConfig{LoanStream(1), AdvisoryStream(1), DeadLetterStream(1)} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func subjectCount(t *testing.T, js jetstream.JetStream, stream, subject string) uint64 {
@@ -79,8 +105,8 @@ func TestCrashMidMessageIsRedeliveredAndNotDoubled(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	crashingConn, crashingJS := natstest.JetStream(t, srv.ClientURL())
-	pub := NewPublisher(js, 1)
-	if err := EnsureStreams(context.Background(), js, 1); err != nil {
+	pub := NewPublisher(js)
+	if err := provisionStreams(context.Background(), js); err != nil {
 		t.Fatal(err)
 	}
 
@@ -88,7 +114,7 @@ func TestCrashMidMessageIsRedeliveredAndNotDoubled(t *testing.T) {
 	var handled atomic.Int32
 	handler := func(conn jetstream.JetStream, crash bool) Handler[contracts.LoanRequested] {
 		return func(ctx context.Context, m *contracts.LoanRequested) error {
-			if _, err := NewPublisher(conn, 1).Publish(ctx, contracts.SubjectScored, m.SearchID,
+			if _, err := NewPublisher(conn).Publish(ctx, contracts.SubjectScored, m.SearchID,
 				contracts.ScoredMsgID(MessageID(ctx)), m); err != nil {
 				return err
 			}
@@ -103,7 +129,7 @@ func TestCrashMidMessageIsRedeliveredAndNotDoubled(t *testing.T) {
 	}
 	newConsumer := func(h Handler[contracts.LoanRequested]) *Consumer[contracts.LoanRequested] {
 		return &Consumer[contracts.LoanRequested]{Name: "scoring", Subject: contracts.SubjectRequested,
-			Decode: contracts.DecodeLoanRequested, Handle: h, Replicas: 1, Log: zerolog.Nop()}
+			Decode: contracts.DecodeLoanRequested, Handle: h, Log: zerolog.Nop()}
 	}
 	stopCrashing := runConsumer(t, crashingJS, newConsumer(handler(crashingJS, true)))
 	req := request(t)
@@ -132,7 +158,7 @@ func TestCrashMidMessageIsRedeliveredAndNotDoubled(t *testing.T) {
 func TestDeadLetter(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	pub := NewPublisher(js, 1)
+	pub := NewPublisher(js)
 	var attempts atomic.Int32
 	finished := make(chan string, 4)
 	runConsumer(t, js, &Consumer[contracts.LoanRequested]{
@@ -145,7 +171,7 @@ func TestDeadLetter(t *testing.T) {
 			finished <- searchID + " " + reason
 			return nil
 		},
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 	})
 	req := request(t)
 	if _, err := pub.Publish(context.Background(), contracts.SubjectRequested, req.SearchID, "a", req); err != nil {
@@ -186,21 +212,23 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
-// The broker restarts and its memory stream, with the consumer, is gone. The consumer
-// declares both again and handles what is published afterwards.
+// The broker restarts and its memory stream, with the consumer, is gone. Once the
+// provisioner has made both again, the consumer binds to them and handles what is
+// published afterwards.
 func TestConsumerSurvivesBrokerRestart(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	pub := NewPublisher(js, 1)
+	pub := NewPublisher(js)
 	seen := make(chan string, 8)
-	runConsumer(t, js, &Consumer[contracts.LoanRequested]{
+	c := &Consumer[contracts.LoanRequested]{
 		Name: "scoring", Subject: contracts.SubjectRequested, Decode: contracts.DecodeLoanRequested,
 		Handle: func(ctx context.Context, m *contracts.LoanRequested) error {
 			seen <- m.SearchID
 			return nil
 		},
-		Replicas: 1, Log: zerolog.New(zerolog.NewTestWriter(t)),
-	})
+		Log: zerolog.New(zerolog.NewTestWriter(t)),
+	}
+	runConsumer(t, js, c)
 	first := request(t)
 	if _, err := pub.Publish(context.Background(), contracts.SubjectRequested, first.SearchID, "1", first); err != nil {
 		t.Fatal(err)
@@ -211,8 +239,11 @@ func TestConsumerSurvivesBrokerRestart(t *testing.T) {
 	srv.Restart()
 	second := request(t)
 	natstest.Eventually(t, 20*time.Second, func() error {
-		// Until the client reconnects, a publish fails; the gateway's sweeper is what
-		// repeats it in production.
+		// Until the client reconnects and the provisioner has made the stream again, a
+		// publish fails; the gateway's sweeper is what repeats it in production.
+		if err := provisionFor(context.Background(), js, c); err != nil {
+			return err
+		}
 		_, err := pub.Publish(context.Background(), contracts.SubjectRequested, second.SearchID, "2", second)
 		return err
 	})
@@ -275,10 +306,10 @@ func TestPanicIsDeadLetteredNotFatal(t *testing.T) {
 			finished <- searchID
 			return nil
 		},
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 	})
 	req := request(t)
-	if _, err := NewPublisher(js, 1).Publish(context.Background(), contracts.SubjectRequested, req.SearchID, "p", req); err != nil {
+	if _, err := NewPublisher(js).Publish(context.Background(), contracts.SubjectRequested, req.SearchID, "p", req); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-finished; got != req.SearchID {
@@ -312,10 +343,10 @@ func TestLastDeliveryTimeoutIsDeadLettered(t *testing.T) {
 			finished <- ctx.Err() // a live context: the search can still be written
 			return nil
 		},
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 	})
 	req := request(t)
-	if _, err := NewPublisher(js, 1).Publish(context.Background(), contracts.SubjectRequested, req.SearchID, "t", req); err != nil {
+	if _, err := NewPublisher(js).Publish(context.Background(), contracts.SubjectRequested, req.SearchID, "t", req); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -350,10 +381,10 @@ func TestCrashOnLastDeliveryIsDeadLettered(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		},
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 	})
 	req := request(t)
-	if _, err := NewPublisher(js, 1).Publish(context.Background(), contracts.SubjectRequested, req.SearchID,
+	if _, err := NewPublisher(js).Publish(context.Background(), contracts.SubjectRequested, req.SearchID,
 		contracts.RequestMsgID(*req, 0), req); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +399,7 @@ func TestCrashOnLastDeliveryIsDeadLettered(t *testing.T) {
 			finished <- m
 			return nil
 		},
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 	})
 	select {
 	case m := <-finished:
@@ -389,19 +420,20 @@ func TestCrashOnLastDeliveryIsDeadLettered(t *testing.T) {
 func TestDeadLetterIDsAreUniqueAcrossRestarts(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	runConsumer(t, js, &Consumer[contracts.LoanRequested]{
+	c := &Consumer[contracts.LoanRequested]{
 		Name: "scoring", Subject: contracts.SubjectRequested, Decode: contracts.DecodeLoanRequested,
-		Handle:   func(ctx context.Context, m *contracts.LoanRequested) error { return nil },
-		Replicas: 1, Log: zerolog.Nop(),
-	})
-	pub := NewPublisher(js, 1)
+		Handle: func(ctx context.Context, m *contracts.LoanRequested) error { return nil },
+		Log:    zerolog.Nop(),
+	}
+	runConsumer(t, js, c)
+	pub := NewPublisher(js)
 	poison := func(id string) {
 		t.Helper()
 		natstest.Eventually(t, 20*time.Second, func() error {
 			// No de-duplication id of its own: the case a stream sequence alone would repeat.
 			msg := &nats.Msg{Subject: contracts.SubjectRequested, Data: []byte("{not json"), Header: nats.Header{HeaderSearchID: []string{id}}}
-			if err := EnsureStreams(context.Background(), js, 1); err != nil {
-				return err // the gateway's part, after a restart
+			if err := provisionFor(context.Background(), js, c); err != nil {
+				return err // the provisioner's part, after a restart
 			}
 			_, err := pub.js.PublishMsg(context.Background(), msg)
 			return err

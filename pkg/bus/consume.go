@@ -105,9 +105,7 @@ type Consumer[T any] struct {
 	Retry Retry
 	// Concurrency is how many messages are handled at once (default 64).
 	Concurrency int
-	// Replicas is used when the consumer has to recreate the streams.
-	Replicas int
-	Log      zerolog.Logger
+	Log         zerolog.Logger
 	// Tracer makes the consumer spans (nil: none). Handlers find it in their ctx.
 	Tracer trace.TracerProvider
 	// Meter counts redeliveries and dead letters and reports pending messages (nil: none).
@@ -158,8 +156,9 @@ func (c *Consumer[T]) Ready() error {
 }
 
 // Run consumes until ctx is cancelled and then drains: messages already pulled are
-// handled and acknowledged before it returns. Until its consumers are declared, and again
-// whenever one disappears (a memory stream after a broker restart), it declares them again
+// handled and acknowledged before it returns. Until its consumers are provisioned as
+// WorkConsumer and AdvisoryConsumer describe, and again whenever one disappears (a memory
+// stream after a broker restart, until the provisioner puts it back), it binds to them again
 // with growing pauses, and Ready says why it is not consuming.
 func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 	if c.Concurrency <= 0 {
@@ -193,56 +192,28 @@ func (c *Consumer[T]) Run(ctx context.Context, js jetstream.JetStream) error {
 	go func() {
 		defer wg.Done()
 		c.loop(ctx, js, &c.work, c.Name, func(ctx context.Context) (jetstream.Consumer, error) {
-			if err := streamsExist(ctx, js); err != nil {
-				return nil, err
-			}
-			return ensureConsumer(ctx, js, contracts.StreamLoan, WorkConsumer(c.Name, c.Subject, c.Retry))
+			return BindConsumer(ctx, js, contracts.StreamLoan, WorkConsumer(c.Name, c.Subject, c.Retry))
 		}, c.handle, c.Concurrency)
 	}()
 	go func() {
 		defer wg.Done()
 		c.loop(ctx, js, &c.advisories, c.Name+"-max-deliveries", func(ctx context.Context) (jetstream.Consumer, error) {
-			if err := streamsExist(ctx, js); err != nil {
-				return nil, err
-			}
-			return ensureConsumer(ctx, js, contracts.StreamLoanAdvisories, jetstream.ConsumerConfig{
-				Durable:       c.Name + "-max-deliveries",
-				FilterSubject: maxDeliveriesSubject(contracts.StreamLoan, c.Name),
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				AckWait:       2 * DeadLetterTimeout,
-				DeliverPolicy: jetstream.DeliverAllPolicy,
-			})
+			return BindConsumer(ctx, js, contracts.StreamLoanAdvisories, AdvisoryConsumer(c.Name))
 		}, c.handleMaxDeliveries, 4)
 	}()
 	wg.Wait()
 	return nil
 }
 
-// streamsExist waits for nothing and creates nothing: the streams are the gateway's to
-// declare (its NATS user is the only one allowed to), and a consumer declared before them
-// says so and tries again.
-func streamsExist(ctx context.Context, js jetstream.JetStream) error {
-	for _, name := range []string{contracts.StreamLoan, contracts.StreamLoanAdvisories} {
-		_, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("stream %s does not exist yet (the gateway declares it)", name)
-		}
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
 type msgHandler func(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, msg jetstream.Msg)
 
-// loop declares a consumer and consumes it, again after every interruption, until ctx ends.
+// loop binds to a consumer and consumes it, again after every interruption, until ctx ends.
 func (c *Consumer[T]) loop(ctx context.Context, js jetstream.JetStream, state *readiness, name string,
-	declare func(context.Context) (jetstream.Consumer, error), h msgHandler, concurrency int) {
+	bind func(context.Context) (jetstream.Consumer, error), h msgHandler, concurrency int) {
 	pause := 100 * time.Millisecond
 	var logged string
 	for ctx.Err() == nil {
-		cons, err := declare(ctx)
+		cons, err := bind(ctx)
 		if err == nil {
 			state.set(nil)
 			pause = 100 * time.Millisecond
@@ -255,7 +226,7 @@ func (c *Consumer[T]) loop(ctx context.Context, js jetstream.JetStream, state *r
 		// Once per distinct problem, not once a second: readiness keeps saying it.
 		if err.Error() != logged {
 			logged = err.Error()
-			c.Log.Warn().Err(err).Str("consumer", name).Dur("retry_in", pause).Msg("consumer not running; declaring it again")
+			c.Log.Warn().Err(err).Str("consumer", name).Dur("retry_in", pause).Msg("consumer not running; binding to it again")
 		}
 		select {
 		case <-ctx.Done():
@@ -461,7 +432,7 @@ func deadLetterID(dl contracts.DeadLetter, cons jetstream.Consumer) string {
 func (c *Consumer[T]) deadLetter(ctx context.Context, js jetstream.JetStream, dl contracts.DeadLetter, m *T, msgID string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DeadLetterTimeout)
 	defer cancel()
-	if _, err := NewPublisher(js, c.Replicas).Publish(ctx, contracts.SubjectDeadLetter, dl.SearchID, msgID, dl); err != nil {
+	if _, err := NewPublisher(js).Publish(ctx, contracts.SubjectDeadLetter, dl.SearchID, msgID, dl); err != nil {
 		return err
 	}
 	c.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("consumer", c.Name)))

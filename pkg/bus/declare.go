@@ -4,92 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DeclareTimeout bounds one declaration call (looking up, creating or updating a stream,
-// bucket or consumer). On a cluster, concurrent declarations of one stream by replicas
-// starting together can go unanswered; a short wait and another try (which then finds the
-// stream there) beats waiting out a long timeout.
+// DeclareTimeout bounds one call on JetStream's API (looking up, creating or updating a
+// stream, bucket or consumer). On a cluster, concurrent calls on one stream can go
+// unanswered; a short wait and another try beats waiting out a long timeout.
 const DeclareTimeout = 2 * time.Second
 
-// Declare runs one declaration call with its own DeclareTimeout.
+// Declare runs one call on JetStream's API with its own DeclareTimeout.
 func Declare[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, DeclareTimeout)
 	defer cancel()
 	return call(ctx)
 }
 
-// EnsureKeyValue binds to the bucket cfg describes, creating it if it does not exist and
-// updating it if its settings differ; a bucket already as configured costs one look-up and
-// no change (every create or update is a proposal of the cluster's meta leader).
-func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
-	switch {
-	case errors.Is(err, jetstream.ErrBucketNotFound):
-		kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
-		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, context.DeadlineExceeded) { // raced, or unanswered
-			kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
-		}
-	case err == nil:
-		var st jetstream.KeyValueStatus
-		st, err = Declare(ctx, kv.Status)
-		if err == nil && !sameBucket(st.Config(), cfg) {
-			kv, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.UpdateKeyValue(ctx, cfg) })
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
-}
+// ErrNotProvisioned says that a stream, bucket or consumer a service needs does not exist,
+// or is set otherwise than the services expect: the administrator's to fix
+// (`yactl provision`), never the service's.
+var ErrNotProvisioned = errors.New("not provisioned as planned (yactl provision)")
 
-// EnsureLeaderReadBucket is EnsureKeyValue for a bucket whose reads must come from its
-// stream's leader. A replicated bucket lets any replica answer a "direct get", and a
-// lagging one shows an old revision: a finished record as unfinished, a stale revision fed
-// to compare-and-set over and over. The client decides at bind time, from the stream's
-// AllowDirect, which the KV API always turns on; so the bucket is created through it once,
-// and from then on only its stream's settings are updated (retention, replicas), keeping
-// AllowDirect off. Bind other handles with BindLeaderRead.
-func EnsureLeaderReadBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	name := "KV_" + cfg.Bucket
-	streamOf := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }
-	stream, err := Declare(ctx, streamOf)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
-		}
-		stream, err = Declare(ctx, streamOf) // raced, or unanswered: look again
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
-	}
-	have := stream.CachedInfo().Config
-	want := have
-	want.AllowDirect, want.MaxAge, want.Replicas = false, cfg.TTL, cfg.Replicas
-	if !reflect.DeepEqual(have, want) {
-		if _, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, want) }); err != nil {
-			return nil, fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
-		}
-	}
-	kv, err := Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, cfg.Bucket) })
-	if err != nil {
-		return nil, fmt.Errorf("bind bucket %s: %w", cfg.Bucket, err)
-	}
-	return kv, nil
-}
+// ErrDirectReads is BindLeaderRead's answer for a bucket whose reads still come from any
+// replica (or that does not exist yet).
+var ErrDirectReads = errors.New("bucket not provisioned yet, or still read from any replica")
 
-// ErrDirectReads is BindLeaderRead's answer for a bucket whose owner has not yet switched
-// its reads to the leader (or has not created it).
-var ErrDirectReads = errors.New("bucket not created yet, or still read from any replica")
-
-// BindLeaderRead binds to a bucket EnsureLeaderReadBucket made, once its reads come from
-// the leader: a handle bound before would keep asking replicas that no longer answer.
+// BindLeaderRead binds to a bucket whose reads must come from its stream's leader. A
+// replicated bucket lets any replica answer a "direct get", and a lagging one shows an old
+// revision: a finished record as unfinished, a stale revision fed to compare-and-set over
+// and over. The client decides at bind time, from the stream's AllowDirect, so a handle is
+// bound only once the provisioner has turned AllowDirect off.
 func BindLeaderRead(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
 	stream, err := Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, "KV_"+bucket) })
 	if errors.Is(err, jetstream.ErrStreamNotFound) || (err == nil && stream.CachedInfo().Config.AllowDirect) {
@@ -105,41 +52,100 @@ func BindLeaderRead(ctx context.Context, js jetstream.JetStream, bucket string) 
 	return kv, nil
 }
 
-// sameBucket compares the settings we declare (the server fills in others).
-func sameBucket(have, want jetstream.KeyValueConfig) bool {
-	return have.History == want.History && have.TTL == want.TTL && have.Storage == want.Storage &&
-		have.Replicas == want.Replicas && have.Description == want.Description && have.Compression == want.Compression
-}
-
-// ensureConsumer binds to the durable consumer cfg describes on stream, creating or
-// updating it only when it is missing or set differently.
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+// BindConsumer binds to the durable consumer cfg describes on stream, which the
+// provisioner made: one that is missing, or set otherwise, is an error naming the
+// difference, and nothing is changed.
+func BindConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	c, err := Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return js.Consumer(ctx, stream, cfg.Durable) })
-	if err == nil && sameConsumer(c.CachedInfo().Config, cfg) {
-		return c, nil
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("consumer %s/%s is missing: %w", stream, cfg.Durable, ErrNotProvisioned)
 	}
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s/%s: %w", stream, cfg.Durable, err)
 	}
-	return Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return js.CreateOrUpdateConsumer(ctx, stream, cfg)
-	})
+	if d := ConsumerDiff(c.CachedInfo().Config, cfg); len(d) > 0 {
+		return nil, fmt.Errorf("consumer %s/%s differs (%s): %w", stream, cfg.Durable, strings.Join(d, "; "), ErrNotProvisioned)
+	}
+	return c, nil
 }
 
-func sameConsumer(have, want jetstream.ConsumerConfig) bool {
-	return have.FilterSubject == want.FilterSubject && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
-		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.BackOff, want.BackOff) &&
-		have.MaxAckPending == want.MaxAckPending && have.DeliverPolicy == want.DeliverPolicy
+// Field is one setting compared: its name as JetStream spells it, and its two values.
+type Field struct {
+	Name       string
+	Have, Want any
 }
 
-// EnsureStream creates the stream cfg describes, or brings the settings we declare up to
-// date, racing other replicas safely.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	return ensureStream(ctx, js, cfg)
+// Differences lists the fields whose values differ, as "name: have X, want Y".
+func Differences(fields ...Field) []string {
+	var out []string
+	for _, f := range fields {
+		if !equal(f.Have, f.Want) {
+			out = append(out, fmt.Sprintf("%s: have %v, want %v", f.Name, f.Have, f.Want))
+		}
+	}
+	return out
 }
 
-// EnsureConsumer binds to the durable consumer cfg describes on stream, creating or updating
-// it only when it is missing or set differently.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	return ensureConsumer(ctx, js, stream, cfg)
+func equal(a, b any) bool {
+	switch a := a.(type) {
+	case []string:
+		return slices.Equal(a, b.([]string))
+	case []time.Duration:
+		return slices.Equal(a, b.([]time.Duration))
+	}
+	return a == b
+}
+
+// ConsumerDiff lists the settings we plan that have differs in.
+func ConsumerDiff(have, want jetstream.ConsumerConfig) []string {
+	return Differences(
+		Field{"filter_subject", have.FilterSubject, want.FilterSubject},
+		Field{"deliver_subject", have.DeliverSubject, want.DeliverSubject},
+		Field{"ack_policy", have.AckPolicy, want.AckPolicy},
+		Field{"ack_wait", have.AckWait, want.AckWait},
+		Field{"max_deliver", have.MaxDeliver, want.MaxDeliver},
+		Field{"backoff", have.BackOff, want.BackOff},
+		Field{"max_ack_pending", have.MaxAckPending, want.MaxAckPending},
+		Field{"deliver_policy", have.DeliverPolicy, want.DeliverPolicy},
+	)
+}
+
+// StreamDiff lists the settings we plan that have differs in, and those no plan sets but a
+// stream could be given to reach other streams (sources, a mirror, republish, a subject
+// transform): a stream of ours must have none.
+func StreamDiff(have, want jetstream.StreamConfig) []string {
+	// What the server fills in for a zero: no byte limit, its default window.
+	if want.MaxBytes == 0 {
+		want.MaxBytes = -1
+	}
+	if want.Duplicates == 0 {
+		want.Duplicates = have.Duplicates
+	}
+	d := Differences(
+		Field{"subjects", have.Subjects, want.Subjects},
+		Field{"storage", have.Storage, want.Storage},
+		Field{"retention", have.Retention, want.Retention},
+		Field{"discard", have.Discard, want.Discard},
+		Field{"max_age", have.MaxAge, want.MaxAge},
+		Field{"max_bytes", have.MaxBytes, want.MaxBytes},
+		Field{"duplicate_window", have.Duplicates, want.Duplicates},
+		Field{"num_replicas", have.Replicas, want.Replicas},
+		Field{"description", have.Description, want.Description},
+		Field{"deny_delete", have.DenyDelete, want.DenyDelete},
+		Field{"deny_purge", have.DenyPurge, want.DenyPurge},
+		Field{"compression", have.Compression, want.Compression},
+	)
+	if len(have.Sources) > 0 {
+		d = append(d, fmt.Sprintf("sources: have %d, want none", len(have.Sources)))
+	}
+	if have.Mirror != nil {
+		d = append(d, "mirror: have "+have.Mirror.Name+", want none")
+	}
+	if have.RePublish != nil {
+		d = append(d, "republish: have "+have.RePublish.Source+" → "+have.RePublish.Destination+", want none")
+	}
+	if have.SubjectTransform != nil {
+		d = append(d, "subject_transform: have one, want none")
+	}
+	return d
 }

@@ -14,7 +14,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
@@ -36,22 +35,15 @@ const PublishTimeout = 2 * time.Second
 
 // Publisher publishes typed messages to JetStream.
 type Publisher struct {
-	js       jetstream.JetStream
-	replicas int
+	js jetstream.JetStream
 }
 
-// NewPublisher returns a Publisher that recreates the streams (with replicas) when a
-// publish finds no stream, as after a broker restart.
-func NewPublisher(js jetstream.JetStream, replicas int) *Publisher {
-	return &Publisher{js: js, replicas: replicas}
-}
-
-// streamLost tells a stream that is gone (a memory stream after its servers restarted:
-// declare it again) from one that does not answer now (a cluster below quorum: nothing to
-// declare, and every publish declaring would flood the recovering cluster's meta leader).
-func (p *Publisher) streamLost(ctx context.Context) bool {
-	_, err := p.js.Stream(ctx, contracts.StreamLoan)
-	return errors.Is(err, jetstream.ErrStreamNotFound)
+// NewPublisher returns a Publisher. A publish that finds no stream fails: the streams are
+// the administrator's (package provision), and after a broker restart that lost a memory
+// stream, the provisioner puts it back; until then the gateway answers 503 and its sweeper
+// sends the pending searches again.
+func NewPublisher(js jetstream.JetStream) *Publisher {
+	return &Publisher{js: js}
 }
 
 // Published is what JetStream said of a stored message.
@@ -88,11 +80,6 @@ func (p *Publisher) Publish(ctx context.Context, subject, searchID, msgID string
 	msg.Header.Set(HeaderSearchID, searchID)
 	telemetry.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
-	if errors.Is(err, jetstream.ErrNoStreamResponse) && p.streamLost(ctx) {
-		if err = EnsureStreams(ctx, p.js, p.replicas); err == nil {
-			ack, err = p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
-		}
-	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
 		// A replicated stream is still storing the first copy of this id: a duplicate.

@@ -17,17 +17,15 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/provision"
 )
 
-// History is how many revisions a bucket keeps: the most JetStream allows, so that a past
-// decision can be replayed with the very revision that made it for as long as possible. The
-// documents are small (kilobytes) and change rarely.
-const History = jetstream.KeyValueMaxHistory
+// History is how many revisions a bucket keeps (package provision).
+const History = provision.DocumentHistory
 
 // Spec describes one document.
 type Spec[T any] struct {
 	Bucket, Key string
-	Description string // of the bucket
 	Name        string // for people: "catalog", "policy", "ceiling table"
 	// Parse decodes and validates a revision; an error refuses it.
 	Parse func([]byte) (T, error)
@@ -38,22 +36,16 @@ type Spec[T any] struct {
 	Describe func(*zerolog.Event, T) *zerolog.Event
 }
 
-// BucketConfig is the bucket's configuration: on disk, because the document is the bank's
-// decision and must outlive a broker restart.
-func (s Spec[T]) BucketConfig(replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      s.Bucket,
-		Description: s.Description,
-		History:     History,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+// Bind binds to the bucket, as the provisioner made it (package provision).
+func (s Spec[T]) Bind(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, s.Bucket) })
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s is missing: %w", s.Bucket, bus.ErrNotProvisioned)
 	}
-}
-
-// Ensure creates the bucket or brings its configuration up to date. The services and the
-// operators' tool both call it, so neither has to come first.
-func (s Spec[T]) Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	return bus.EnsureKeyValue(ctx, js, s.BucketConfig(replicas))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", s.Bucket, err)
+	}
+	return kv, nil
 }
 
 // Revision reads one revision of the document, still within the bucket's history, and
@@ -111,11 +103,10 @@ type InForce[T any] struct {
 // Source keeps the document in force and follows the bucket. Readers take it with one
 // atomic load, so a search is decided wholly with the old revision or wholly with the new.
 type Source[T any] struct {
-	spec     Spec[T]
-	js       jetstream.JetStream
-	replicas int
-	seed     []byte
-	log      zerolog.Logger
+	spec Spec[T]
+	js   jetstream.JetStream
+	seed []byte
+	log  zerolog.Logger
 	// OnSwap, if set, is called with each revision put in force (after the first).
 	onSwap func(InForce[T])
 
@@ -125,10 +116,10 @@ type Source[T any] struct {
 	seen uint64 // the newest revision looked at, valid or not
 }
 
-// Start prepares the bucket, seeding it with seed when it holds no document, and puts its
+// Start binds to the bucket, seeding it with seed when it holds no document, and puts its
 // newest valid revision in force.
-func Start[T any](ctx context.Context, js jetstream.JetStream, replicas int, spec Spec[T], seed []byte, log zerolog.Logger) (*Source[T], error) {
-	s := &Source[T]{spec: spec, js: js, replicas: replicas, seed: seed, log: log.With().Str("document", spec.Name).Logger()}
+func Start[T any](ctx context.Context, js jetstream.JetStream, spec Spec[T], seed []byte, log zerolog.Logger) (*Source[T], error) {
+	s := &Source[T]{spec: spec, js: js, seed: seed, log: log.With().Str("document", spec.Name).Logger()}
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
@@ -141,12 +132,12 @@ func Start[T any](ctx context.Context, js jetstream.JetStream, replicas int, spe
 // Current is the document in force and its revision.
 func (s *Source[T]) Current() InForce[T] { return *s.cur.Load() }
 
-// prepare ensures the bucket and writes the seed if the bucket holds no document. The seed
+// prepare binds to the bucket and writes the seed if the bucket holds no document. The seed
 // goes in with Create, which only succeeds while the key is empty (or deleted): replicas
 // starting together write it once between them, and a document someone put is never
 // replaced.
 func (s *Source[T]) prepare(ctx context.Context) error {
-	kv, err := s.spec.Ensure(ctx, s.js, s.replicas)
+	kv, err := s.spec.Bind(ctx, s.js)
 	if err != nil {
 		return err
 	}
@@ -342,11 +333,11 @@ func (s *Source[T]) refuse(revision uint64, err error) {
 // together on a fresh cluster race each other for the bucket), and returns it; or nil when
 // ctx ends first. Each new set-up error is logged once and passed to failed, if set, for the
 // service's readiness to say what is missing.
-func Follow[T any](ctx context.Context, js jetstream.JetStream, replicas int, spec Spec[T], seed []byte, log zerolog.Logger, failed func(error)) *Source[T] {
+func Follow[T any](ctx context.Context, js jetstream.JetStream, spec Spec[T], seed []byte, log zerolog.Logger, failed func(error)) *Source[T] {
 	pause := 100 * time.Millisecond
 	var last string
 	for {
-		src, err := Start(ctx, js, replicas, spec, seed, log)
+		src, err := Start(ctx, js, spec, seed, log)
 		if err == nil {
 			return src
 		}

@@ -83,29 +83,27 @@ func newStore(kv jetstream.KeyValue, o Options) (*Store, error) {
 	return &Store{kv: kv, log: o.Log, metrics: m}, nil
 }
 
-// Ensure creates or updates the bucket and returns a Store over it. The gateway owns the
-// bucket (its retention is the gateway's setting) and calls this at start-up.
-func Ensure(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int, o Options) (*Store, error) {
-	// Reads come from the stream leader: a lagging replica would show a done search as
-	// pending again, which the spec forbids (bus.EnsureLeaderReadBucket).
-	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
+// Bind binds to the bucket, as the provisioner made it (reads from the stream's leader: a
+// lagging replica would show a done search as pending again, which the spec forbids).
+func Bind(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketSearches)
 	if err != nil {
 		return nil, err
 	}
 	return newStore(kv, o)
 }
 
-// Open binds to the bucket, waiting for its owner to create it if it does not exist yet;
-// the other services use this so that start-up order does not matter.
+// Open is Bind, waiting for the bucket to be provisioned, so that start-up order does not
+// matter.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
 	for {
-		kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketSearches)
+		s, err := Bind(ctx, js, o)
 		if err == nil {
-			return newStore(kv, o)
+			return s, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("open bucket %s: waiting for the gateway to create it: %w (%v)", contracts.BucketSearches, ctx.Err(), err)
+			return nil, fmt.Errorf("open bucket %s: waiting for it to be provisioned: %w (%v)", contracts.BucketSearches, ctx.Err(), err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -45,11 +45,28 @@ func request(t testing.TB, deadline time.Duration) contracts.LoanRequested {
 	return *req
 }
 
+// ensure makes the bucket as the provisioner does (package provision, which imports this
+// one): through the key-value API, then its reads switched to the stream's leader; and
+// binds to it.
 func ensure(t testing.TB, js jetstream.JetStream, replicas int, o Options) *Store {
 	t.Helper()
 	var s *Store
 	natstest.Eventually(t, 20*time.Second, func() (err error) {
-		s, err = Ensure(context.Background(), js, time.Hour, replicas, o)
+		ctx := context.Background()
+		if _, err := js.CreateKeyValue(ctx, BucketConfig(time.Hour, replicas)); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return err
+		}
+		st, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
+		if err != nil {
+			return err
+		}
+		if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+			cfg.AllowDirect = false
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return err
+			}
+		}
+		s, err = Bind(ctx, js, o)
 		return err
 	})
 	return s

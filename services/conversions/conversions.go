@@ -28,6 +28,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/conversions/yandex"
@@ -68,7 +69,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Addr:            r.Addr("CONVERSIONS_ADDR", "127.0.0.1:8090"),
 		IntakeTokens:    r.List("INTAKE_TOKENS"),
 		SiteTokens:      r.List("SITE_TOKENS"),
-		Retention:       r.Duration("CONVERSIONS_RETENTION", 366*24*time.Hour, 30*24*time.Hour, 10*366*24*time.Hour),
+		Retention:       provision.ReadConversionsRetention(r),
 		YandexURL:       r.String("YANDEX_CONVERSIONS_URL", ""),
 		YandexToken:     r.Secret("YANDEX_TOKEN", ""),
 		YandexPartnerID: int64(r.Int("YANDEX_PARTNER_ID", 0, 1, math.MaxInt)),
@@ -76,7 +77,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Delivery: Delivery{
 			Batch:     r.Int("DELIVERY_BATCH", 100, 1, 1000),
 			BatchWait: r.Duration("DELIVERY_BATCH_WAIT", time.Second, 10*time.Millisecond, time.Minute),
-			AckWait:   r.Duration("DELIVERY_ACK_WAIT", 2*time.Minute, time.Second, time.Hour),
+			AckWait:   provision.ReadDeliveryAckWait(r),
 			RetryBase: r.Duration("DELIVERY_RETRY_BASE", time.Second, time.Millisecond, time.Hour),
 			RetryMax:  r.Duration("DELIVERY_RETRY_MAX", 5*time.Minute, time.Millisecond, 6*time.Hour),
 		},
@@ -180,6 +181,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		}
 	}
 	checks := append(health.JetStream(deps.JS, []string{contracts.StreamConversions}, []string{contracts.BucketConversions}),
+		provision.Probe(deps.JS, provision.ConversionsService(provision.Settings{Replicas: cfg.NATS.Replicas,
+			ConversionsRetention: cfg.Retention, DeliveryAckWait: cfg.Delivery.AckWait})...),
 		health.Func("conversions index", func() error {
 			if err := setupErr.Load(); err != nil && store.Load() == nil {
 				return *err
@@ -225,7 +228,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		var s *Store
 		for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 			var err error
-			if s, err = OpenStore(gctx, deps.JS, cfg.Retention, cfg.NATS.Replicas); err == nil {
+			if s, err = OpenStore(gctx, deps.JS); err == nil {
 				break
 			}
 			if gctx.Err() != nil {

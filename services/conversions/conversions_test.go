@@ -23,11 +23,14 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
+	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/conversions/yandex"
 )
@@ -187,13 +190,14 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	}
 	_, e.js = natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 10*time.Second)
-	// The gateway's bucket, which a running system has before any conversion.
-	if e.searches, err = search.Ensure(ctx, e.js, time.Hour, 1, search.Options{}); err != nil {
+	// Provisioned from the same variables the service reads, as the provisioner would be.
+	provisiontest.Apply(t, e.js, provision.ReadSettings(config.NewReader(func(k string) string { return e.vars[k] }), 1))
+	if e.searches, err = search.Open(ctx, e.js, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	e.url = "http://" + e.vars["CONVERSIONS_ADDR"]
 	e.start(nil)
-	e.store, err = OpenStore(ctx, e.js, 366*24*time.Hour, 1)
+	e.store, err = OpenStore(ctx, e.js)
 	if err != nil {
 		t.Fatal(err)
 	}

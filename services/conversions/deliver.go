@@ -14,6 +14,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/services/conversions/yandex"
 )
 
@@ -77,31 +78,14 @@ const (
 	asideMemory = 24 * time.Hour
 )
 
-// ConsumerConfig is the delivery consumer: every revision, from the first, acknowledged
-// one by one, redelivered without limit (a conversion is never given up on by the broker;
-// only Yandex's refusal ends its delivery).
-func ConsumerConfig(d Delivery) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       contracts.ConsumerConversionsDelivery,
-		Description:   "Delivers queued conversions to Yandex",
-		FilterSubject: contracts.SubjectConversions,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       d.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: max(4*d.Batch, 256),
-	}
-}
-
 type pending struct {
 	msg  jetstream.Msg
 	conv contracts.Conversion
 }
 
 func (w *worker) run(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
-		return js.CreateOrUpdateConsumer(ctx, contracts.StreamConversions, ConsumerConfig(w.cfg))
-	})
+	want := provision.ConversionsDelivery(provision.Settings{DeliveryAckWait: w.cfg.AckWait})
+	cons, err := bus.BindConsumer(ctx, js, want.On, want.Consumer)
 	if err != nil {
 		return fmt.Errorf("delivery consumer: %w", err)
 	}

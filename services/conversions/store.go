@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,36 +18,19 @@ var (
 	ErrNotFound = errors.New("no such conversion")
 )
 
-// BucketConfig is the conversions bucket: on disk, replicated, one revision per key (the
-// delivery consumer sees every revision as it is written), kept for retention.
-func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      contracts.BucketConversions,
-		Description: "Contracts signed after a Yandex offer, and their delivery to Yandex",
-		History:     1,
-		TTL:         retention,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}
-}
-
 // Store keeps conversions in the bucket.
 type Store struct {
 	kv jetstream.KeyValue
 }
 
-// OpenStore binds to the bucket, creating it as BucketConfig says if it is missing. Its
-// reads come from the stream's leader: a lagging replica's older revision would make the
-// worker skip a conversion still to send, or a repeat look like a new report.
-func OpenStore(ctx context.Context, js jetstream.JetStream, retention time.Duration, replicas int) (*Store, error) {
-	kv, err := bus.EnsureLeaderReadBucket(ctx, js, BucketConfig(retention, replicas))
-	if err != nil {
-		return nil, err
-	}
-	return &Store{kv: kv}, nil
+// OpenStore binds to the bucket, as the provisioner made it: its reads come from the
+// stream's leader (a lagging replica's older revision would make the worker skip a
+// conversion still to send, or a repeat look like a new report).
+func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	return BindStore(ctx, js)
 }
 
-// BindStore binds to the bucket as it is, for the operators' tool.
+// BindStore binds to the bucket as it is.
 func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketConversions)
 	if err != nil {

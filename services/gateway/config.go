@@ -7,6 +7,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
@@ -69,7 +70,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		PhoneHashKey:    []byte(r.Secret("PHONE_HASH_KEY", "")),
 		SyncBudget:      r.Duration("SYNC_BUDGET", 1500*time.Millisecond, 0, time.Minute),
 		Deadline:        r.Duration("SEARCH_DEADLINE", 10*time.Second, time.Second, time.Hour),
-		Retention:       r.Duration("SEARCH_RETENTION", 24*time.Hour, time.Minute, 90*24*time.Hour),
+		Retention:       provision.ReadSearchRetention(r),
 		SweepInterval:   r.Duration("SWEEP_INTERVAL", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
 		RepublishAfter:  r.Duration("REPUBLISH_AFTER", 2*time.Second, 100*time.Millisecond, time.Hour),
 		RateLimit:       r.Float("RATE_LIMIT", 0, 0, 1e6),

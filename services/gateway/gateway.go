@@ -27,6 +27,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/testphones"
 )
@@ -176,7 +177,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return err
 }
 
-// start declares what the gateway needs, retrying until it can, then follows the bucket.
+// start checks that what the gateway needs is provisioned and binds to it, retrying until
+// it can, then follows the bucket.
 func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, tests *testphones.Set, now func() time.Time) {
 	var (
 		store *search.Store
@@ -185,14 +187,13 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	)
 	pause := 100 * time.Millisecond
 	for {
-		err := bus.EnsureStreams(ctx, g.js, g.cfg.NATS.Replicas)
+		err := provision.Check(ctx, g.js, g.provisioned()...)
 		if err == nil {
-			store, err = search.Ensure(ctx, g.js, g.cfg.Retention, g.cfg.NATS.Replicas, search.Options{Log: g.log, Meter: deps.Meter})
+			store, err = search.Bind(ctx, g.js, search.Options{Log: g.log, Meter: deps.Meter})
 		}
 		if err == nil {
-			marks, err = bus.EnsureKeyValue(ctx, g.js, jetstream.KeyValueConfig{
-				Bucket: contracts.BucketGateway, Description: "gateway bookkeeping", History: 1,
-				Storage: jetstream.FileStorage, Replicas: g.cfg.NATS.Replicas,
+			marks, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+				return g.js.KeyValue(ctx, contracts.BucketGateway)
 			})
 		}
 		if err == nil {
@@ -205,7 +206,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 			return
 		}
 		if prev := g.setupErr.Load(); prev == nil || (*prev).Error() != err.Error() {
-			g.log.Warn().Err(err).Dur("retry_in", pause).Msg("gateway not ready: declaring streams and buckets again")
+			g.log.Warn().Err(err).Dur("retry_in", pause).Msg("gateway not ready: its streams and buckets are not as planned (yactl provision)")
 		}
 		g.setupErr.Store(&err)
 		select {
@@ -218,7 +219,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	table := newPendingTable()
 	g.notifier = newNotifier(store, table, from, g.log)
 	sw := &sweeper{
-		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), marks: marks, checkpoint: g.notifier.checkpoint,
+		store: store, pub: bus.NewPublisher(g.js), marks: marks, checkpoint: g.notifier.checkpoint,
 		forget: g.notifier.forget, table: table, log: g.log,
 		tracer: g.tracer.Tracer(instrumentation), now: now, interval: g.cfg.SweepInterval,
 		republishAfter: g.cfg.RepublishAfter, saved: from,
@@ -231,7 +232,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 		},
 	}
 	g.searches.Store(&searches{
-		store: store, pub: bus.NewPublisher(g.js, g.cfg.NATS.Replicas), notifier: g.notifier, hasher: hasher, tests: tests,
+		store: store, pub: bus.NewPublisher(g.js), notifier: g.notifier, hasher: hasher, tests: tests,
 		conn: g.js.Conn(), budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
 	})
 	g.setupErr.Store(nil)
@@ -243,12 +244,17 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 	wg.Wait()
 }
 
-// setUp says whether the gateway has declared its streams and buckets.
+// setUp says whether the gateway has bound to its streams and buckets.
 func (g *gateway) setUp() error {
 	if err := g.setupErr.Load(); err != nil {
 		return *err
 	}
 	return nil
+}
+
+// provisioned is what the gateway uses, as it expects it.
+func (g *gateway) provisioned() []provision.Item {
+	return provision.Gateway(provision.Settings{Replicas: g.cfg.NATS.Replicas, SearchRetention: g.cfg.Retention})
 }
 
 // watch says how the watch of the searches bucket is: live and caught up, with how far it

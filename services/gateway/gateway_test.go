@@ -24,6 +24,8 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/testphones"
 )
@@ -73,6 +75,10 @@ func startWith(t testing.TB, h *harness, cfg Config, deps Deps) *harness {
 	h.js = deps.JS
 	deps.Log = zerolog.New(h.logs)
 	js := deps.JS
+	// What the provisioner makes before the gateway can be ready.
+	settings := provision.Defaults(cfg.NATS.Replicas)
+	settings.SearchRetention = cfg.Retention
+	provisiontest.Apply(t, js, settings)
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -99,8 +105,8 @@ func startWith(t testing.TB, h *harness, cfg Config, deps Deps) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Listening comes first; ready once the streams and buckets are declared and the watch
-	// has caught up.
+	// Listening comes first; ready once the streams and buckets are bound and the watch has
+	// caught up.
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if res := h.do("GET", "/readyz", "", ""); res.status != 200 {
 			return errors.New(res.raw)
@@ -355,7 +361,7 @@ func TestSweeperSendsAPendingRecordWithNoMessage(t *testing.T) {
 	cfg.RepublishAfter = 100 * time.Millisecond
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	store, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +379,8 @@ func TestSweeperSendsAPendingRecordWithNoMessage(t *testing.T) {
 }
 
 // The broker restarts and loses its memory stream with the search's message in it; the
-// sweeper sends the search again once the broker is back.
+// sweeper sends the search again once the broker is back and the provisioner has made the
+// stream again.
 func TestSweeperResendsAfterBrokerRestart(t *testing.T) {
 	cfg := testConfig()
 	cfg.SyncBudget = 0
@@ -393,6 +400,9 @@ func TestSweeperResendsAfterBrokerRestart(t *testing.T) {
 	before := stream.CachedInfo().Created
 	h.srv.Restart()
 	natstest.Eventually(t, 15*time.Second, func() error {
+		if _, err := provision.Apply(context.Background(), h.js, provision.Plan(provision.Defaults(1))); err != nil {
+			return err // the provisioner's next pass
+		}
 		s, err := h.js.Stream(context.Background(), contracts.StreamLoan)
 		if err != nil {
 			return err
@@ -578,7 +588,7 @@ func TestSweepingNeverDelaysAnswers(t *testing.T) {
 	cfg.SyncBudget = 1500 * time.Millisecond
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	store, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

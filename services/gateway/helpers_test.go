@@ -33,7 +33,7 @@ func startPipeline(t *testing.T, js jetstream.JetStream, store *search.Store, de
 	p := &pipeline{}
 	c := &bus.Consumer[contracts.LoanRequested]{
 		Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested, Decode: contracts.DecodeLoanRequested,
-		Replicas: 1, Log: zerolog.Nop(),
+		Log: zerolog.Nop(),
 		Handle: func(ctx context.Context, req *contracts.LoanRequested) error {
 			time.Sleep(delay)
 			var offers []byte

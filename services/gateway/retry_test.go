@@ -15,6 +15,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 )
 
@@ -102,10 +103,7 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +111,7 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &searches{store: store, pub: bus.NewPublisher(js, 1), hasher: hasher, conn: js.Conn(),
+	s := &searches{store: store, pub: bus.NewPublisher(js), hasher: hasher, conn: js.Conn(),
 		notifier: newNotifier(store, newPendingTable(), 0, zerolog.Nop()), // never run: wakes nobody
 		budget:   time.Millisecond, deadline: time.Minute, now: time.Now, log: zerolog.Nop()}
 	for _, tt := range []struct {

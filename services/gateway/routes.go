@@ -8,6 +8,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
+	"github.com/demobank/yacredits/pkg/provision"
 )
 
 // apiPaths are the three spellings of the method that the published pages use (spec §2);
@@ -52,11 +53,12 @@ func (g *gateway) healthRoutes(r chi.Router) {
 }
 
 // healthHandler serves the operational endpoints alone, for HEALTH_ADDR: ready once set up,
-// while JetStream answers with the stream and buckets in place, and while the watch of the
+// while JetStream answers with the streams and buckets provisioned as planned, and while the watch of the
 // searches bucket is live and caught up (without it no POST could be answered done).
 func (g *gateway) healthHandler() http.Handler {
 	checks := append(health.JetStream(g.js, []string{contracts.StreamLoan},
 		[]string{contracts.BucketSearches, contracts.BucketGateway}),
+		provision.Probe(g.js, g.provisioned()...),
 		health.Func("set-up", g.setUp),
 		health.Check{Name: "bucket watch", Probe: g.watch})
 	list := health.List(checks...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 )
 
@@ -164,7 +165,7 @@ func TestAnExpiredPendingRecordReleasesTheCheckpoint(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,8 @@ import (
 // and yactl catalog refuses such a catalog before it is put.
 var CatalogDocument = document.Spec[*catalog.Catalog]{
 	Bucket: contracts.BucketCatalog, Key: contracts.CatalogKey, Name: "catalog",
-	Description: "the offers service's product catalog under key " + contracts.CatalogKey,
-	Parse:       pricing.ParseCatalog,
-	Problems:    validationProblems,
+	Parse:    pricing.ParseCatalog,
+	Problems: validationProblems,
 	Describe: func(e *zerolog.Event, c *catalog.Catalog) *zerolog.Event {
 		return e.Int("products", len(c.Products))
 	},
@@ -32,9 +31,8 @@ var CatalogDocument = document.Spec[*catalog.Catalog]{
 // CeilingDocument is the ПСК ceiling table (package ceiling) as a versioned document.
 var CeilingDocument = document.Spec[*ceiling.Table]{
 	Bucket: contracts.BucketCeilings, Key: contracts.CeilingsKey, Name: "ceiling table",
-	Description: "the Bank of Russia's ПСК ceilings by category under key " + contracts.CeilingsKey,
-	Parse:       ceiling.Parse,
-	Problems:    validationProblems,
+	Parse:    ceiling.Parse,
+	Problems: validationProblems,
 }
 
 // validationProblems lists the problems of a refused catalog or ceiling table; a file that

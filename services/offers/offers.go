@@ -24,6 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/services/offers/audit"
@@ -68,7 +69,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	c := Config{
 		CatalogFile:    r.String("CATALOG_FILE", ""),
 		CeilingsFile:   r.String("CEILINGS_FILE", ""),
-		AuditRetention: r.Duration("AUDIT_RETENTION", audit.DefaultRetention, 24*time.Hour, 10*366*24*time.Hour),
+		AuditRetention: provision.ReadAuditRetention(r),
 		Concurrency:    r.Int("CONCURRENCY", 64, 1, 4096),
 		MaxOffers:      r.Int("OFFERS_MAX", 10, 1, 100),
 		HealthAddr:     r.Addr("HEALTH_ADDR", ""),
@@ -127,6 +128,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	)
 	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan},
 		[]string{contracts.BucketSearches, contracts.BucketCatalog, contracts.BucketCeilings}),
+		provision.Probe(deps.JS, provision.Offers(provision.Settings{Replicas: cfg.NATS.Replicas, AuditRetention: cfg.AuditRetention})...),
 		health.Check{Name: "catalog", Probe: func(context.Context) (string, error) {
 			cs := catalogs.Load()
 			if cs == nil {
@@ -162,11 +164,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	// Health first: alive while waiting for the gateway's bucket, ready only after.
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error {
-		cat := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, CatalogDocument, seed, log, failed)
+		cat := document.Follow(gctx, deps.JS, CatalogDocument, seed, log, failed)
 		if cat == nil {
 			return nil
 		}
-		ceil := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, CeilingDocument, ceilingSeed, log, failed)
+		ceil := document.Follow(gctx, deps.JS, CeilingDocument, ceilingSeed, log, failed)
 		if ceil == nil {
 			return nil
 		}
@@ -186,7 +188,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return g.Wait()
 	})
 	grp.Go(func() error {
-		w := &audit.Writer{JS: deps.JS, Replicas: cfg.NATS.Replicas, Retention: cfg.AuditRetention, Log: log}
+		w := &audit.Writer{JS: deps.JS, Log: log}
 		if deps.Meter != nil {
 			m := deps.Meter.Meter(instrumentation)
 			batches, _ := m.Int64Counter("audit.batches", metric.WithDescription("Batches written to the audit trail"))
@@ -216,7 +218,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		c := &bus.Consumer[contracts.Scored]{
 			Name: contracts.ConsumerOffers, Subject: contracts.SubjectScored,
 			Decode: contracts.DecodeScored, Handle: p.handle, OnDeadLetter: p.reject,
-			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+			Concurrency: cfg.Concurrency, Log: log,
 			Tracer: deps.Tracer, Meter: deps.Meter,
 		}
 		consumer.Store(c)

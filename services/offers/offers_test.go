@@ -26,6 +26,8 @@ import (
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
@@ -150,17 +152,13 @@ func (s *service) waitLog(t *testing.T, timeout time.Duration, msg string, revis
 	return found
 }
 
-// setup starts a JetStream server with the searches bucket, as the gateway makes it.
+// setup starts a JetStream server, provisioned, and binds to the searches bucket.
 func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *search.Store) {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	store, err := search.Ensure(natstest.Context(t, 10*time.Second), js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	// The streams are the gateway's to declare; the test plays the gateway.
-	if err := bus.EnsureStreams(natstest.Context(t, 10*time.Second), js, 1); err != nil {
 		t.Fatal(err)
 	}
 	return srv, js, store
@@ -168,7 +166,7 @@ func setup(t *testing.T) (*natstest.Server, jetstream.JetStream, *search.Store) 
 
 func catalogBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
 	t.Helper()
-	kv, err := CatalogDocument.Ensure(natstest.Context(t, 10*time.Second), js, 1)
+	kv, err := CatalogDocument.Bind(natstest.Context(t, 10*time.Second), js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +230,7 @@ func priceSearch(t *testing.T, js jetstream.JetStream, store *search.Store) map[
 	s := scored(t, contracts.Approved, "A")
 	id := s.Request.SearchID
 	natstest.Eventually(t, 20*time.Second, func() error { // until the client is reconnected
-		_, err := bus.NewPublisher(js, 1).Publish(ctx, contracts.SubjectScored, id, contracts.ScoredMsgID(id), s)
+		_, err := bus.NewPublisher(js).Publish(ctx, contracts.SubjectScored, id, contracts.ScoredMsgID(id), s)
 		return err
 	})
 	var done *contracts.Search
@@ -494,6 +492,10 @@ func TestCatalogWatchSurvivesBrokerRestart(t *testing.T) {
 	srv.Restart()
 	var rev uint64
 	natstest.Eventually(t, 20*time.Second, func() error { // until the client is reconnected
+		// The provisioner's next pass makes the lost memory streams again.
+		if _, err := provision.Apply(natstest.Context(t, 5*time.Second), js, provision.Plan(provision.Defaults(1))); err != nil {
+			return err
+		}
 		var err error
 		rev, err = kv.Put(natstest.Context(t, 5*time.Second), contracts.CatalogKey, demoWith(t, demoStandardRateA, `"A": {"min": 9.9, "max": 10.9}`))
 		return err
@@ -708,8 +710,8 @@ func writeFile(t *testing.T, path, data string) {
 	}
 }
 
-// The orchestrator must see the service alive while it waits for the gateway to create
-// the searches bucket, and ready only once it exists.
+// The orchestrator must see the service alive while it waits for the provisioner, ready
+// only once everything it uses is provisioned, and /readyz must say what is missing.
 func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
@@ -737,9 +739,9 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 		}
 		return nil
 	})
-	// Not ready, and /readyz names what is missing; the catalog is in force already.
+	// Not ready, and /readyz names what is missing.
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if got := status("/readyz"); got != 503 || !strings.Contains(body, "revision 1 in force") {
+		if got := status("/readyz"); got != 503 || !strings.Contains(body, "stream AUDIT: missing: not provisioned as planned") {
 			return fmt.Errorf("readyz = %d %s", got, body)
 		}
 		return nil
@@ -748,13 +750,12 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(rep.Failing, "bucket searches") || !slices.Contains(rep.Failing, "stream LOAN") || slices.Contains(rep.Failing, "catalog") {
-		t.Fatalf("readyz without the searches bucket and the stream fails %v:\n%s", rep.Failing, body)
+	for _, want := range []string{"provisioned", "bucket searches", "stream LOAN", "catalog"} {
+		if !slices.Contains(rep.Failing, want) {
+			t.Fatalf("readyz before provisioning fails %v, not %q:\n%s", rep.Failing, want, body)
+		}
 	}
-	if _, err := search.Ensure(context.Background(), js, time.Hour, 1, search.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.EnsureStreams(context.Background(), js, 1); err != nil {
+	if _, err := provisiontest.Searches(t, js, 1, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 10*time.Second, func() error {
@@ -780,12 +781,7 @@ func TestReplicasStartingTogetherOnAFreshClusterStay(t *testing.T) {
 		conns = append(conns, js)
 		services = append(services, startService(t, js, env))
 	}
-	natstest.Eventually(t, 30*time.Second, func() error { // what the gateway does, retried as it does
-		if _, err := search.Ensure(context.Background(), conns[0], time.Hour, 3, search.Options{}); err != nil {
-			return err
-		}
-		return bus.EnsureStreams(context.Background(), conns[0], 3)
-	})
+	provisiontest.Defaults(t, conns[0], 3) // what the provisioner does, retried as it does
 	for i, s := range services {
 		s.waitLog(t, 30*time.Second, "offers consuming", 0)
 		select {

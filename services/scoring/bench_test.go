@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -21,6 +20,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/scoring"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -52,10 +52,10 @@ func BenchmarkReplica(b *testing.B) {
 			srv := natstest.RunServer(b)
 			_, js := natstest.JetStream(b, srv.ClientURL())
 			ctx := context.Background()
-			if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{}); err != nil {
+			if _, err := provisiontest.Searches(b, js, 1, search.Options{}); err != nil {
 				b.Fatal(err)
 			}
-			obs, err := snapshotstore.Ensure(ctx, js, 1)
+			obs, err := snapshotstore.Open(ctx, js)
 			if err != nil {
 				b.Fatal(err)
 			}

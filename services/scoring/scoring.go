@@ -27,6 +27,7 @@ import (
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
 	"github.com/demobank/yacredits/pkg/testphones"
@@ -130,13 +131,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	snaps := newSnapshots(deps.JS, cfg.NATS.Replicas, hasher, seed, log)
+	snaps := newSnapshots(deps.JS, hasher, seed, log)
 	var (
 		consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
 		policies atomic.Pointer[document.Source[*policy.Policy]]
 		loaded   = make(chan struct{})
 	)
 	checks := append(health.JetStream(deps.JS, []string{contracts.StreamLoan}, []string{contracts.BucketSearches, contracts.BucketPolicy}),
+		provision.Probe(deps.JS, provision.Scoring(provision.Settings{Replicas: cfg.NATS.Replicas})...),
 		health.Check{Name: "pre-approvals", Probe: snaps.describe},
 		health.Check{Name: "policy", Probe: func(context.Context) (string, error) {
 			src := policies.Load()
@@ -162,7 +164,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	grp.Go(func() error { return health.Serve(gctx, cfg.HealthAddr, ops) })
 	grp.Go(func() error { return snaps.run(gctx) })
 	grp.Go(func() error {
-		src := document.Follow(gctx, deps.JS, cfg.NATS.Replicas, PolicyDocument, policySeed, log, nil)
+		src := document.Follow(gctx, deps.JS, PolicyDocument, policySeed, log, nil)
 		if src == nil {
 			return nil
 		}
@@ -182,12 +184,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		}
 		s := &scorer{
 			snaps: snaps, policy: policies.Load().Current, tests: tests, now: now, store: store,
-			pub: bus.NewPublisher(deps.JS, cfg.NATS.Replicas),
+			pub: bus.NewPublisher(deps.JS),
 		}
 		c := &bus.Consumer[contracts.LoanRequested]{
 			Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested,
 			Decode: contracts.DecodeLoanRequested, Handle: s.handle, OnDeadLetter: s.reject,
-			Concurrency: cfg.Concurrency, Replicas: cfg.NATS.Replicas, Log: log,
+			Concurrency: cfg.Concurrency, Log: log,
 			Tracer: deps.Tracer, Meter: deps.Meter,
 		}
 		consumer.Store(c)
@@ -326,8 +328,7 @@ func allLoopback(urls string) bool {
 // every scoring replica and put with `yactl policy put`.
 var PolicyDocument = document.Spec[*policy.Policy]{
 	Bucket: contracts.BucketPolicy, Key: contracts.PolicyKey, Name: "policy",
-	Description: "the scoring service's credit policy under key " + contracts.PolicyKey,
-	Parse:       policy.Parse,
+	Parse: policy.Parse,
 	Problems: func(err error) []string {
 		var invalid *policy.InvalidError
 		if errors.As(err, &invalid) {

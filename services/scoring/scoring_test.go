@@ -25,6 +25,7 @@ import (
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/testphones"
 	"github.com/demobank/yacredits/services/scoring"
@@ -65,18 +66,15 @@ func newRig(t *testing.T) *rig {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, time.Minute)
-	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := snapshotstore.Ensure(ctx, js, 1)
+	obs, err := snapshotstore.Open(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	return &rig{t: t, js: js, store: store, pub: bus.NewPublisher(js, 1), obs: obs, logs: &logBuffer{},
+	return &rig{t: t, js: js, store: store, pub: bus.NewPublisher(js), obs: obs, logs: &logBuffer{},
 		url: srv.ClientURL(), scored: map[string]*contracts.Scored{}, next: 1}
 }
 
@@ -336,10 +334,15 @@ func TestNotReadyUntilAFirstSnapshotLoads(t *testing.T) {
 	if _, err := r.obs.GetInfo(context.Background(), contracts.PreapprovalsSeedObject); !errors.Is(err, jetstream.ErrObjectNotFound) {
 		t.Fatalf("a replica seeded a store that held an import: %v", err)
 	}
-	if _, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("scoring consumes with no snapshot loaded: %v", err)
-	}
 	id := r.request(clientX) // waits: nothing consumes it yet
+	// The consumer is provisioned; a replica consuming it would hold pull requests open.
+	c, err := r.js.Consumer(context.Background(), contracts.StreamLoan, contracts.ConsumerScoring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := c.CachedInfo(); info.NumWaiting != 0 || info.Delivered.Consumer != 0 {
+		t.Fatalf("scoring consumes with no snapshot loaded: %d pull requests waiting, %d delivered", info.NumWaiting, info.Delivered.Consumer)
+	}
 
 	r.importCSV(gatewayKey, "v2.csv", exportV1)
 	natstest.Eventually(t, 20*time.Second, func() error {

@@ -44,11 +44,10 @@ type served struct {
 // seeding at once may each write the seed (the same content, which the others then do not
 // load again), but none can overwrite an operator's import.
 type snapshots struct {
-	js       jetstream.JetStream
-	replicas int
-	hasher   *phone.Hasher
-	seed     snapshotstore.Source
-	log      zerolog.Logger
+	js     jetstream.JetStream
+	hasher *phone.Hasher
+	seed   snapshotstore.Source
+	log    zerolog.Logger
 
 	cur   atomic.Pointer[served]
 	ready chan struct{} // closed once the first index is in place
@@ -58,8 +57,8 @@ type snapshots struct {
 	seeded  bool   // this process wrote the seed
 }
 
-func newSnapshots(js jetstream.JetStream, replicas int, h *phone.Hasher, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
-	return &snapshots{js: js, replicas: replicas, hasher: h, seed: seed, log: log, ready: make(chan struct{})}
+func newSnapshots(js jetstream.JetStream, h *phone.Hasher, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
+	return &snapshots{js: js, hasher: h, seed: seed, log: log, ready: make(chan struct{})}
 }
 
 // index is the index to score with; nil until the first snapshot is loaded.
@@ -100,7 +99,7 @@ func (s *snapshots) run(ctx context.Context) error {
 }
 
 func (s *snapshots) follow(ctx context.Context) error {
-	obs, err := snapshotstore.Ensure(ctx, s.js, s.replicas)
+	obs, err := snapshotstore.Open(ctx, s.js)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func TestSwapCollectsTheReplacedIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSnapshots(nil, 1, h, demoSeed(), zerolog.Nop())
+	s := newSnapshots(nil, h, demoSeed(), zerolog.Nop())
 	first := put(t, s, h, "n1")
 	if first.Value() == nil {
 		t.Fatal("the index in use was collected")

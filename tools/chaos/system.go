@@ -156,9 +156,18 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 				sys.gateways = append(sys.gateways, svc)
 			}
 		}
+		// The provisioner, with the one user that may make streams, as its Deployment runs
+		// it: after a restart of every broker it makes the memory streams again.
+		prov, err := topology.NewProvisioner(bin, dir, "prov", map[string]string{
+			"NATS_URL": strings.Join(sys.cluster.URLs(), ","), "NATS_USER": "provision",
+			"NATS_PASSWORD": natsPassword("provision"), "NATS_REPLICAS": "3", "LOG_LEVEL": "info"})
+		if err != nil {
+			return nil, err
+		}
+		sys.services["prov"] = prov
 	}
-	// Every service at once, as an orchestrator starts them: none may exit while the others
-	// are still declaring what they share.
+	// Every service at once, as an orchestrator starts them, the provisioner among them:
+	// none may exit while what they share is not provisioned yet.
 	for _, svc := range sys.services {
 		if err := svc.Start(); err != nil {
 			return nil, err

@@ -24,7 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/offerlink"
-	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
@@ -61,7 +61,7 @@ func runRetained(ctx context.Context, o options, dir string, out io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if _, err := search.Ensure(ctx, js, 24*time.Hour, 1, search.Options{}); err != nil {
+	if _, err := provision.Apply(ctx, js, []provision.Item{provision.Searches(provision.Settings{Replicas: 1, SearchRetention: 24 * time.Hour})}); err != nil {
 		return err
 	}
 	recs, err := newRecords()

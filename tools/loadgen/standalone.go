@@ -70,7 +70,8 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
 		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
 		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
-		"github.com/demobank/yacredits/services/offers/cmd/offers")
+		"github.com/demobank/yacredits/services/offers/cmd/offers",
+		"github.com/demobank/yacredits/cmd/yactl")
 	if err != nil {
 		return err
 	}
@@ -96,6 +97,10 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 			_ = node.Terminate(30 * time.Second)
 		}
 		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
+		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": env["NATS_URL"]}); err != nil {
+			s.stop()
+			return nil, err
+		}
 		for _, program := range []string{"gateway", "scoring", "offers"} {
 			svc, err := topology.NewService(bin, run, program, program, env)
 			if err != nil {

@@ -30,6 +30,7 @@ var Programs = []string{
 	"github.com/demobank/yacredits/services/scoring/cmd/scoring",
 	"github.com/demobank/yacredits/services/offers/cmd/offers",
 	"github.com/demobank/yacredits/cmd/standalone",
+	"github.com/demobank/yacredits/cmd/yactl",
 }
 
 // Build compiles programs (all of Programs when none is named) into dir with the go command

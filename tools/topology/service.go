@@ -7,14 +7,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 )
 
-// Service is one process of ours: a gateway, scoring, offers or conversions replica, or
-// the standalone binary.
+// Service is one process of ours: a gateway, scoring, offers or conversions replica, the
+// provisioner, or the standalone binary.
 type Service struct {
 	*Proc
 	Program  string // the binary: gateway, scoring, offers, conversions or standalone
@@ -51,6 +52,31 @@ func NewService(bin Binaries, dir, program, name string, env map[string]string) 
 	sort.Strings(list)
 	s.Proc = &Proc{Name: name, Path: bin.Path(program), Env: list, LogPath: filepath.Join(dir, name+".log")}
 	return s, nil
+}
+
+// NewProvisioner prepares the provisioner as its Deployment runs it: yactl provision -watch,
+// keeping the streams, buckets and consumers as planned (again after every reconnect, and
+// every second), with /readyz on HEALTH_ADDR.
+func NewProvisioner(bin Binaries, dir, name string, env map[string]string) (*Service, error) {
+	s, err := NewService(bin, dir, "yactl", name, env)
+	if err != nil {
+		return nil, err
+	}
+	s.Args = []string{"provision", "-watch", "1s"}
+	return s, nil
+}
+
+// Provision runs yactl provision once, as an administrator would before starting the
+// services, with env (NATS_URL, and NATS_USER and NATS_PASSWORD where the server has users).
+func Provision(ctx context.Context, bin Binaries, env map[string]string) error {
+	cmd := exec.CommandContext(ctx, bin.Path("yactl"), "provision")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("yactl provision: %v\n%s", err, out)
+	}
+	return nil
 }
 
 // URL is the service's API base URL.

@@ -14,8 +14,8 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/services/offers"
-	"github.com/demobank/yacredits/services/offers/audit"
 	"github.com/demobank/yacredits/services/scoring"
 )
 
@@ -67,8 +67,9 @@ func TestReplayOfARecordedAuditRecord(t *testing.T) {
 			srv := natstest.RunServer(t)
 			_, js := natstest.JetStream(t, srv.ClientURL())
 			ctx := natstest.Context(t, 30*time.Second)
-			put := func(bucket, key string, ensure func() (jetstream.KeyValue, error), data []byte) {
-				kv, err := ensure()
+			provisiontest.Defaults(t, js, 1)
+			put := func(bucket, key string, bind func() (jetstream.KeyValue, error), data []byte) {
+				kv, err := bind()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -76,12 +77,9 @@ func TestReplayOfARecordedAuditRecord(t *testing.T) {
 					t.Fatalf("put %s: revision %d, %v", bucket, rev, err)
 				}
 			}
-			put("catalog", offers.CatalogDocument.Key, func() (jetstream.KeyValue, error) { return offers.CatalogDocument.Ensure(ctx, js, 1) }, read("catalog.json"))
-			put("ceilings", offers.CeilingDocument.Key, func() (jetstream.KeyValue, error) { return offers.CeilingDocument.Ensure(ctx, js, 1) }, read("ceilings.json"))
-			put("policy", scoring.PolicyDocument.Key, func() (jetstream.KeyValue, error) { return scoring.PolicyDocument.Ensure(ctx, js, 1) }, read("policy.json"))
-			if _, err := js.CreateStream(ctx, audit.StreamConfig(1, 366*24*time.Hour)); err != nil {
-				t.Fatal(err)
-			}
+			put("catalog", offers.CatalogDocument.Key, func() (jetstream.KeyValue, error) { return offers.CatalogDocument.Bind(ctx, js) }, read("catalog.json"))
+			put("ceilings", offers.CeilingDocument.Key, func() (jetstream.KeyValue, error) { return offers.CeilingDocument.Bind(ctx, js) }, read("ceilings.json"))
+			put("policy", scoring.PolicyDocument.Key, func() (jetstream.KeyValue, error) { return scoring.PolicyDocument.Bind(ctx, js) }, read("policy.json"))
 			if _, err := js.Publish(ctx, contracts.SubjectAudit, tt.batch); err != nil {
 				t.Fatal(err)
 			}

@@ -30,87 +30,27 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/provision"
 )
-
-// DefaultRetention is how long decisions are kept: a year and a day, so that a complaint
-// made on a search's anniversary still finds it.
-const DefaultRetention = 366 * 24 * time.Hour
 
 // Batching: a batch is written when it holds MaxBatch searches or maxBatchBytes, or when
 // Linger has passed since the first fetch returned nothing more.
 const (
-	MaxBatch      = 500
+	MaxBatch      = provision.AuditMaxBatch
 	maxBatchBytes = 768 << 10 // under the broker's default 1 MiB max_payload
 	Linger        = time.Second
 )
 
-// StreamConfig is the AUDIT stream: on disk, replicated, kept for retention.
-func StreamConfig(replicas int, retention time.Duration) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        contracts.StreamAudit,
-		Description: "finished searches' decisions, in batches, kept for the audit trail",
-		Subjects:    []string{contracts.SubjectAudit},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      retention,
-		Duplicates:  2 * time.Minute,
-		Replicas:    replicas,
-		// A year of decisions is large (docs/guarantees.md); batches of similar records compress well,
-		// and a compressed message costs the server no more memory than any other.
-		Compression: jetstream.S2Compression,
-		// A decision once kept is not taken out, by anybody: the server refuses to delete a
-		// message or purge the stream, and refuses to turn either back on.
-		DenyDelete: true,
-		DenyPurge:  true,
-	}
-}
-
-// streamConfig is StreamConfig, but never with a shorter retention than the stream has: a
-// replica started with a smaller AUDIT_RETENTION by mistake would delete decisions the others
-// keep, at once, and replicas set differently would undo each other at every start.
-// Shortening the trail is the operators' decision, made on the stream itself.
-func (w *Writer) streamConfig(ctx context.Context) jetstream.StreamConfig {
-	cfg := StreamConfig(w.Replicas, w.Retention)
-	s, err := w.JS.Stream(ctx, contracts.StreamAudit)
-	if err != nil {
-		return cfg
-	}
-	if have := s.CachedInfo().Config.MaxAge; have == 0 || have > cfg.MaxAge {
-		w.Log.Warn().Dur("audit_retention", cfg.MaxAge).Dur("stream_max_age", have).
-			Msg("the audit trail keeps decisions longer than AUDIT_RETENTION says; it is never shortened by a service")
-		cfg.MaxAge = have
-	}
-	return cfg
-}
-
-// consumerConfig reads every record of the searches bucket, from its oldest: the first
-// writer to start also keeps what the bucket held before the trail existed.
-func consumerConfig() jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       contracts.ConsumerAudit,
-		Description:   "writes finished searches to the AUDIT stream",
-		FilterSubject: "$KV." + contracts.BucketSearches + ".>",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxDeliver:    -1,
-		MaxAckPending: 4 * MaxBatch,
-	}
-}
-
 // Writer moves finished searches from the bucket to the trail. Every offers replica runs
 // one on the same durable consumer.
 type Writer struct {
-	JS        jetstream.JetStream
-	Replicas  int
-	Retention time.Duration
-	Log       zerolog.Logger
+	JS  jetstream.JetStream
+	Log zerolog.Logger
 	// Written, if set, is told how many searches each batch held once it is stored.
 	Written func(n int)
 }
 
-// Run writes batches until ctx ends, declaring what it needs again after any failure.
+// Run writes batches until ctx ends, binding to what it needs again after any failure.
 func (w *Writer) Run(ctx context.Context) error {
 	pause := 100 * time.Millisecond
 	for {
@@ -129,18 +69,14 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 func (w *Writer) run(ctx context.Context) error {
-	if err := bus.EnsureStream(ctx, w.JS, w.streamConfig(ctx)); err != nil {
-		return fmt.Errorf("ensure stream %s: %w", contracts.StreamAudit, err)
-	}
-	// The consumer is made once the gateway has set the bucket up (its stream reads from the
-	// leader): a consumer made while the stream's settings are updated meets a race inside
-	// nats-server 2.15.2 (fileStore.ConsumerStore against fileStore.UpdateConfig).
-	if _, err := bus.BindLeaderRead(ctx, w.JS, contracts.BucketSearches); err != nil {
+	// The stream and the consumer are the provisioner's; the writer binds and checks.
+	if err := provision.Check(ctx, w.JS, provision.Audit(provision.Settings{})); err != nil {
 		return err
 	}
-	cons, err := bus.EnsureConsumer(ctx, w.JS, "KV_"+contracts.BucketSearches, consumerConfig())
+	want := provision.AuditConsumer()
+	cons, err := bus.BindConsumer(ctx, w.JS, want.On, want.Consumer)
 	if err != nil {
-		return fmt.Errorf("ensure consumer %s: %w", contracts.ConsumerAudit, err)
+		return err
 	}
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, Linger)

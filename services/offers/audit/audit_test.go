@@ -16,9 +16,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/contracts"
-	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 )
 
@@ -47,7 +48,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 60*time.Second)
-	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()})
+	store, err := provisiontest.Searches(t, js, 1, search.Options{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 
 	var written atomic.Int64
 	run := func(ctx context.Context) {
-		w := &Writer{JS: js, Replicas: 1, Retention: DefaultRetention, Log: zerolog.Nop(),
+		w := &Writer{JS: js, Log: zerolog.Nop(),
 			Written: func(k int) { written.Add(int64(k)) }}
 		go func() { _ = w.Run(ctx) }()
 	}
@@ -280,43 +281,6 @@ func TestAuditCopyOfASchema1Record(t *testing.T) {
 	}
 }
 
-// A writer set to keep the trail a day does not shorten a trail kept two years (found by
-// review: the stream's age limit followed the last replica started).
-func TestRetentionIsNeverShortened(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.JetStream(t, srv.ClientURL())
-	ctx := natstest.Context(t, 30*time.Second)
-	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()}); err != nil {
-		t.Fatal(err)
-	}
-	long := 2 * DefaultRetention
-	for i, retention := range []time.Duration{long, 24 * time.Hour} {
-		logs := &logtest.Buffer{}
-		wctx, stop := context.WithCancel(ctx)
-		w := &Writer{JS: js, Replicas: 1, Retention: retention, Log: zerolog.New(logs)}
-		done := make(chan struct{})
-		go func() { defer close(done); _ = w.Run(wctx) }()
-		natstest.Eventually(t, 10*time.Second, func() error {
-			if _, err := js.Consumer(ctx, "KV_"+contracts.BucketSearches, contracts.ConsumerAudit); err != nil || i == 0 {
-				return err
-			}
-			if !strings.Contains(logs.String(), "never shortened by a service") {
-				return errors.New("the second writer has not looked at the stream yet")
-			}
-			return nil
-		})
-		stop()
-		<-done
-	}
-	s, err := js.Stream(ctx, contracts.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.CachedInfo().Config.MaxAge; got != long {
-		t.Errorf("the trail's age limit is %s, want %s", got, long)
-	}
-}
-
 // No one takes a decision out of the trail: the server refuses to purge it, to delete one
 // of its messages, or to turn either refusal off, whoever asks (this test is the server's
 // only user, with every right).
@@ -324,31 +288,22 @@ func TestTheTrailCannotBeErased(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	// A trail made before the refusals existed gets them from the next writer.
-	old := StreamConfig(1, DefaultRetention)
+	// A trail made before the refusals existed gets them from the provisioner.
+	old := provision.Audit(provision.Defaults(1)).Stream
 	old.DenyDelete, old.DenyPurge = false, false
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()}); err != nil {
+	if _, err := provisiontest.Searches(t, js, 1, search.Options{Log: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(ctx)
-	w := &Writer{JS: js, Replicas: 1, Retention: DefaultRetention, Log: zerolog.Nop()}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(wctx) }()
-	var s jetstream.Stream
-	natstest.Eventually(t, 10*time.Second, func() (err error) {
-		if s, err = js.Stream(ctx, contracts.StreamAudit); err != nil {
-			return err
-		}
-		if c := s.CachedInfo().Config; !c.DenyDelete || !c.DenyPurge {
-			return errors.New("the writer has not made the trail undeletable yet")
-		}
-		return nil
-	})
-	stop()
-	<-done
+	s, err := js.Stream(ctx, contracts.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; !c.DenyDelete || !c.DenyPurge {
+		t.Fatal("the provisioner did not make the trail undeletable")
+	}
 	ack, err := js.Publish(ctx, contracts.SubjectAudit, []byte(`{}`))
 	if err != nil {
 		t.Fatal(err)

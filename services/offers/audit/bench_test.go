@@ -16,6 +16,7 @@ import (
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/offers/ceiling"
@@ -31,7 +32,7 @@ func BenchmarkAuditTrail(b *testing.B) {
 	srv := natstest.RunServer(b)
 	_, js := natstest.JetStream(b, srv.ClientURL())
 	ctx := context.Background()
-	store, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{Log: zerolog.Nop()})
+	store, err := provisiontest.Searches(b, js, 1, search.Options{Log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func BenchmarkAuditTrail(b *testing.B) {
 	var batches atomic.Int64
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w := &Writer{JS: js, Replicas: 1, Retention: DefaultRetention, Log: zerolog.Nop(),
+	w := &Writer{JS: js, Log: zerolog.Nop(),
 		Written: func(n int) { written.Add(int64(n)); batches.Add(1) }}
 	go func() { _ = w.Run(wctx) }()
 	for written.Load() < int64(b.N) {

@@ -65,17 +65,6 @@ const (
 	MetaSource = "source"
 )
 
-// Config is the object store: on disk, since it is the bank's data and must outlive a
-// broker restart, with no size or age limit (a replaced object's chunks are purged by Put).
-func Config(replicas int) jetstream.ObjectStoreConfig {
-	return jetstream.ObjectStoreConfig{
-		Bucket:      contracts.BucketPreapprovals,
-		Description: "pre-approval snapshots: " + contracts.PreapprovalsObject + " (imported), " + contracts.PreapprovalsSeedObject + " (scoring's seed)",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}
-}
-
 // Store is the object store, with the stream behind it for Load.
 type Store struct {
 	jetstream.ObjectStore
@@ -89,28 +78,20 @@ const (
 	chunkSubject = "$O." + contracts.BucketPreapprovals + ".C."
 )
 
-// Ensure binds to the object store, creating it if it does not exist. An existing store is
-// never reconfigured: the import tool run from a laptop with NATS_REPLICAS unset must not
-// scale a production store down to one replica.
-func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
-	bind := func(ctx context.Context) (jetstream.ObjectStore, error) {
+// Open binds to the object store, as the provisioner made it (package provision).
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	obs, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return js.ObjectStore(ctx, contracts.BucketPreapprovals)
-	}
-	obs, err := bus.Declare(ctx, bind)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
-			return js.CreateObjectStore(ctx, Config(replicas))
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // created meanwhile, maybe differently
-			obs, err = bus.Declare(ctx, bind)
-		}
+	})
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("object store %s is missing: %w", contracts.BucketPreapprovals, bus.ErrNotProvisioned)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ensure object store %s: %w", contracts.BucketPreapprovals, err)
+		return nil, fmt.Errorf("object store %s: %w", contracts.BucketPreapprovals, err)
 	}
 	stream, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, streamName) })
 	if err != nil {
-		return nil, fmt.Errorf("ensure object store %s: %w", contracts.BucketPreapprovals, err)
+		return nil, fmt.Errorf("object store %s: %w", contracts.BucketPreapprovals, err)
 	}
 	return &Store{ObjectStore: obs, stream: stream}, nil
 }

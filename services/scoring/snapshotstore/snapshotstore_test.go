@@ -16,6 +16,8 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
 	"github.com/demobank/yacredits/services/scoring/snapshotstore"
 )
@@ -31,7 +33,8 @@ func setup(t *testing.T) (jetstream.JetStream, *snapshotstore.Store, *phone.Hash
 	t.Helper()
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	obs, err := snapshotstore.Ensure(context.Background(), js, 1)
+	provisiontest.Defaults(t, js, 1)
+	obs, err := snapshotstore.Open(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,17 +152,17 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
-// Ensure binds to a store as it is; it never reconfigures one.
-func TestEnsureKeepsAnExistingStore(t *testing.T) {
+// Open binds to a store as it is; it never reconfigures one.
+func TestOpenKeepsAnExistingStore(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, time.Minute)
-	cfg := snapshotstore.Config(1)
+	cfg := provision.Preapprovals(provision.Defaults(1)).Objects
 	cfg.Description = "set up by hand"
 	if _, err := js.CreateObjectStore(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	obs, err := snapshotstore.Ensure(ctx, js, 3)
+	obs, err := snapshotstore.Open(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/services/offers/catalog"
 	"github.com/demobank/yacredits/services/scoring/policy"
 )
@@ -40,7 +39,7 @@ func write(t *testing.T, name, data string) string {
 // catalog above a category's ceiling in force is refused; what one document means for the
 // others in force is said when it is put.
 func TestPolicyAndCeilings(t *testing.T) {
-	srv := natstest.RunServer(t)
+	srv := provisionedServer(t)
 	url := srv.ClientURL()
 	f := writeFiles(t)
 	policyFile := write(t, "policy.json", string(policy.DefaultJSON()))

@@ -55,7 +55,7 @@ var errUsage = cli.Usage("yactl catalog|policy|ceilings validate FILE | put FILE
 // doc is what the commands need of one document.
 type doc struct {
 	name, bucket, key string
-	ensure            func(context.Context, jetstream.JetStream, int) (jetstream.KeyValue, error)
+	bind              func(context.Context, jetstream.JetStream) (jetstream.KeyValue, error)
 	// check parses and validates a revision, with a summary for people ("5 products").
 	check    func([]byte) (string, error)
 	problems func(error) []string
@@ -66,7 +66,7 @@ type doc struct {
 
 func specDoc[T any](s document.Spec[T], summary func(T) string) doc {
 	return doc{
-		name: s.Name, bucket: s.Bucket, key: s.Key, ensure: s.Ensure, problems: s.Problems,
+		name: s.Name, bucket: s.Bucket, key: s.Key, bind: s.Bind, problems: s.Problems,
 		check: func(data []byte) (string, error) {
 			v, err := s.Parse(data)
 			if err != nil {
@@ -176,7 +176,7 @@ func (d doc) put(ctx context.Context, path string, getenv config.Getenv, stdout,
 				fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
 			}
 		}
-		kv, err := d.ensure(ctx, js, cfg.Replicas)
+		kv, err := d.bind(ctx, js)
 		if err != nil {
 			return err
 		}

@@ -13,12 +13,11 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
-	"github.com/demobank/yacredits/pkg/search"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/catalog"
 )
@@ -63,6 +62,14 @@ func writeFiles(t *testing.T) files {
 type result struct {
 	err            error
 	stdout, stderr string
+}
+
+// provisionedServer is a server with everything provisioned, as yactl finds it.
+func provisionedServer(t *testing.T) *natstest.Server {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	provisiontest.Defaults(t, js, 1)
+	return srv
 }
 
 func runCtl(t *testing.T, url string, args ...string) result {
@@ -130,7 +137,7 @@ func TestValidate(t *testing.T) {
 // put and get against a real JetStream server, one step after another: a refused put
 // leaves the bucket as it was, and every stored revision can be read back.
 func TestPutAndGet(t *testing.T) {
-	srv := natstest.RunServer(t)
+	srv := provisionedServer(t)
 	url := srv.ClientURL()
 	f := writeFiles(t)
 	_, problems := invalidCatalog(t)
@@ -144,10 +151,10 @@ func TestPutAndGet(t *testing.T) {
 		wantStderr []string
 		wantExact  []byte // stdout, byte for byte
 	}{
-		{name: "get before any catalog", args: []string{"get"}, wantErr: "no catalog yet"},
-		{name: "put invalid into no bucket", args: []string{"put", f.invalid}, wantErr: "refused, 2 problem(s)",
+		{name: "get before any catalog", args: []string{"get"}, wantErr: "no catalog in the bucket"},
+		{name: "put invalid into an empty bucket", args: []string{"put", f.invalid}, wantErr: "refused, 2 problem(s)",
 			wantStderr: []string{problems[0], problems[1]}},
-		{name: "put creates the bucket", args: []string{"put", f.demo}, wantStdout: []string{"put as revision 1, 5 products"}},
+		{name: "put the first", args: []string{"put", f.demo}, wantStdout: []string{"put as revision 1, 5 products"}},
 		{name: "put a change", args: []string{"put", f.cheaper}, wantStdout: []string{"put as revision 2, 5 products"}},
 		{name: "put invalid is refused", args: []string{"put", f.invalid}, wantErr: "refused, 2 problem(s)",
 			wantStderr: []string{f.invalid + ": " + problems[0], f.invalid + ": " + problems[1]}},
@@ -170,10 +177,10 @@ func TestPutAndGet(t *testing.T) {
 // A catalog stored around yactl catalog that does not validate is shown with a warning and
 // its problems, since the services do not price with it.
 func TestGetWarnsOfAnInvalidRevision(t *testing.T) {
-	srv := natstest.RunServer(t)
+	srv := provisionedServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	invalid, problems := invalidCatalog(t)
-	kv, err := offers.CatalogDocument.Ensure(natstest.Context(t, 10*time.Second), js, 1)
+	kv, err := offers.CatalogDocument.Bind(natstest.Context(t, 10*time.Second), js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,16 +193,9 @@ func TestGetWarnsOfAnInvalidRevision(t *testing.T) {
 
 // What the command puts is what a running offers service prices with, within a second.
 func TestPutReachesRunningOffersService(t *testing.T) {
-	srv := natstest.RunServer(t)
+	srv := provisionedServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	// What the gateway declares, and offers expects to find.
-	if _, err := search.Ensure(ctx, js, time.Hour, 1, search.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := bus.EnsureStreams(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
 	key, err := offerlink.GenerateKey("test")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/services/conversions"
 )
 
@@ -34,7 +35,8 @@ func TestListExportRetry(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
 	ctx := natstest.Context(t, 20*time.Second)
-	store, err := conversions.OpenStore(ctx, js, 366*24*time.Hour, 1)
+	provisiontest.Defaults(t, js, 1)
+	store, err := conversions.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}

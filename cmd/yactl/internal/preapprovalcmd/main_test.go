@@ -16,6 +16,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/phone"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/services/scoring/policy"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
 	"github.com/demobank/yacredits/services/scoring/snapshotstore"
@@ -40,6 +41,7 @@ type imp struct {
 func newImp(t *testing.T) *imp {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
+	provisiontest.Defaults(t, js, 1)
 	return &imp{t: t, url: srv.ClientURL(), js: js}
 }
 
@@ -62,7 +64,7 @@ func (c *imp) Run(getenv func(string) string, args ...string) (stdout, stderr st
 func (c *imp) object() (*jetstream.ObjectInfo, *preapproval.Index) {
 	c.t.Helper()
 	ctx := natstest.Context(c.t, time.Minute)
-	obs, err := snapshotstore.Ensure(ctx, c.js, 1)
+	obs, err := snapshotstore.Open(ctx, c.js)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -276,7 +278,11 @@ func TestUsageAndConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.js.ObjectStore(context.Background(), contracts.BucketPreapprovals); !errors.Is(err, jetstream.ErrBucketNotFound) {
+	obs, err := c.js.ObjectStore(context.Background(), contracts.BucketPreapprovals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.GetInfo(context.Background(), contracts.PreapprovalsObject); !errors.Is(err, jetstream.ErrObjectNotFound) {
 		t.Errorf("a refused command line touched the store: %v", err)
 	}
 }

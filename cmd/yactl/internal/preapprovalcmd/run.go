@@ -95,7 +95,7 @@ func runImport(ctx context.Context, path string, getenv config.Getenv, stdout, s
 	if err != nil {
 		return err
 	}
-	obs, err := snapshotstore.Ensure(ctx, js, cfg.NATS.Replicas)
+	obs, err := snapshotstore.Open(ctx, js)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestRun(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, srv.ClientURL())
-	if _, err := search.Ensure(natstest.Context(t, 10*time.Second), js, time.Hour, 1, search.Options{}); err != nil {
+	if _, err := provisiontest.Searches(t, js, 1, search.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"NATS_URL": srv.ClientURL(), "NATS_CONNECT_TIMEOUT": "2s"}

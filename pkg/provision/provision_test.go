@@ -1,0 +1,176 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Each service checks what it uses with only the settings it knows; once the plan is
+// applied every one of them finds everything as planned, and a second pass changes nothing.
+func TestAppliedPlanIsWhatEveryServiceChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		js       func(t *testing.T) jetstream.JetStream
+	}{
+		{"one server", 1, func(t *testing.T) jetstream.JetStream {
+			_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+			return js
+		}},
+		{"three-node cluster", 3, func(t *testing.T) jetstream.JetStream {
+			c := natstest.RunCluster(t, 3)
+			c.WaitForMetaLeader()
+			_, js := natstest.JetStream(t, c.URLs())
+			return js
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js := tc.js(t)
+			s := provision.Defaults(tc.replicas)
+			ctx := natstest.Context(t, 60*time.Second)
+			if err := provision.Check(ctx, js, provision.Plan(s)...); !errors.Is(err, bus.ErrNotProvisioned) {
+				t.Fatalf("check before provisioning: %v", err)
+			}
+			var done []string
+			natstest.Eventually(t, 30*time.Second, func() (err error) {
+				done, err = provision.Apply(ctx, js, provision.Plan(s))
+				return err
+			})
+			if len(done) == 0 {
+				t.Fatal("the first pass reported no change")
+			}
+			known := provision.Settings{Replicas: tc.replicas}
+			for name, items := range map[string][]provision.Item{
+				"gateway":      provision.Gateway(provision.Settings{Replicas: tc.replicas, SearchRetention: s.SearchRetention}),
+				"scoring":      provision.Scoring(known),
+				"offers":       provision.Offers(provision.Settings{Replicas: tc.replicas, AuditRetention: s.AuditRetention}),
+				"conversions":  provision.ConversionsService(provision.Settings{Replicas: tc.replicas, ConversionsRetention: s.ConversionsRetention, DeliveryAckWait: s.DeliveryAckWait}),
+				"audit writer": {provision.Audit(provision.Settings{})},
+			} {
+				if err := provision.Check(ctx, js, items...); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			}
+			again, err := provision.Apply(ctx, js, provision.Plan(s))
+			if err != nil || len(again) > 0 {
+				t.Fatalf("a second pass changed %v (%v)", again, err)
+			}
+			// The searches bucket is read from its leader: the services bind to it.
+			if _, err := bus.BindLeaderRead(ctx, js, contracts.BucketSearches); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// What someone changed by hand, or through the routes a stream's configuration opens
+// (sources, republish, a shorter age, another consumer setting), the services' check names
+// and the next pass of the provisioner undoes.
+func TestCheckNamesWhatDiffersAndApplyUndoesIt(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	s := provision.Defaults(1)
+	if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+		t.Fatal(err)
+	}
+	searches, err := js.Stream(ctx, "KV_"+contracts.BucketSearches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := searches.CachedInfo().Config
+	cfg.Sources = []*jetstream.StreamSource{{Name: "OBJ_" + contracts.BucketPreapprovals}}
+	cfg.RePublish = &jetstream.RePublish{Source: ">", Destination: "copy.>"}
+	cfg.MaxAge = 3 * time.Minute
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	work := provision.Work(contracts.ConsumerOffers, contracts.SubjectScored)[0]
+	changed := work.Consumer
+	changed.MaxDeliver = 50
+	if _, err := js.UpdateConsumer(ctx, work.On, changed); err != nil {
+		t.Fatal(err)
+	}
+	err = provision.Check(ctx, js, provision.Plan(s)...)
+	for _, want := range []string{"bucket searches", "sources: have 1, want none", "republish: have > → copy.>",
+		"max_age: have 3m0s, want 24h0m0s", "consumer LOAN/offers", "max_deliver: have 50, want 5"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("check says %v\nwant it to name %q", err, want)
+		}
+	}
+	done, err := provision.Apply(ctx, js, provision.Plan(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(done, "\n") != "updated bucket searches\nupdated consumer LOAN/offers" {
+		t.Fatalf("changes: %q", done)
+	}
+	if err := provision.Check(ctx, js, provision.Plan(s)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The provisioner never shortens the audit trail, whatever AUDIT_RETENTION it is given:
+// that deletes decisions at once, and is an act of its own (docs/operating.md). A longer
+// retention applies.
+func TestApplyNeverShortensTheAuditTrail(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	for _, days := range []time.Duration{400, 30, 500} {
+		s := provision.Defaults(1)
+		s.AuditRetention = days * 24 * time.Hour
+		if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+			t.Fatal(err)
+		}
+		if err := provision.Check(ctx, js, provision.Audit(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := js.Stream(ctx, contracts.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != 500*24*time.Hour {
+		t.Fatalf("the audit trail keeps %v, want 500 days", got)
+	}
+}
+
+// A memory stream lost with its broker, and its consumers, are made again by the next pass.
+func TestApplyRemakesWhatABrokerRestartLost(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	s := provision.Defaults(1)
+	if _, err := provision.Apply(natstest.Context(t, 10*time.Second), js, provision.Plan(s)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	var done []string
+	natstest.Eventually(t, 20*time.Second, func() (err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done, err = provision.Apply(ctx, js, provision.Plan(s))
+		return err
+	})
+	got := strings.Join(done, "\n")
+	for _, want := range []string{"created stream LOAN", "created stream LOAN_ADVISORIES", "created consumer LOAN/scoring",
+		"created consumer LOAN_ADVISORIES/offers-max-deliveries"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("changes after the restart:\n%s\nwant %q", got, want)
+		}
+	}
+	if strings.Contains(got, "bucket searches") {
+		t.Errorf("a file bucket was made again after a restart:\n%s", got)
+	}
+}
