@@ -89,6 +89,7 @@ func CheckCompose(p *types.Project, root string) []error {
 	// Our services: built from their Dockerfile, given only what they read, and the
 	// settings load.
 	var gatewaySettings *Settings
+	plans := map[string]Settings{}
 	for _, svc := range Services {
 		s, ok := p.Services[svc.Name]
 		if !ok {
@@ -114,6 +115,7 @@ func CheckCompose(p *types.Project, root string) []error {
 		if svc.Name == "gateway" {
 			gatewaySettings = &st
 		}
+		plans[svc.Name] = st
 		if st.NATSReplicas > natsServers {
 			fail(svc.Name, "NATS_REPLICAS=%d, but compose runs %d NATS server(s)", st.NATSReplicas, natsServers)
 		}
@@ -132,6 +134,15 @@ func CheckCompose(p *types.Project, root string) []error {
 			return strings.Contains(arg, ":"+port(st.HealthAddr)+"/")
 		}) {
 			fail(svc.Name, "health check %q does not probe HEALTH_ADDR's port %s", hc.Test, port(st.HealthAddr))
+		}
+	}
+
+	// The settings of the provisioning plan: each service's as the provisioner's.
+	if prov, ok := plans["provision"]; ok {
+		for _, name := range slices.Sorted(maps.Keys(plans)) {
+			for _, d := range PlanDisagreements(prov.Plan, name, plans[name].Plan) {
+				fail(name, "%s", d)
+			}
 		}
 	}
 

@@ -138,6 +138,7 @@ func TestComposeChecksCatchBreakage(t *testing.T) {
 		{"no health check", `"http://127.0.0.1:13133/status"]`, "\"http://127.0.0.1:13133/status\"]\n      disable: true", "jaeger: has no health check"},
 		{"short stop grace", "stop_grace_period: 30s\n    depends_on:\n      nats:\n        condition: service_healthy\n      provision:",
 			"stop_grace_period: 5s\n    depends_on:\n      nats:\n        condition: service_healthy\n      provision:", "stop_grace_period 5s"},
+		{"the provisioner set apart from offers", "      NATS_USER: provision\n", "      NATS_USER: provision\n      AUDIT_RETENTION: 17568h\n", "the provisioner 17568h0m0s"},
 		{"more replicas than servers", `NATS_REPLICAS: "1"`, `NATS_REPLICAS: "3"`, "NATS_REPLICAS=3"},
 		{"health check on the wrong port", "http://127.0.0.1:8081/readyz", "http://127.0.0.1:9999/readyz", "HEALTH_ADDR's port"},
 		{"store not on a volume", "- nats-data:/data", "- nats-data:/elsewhere", "not on a named volume"},

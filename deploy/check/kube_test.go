@@ -83,8 +83,11 @@ func TestOverlaySizes(t *testing.T) {
 					t.Errorf("%s: NATS_REPLICAS=%d, want %d", sc.Service.Name, st.NATSReplicas, tt.natsReplicas)
 				}
 				want := tt.minOther
-				if sc.Service.Name == "gateway" {
+				switch sc.Service.Name {
+				case "gateway":
 					want = tt.minGateway
+				case "provision":
+					want = 1 // one on purpose: passes must not race (base/provision/deployment.yaml)
 				}
 				if sc.Workload.Replicas < want {
 					t.Errorf("%s: %d replicas, want at least %d", sc.Service.Name, sc.Workload.Replicas, want)
@@ -220,6 +223,9 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/replicas\n  value: 2")},
 		{name: "writes not synced", rule: "nats cluster", want: "sync_interval: always",
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "sync_interval: always", "sync_interval: \"2m\"")},
+		{name: "the provisioner set apart from the gateway", rule: "plan settings", want: "gateway reads SEARCH_RETENTION=24h0m0s, the provisioner 48h0m0s",
+			edit: replaceIn(filepath.Join(k8sDir, "base", "provision", "deployment.yaml"), "            - name: NATS_USER\n              value: provision",
+				"            - name: SEARCH_RETENTION\n              value: 48h\n            - name: NATS_USER\n              value: provision")},
 		{name: "route to a server that does not exist", rule: "nats cluster", want: "cluster routes",
 			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/template/spec/containers/0/env/8/value\n  value: \"nats://route:$(NATS_ROUTE_PASSWORD)@nats-3.nats-headless:6222\"")},
 		{name: "routes without credentials", rule: "nats cluster", want: "cluster routes need no credentials",

@@ -208,8 +208,10 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			streams := []string{"LOAN", "LOAN_ADVISORIES", "LOAN_DLQ", "KV_searches", "KV_gateway", "KV_catalog",
 				"KV_ceilings", "KV_policy", "OBJ_preapprovals", "KV_conversions", "AUDIT"}
-			durables := []string{"LOAN.scoring", "LOAN.offers", "LOAN_ADVISORIES.scoring-max-deliveries",
-				"LOAN_ADVISORIES.offers-max-deliveries", "KV_searches.audit", "KV_conversions.conversions-delivery"}
+			// Each shared durable consumer and the one user that pulls from it.
+			durables := map[string]string{"LOAN.scoring": "scoring", "LOAN.offers": "offers",
+				"LOAN_ADVISORIES.scoring-max-deliveries": "scoring", "LOAN_ADVISORIES.offers-max-deliveries": "offers",
+				"KV_searches.audit": "offers", "KV_conversions.conversions-delivery": "conversions"}
 			publish := func(subject string, body []byte) func(u *userConn) error {
 				return func(u *userConn) error { return u.nc.Publish(subject, body) }
 			}
@@ -235,7 +237,12 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 						refusals = append(refusals, refusal{user, "purge " + st, "$JS.API.STREAM.PURGE." + st, publish("$JS.API.STREAM.PURGE."+st, nil)})
 					}
 				}
-				for _, d := range durables {
+				for d, owner := range durables {
+					if user != owner {
+						// Pulling without acknowledging would hold its messages from the owner.
+						refusals = append(refusals, refusal{user, "pull from the durable consumer " + d, "$JS.API.CONSUMER.MSG.NEXT." + d,
+							publish("$JS.API.CONSUMER.MSG.NEXT."+d, []byte(`{"batch":1000,"expires":60000000000}`))})
+					}
 					stream, name, _ := strings.Cut(d, ".")
 					body := []byte(`{"stream_name":"` + stream + `","config":{"durable_name":"` + name + `","deliver_subject":"loan.v1.scored","ack_policy":"none"}}`)
 					refusals = append(refusals,
@@ -247,7 +254,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 							publish("$JS.API.CONSUMER.DELETE."+d, nil)})
 				}
 			}
-			// The provisioner makes and shapes, and reads and writes nothing.
+			// The provisioner makes and shapes, and is given no right to read or write a message.
 			for _, r := range []struct{ what, subject string }{
 				{"read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
 				{"read the audit trail", "$JS.API.STREAM.MSG.GET.AUDIT"},
@@ -272,12 +279,18 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			refusals = append(refusals, refusal{"provision", "subscribe to everything", ">",
 				func(u *userConn) error { _, err := u.nc.Subscribe(">", func(*nats.Msg) {}); return err }})
+			// A user without a watch of the pre-approvals has no consumer on them, in either
+			// form of the create subject. (One with a watch of a stream can make its consumer
+			// deliver anywhere: the open route in docs/security.md.)
 			for _, user := range []string{"gateway", "offers", "conversions"} {
-				refusals = append(refusals, refusal{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
-					func(u *userConn) error {
-						return u.nc.Publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
-							[]byte(`{"stream_name":"OBJ_preapprovals","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`))
-					}})
+				body := []byte(`{"stream_name":"OBJ_preapprovals","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`)
+				refusals = append(refusals,
+					refusal{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
+						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals", body)},
+					refusal{user, "make the pre-approvals deliver into the verdicts' subject (named form)", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1",
+						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1", body)},
+					refusal{user, "make the pre-approvals deliver into the verdicts' subject (filtered form)", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1.$O.preapprovals.C.x",
+						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1.$O.preapprovals.C.x", body)})
 			}
 			for _, r := range refusals {
 				t.Run(r.user+" may not "+r.what, func(t *testing.T) {

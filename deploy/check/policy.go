@@ -1,6 +1,10 @@
 package check
 
 import (
+	"github.com/demobank/yacredits/pkg/provision"
+
+	"maps"
+
 	"github.com/demobank/yacredits/pkg/bus"
 
 	"fmt"
@@ -30,6 +34,7 @@ var Rules = []Rule{
 	{"selectors", checkSelectors},
 	{"config references", checkReferences},
 	{"service variables", checkServiceVariables},
+	{"plan settings", checkPlanSettings},
 	{"disruption budgets", checkPDBs},
 	{"graceful termination", checkTermination},
 	{"nats cluster", checkNATS},
@@ -349,6 +354,34 @@ func checkServiceVariables(c *Cluster) []error {
 	for _, svc := range Services {
 		if !seen[svc.Name] {
 			f.add("no container runs %s (a container named %s with its image)", svc.Name, svc.Name)
+		}
+	}
+	return f.errs
+}
+
+// checkPlanSettings: every service reads the settings of the provisioning plan as the
+// provisioner does.
+func checkPlanSettings(c *Cluster) []error {
+	var f finder
+	loaded := map[string][]provision.Settings{}
+	for _, sc := range c.ServiceContainers() {
+		env, err := c.ServiceEnv(sc)
+		if err != nil {
+			continue // checkServiceVariables says so
+		}
+		if st, err := sc.Service.LoadEnv(env); err == nil {
+			loaded[sc.Service.Name] = append(loaded[sc.Service.Name], st.Plan)
+		}
+	}
+	provs := loaded["provision"]
+	if len(provs) == 0 {
+		return []error{fmt.Errorf("no provisioner whose settings load: nothing to compare the services' with")}
+	}
+	for _, name := range slices.Sorted(maps.Keys(loaded)) {
+		for _, st := range loaded[name] {
+			for _, d := range PlanDisagreements(provs[0], name, st) {
+				f.add("%s", d)
+			}
 		}
 	}
 	return f.errs

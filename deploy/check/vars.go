@@ -38,8 +38,11 @@ type Settings struct {
 	Deadline time.Duration
 	// HTTPAddr (the gateway's API) and HealthAddr are the listen addresses.
 	HTTPAddr, HealthAddr string
-	// NATSReplicas is how many copies of each stream and bucket the service creates.
+	// NATSReplicas is how many copies of each stream and bucket the service expects.
 	NATSReplicas int
+	// Plan is the settings of the provisioning plan the service reads (zero: not read):
+	// they must be the provisioner's, or the service reports the difference.
+	Plan provision.Settings
 }
 
 // Services are the four services and the provisioner, by the name their container and
@@ -48,24 +51,28 @@ var Services = []Service{
 	{"gateway", func(getenv config.Getenv) (Settings, error) {
 		c, err := gateway.LoadConfig(getenv)
 		return Settings{ShutdownTimeout: c.ShutdownTimeout, Deadline: c.Deadline,
-			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas}, err
+			HealthAddr: c.HealthAddr, HTTPAddr: c.HTTPAddr, NATSReplicas: c.NATS.Replicas,
+			Plan: provision.Settings{Replicas: c.NATS.Replicas, SearchRetention: c.Retention}}, err
 	}, "./services/gateway/cmd/gateway"},
 	{"scoring", func(getenv config.Getenv) (Settings, error) {
 		c, err := scoring.LoadConfig(getenv)
-		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas,
+			Plan: provision.Settings{Replicas: c.NATS.Replicas}}, err
 	}, "./services/scoring/cmd/scoring"},
 	{"offers", func(getenv config.Getenv) (Settings, error) {
 		c, err := offers.LoadConfig(getenv)
-		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas,
+			Plan: provision.Settings{Replicas: c.NATS.Replicas, AuditRetention: c.AuditRetention}}, err
 	}, "./services/offers/cmd/offers"},
 	{"conversions", func(getenv config.Getenv) (Settings, error) {
 		c, err := conversions.LoadConfig(getenv)
-		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas,
+			Plan: provision.Settings{Replicas: c.NATS.Replicas, ConversionsRetention: c.Retention, DeliveryAckWait: c.Delivery.AckWait}}, err
 	}, "./services/conversions/cmd/conversions"},
 	// The provisioner: yactl provision -watch, with the one NATS user that makes streams.
 	{"provision", func(getenv config.Getenv) (Settings, error) {
 		c, err := provision.LoadConfig(getenv)
-		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas}, err
+		return Settings{HealthAddr: c.HealthAddr, NATSReplicas: c.NATS.Replicas, Plan: c.Settings}, err
 	}, "./cmd/yactl"},
 }
 
@@ -112,4 +119,22 @@ func (s Service) LoadEnv(env map[string]string) (Settings, error) {
 		return st, fmt.Errorf("%s does not start with this environment: %w", s.Name, err)
 	}
 	return st, nil
+}
+
+// PlanDisagreements lists the settings of the provisioning plan a service reads otherwise
+// than the provisioner does: each would have the service report the difference, or the
+// provisioner undo what the service was set up for.
+func PlanDisagreements(provisioner provision.Settings, service string, st provision.Settings) []string {
+	var out []string
+	add := func(name string, mine, theirs any, known bool) {
+		if known && mine != theirs {
+			out = append(out, fmt.Sprintf("%s reads %s=%v, the provisioner %v", service, name, mine, theirs))
+		}
+	}
+	add("NATS_REPLICAS", st.Replicas, provisioner.Replicas, st.Replicas != 0)
+	add("SEARCH_RETENTION", st.SearchRetention, provisioner.SearchRetention, st.SearchRetention != 0)
+	add("AUDIT_RETENTION", st.AuditRetention, provisioner.AuditRetention, st.AuditRetention != 0)
+	add("CONVERSIONS_RETENTION", st.ConversionsRetention, provisioner.ConversionsRetention, st.ConversionsRetention != 0)
+	add("DELIVERY_ACK_WAIT", st.DeliveryAckWait, provisioner.DeliveryAckWait, st.DeliveryAckWait != 0)
+	return out
 }

@@ -114,9 +114,14 @@ func ConsumerDiff(have, want jetstream.ConsumerConfig) []string {
 // stream could be given to reach other streams (sources, a mirror, republish, a subject
 // transform): a stream of ours must have none.
 func StreamDiff(have, want jetstream.StreamConfig) []string {
-	// What the server fills in for a zero: no byte limit, its default window.
-	if want.MaxBytes == 0 {
-		want.MaxBytes = -1
+	// What the server fills in for a zero: no limit, its default window.
+	for _, v := range []*int64{&want.MaxBytes, &want.MaxMsgs, &want.MaxMsgsPerSubject} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	if want.MaxMsgSize == 0 {
+		want.MaxMsgSize = -1
 	}
 	if want.Duplicates == 0 {
 		want.Duplicates = have.Duplicates
@@ -128,12 +133,18 @@ func StreamDiff(have, want jetstream.StreamConfig) []string {
 		Field{"discard", have.Discard, want.Discard},
 		Field{"max_age", have.MaxAge, want.MaxAge},
 		Field{"max_bytes", have.MaxBytes, want.MaxBytes},
+		Field{"max_msgs", have.MaxMsgs, want.MaxMsgs},
+		Field{"max_msgs_per_subject", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject},
+		Field{"max_msg_size", have.MaxMsgSize, want.MaxMsgSize},
 		Field{"duplicate_window", have.Duplicates, want.Duplicates},
 		Field{"num_replicas", have.Replicas, want.Replicas},
 		Field{"description", have.Description, want.Description},
 		Field{"deny_delete", have.DenyDelete, want.DenyDelete},
 		Field{"deny_purge", have.DenyPurge, want.DenyPurge},
 		Field{"compression", have.Compression, want.Compression},
+		Field{"sealed", have.Sealed, want.Sealed},
+		Field{"no_ack", have.NoAck, want.NoAck},
+		Field{"allow_direct", have.AllowDirect, want.AllowDirect},
 	)
 	if len(have.Sources) > 0 {
 		d = append(d, fmt.Sprintf("sources: have %d, want none", len(have.Sources)))

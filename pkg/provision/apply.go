@@ -48,11 +48,8 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		if missing {
 			return "created", create(ctx, func(ctx context.Context) error { _, err := js.CreateStream(ctx, it.Stream); return err }, js, it)
 		}
-		want := it.Stream
-		if it.NeverShorten {
-			want.MaxAge = longer(have.CachedInfo().Config.MaxAge, want.MaxAge)
-		}
 		cur := have.CachedInfo().Config
+		want := wanted(cur, it)
 		if len(bus.StreamDiff(cur, want)) == 0 {
 			return "", nil
 		}
@@ -81,7 +78,7 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		// The key-value API makes the stream; from then on only its settings are updated,
 		// on the stream itself (the API would turn direct reads back on).
 		cur := have.CachedInfo().Config
-		want := bucketStream(cur, it)
+		want := wanted(cur, it)
 		if reflect.DeepEqual(cur, want) {
 			if missing {
 				return "created", nil
@@ -100,7 +97,7 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 			return "created", create(ctx, func(ctx context.Context) error { _, err := js.CreateObjectStore(ctx, it.Objects); return err }, js, it)
 		}
 		cur := have.CachedInfo().Config
-		want := objectsStream(cur, it)
+		want := wanted(cur, it)
 		if reflect.DeepEqual(cur, want) {
 			return "", nil
 		}
@@ -144,32 +141,52 @@ func create(ctx context.Context, call func(context.Context) error, js jetstream.
 	return err
 }
 
-// bucketStream is the configuration the stream behind a bucket has once as planned: the
-// key-value API's own settings kept, ours applied, direct reads off for a bucket read from
-// its leader, and nothing that reaches other streams.
-func bucketStream(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
-	want := cur
-	b := it.Bucket
-	want.Description, want.MaxAge, want.Replicas, want.Storage = b.Description, b.TTL, b.Replicas, b.Storage
-	want.MaxMsgsPerSubject = int64(b.History)
-	if it.LeaderReads {
-		want.AllowDirect = false
+// wanted is the configuration the stream an item is (or keeps its data in) has once as
+// planned, given what it has now (cur):
+//   - a stream: the plan's configuration;
+//   - a bucket or an object store: what its API made, with the plan's settings, direct reads
+//     off for a bucket read from its leader, and the limits that would delete data (max_msgs,
+//     max_bytes, max_msg_size, discard) back to the API's own;
+//   - for every one: nothing that reaches other streams (sources, a mirror, republish, a
+//     subject transform), never fewer replicas than it has (scaling a store down is an
+//     administrator's act, not what a provisioner run without NATS_REPLICAS should do), and
+//     for NeverShorten never a shorter age; what the plan's settings leave unknown (zero)
+//     kept as it is; and a de-duplication window no longer than the age.
+func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
+	var want jetstream.StreamConfig
+	switch it.Kind {
+	case Bucket:
+		b := it.Bucket
+		want = cur
+		want.Subjects = []string{"$KV." + b.Bucket + ".>"}
+		want.Description, want.MaxAge, want.Replicas, want.Storage = b.Description, b.TTL, b.Replicas, b.Storage
+		want.MaxMsgsPerSubject = int64(b.History)
+		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, -1, -1
+		want.Sealed, want.NoAck, want.DenyDelete, want.DenyPurge, want.AllowRollup = false, false, true, false, true
+		if it.LeaderReads {
+			want.AllowDirect = false
+		}
+	case Objects:
+		o := it.Objects
+		want = cur
+		want.Subjects = []string{"$O." + o.Bucket + ".C.>", "$O." + o.Bucket + ".M.>"}
+		want.Description, want.Replicas, want.Storage = o.Description, o.Replicas, o.Storage
+		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, -1, -1
+		want.Sealed, want.NoAck, want.AllowRollup = false, false, true
+	default:
+		want = it.Stream
 	}
-	clean(&want)
+	want.Sources, want.Mirror, want.RePublish, want.SubjectTransform = nil, nil, nil, nil
+	if !it.ageKnown {
+		want.MaxAge = cur.MaxAge
+	} else if it.NeverShorten {
+		want.MaxAge = longer(cur.MaxAge, want.MaxAge)
+	}
+	want.Replicas = max(want.Replicas, cur.Replicas)
+	if want.MaxAge > 0 && want.Duplicates > want.MaxAge {
+		want.Duplicates = want.MaxAge
+	}
 	return want
-}
-
-func objectsStream(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
-	want := cur
-	o := it.Objects
-	want.Description, want.Replicas, want.Storage = o.Description, o.Replicas, o.Storage
-	clean(&want)
-	return want
-}
-
-// clean takes out of a configuration what would make the stream read or write others.
-func clean(c *jetstream.StreamConfig) {
-	c.Sources, c.Mirror, c.RePublish, c.SubjectTransform = nil, nil, nil, nil
 }
 
 // longer is the longer of two age limits, zero being forever.

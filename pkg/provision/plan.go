@@ -92,8 +92,8 @@ type Item struct {
 	// LeaderReads is a bucket read from its stream's leader only (bus.BindLeaderRead).
 	LeaderReads bool
 	// NeverShorten is a stream whose age limit Apply never lowers: shortening the audit
-	// trail deletes decisions at once, and is an administrator's act of its own
-	// (docs/operating.md).
+	// trail or the conversions deletes them at once, and is an administrator's act of its
+	// own (docs/operating.md).
 	NeverShorten bool
 	// ageKnown says whether the age limit was known when the item was made (a zero
 	// Settings field is not compared by Check).
@@ -194,7 +194,8 @@ func Preapprovals(s Settings) Item {
 // Conversions is the conversions bucket: on disk, replicated, one revision per key (the
 // delivery consumer sees every revision as it is written), kept for its retention, read
 // from its leader (a lagging replica's older revision would make the worker skip a
-// conversion still to send, or a repeat look like a new report).
+// conversion still to send, or a repeat look like a new report). Never shortened by a pass:
+// the contracts it holds are what the bank reports to Yandex.
 func Conversions(s Settings) Item {
 	return Item{Kind: Bucket, Bucket: jetstream.KeyValueConfig{
 		Bucket:      contracts.BucketConversions,
@@ -203,7 +204,7 @@ func Conversions(s Settings) Item {
 		TTL:         s.ConversionsRetention,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
-	}, LeaderReads: true, ageKnown: s.ConversionsRetention > 0}
+	}, LeaderReads: true, NeverShorten: true, ageKnown: s.ConversionsRetention > 0}
 }
 
 // ConversionsDeliveryMaxAckPending covers four batches of the largest DELIVERY_BATCH.
@@ -276,9 +277,10 @@ func Work(name, subject string) []Item {
 	}
 }
 
-// Gateway is what the gateway uses.
+// Gateway is what the gateway uses: it publishes to LOAN, and keeps the searches and its
+// bookkeeping.
 func Gateway(s Settings) []Item {
-	return append(loan(s), Searches(s), GatewayBucket(s))
+	return []Item{stream(bus.LoanStream(s.Replicas)), Searches(s), GatewayBucket(s)}
 }
 
 // Scoring is what scoring uses.

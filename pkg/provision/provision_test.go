@@ -103,12 +103,21 @@ func TestCheckNamesWhatDiffersAndApplyUndoesIt(t *testing.T) {
 	if _, err := js.UpdateConsumer(ctx, work.On, changed); err != nil {
 		t.Fatal(err)
 	}
+	// What reaches other streams, or changes how a consumer works, blocks the services; an
+	// age is drift, which they report and work on.
 	err = provision.Check(ctx, js, provision.Plan(s)...)
-	for _, want := range []string{"bucket searches", "sources: have 1, want none", "republish: have > → copy.>",
-		"max_age: have 3m0s, want 24h0m0s", "consumer LOAN/offers", "max_deliver: have 50, want 5"} {
+	for _, want := range []string{"bucket searches: sources: have 1, want none", "bucket searches: republish: have > → copy.>",
+		"consumer LOAN/offers: max_deliver: have 50, want 5"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("check says %v\nwant it to name %q", err, want)
 		}
+	}
+	if err != nil && strings.Contains(err.Error(), "max_age") {
+		t.Errorf("check blocks on an age: %v", err)
+	}
+	rep, err := provision.Inspect(ctx, js, provision.Plan(s)...)
+	if err != nil || strings.Join(rep.Drifted, "\n") != "bucket searches: max_age: have 3m0s, want 24h0m0s" {
+		t.Errorf("drift %q (%v)", rep.Drifted, err)
 	}
 	done, err := provision.Apply(ctx, js, provision.Plan(s))
 	if err != nil {
@@ -124,26 +133,28 @@ func TestCheckNamesWhatDiffersAndApplyUndoesIt(t *testing.T) {
 
 // The provisioner never shortens the audit trail, whatever AUDIT_RETENTION it is given:
 // that deletes decisions at once, and is an act of its own (docs/operating.md). A longer
-// retention applies.
+// retention applies. (The conversions bucket, kept by the same rule, is checked alongside.)
 func TestApplyNeverShortensTheAuditTrail(t *testing.T) {
 	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
 	ctx := natstest.Context(t, 30*time.Second)
-	for _, days := range []time.Duration{400, 30, 500} {
+	for _, step := range []struct{ set, keeps time.Duration }{{400, 400}, {30, 400}, {500, 500}} {
 		s := provision.Defaults(1)
-		s.AuditRetention = days * 24 * time.Hour
+		s.AuditRetention = step.set * 24 * time.Hour
 		if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
 			t.Fatal(err)
 		}
-		if err := provision.Check(ctx, js, provision.Audit(s)); err != nil {
+		for name, item := range map[string]provision.Item{"audit trail": provision.Audit(s), "conversions": provision.Conversions(s)} {
+			if rep, err := provision.Inspect(ctx, js, item); err != nil || len(rep.Blocking)+len(rep.Drifted) > 0 {
+				t.Fatalf("%s after a pass with %d days: %+v, %v", name, step.set, rep, err)
+			}
+		}
+		st, err := js.Stream(ctx, contracts.StreamAudit)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	st, err := js.Stream(ctx, contracts.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := st.CachedInfo().Config.MaxAge; got != 500*24*time.Hour {
-		t.Fatalf("the audit trail keeps %v, want 500 days", got)
+		if got := st.CachedInfo().Config.MaxAge; got != step.keeps*24*time.Hour {
+			t.Fatalf("given %d days, the audit trail keeps %v, want %d days", step.set, got, step.keeps)
+		}
 	}
 }
 
@@ -156,11 +167,12 @@ func TestApplyRemakesWhatABrokerRestartLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Restart()
-	var done []string
-	natstest.Eventually(t, 20*time.Second, func() (err error) {
+	var done []string // over every pass until one succeeds
+	natstest.Eventually(t, 20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		done, err = provision.Apply(ctx, js, provision.Plan(s))
+		d, err := provision.Apply(ctx, js, provision.Plan(s))
+		done = append(done, d...)
 		return err
 	})
 	got := strings.Join(done, "\n")
@@ -172,5 +184,30 @@ func TestApplyRemakesWhatABrokerRestartLost(t *testing.T) {
 	}
 	if strings.Contains(got, "bucket searches") {
 		t.Errorf("a file bucket was made again after a restart:\n%s", got)
+	}
+}
+
+// A provisioner run with fewer replicas than the streams have (NATS_REPLICAS unset on a
+// laptop pointed at production) scales nothing down: that is an administrator's act.
+func TestApplyNeverLowersReplicas(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	c.WaitForMetaLeader()
+	_, js := natstest.JetStream(t, c.URLs())
+	natstest.Eventually(t, 30*time.Second, func() error {
+		_, err := provision.Apply(natstest.Context(t, 20*time.Second), js, provision.Plan(provision.Defaults(3)))
+		return err
+	})
+	ctx := natstest.Context(t, 30*time.Second)
+	if _, err := provision.Apply(ctx, js, provision.Plan(provision.Defaults(1))); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{contracts.StreamAudit, "KV_" + contracts.BucketConversions, "OBJ_" + contracts.BucketPreapprovals, contracts.StreamLoan} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("%s has %d replicas after a pass with NATS_REPLICAS=1, want 3", name, r)
+		}
 	}
 }

@@ -952,3 +952,28 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// A delivery worker started before the provisioner has made its consumer (a first rollout:
+// Kubernetes starts everything at once) waits for it instead of taking the service down.
+func TestDeliveryWaitsForItsConsumer(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	w := &worker{cfg: Delivery{AckWait: provision.Defaults(1).DeliveryAckWait}, log: zerolog.Nop()}
+	ctx := natstest.Context(t, 30*time.Second)
+	bound := make(chan jetstream.Consumer, 1)
+	go func() { bound <- w.bind(ctx, js) }()
+	select {
+	case c := <-bound:
+		t.Fatalf("bound to %v before anything was provisioned", c)
+	default:
+	}
+	provisiontest.Defaults(t, js, 1)
+	select {
+	case c := <-bound:
+		if c == nil || c.CachedInfo().Name != contracts.ConsumerConversionsDelivery {
+			t.Fatalf("bound to %v", c)
+		}
+	case <-ctx.Done():
+		t.Fatal("the worker did not bind once its consumer was provisioned")
+	}
+}

@@ -78,16 +78,40 @@ const (
 	asideMemory = 24 * time.Hour
 )
 
+// bind binds to the delivery consumer, trying again with growing pauses while it is not
+// provisioned as planned (a first rollout, where the provisioner has not made it yet): the
+// intake goes on recording meanwhile, and readiness says the consumer is missing. Nil once
+// ctx ends.
+func (w *worker) bind(ctx context.Context, js jetstream.JetStream) jetstream.Consumer {
+	want := provision.ConversionsDelivery(provision.Settings{DeliveryAckWait: w.cfg.AckWait})
+	var logged string
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
+		cons, err := bus.BindConsumer(ctx, js, want.On, want.Consumer)
+		if err == nil {
+			return cons
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err.Error() != logged {
+			logged = err.Error()
+			w.log.Warn().Err(err).Dur("retry_in", pause).Msg("not delivering yet: binding to the delivery consumer again")
+		}
+		if sleep(ctx, pause) != nil {
+			return nil
+		}
+	}
+}
+
 type pending struct {
 	msg  jetstream.Msg
 	conv contracts.Conversion
 }
 
 func (w *worker) run(ctx context.Context, js jetstream.JetStream) error {
-	want := provision.ConversionsDelivery(provision.Settings{DeliveryAckWait: w.cfg.AckWait})
-	cons, err := bus.BindConsumer(ctx, js, want.On, want.Consumer)
-	if err != nil {
-		return fmt.Errorf("delivery consumer: %w", err)
+	cons := w.bind(ctx, js)
+	if cons == nil {
+		return nil
 	}
 	for ctx.Err() == nil {
 		// The context's deadline is the pull request's expiry; cancelling it stops the fetch.

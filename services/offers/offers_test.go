@@ -741,7 +741,7 @@ func TestHealthBeforeTheSearchesBucket(t *testing.T) {
 	})
 	// Not ready, and /readyz names what is missing.
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if got := status("/readyz"); got != 503 || !strings.Contains(body, "stream AUDIT: missing: not provisioned as planned") {
+		if got := status("/readyz"); got != 503 || !strings.Contains(body, "stream AUDIT: missing") || !strings.Contains(body, "not provisioned as planned") {
 			return fmt.Errorf("readyz = %d %s", got, body)
 		}
 		return nil

@@ -54,15 +54,15 @@ func NewService(bin Binaries, dir, program, name string, env map[string]string) 
 	return s, nil
 }
 
-// NewProvisioner prepares the provisioner as its Deployment runs it: yactl provision -watch,
+// NewProvisioner prepares the provisioner as its Deployment runs it: yactl provision -watch 5s,
 // keeping the streams, buckets and consumers as planned (again after every reconnect, and
-// every second), with /readyz on HEALTH_ADDR.
+// every 5 s), with /readyz on HEALTH_ADDR.
 func NewProvisioner(bin Binaries, dir, name string, env map[string]string) (*Service, error) {
 	s, err := NewService(bin, dir, "yactl", name, env)
 	if err != nil {
 		return nil, err
 	}
-	s.Args = []string{"provision", "-watch", "1s"}
+	s.Args = []string{"provision", "-watch", "5s"}
 	return s, nil
 }
 

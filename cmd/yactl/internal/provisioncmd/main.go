@@ -5,6 +5,7 @@
 //
 //	yactl provision                 apply the plan once: print each change, exit 1 on a failure
 //	yactl provision -check          change nothing: print what is missing or differs, exit 1 if anything
+//	                                (a difference marked drift is one the services work on)
 //	yactl provision -watch 5s       apply, then again every interval and after every reconnect
 //
 // -watch is the provisioner's Deployment (and compose service): the LOAN streams are in
@@ -72,10 +73,17 @@ func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	}
 	switch {
 	case *check:
-		if err := provision.Check(ctx, js, plan...); err != nil {
-			for _, e := range unjoin(err) {
-				fmt.Fprintln(stdout, e)
-			}
+		rep, err := provision.Inspect(ctx, js, plan...)
+		if err != nil {
+			return err
+		}
+		for _, b := range rep.Blocking {
+			fmt.Fprintln(stdout, b)
+		}
+		for _, d := range rep.Drifted {
+			fmt.Fprintln(stdout, d+" (drift: the services work on)")
+		}
+		if len(rep.Blocking)+len(rep.Drifted) > 0 {
 			return errors.New("not as planned")
 		}
 		fmt.Fprintf(stdout, "as planned: %d streams, buckets and consumers\n", len(plan))
@@ -134,12 +142,4 @@ func keep(ctx context.Context, js jetstream.JetStream, plan []provision.Item, ev
 		}
 	})
 	return grp.Wait()
-}
-
-// unjoin lists the errors errors.Join joined.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
