@@ -227,7 +227,7 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 			edit: replaceIn(filepath.Join(k8sDir, "base", "provision", "deployment.yaml"), "            - name: NATS_USER\n              value: provision",
 				"            - name: SEARCH_RETENTION\n              value: 48h\n            - name: NATS_USER\n              value: provision")},
 		{name: "route to a server that does not exist", rule: "nats cluster", want: "cluster routes",
-			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/template/spec/containers/0/env/8/value\n  value: \"nats://route:$(NATS_ROUTE_PASSWORD)@nats-3.nats-headless:6222\"")},
+			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/template/spec/containers/0/env/11/value\n  value: \"nats://route:$(NATS_ROUTE_PASSWORD)@nats-3.nats-headless:6222\"")},
 		{name: "routes without credentials", rule: "nats cluster", want: "cluster routes need no credentials",
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "user: route\n    password: $NATS_ROUTE_PASSWORD", "")},
 		{name: "a user allowed everything", rule: "nats cluster", want: `user "scoring" may publish or subscribe to everything`,

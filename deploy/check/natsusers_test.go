@@ -29,6 +29,7 @@ import (
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/services/conversions"
@@ -36,6 +37,7 @@ import (
 	"github.com/demobank/yacredits/services/offers"
 	"github.com/demobank/yacredits/services/offers/audit"
 	"github.com/demobank/yacredits/services/scoring"
+	"github.com/demobank/yacredits/services/scoring/snapshotstore"
 )
 
 // natsPasswords are the test's passwords for every variable the shipped configurations use.
@@ -43,7 +45,9 @@ var natsPasswords = map[string]string{
 	"NATS_GATEWAY_PASSWORD": "gw0123456789abcdef", "NATS_SCORING_PASSWORD": "sc0123456789abcdef",
 	"NATS_OFFERS_PASSWORD": "of0123456789abcdef", "NATS_OPS_PASSWORD": "op0123456789abcdef",
 	"NATS_CONVERSIONS_PASSWORD": "cv0123456789abcdef", "NATS_PROVISION_PASSWORD": "pv0123456789abcdef",
-	"NATS_ROUTE_PASSWORD": "rt0123456789abcdef", "POD_NAME": "nats-0",
+	"NATS_CATALOG_PASSWORD": "ca0123456789abcdef", "NATS_IMPORTER_PASSWORD": "im0123456789abcdef",
+	"NATS_AUDITOR_PASSWORD": "au0123456789abcdef",
+	"NATS_ROUTE_PASSWORD":   "rt0123456789abcdef", "POD_NAME": "nats-0",
 	"NATS_ROUTE_0": "nats://route:rt0123456789abcdef@127.0.0.1:1", "NATS_ROUTE_1": "nats://route:rt0123456789abcdef@127.0.0.1:2",
 	"NATS_ROUTE_2": "nats://route:rt0123456789abcdef@127.0.0.1:3",
 }
@@ -217,8 +221,8 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			// A replaced object's chunks are purged by the object store's own Put: the
 			// pre-approvals' writers (scoring's seed, the import) hold that purge.
-			purges := map[string]bool{"scoring OBJ_preapprovals": true, "ops OBJ_preapprovals": true}
-			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "ops"} {
+			purges := map[string]bool{"scoring OBJ_preapprovals": true, "importer OBJ_preapprovals": true}
+			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "ops"} {
 				refusals = append(refusals,
 					refusal{user, "create a stream that sources the pre-approvals, the audit trail and the conversions", "$JS.API.STREAM.CREATE.ESCAPE",
 						publish("$JS.API.STREAM.CREATE.ESCAPE", escape(`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"},{"name":"KV_conversions"}]`))},
@@ -253,6 +257,42 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 						refusal{user, "delete the durable consumer " + d, "$JS.API.CONSUMER.DELETE." + d,
 							publish("$JS.API.CONSUMER.DELETE."+d, nil)})
 				}
+			}
+			// The operators' roles, each to its job: the catalog user changes the documents and
+			// reads nothing else; the importer writes the snapshot and reads nothing else; the
+			// auditor reads the searches and the trail and writes nothing; ops (the
+			// conversions) reads and requeues conversions and nothing else.
+			for _, r := range []struct{ user, what, subject string }{
+				{"catalog", "read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
+				{"catalog", "read the audit trail", "$JS.API.STREAM.INFO.AUDIT"},
+				{"catalog", "read the pre-approvals", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
+				{"catalog", "write the pre-approvals", "$O.preapprovals.C.x"},
+				{"catalog", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
+				{"catalog", "write a conversion", "$KV.conversions.x"},
+				{"importer", "read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
+				{"importer", "read the audit trail", "$JS.API.STREAM.INFO.AUDIT"},
+				{"importer", "watch the pre-approvals", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1.$O.preapprovals.C.x"},
+				{"importer", "write the catalog", "$KV.catalog.current"},
+				{"importer", "read the catalog", "$JS.API.DIRECT.GET.KV_catalog.$KV.catalog.current"},
+				{"importer", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
+				{"importer", "read the dead letters", "$JS.API.STREAM.MSG.GET.LOAN_DLQ"},
+				{"auditor", "write the catalog", "$KV.catalog.current"},
+				{"auditor", "write the policy", "$KV.policy.current"},
+				{"auditor", "write the pre-approvals", "$O.preapprovals.C.x"},
+				{"auditor", "read the pre-approvals", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
+				{"auditor", "write a search", "$KV.searches.x"},
+				{"auditor", "write the audit trail", "audit.v1.decisions"},
+				{"auditor", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
+				{"auditor", "write a conversion", "$KV.conversions.x"},
+				{"auditor", "watch the searches", "$JS.API.CONSUMER.CREATE.KV_searches.x1.$KV.searches.x"},
+				{"ops", "read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
+				{"ops", "read the audit trail", "$JS.API.STREAM.INFO.AUDIT"},
+				{"ops", "write the catalog", "$KV.catalog.current"},
+				{"ops", "read the pre-approvals", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
+				{"ops", "write the pre-approvals", "$O.preapprovals.C.x"},
+				{"ops", "read the dead letters", "$JS.API.STREAM.MSG.GET.LOAN_DLQ"},
+			} {
+				refusals = append(refusals, refusal{r.user, r.what, r.subject, publish(r.subject, []byte(`{}`))})
 			}
 			// The provisioner makes and shapes, and is given no right to read or write a message.
 			for _, r := range []struct{ what, subject string }{
@@ -303,14 +343,35 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					}
 				})
 			}
-			t.Run("ops may change the catalog", func(t *testing.T) {
-				u := connectAs(t, url, "ops")
+			t.Run("catalog may change the catalog", func(t *testing.T) {
+				u := connectAs(t, url, "catalog")
 				kv, err := offers.CatalogDocument.Bind(context.Background(), u.js)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if _, err := kv.Put(context.Background(), "current", []byte(`{"products":[]}`)); err != nil {
 					t.Fatal(err)
+				}
+			})
+			t.Run("the importer may import the pre-approvals", func(t *testing.T) {
+				u := connectAs(t, url, "importer")
+				ctx := natstest.Context(t, 20*time.Second)
+				obs, err := snapshotstore.Open(ctx, u.js)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, err := phone.NewHasher([]byte("c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				export := "phone,product_type,decision,limit,grade,valid_until\n9330445040,loan,pre_approved,1000000,A,2099-12-31\n"
+				res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsObject, snapshotstore.BytesSource("export.csv", []byte(export)),
+					snapshotstore.Options{Hasher: h})
+				if err != nil || res == nil {
+					t.Fatalf("import as the importer: %+v, %v", res, err)
+				}
+				if u.refused("$O.preapprovals.>") {
+					t.Fatal("the import was refused a write")
 				}
 			})
 			t.Run("ops may list and requeue conversions", func(t *testing.T) {
@@ -494,12 +555,12 @@ func runSearchAsServices(t *testing.T, url string) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the conversion was not delivered\nlogs:\n%s", logs)
 	}
-	// The operators' user explains that search (yactl search): its record by key, the revisions
-	// it was decided with, and, once offers (as its own user) has written it, the audit trail.
-	ops := connect("ops")
+	// The auditor explains that search (yactl search): its record by key, the revisions it
+	// was decided with, and, once offers (as its own user) has written it, the audit trail.
+	ops := connect("auditor")
 	rec, _, err := search.Lookup(ctx, ops.Conn(), searchID)
 	if err != nil || rec == nil || rec.Basis == nil {
-		t.Fatalf("ops reads the record: %+v, %v", rec, err)
+		t.Fatalf("the auditor reads the record: %+v, %v", rec, err)
 	}
 	for name, read := range map[string]func() error{
 		"policy":   func() error { _, err := scoring.PolicyDocument.Fetch(ctx, ops, rec.Basis.Policy); return err },
@@ -507,7 +568,7 @@ func runSearchAsServices(t *testing.T, url string) {
 		"ceilings": func() error { _, err := offers.CeilingDocument.Fetch(ctx, ops, rec.Basis.Ceilings); return err },
 	} {
 		if err := read(); err != nil {
-			t.Errorf("ops reads the %s revision the search was decided with: %v", name, err)
+			t.Errorf("the auditor reads the %s revision the search was decided with: %v", name, err)
 		}
 	}
 	natstest.Eventually(t, 20*time.Second, func() error {

@@ -21,7 +21,7 @@ intake=$(rand)
 site=$(rand)
 links=$(go run ./cmd/yactl links keygen compose)
 passwords=""
-for u in GATEWAY SCORING OFFERS CONVERSIONS OPS PROVISION; do
+for u in GATEWAY SCORING OFFERS CONVERSIONS CATALOG IMPORTER AUDITOR OPS PROVISION; do
 	p=$(rand)
 	passwords="${passwords}NATS_${u}_PASSWORD=p$p
 "

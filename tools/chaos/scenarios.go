@@ -262,7 +262,7 @@ func (r *trial) poison(ctx context.Context) error {
 // search appear, and (checked for every scenario) no process died of them.
 func (r *trial) checkPoison(ctx context.Context) []string {
 	nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second),
-		nats.UserInfo("ops", natsPassword("ops")), nats.CustomInboxPrefix("_INBOX_ops"))
+		nats.UserInfo("auditor", natsPassword("auditor")), nats.CustomInboxPrefix("_INBOX_auditor"))
 	if err != nil {
 		return []string{err.Error()}
 	}

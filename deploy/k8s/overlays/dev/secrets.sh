@@ -20,7 +20,7 @@ if ! exists link-keys; then
 	kubectl -n "$ns" create secret generic link-keys --from-literal=keys.json="$keys" >/dev/null
 fi
 # NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
-for u in gateway scoring offers conversions ops provision route; do
+for u in gateway scoring offers conversions catalog importer auditor ops provision route; do
 	if ! exists "nats-$u"; then
 		v=$(rand)
 		kubectl -n "$ns" create secret generic "nats-$u" --from-literal=NATS_PASSWORD="p$v" >/dev/null
