@@ -33,13 +33,13 @@ var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62
 	"NATS_SCORING_PASSWORD":     "pad5229fdcee49feac374431c01370ea7f6e1a19fb140fd5a2fa70c496965dabb",
 	"NATS_OFFERS_PASSWORD":      "pec639f43ee21d6169efad1ec67fdd7148a2f3171afa02f38e8f23b5ccdab5282",
 	"NATS_CONVERSIONS_PASSWORD": "p8e6bf7fd0ae19d08211e887ee99ecd9d74efa19e57fd9a1b14393b256f3d072f",
-	"NATS_OPS_PASSWORD":         "pbc7c7b73a475682a4379fa4ca08bc05874d5962f5b16da9ee1ddb61ab53a6e75",
 	"NATS_PROVISION_PASSWORD":   "p3f1e0c6a9b27d48e5f0a1c3b5d7e9f2a4c6e8b0d2f4a6c8e1b3d5f7a9c0e2b4d",
 	"NATS_CATALOG_PASSWORD":     "p6a0d3e9c2b5f8a1d4e7c0b3f6a9d2e5c8b1f4a7d0e3c6b9f2a5d8e1c4b7f0a3d",
 	"NATS_IMPORTER_PASSWORD":    "p9c2f5b8e1a4d7c0f3b6e9a2d5c8f1b4e7a0d3c6f9b2e5a8d1c4f7b0e3a6d9c2f",
 	"NATS_AUDITOR_PASSWORD":     "pe4b7a0d3f6c9e2b5a8d1f4c7e0b3a6d9f2c5e8b1a4d7f0c3e6b9a2d5f8c1e4b7",
 	"INTAKE_TOKENS":             "b2324286e1c37373f0c4a3048c1c708a9455a534fcc9bb323c0721853814bd52",
 	"SITE_TOKENS":               "a840817d5bc1d15e828f00a7e43019748d9aa4561cbd9ac08ef98846cdb357e8",
+	"OPS_TOKENS":                "d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2",
 	"LINK_KEYS": func() string {
 		k, err := offerlink.GenerateKey("compose-check")
 		if err != nil {

@@ -3,7 +3,6 @@ package check
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,7 +42,7 @@ import (
 // natsPasswords are the test's passwords for every variable the shipped configurations use.
 var natsPasswords = map[string]string{
 	"NATS_GATEWAY_PASSWORD": "gw0123456789abcdef", "NATS_SCORING_PASSWORD": "sc0123456789abcdef",
-	"NATS_OFFERS_PASSWORD": "of0123456789abcdef", "NATS_OPS_PASSWORD": "op0123456789abcdef",
+	"NATS_OFFERS_PASSWORD":      "of0123456789abcdef",
 	"NATS_CONVERSIONS_PASSWORD": "cv0123456789abcdef", "NATS_PROVISION_PASSWORD": "pv0123456789abcdef",
 	"NATS_CATALOG_PASSWORD": "ca0123456789abcdef", "NATS_IMPORTER_PASSWORD": "im0123456789abcdef",
 	"NATS_AUDITOR_PASSWORD": "au0123456789abcdef",
@@ -158,7 +157,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					func(u *userConn) error { return u.nc.Publish("$O.preapprovals.C.x", nil) }},
 				{"gateway", "read the pre-approvals' stream info", "$JS.API.STREAM.INFO.OBJ_preapprovals",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.INFO.OBJ_preapprovals", nil) }},
-				{"ops", "read the searches' stream info (it lists search ids)", "$JS.API.STREAM.INFO.KV_searches",
+				{"auditor", "read the searches' stream info (it lists search ids)", "$JS.API.STREAM.INFO.KV_searches",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.INFO.KV_searches", nil) }},
 				{"scoring", "accept a search", "loan.v1.requested",
 					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
@@ -174,11 +173,11 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.PURGE.KV_searches", nil) }},
 				{"offers", "write the pre-approvals", "$O.preapprovals.C.x",
 					func(u *userConn) error { return u.nc.Publish("$O.preapprovals.C.x", nil) }},
-				{"ops", "accept a search", "loan.v1.requested",
+				{"catalog", "accept a search", "loan.v1.requested",
 					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
-				{"ops", "write a search", "$KV.searches.x",
+				{"catalog", "write a search", "$KV.searches.x",
 					func(u *userConn) error { return u.nc.Publish("$KV.searches.x", []byte("{}")) }},
-				{"ops", "delete a stream", "$JS.API.STREAM.DELETE.LOAN",
+				{"importer", "delete a stream", "$JS.API.STREAM.DELETE.LOAN",
 					func(u *userConn) error { return u.nc.Publish("$JS.API.STREAM.DELETE.LOAN", nil) }},
 				{"conversions", "accept a search", "loan.v1.requested",
 					func(u *userConn) error { return u.nc.Publish("loan.v1.requested", []byte("{}")) }},
@@ -222,7 +221,7 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			// A replaced object's chunks are purged by the object store's own Put: the
 			// pre-approvals' writers (scoring's seed, the import) hold that purge.
 			purges := map[string]bool{"scoring OBJ_preapprovals": true, "importer OBJ_preapprovals": true}
-			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "ops"} {
+			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor"} {
 				refusals = append(refusals,
 					refusal{user, "create a stream that sources the pre-approvals, the audit trail and the conversions", "$JS.API.STREAM.CREATE.ESCAPE",
 						publish("$JS.API.STREAM.CREATE.ESCAPE", escape(`"sources":[{"name":"OBJ_preapprovals"},{"name":"AUDIT"},{"name":"KV_conversions"}]`))},
@@ -260,8 +259,8 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			// The operators' roles, each to its job: the catalog user changes the documents and
 			// reads nothing else; the importer writes the snapshot and reads nothing else; the
-			// auditor reads the searches and the trail and writes nothing; ops (the
-			// conversions) reads and requeues conversions and nothing else.
+			// auditor reads the searches and the trail and writes nothing. (The conversions'
+			// operators go through the conversions service: no NATS user.)
 			for _, r := range []struct{ user, what, subject string }{
 				{"catalog", "read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
 				{"catalog", "read the audit trail", "$JS.API.STREAM.INFO.AUDIT"},
@@ -285,12 +284,6 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				{"auditor", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
 				{"auditor", "write a conversion", "$KV.conversions.x"},
 				{"auditor", "watch the searches", "$JS.API.CONSUMER.CREATE.KV_searches.x1.$KV.searches.x"},
-				{"ops", "read a search", "$JS.API.STREAM.MSG.GET.KV_searches"},
-				{"ops", "read the audit trail", "$JS.API.STREAM.INFO.AUDIT"},
-				{"ops", "write the catalog", "$KV.catalog.current"},
-				{"ops", "read the pre-approvals", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
-				{"ops", "write the pre-approvals", "$O.preapprovals.C.x"},
-				{"ops", "read the dead letters", "$JS.API.STREAM.MSG.GET.LOAN_DLQ"},
 			} {
 				refusals = append(refusals, refusal{r.user, r.what, r.subject, publish(r.subject, []byte(`{}`))})
 			}
@@ -372,21 +365,6 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				}
 				if u.refused("$O.preapprovals.>") {
 					t.Fatal("the import was refused a write")
-				}
-			})
-			t.Run("ops may list and requeue conversions", func(t *testing.T) {
-				u := connectAs(t, url, "ops")
-				ctx := natstest.Context(t, 10*time.Second)
-				store, err := conversions.BindStore(ctx, u.js)
-				if err != nil {
-					t.Fatal(err)
-				}
-				n := 0
-				if err := store.Each(ctx, func(*contracts.Conversion) error { n++; return nil }); err != nil || n == 0 {
-					t.Fatalf("listed %d conversions: %v", n, err)
-				}
-				if _, err := store.Requeue(ctx, "e2b4948b-7d8a-4eec-875c-b1c11d7d8372.none"); !errors.Is(err, conversions.ErrNotFound) {
-					t.Fatalf("requeue of an unknown conversion: %v", err)
 				}
 			})
 			t.Run("nobody without a password gets in", func(t *testing.T) {
@@ -557,22 +535,22 @@ func runSearchAsServices(t *testing.T, url string) {
 	}
 	// The auditor explains that search (yactl search): its record by key, the revisions it
 	// was decided with, and, once offers (as its own user) has written it, the audit trail.
-	ops := connect("auditor")
-	rec, _, err := search.Lookup(ctx, ops.Conn(), searchID)
+	auditor := connect("auditor")
+	rec, _, err := search.Lookup(ctx, auditor.Conn(), searchID)
 	if err != nil || rec == nil || rec.Basis == nil {
 		t.Fatalf("the auditor reads the record: %+v, %v", rec, err)
 	}
 	for name, read := range map[string]func() error{
-		"policy":   func() error { _, err := scoring.PolicyDocument.Fetch(ctx, ops, rec.Basis.Policy); return err },
-		"catalog":  func() error { _, err := offers.CatalogDocument.Fetch(ctx, ops, rec.Basis.Catalog); return err },
-		"ceilings": func() error { _, err := offers.CeilingDocument.Fetch(ctx, ops, rec.Basis.Ceilings); return err },
+		"policy":   func() error { _, err := scoring.PolicyDocument.Fetch(ctx, auditor, rec.Basis.Policy); return err },
+		"catalog":  func() error { _, err := offers.CatalogDocument.Fetch(ctx, auditor, rec.Basis.Catalog); return err },
+		"ceilings": func() error { _, err := offers.CeilingDocument.Fetch(ctx, auditor, rec.Basis.Ceilings); return err },
 	} {
 		if err := read(); err != nil {
 			t.Errorf("the auditor reads the %s revision the search was decided with: %v", name, err)
 		}
 	}
 	natstest.Eventually(t, 20*time.Second, func() error {
-		_, _, err := audit.Find(ctx, ops, searchID, time.Time{})
+		_, _, err := audit.Find(ctx, auditor, searchID, time.Time{})
 		return err
 	})
 	if strings.Contains(logs.String(), "Permissions Violation") || strings.Contains(logs.String(), "permissions violation") {

@@ -733,9 +733,9 @@ func checkImages(c *Cluster) []error {
 
 // NATSUsers are the users every NATS configuration defines, each with its own allow-list
 // (deploy/k8s/base/nats/users.conf).
-var NATSUsers = []string{"gateway", "scoring", "offers", "conversions", "ops"}
+var NATSUsers = []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "provision"}
 
-// checkNATSUsers: one user per service and one for the tools, each with permissions, none
+// checkNATSUsers: one user per service, per operators' role and the provisioner's, each with permissions, none
 // allowed everything.
 // checkNATSTLS: the servers and the services agree on TLS. Where the servers speak it, both
 // ways: clients only over TLS, and routes too (the server always verifies a route's

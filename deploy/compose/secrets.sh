@@ -19,9 +19,10 @@ fi
 phone=$(rand)
 intake=$(rand)
 site=$(rand)
+ops=$(rand)
 links=$(go run ./cmd/yactl links keygen compose)
 passwords=""
-for u in GATEWAY SCORING OFFERS CONVERSIONS CATALOG IMPORTER AUDITOR OPS PROVISION; do
+for u in GATEWAY SCORING OFFERS CONVERSIONS CATALOG IMPORTER AUDITOR PROVISION; do
 	p=$(rand)
 	passwords="${passwords}NATS_${u}_PASSWORD=p$p
 "
@@ -33,5 +34,6 @@ umask 077
 	printf '%s' "$passwords"
 	echo "INTAKE_TOKENS=$intake"
 	echo "SITE_TOKENS=$site"
+	echo "OPS_TOKENS=$ops"
 	echo "LINK_KEYS='$links'"
 } >"$out"

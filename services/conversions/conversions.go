@@ -41,8 +41,10 @@ type Config struct {
 	Addr string
 	// IntakeTokens (INTAKE_TOKENS) are the bearer tokens of the bank's application system,
 	// comma-separated so that one can be rotated; SiteTokens (SITE_TOKENS) those of the bank's
-	// site, which may verify links and nothing else. Both empty is allowed on loopback only.
-	IntakeTokens, SiteTokens []string
+	// site, which may verify links and nothing else; OpsTokens (OPS_TOKENS) the operators',
+	// which may list conversions and queue failed ones again (yactl conversions) and nothing
+	// else. All empty is allowed on loopback only.
+	IntakeTokens, SiteTokens, OpsTokens []string
 	// Retention (CONVERSIONS_RETENTION) is how long a conversion is kept, delivered or not.
 	Retention time.Duration
 	// Yandex's endpoint (YANDEX_CONVERSIONS_URL, YANDEX_TOKEN, YANDEX_PARTNER_ID). With no
@@ -69,6 +71,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		Addr:            r.Addr("CONVERSIONS_ADDR", "127.0.0.1:8090"),
 		IntakeTokens:    r.List("INTAKE_TOKENS"),
 		SiteTokens:      r.List("SITE_TOKENS"),
+		OpsTokens:       r.List("OPS_TOKENS"),
 		Retention:       provision.ReadConversionsRetention(r),
 		YandexURL:       r.String("YANDEX_CONVERSIONS_URL", ""),
 		YandexToken:     r.Secret("YANDEX_TOKEN", ""),
@@ -102,6 +105,7 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		}
 		r.RequireSecrets("INTAKE_TOKENS", c.IntakeTokens...)
 		r.RequireSecrets("SITE_TOKENS", c.SiteTokens...)
+		r.RequireSecrets("OPS_TOKENS", c.OpsTokens...)
 	}
 	if len(c.SiteTokens) > 0 && len(c.IntakeTokens) == 0 {
 		r.Fail("SITE_TOKENS", "set without INTAKE_TOKENS, which leaves every route open: set both, or neither on loopback")
@@ -109,6 +113,14 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	for _, t := range c.SiteTokens {
 		if slices.Contains(c.IntakeTokens, t) {
 			r.Fail("SITE_TOKENS", "a token is also one of INTAKE_TOKENS: the site would report conversions")
+		}
+	}
+	if len(c.OpsTokens) > 0 && len(c.IntakeTokens) == 0 {
+		r.Fail("OPS_TOKENS", "set without INTAKE_TOKENS, which leaves every route open: set both, or neither on loopback")
+	}
+	for _, t := range c.OpsTokens {
+		if slices.Contains(c.IntakeTokens, t) || slices.Contains(c.SiteTokens, t) {
+			r.Fail("OPS_TOKENS", "a token is also one of INTAKE_TOKENS or SITE_TOKENS: one caller would hold two roles")
 		}
 	}
 	if c.Delivery.RetryBase > c.Delivery.RetryMax {
@@ -172,6 +184,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	for _, t := range cfg.SiteTokens {
 		in.site = append(in.site, sha256.Sum256([]byte(t)))
+	}
+	for _, t := range cfg.OpsTokens {
+		in.ops = append(in.ops, sha256.Sum256([]byte(t)))
 	}
 	for _, kid := range cfg.Links.Keys.IDs() {
 		if at := cfg.Links.Keys.RetiredAt(kid); !at.IsZero() {

@@ -155,7 +155,7 @@ type env struct {
 	metrics  *sdkmetric.ManualReader // every replica's figures
 }
 
-const intakeSecret, siteSecret = "intake-secret", "site-secret"
+const intakeSecret, siteSecret, opsSecret = "intake-secret", "site-secret", "ops-secret"
 
 func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	t.Helper()
@@ -178,7 +178,8 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 		metrics: sdkmetric.NewManualReader()}
 	e.vars = map[string]string{
 		"CONVERSIONS_ADDR": natstest.FreeAddr(t), "INTAKE_TOKENS": "old-secret," + intakeSecret, "SITE_TOKENS": siteSecret,
-		"NATS_URL": srv.ClientURL(), "LINK_KEYS_FILE": keyFile, "LINK_ISSUER": "demobank",
+		"OPS_TOKENS": opsSecret,
+		"NATS_URL":   srv.ClientURL(), "LINK_KEYS_FILE": keyFile, "LINK_ISSUER": "demobank",
 		"YANDEX_TIMEOUT": "200ms", "DELIVERY_BATCH_WAIT": "50ms", "DELIVERY_ACK_WAIT": "1s",
 		"DELIVERY_RETRY_BASE": "20ms", "DELIVERY_RETRY_MAX": "200ms",
 	}
@@ -694,7 +695,8 @@ func TestDelivery(t *testing.T) {
 }
 
 // A refusal for good keeps the conversion as failed with Yandex's answer, without taking
-// the others of its batch down with it; an operator's requeue delivers it once fixed.
+// the others of its batch down with it; an operator's requeue, through the service with an
+// operator's token, delivers it once fixed, and only a failed conversion is queued again.
 func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 	y := newYandex(t)
 	bad := newID(2) + ".cash-standard"
@@ -714,13 +716,35 @@ func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 		t.Error("the refusal was not logged")
 	}
 
+	// The operators list through the service; the application system's token does not.
+	if res, err := e.do("GET", "/v1/conversions?state=failed", opsSecret, ""); err != nil || res.status != 200 ||
+		!strings.Contains(res.body, `"id":"`+bad+`"`) || strings.Contains(res.body, newID(1)) {
+		t.Fatalf("the failed conversions as an operator lists them: %+v, %v", res, err)
+	}
+	for _, call := range []struct{ method, path, bearer, body string }{
+		{"GET", "/v1/conversions", intakeSecret, ""},
+		{"POST", "/v1/conversions/retry", intakeSecret, `{"ids":["` + bad + `"]}`},
+		{"POST", "/v1/conversions/retry", siteSecret, `{"failed":true}`},
+		{"POST", "/v1/conversions", opsSecret, `{}`},
+	} {
+		if res, err := e.do(call.method, call.path, call.bearer, call.body); err != nil || res.status != http.StatusUnauthorized {
+			t.Errorf("%s %s with another role's token = %+v, %v; want 401", call.method, call.path, res, err)
+		}
+	}
+	if res, err := e.do("GET", "/v1/conversions?state=lost", opsSecret, ""); err != nil || res.status != http.StatusBadRequest {
+		t.Errorf("an unknown state = %+v, %v", res, err)
+	}
+
 	y.cure(bad)
-	if _, err := e.store.Requeue(context.Background(), bad); err != nil {
-		t.Fatal(err)
+	res, err := e.do("POST", "/v1/conversions/retry", opsSecret, `{"ids":["`+bad+`"]}`)
+	if err != nil || res.status != 200 || !strings.Contains(res.body, `"queued":["`+bad+`"]`) {
+		t.Fatalf("retry = %+v, %v", res, err)
 	}
 	e.waitState(bad, contracts.ConversionDelivered)
-	if _, err := e.store.Requeue(context.Background(), bad); err == nil {
-		t.Error("a delivered conversion was queued again")
+	res, err = e.do("POST", "/v1/conversions/retry", opsSecret, `{"ids":["`+bad+`","`+newID(99)+`.cash-standard"]}`)
+	if err != nil || res.status != 200 || !strings.Contains(res.body, `"queued":[]`) ||
+		!strings.Contains(res.body, "is delivered") || !strings.Contains(res.body, "no such conversion") {
+		t.Errorf("a delivered and an unknown conversion queued again: %+v, %v", res, err)
 	}
 }
 

@@ -31,12 +31,13 @@ type intake struct {
 	searches func() *search.Store // nil until the searches bucket is bound
 	verifier *offerlink.Verifier
 	window   time.Duration // LINK_REPORTING_WINDOW
-	// tokens admit the application system (everything), site the bank's site (verification
-	// alone): sha256 of each accepted bearer token.
-	tokens, site [][32]byte
-	metrics      *metrics
-	log          zerolog.Logger
-	now          func() time.Time
+	// tokens admit the application system (reporting and reading a conversion), site the
+	// bank's site (verification alone), ops the operators (listing and queueing failed
+	// conversions again): sha256 of each accepted bearer token.
+	tokens, site, ops [][32]byte
+	metrics           *metrics
+	log               zerolog.Logger
+	now               func() time.Time
 }
 
 // routes lists every path of the internal address.
@@ -57,7 +58,102 @@ func (in *intake) routes() http.Handler {
 		r.Post("/v1/conversions", in.handleReport)
 		r.Get("/v1/conversions/{search_id}/{offer}", in.handleGet)
 	})
+	// The operators' (yactl conversions): what is recorded, and failed ones queued again,
+	// through the service, which checks each change, never by writes to the bucket.
+	r.Group(func(r chi.Router) {
+		r.Use(in.authenticate(in.ops))
+		r.Get("/v1/conversions", in.handleList)
+		r.Post("/v1/conversions/retry", in.handleRetry)
+	})
 	return r
+}
+
+// handleList answers every conversion recorded, or those in the state ?state= names, as a
+// JSON array.
+func (in *intake) handleList(w http.ResponseWriter, r *http.Request) {
+	state := contracts.ConversionState(r.URL.Query().Get("state"))
+	switch state {
+	case "", contracts.ConversionQueued, contracts.ConversionDelivered, contracts.ConversionFailed, contracts.ConversionRefused:
+	default:
+		writeError(w, http.StatusBadRequest, "unknown state", []Problem{{Field: "state", Message: "one of queued, delivered, failed, refused"}})
+		return
+	}
+	store := in.store()
+	if store == nil {
+		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
+		return
+	}
+	list := []*contracts.Conversion{}
+	if err := store.Each(r.Context(), func(c *contracts.Conversion) error {
+		if state == "" || c.State == state {
+			list = append(list, c)
+		}
+		return nil
+	}); err != nil {
+		in.unavailable(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// RetryRequest names the failed conversions to queue again: by id, or every failed one.
+type RetryRequest struct {
+	IDs    []string `json:"ids,omitempty"`
+	Failed bool     `json:"failed,omitempty"`
+}
+
+// RetryAnswer is what was queued again, and why the others were not.
+type RetryAnswer struct {
+	Queued   []string  `json:"queued"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// handleRetry queues failed conversions again: only a conversion Yandex refused moves back
+// to queued (Store.Requeue), under the same id.
+func (in *intake) handleRetry(w http.ResponseWriter, r *http.Request) {
+	var req RetryRequest
+	if problems, status := decode(w, r, &req); problems != nil {
+		writeError(w, status, "the request cannot be read", problems)
+		return
+	}
+	if (len(req.IDs) > 0) == req.Failed {
+		writeError(w, http.StatusBadRequest, "name the conversions, or ask for every failed one", []Problem{{Field: "ids", Message: "give ids, or failed: true, not both"}})
+		return
+	}
+	store := in.store()
+	if store == nil {
+		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
+		return
+	}
+	ids := req.IDs
+	if req.Failed {
+		if err := store.Each(r.Context(), func(c *contracts.Conversion) error {
+			if c.State == contracts.ConversionFailed {
+				ids = append(ids, c.ID)
+			}
+			return nil
+		}); err != nil {
+			in.unavailable(w, err)
+			return
+		}
+	}
+	ans := RetryAnswer{Queued: []string{}}
+	for i, id := range ids {
+		_, err := store.Requeue(r.Context(), id)
+		switch {
+		case err == nil:
+			ans.Queued = append(ans.Queued, id)
+			in.log.Info().Str("conversion", id).Msg("queued again by an operator")
+		case errors.Is(err, ErrNotFound):
+			ans.Problems = append(ans.Problems, Problem{Field: fmt.Sprintf("ids[%d]", i), Message: "no such conversion"})
+		case errors.Is(err, errNotFailed):
+			ans.Problems = append(ans.Problems, Problem{Field: fmt.Sprintf("ids[%d]", i), Message: err.Error()})
+		default:
+			in.unavailable(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 type verifyRequest struct {

@@ -11,6 +11,9 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 )
 
+// errNotFailed is Requeue's refusal of a conversion Yandex has not refused.
+var errNotFailed = errors.New("not failed")
+
 // Errors of the store.
 var (
 	// ErrConflict: the search's offer already has a conversion with other figures.
@@ -157,7 +160,7 @@ func (s *Store) Requeue(ctx context.Context, key string) (*contracts.Conversion,
 		return nil, err
 	}
 	if was != contracts.ConversionFailed {
-		return c, fmt.Errorf("conversion %s is %s, not failed", key, was)
+		return c, fmt.Errorf("%w: conversion %s is %s", errNotFailed, key, was)
 	}
 	return c, nil
 }

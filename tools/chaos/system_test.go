@@ -13,7 +13,7 @@ func TestNATSUsersAreReadFromTheShippedConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := natsUsers(string(conf)), []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "ops", "provision"}; !slices.Equal(got, want) {
+	if got, want := natsUsers(string(conf)), []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "provision"}; !slices.Equal(got, want) {
 		t.Fatalf("users %v, want %v", got, want)
 	}
 }

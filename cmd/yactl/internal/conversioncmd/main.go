@@ -10,24 +10,29 @@
 // under the same id. export writes what the worker sends (request_id is the search_id,
 // offer_id the product id), so that the conversions can reach Yandex another way while its
 // endpoint is down; after such an upload, the worker's later sends are repeats of the same
-// ids. It connects with the services' NATS_* variables (NATS_URL, NATS_USER, NATS_PASSWORD,
-// NATS_CONNECT_TIMEOUT, NATS_CA_FILE). Exit status: 0 success, 1 failure, 2 usage.
+// ids. It asks the conversions service, on its internal address (CONVERSIONS_URL, default
+// http://127.0.0.1:8090), with an operator's token (OPS_TOKEN, one of the service's
+// OPS_TOKENS): the service checks every change, and no operator writes to the bucket.
+// Exit status: 0 success, 1 failure, 2 usage.
 package conversioncmd
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
-
-	"github.com/nats-io/nats.go/jetstream"
+	"time"
 
 	"github.com/demobank/yacredits/cmd/yactl/internal/cli"
-	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/services/conversions"
@@ -62,31 +67,94 @@ func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 		}
 		return string(c.State) == *state
 	}
+	var do func(*client) error
 	switch {
 	case args[0] == "list" && fs.NArg() == 0 && !*failed:
-		return withStore(ctx, getenv, func(s *conversions.Store) error { return list(ctx, s, want, stdout) })
+		do = func(c *client) error { return list(ctx, c, want, stdout) }
 	case args[0] == "export" && fs.NArg() == 0 && !*failed:
-		return withStore(ctx, getenv, func(s *conversions.Store) error { return export(ctx, s, want, stdout) })
+		do = func(c *client) error { return export(ctx, c, want, stdout) }
 	case args[0] == "retry" && *state == "" && (fs.NArg() > 0) != *failed:
-		return withStore(ctx, getenv, func(s *conversions.Store) error { return retry(ctx, s, fs.Args(), *failed, stdout) })
+		do = func(c *client) error { return retry(ctx, c, fs.Args(), *failed, stdout) }
+	default:
+		return errUsage
 	}
-	return errUsage
+	c, err := newClient(getenv)
+	if err != nil {
+		return err
+	}
+	return do(c)
 }
 
-func withStore(ctx context.Context, getenv config.Getenv, fn func(*conversions.Store) error) error {
-	return bus.WithJetStream(ctx, getenv, "yactl conversions", func(js jetstream.JetStream, _ config.NATS) error {
-		s, err := conversions.BindStore(ctx, js)
+// client is the conversions service's operators' API.
+type client struct {
+	base, token string
+	http        *http.Client
+}
+
+func newClient(getenv config.Getenv) (*client, error) {
+	r := config.NewReader(getenv)
+	c := &client{base: strings.TrimSuffix(r.String("CONVERSIONS_URL", "http://127.0.0.1:8090"), "/"),
+		token: r.Secret("OPS_TOKEN", ""), http: &http.Client{Timeout: r.Duration("YACTL_TIMEOUT", time.Minute, time.Second, time.Hour)}}
+	if u, err := url.Parse(c.base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.Fail("CONVERSIONS_URL", "not an http(s) address: %q", c.base)
+	}
+	return c, r.Err()
+}
+
+// call sends body (nil: none) and decodes a 200's JSON into out; any other answer is an
+// error with the service's message.
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		return fn(s)
-	})
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("the conversions service: %w", err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("the conversions service answered %s: %s", res.Status, strings.TrimSpace(string(raw)))
+	}
+	return json.Unmarshal(raw, out)
 }
 
-func list(ctx context.Context, s *conversions.Store, want func(*contracts.Conversion) bool, out io.Writer) error {
+// each calls fn with every conversion the service lists.
+func (c *client) each(ctx context.Context, fn func(*contracts.Conversion) error) error {
+	var list []*contracts.Conversion
+	if err := c.call(ctx, http.MethodGet, "/v1/conversions", nil, &list); err != nil {
+		return err
+	}
+	for _, conv := range list {
+		if err := fn(conv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func list(ctx context.Context, s *client, want func(*contracts.Conversion) bool, out io.Writer) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATE\tCONTRACT\tAMOUNT\tREPORTED\tATTEMPTS\tLAST ERROR")
-	err := s.Each(ctx, func(c *contracts.Conversion) error {
+	err := s.each(ctx, func(c *contracts.Conversion) error {
 		if want(c) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, c.State, c.ContractDate, c.Amount,
 				c.ReportedAt.Format("2006-01-02 15:04"), c.Attempts, c.LastError)
@@ -99,10 +167,10 @@ func list(ctx context.Context, s *conversions.Store, want func(*contracts.Conver
 // export writes the items as the delivery worker sends them (spec §9: request_id, offer_id,
 // amount, additional_services), one per row, then what an operator uploading them needs beside
 // them and Yandex is not sent: the contract's date and the conversion's state.
-func export(ctx context.Context, s *conversions.Store, want func(*contracts.Conversion) bool, out io.Writer) error {
+func export(ctx context.Context, s *client, want func(*contracts.Conversion) bool, out io.Writer) error {
 	w := csv.NewWriter(out)
 	_ = w.Write([]string{"request_id", "offer_id", "amount", "additional_services", "contract_date", "state"})
-	err := s.Each(ctx, func(c *contracts.Conversion) error {
+	err := s.each(ctx, func(c *contracts.Conversion) error {
 		if !want(c) {
 			return nil
 		}
@@ -114,27 +182,28 @@ func export(ctx context.Context, s *conversions.Store, want func(*contracts.Conv
 	return errors.Join(err, w.Error())
 }
 
-func retry(ctx context.Context, s *conversions.Store, ids []string, allFailed bool, out io.Writer) error {
-	if allFailed {
-		if err := s.Each(ctx, func(c *contracts.Conversion) error {
-			if c.State == contracts.ConversionFailed {
-				ids = append(ids, c.ID)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
+// retry asks the service to queue the conversions again; it answers which it did and why
+// not the others.
+func retry(ctx context.Context, s *client, ids []string, allFailed bool, out io.Writer) error {
+	var ans conversions.RetryAnswer
+	if err := s.call(ctx, http.MethodPost, "/v1/conversions/retry", conversions.RetryRequest{IDs: ids, Failed: allFailed}, &ans); err != nil {
+		return err
 	}
-	var errs []error
-	for _, id := range ids {
-		if _, err := s.Requeue(ctx, id); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	for _, id := range ans.Queued {
 		fmt.Fprintf(out, "%s: queued again\n", id)
 	}
-	if allFailed && len(ids) == 0 {
+	if allFailed && len(ans.Queued) == 0 {
 		fmt.Fprintln(out, "no failed conversions")
+	}
+	var errs []error
+	for _, p := range ans.Problems {
+		id := p.Field
+		if i, ok := strings.CutPrefix(strings.TrimSuffix(p.Field, "]"), "ids["); ok {
+			if n, err := strconv.Atoi(i); err == nil && n < len(ids) {
+				id = ids[n]
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", id, p.Message))
 	}
 	return errors.Join(errs...)
 }

@@ -20,7 +20,7 @@ if ! exists link-keys; then
 	kubectl -n "$ns" create secret generic link-keys --from-literal=keys.json="$keys" >/dev/null
 fi
 # NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
-for u in gateway scoring offers conversions catalog importer auditor ops provision route; do
+for u in gateway scoring offers conversions catalog importer auditor provision route; do
 	if ! exists "nats-$u"; then
 		v=$(rand)
 		kubectl -n "$ns" create secret generic "nats-$u" --from-literal=NATS_PASSWORD="p$v" >/dev/null
@@ -35,8 +35,9 @@ fi
 if ! exists conversions-intake; then
 	intake=$(rand)
 	site=$(rand)
+	ops=$(rand)
 	kubectl -n "$ns" create secret generic conversions-intake --from-literal=INTAKE_TOKENS="$intake" \
-		--from-literal=SITE_TOKENS="$site" >/dev/null
+		--from-literal=SITE_TOKENS="$site" --from-literal=OPS_TOKENS="$ops" >/dev/null
 fi
 if ! exists yandex-conversions; then
 	v=$(rand)
