@@ -128,8 +128,8 @@ func (u *userConn) refused(subject string) bool {
 	return false
 }
 
-// Each shipped NATS configuration gives each service and the operators' tools a user of its
-// own, allowed what it needs and refused the rest: with their users the three services run
+// Each shipped NATS configuration gives each service, each operators' role and the
+// provisioner a user of its own, allowed what it needs and refused the rest: with their users the three services run
 // a search through to done, and each user is refused what it must not do (before, one user
 // held every right: the gateway's credentials could delete the LOAN stream, purge the
 // searches bucket, rewrite the catalog and forge scoring's verdict).
@@ -275,6 +275,12 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				{"importer", "read the catalog", "$JS.API.DIRECT.GET.KV_catalog.$KV.catalog.current"},
 				{"importer", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
 				{"importer", "read the dead letters", "$JS.API.STREAM.MSG.GET.LOAN_DLQ"},
+				{"importer", "read the pre-approvals' chunks by sequence", "$JS.API.STREAM.MSG.GET.OBJ_preapprovals"},
+				{"importer", "read a pre-approvals' chunk", "$JS.API.DIRECT.GET.OBJ_preapprovals.$O.preapprovals.C.x"},
+				{"catalog", "make a consumer of the catalog", "$JS.API.CONSUMER.CREATE.KV_catalog.x1.$KV.catalog.current"},
+				{"catalog", "make a consumer of the policy", "$JS.API.CONSUMER.CREATE.KV_policy.x1"},
+				{"auditor", "make a consumer of the audit trail", "$JS.API.CONSUMER.CREATE.AUDIT.x1"},
+				{"auditor", "make a consumer of the audit trail (old form)", "$JS.API.CONSUMER.CREATE.AUDIT"},
 				{"auditor", "write the catalog", "$KV.catalog.current"},
 				{"auditor", "write the policy", "$KV.policy.current"},
 				{"auditor", "write the pre-approvals", "$O.preapprovals.C.x"},

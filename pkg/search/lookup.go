@@ -15,7 +15,7 @@ import (
 
 // Lookup reads a search's record from the searches bucket with one message get by
 // its key: binding the bucket would read the stream's info, which lists every key (search
-// ids), which the operators' user may not read. nil when the bucket holds none (or it was deleted).
+// ids), which the auditor's user may not read. nil when the bucket holds none (or it was deleted).
 func Lookup(ctx context.Context, nc *nats.Conn, id string) (*contracts.Search, uint64, error) {
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + contracts.BucketSearches + "." + id})
 	if err != nil {

@@ -741,10 +741,11 @@ func TestRefusedConversionIsKeptAndCanBeRequeued(t *testing.T) {
 		t.Fatalf("retry = %+v, %v", res, err)
 	}
 	e.waitState(bad, contracts.ConversionDelivered)
-	res, err = e.do("POST", "/v1/conversions/retry", opsSecret, `{"ids":["`+bad+`","`+newID(99)+`.cash-standard"]}`)
+	res, err = e.do("POST", "/v1/conversions/retry", opsSecret, `{"ids":["`+strings.ToUpper(bad[:8])+bad[8:]+`","`+newID(99)+`.cash-standard","a b*"]}`)
 	if err != nil || res.status != 200 || !strings.Contains(res.body, `"queued":[]`) ||
-		!strings.Contains(res.body, "is delivered") || !strings.Contains(res.body, "no such conversion") {
-		t.Errorf("a delivered and an unknown conversion queued again: %+v, %v", res, err)
+		!strings.Contains(res.body, "is delivered") || !strings.Contains(res.body, "no such conversion") ||
+		!strings.Contains(res.body, `"field":"ids[2]","message":"not a conversion's id`) {
+		t.Errorf("a delivered (spelled in capitals), an unknown and a malformed conversion queued again: %+v, %v", res, err)
 	}
 }
 

@@ -69,7 +69,8 @@ func (in *intake) routes() http.Handler {
 }
 
 // handleList answers every conversion recorded, or those in the state ?state= names, as a
-// JSON array.
+// JSON array written as the bucket is read, one conversion at a time: a year of them need
+// not fit in the service's memory.
 func (in *intake) handleList(w http.ResponseWriter, r *http.Request) {
 	state := contracts.ConversionState(r.URL.Query().Get("state"))
 	switch state {
@@ -83,17 +84,37 @@ func (in *intake) handleList(w http.ResponseWriter, r *http.Request) {
 		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
 		return
 	}
-	list := []*contracts.Conversion{}
-	if err := store.Each(r.Context(), func(c *contracts.Conversion) error {
-		if state == "" || c.State == state {
-			list = append(list, c)
+	started := false
+	err := store.Each(r.Context(), func(c *contracts.Conversion) error {
+		if state != "" && c.State != state {
+			return nil
 		}
-		return nil
-	}); err != nil {
+		b, err := jsonv2.Marshal(c)
+		if err != nil {
+			return err
+		}
+		sep := ","
+		if !started {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			started, sep = true, "["
+		}
+		_, err = io.WriteString(w, sep+string(b))
+		return err
+	})
+	switch {
+	case err != nil && !started:
 		in.unavailable(w, err)
-		return
+	case err != nil:
+		// The answer has begun: cut it short, so that the client sees a broken array rather
+		// than a complete one.
+		in.log.Error().Err(err).Msg("listing conversions broke off")
+		panic(http.ErrAbortHandler)
+	case !started:
+		writeJSON(w, http.StatusOK, []*contracts.Conversion{})
+	default:
+		_, _ = io.WriteString(w, "]\n")
 	}
-	writeJSON(w, http.StatusOK, list)
 }
 
 // RetryRequest names the failed conversions to queue again: by id, or every failed one.
@@ -139,7 +160,14 @@ func (in *intake) handleRetry(w http.ResponseWriter, r *http.Request) {
 	}
 	ans := RetryAnswer{Queued: []string{}}
 	for i, id := range ids {
-		_, err := store.Requeue(r.Context(), id)
+		sid, offer, _ := strings.Cut(id, ".")
+		key, err := contracts.ConversionKey(sid, offer)
+		if err != nil {
+			ans.Problems = append(ans.Problems, Problem{Field: fmt.Sprintf("ids[%d]", i), Message: "not a conversion's id (search_id.offer): " + err.Error()})
+			continue
+		}
+		id = key
+		_, err = store.Requeue(r.Context(), id)
 		switch {
 		case err == nil:
 			ans.Queued = append(ans.Queued, id)

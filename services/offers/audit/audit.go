@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -308,7 +309,9 @@ var ErrNotFound = errors.New("search not in the audit trail")
 
 // Find reads the trail from since (zero: its oldest batch) for the search id, and returns
 // its record as kept, and how many batches it read. It stops at the end of the trail as it
-// stood when the search began.
+// stood when the search began. It reads with message gets alone, one batch at a time: the
+// auditor who runs it may make no consumer, which could be set to deliver the trail
+// anywhere (docs/security.md).
 func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Time) (*contracts.Search, int, error) {
 	s, err := js.Stream(ctx, contracts.StreamAudit)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -322,25 +325,21 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 	if last == 0 || !since.IsZero() && since.After(state.LastTime) {
 		return nil, 0, ErrNotFound
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	req := msgGet{NextFor: contracts.SubjectAudit, Seq: state.FirstSeq}
 	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	cons, err := s.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read audit stream: %w", err)
+		req.Seq, req.StartTime = 0, &since
 	}
 	read := 0
 	for {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		m, err := getMsg(ctx, js.Conn(), req)
+		if errors.Is(err, errNoMessage) {
+			return nil, read, ErrNotFound
+		}
 		if err != nil {
-			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
-				return nil, read, ErrNotFound
-			}
 			return nil, read, fmt.Errorf("read audit stream: %w", err)
 		}
 		read++
-		b, err := contracts.DecodeAuditBatch(m.Data())
+		b, err := contracts.DecodeAuditBatch(m.Data)
 		if err == nil {
 			for _, e := range b.Records {
 				if e.SearchID == id {
@@ -349,9 +348,57 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 				}
 			}
 		}
-		meta, err := m.Metadata()
-		if err != nil || meta.Sequence.Stream >= last {
+		if m.Seq >= last {
 			return nil, read, ErrNotFound
 		}
+		req = msgGet{NextFor: contracts.SubjectAudit, Seq: m.Seq + 1}
 	}
+}
+
+// msgGet is a message get request (JetStream's JSApiMsgGetRequest): the first message of
+// NextFor at or after Seq, or after StartTime.
+type msgGet struct {
+	Seq       uint64     `json:"seq,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+}
+
+type storedMsg struct {
+	Seq  uint64 `json:"seq"`
+	Data []byte `json:"data"`
+}
+
+var errNoMessage = errors.New("no message")
+
+// getMsg sends one message get to the AUDIT stream.
+func getMsg(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+contracts.StreamAudit, body)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		Message *storedMsg `json:"message"`
+		Error   *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &res); err != nil {
+		return nil, fmt.Errorf("decode the answer: %w", err)
+	}
+	switch {
+	case res.Error != nil && res.Error.Code == 404:
+		return nil, errNoMessage
+	case res.Error != nil:
+		return nil, errors.New(res.Error.Description)
+	case res.Message == nil:
+		return nil, errors.New("an empty answer")
+	}
+	return res.Message, nil
 }

@@ -169,6 +169,10 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	if _, _, err := Find(ctx, js, ids[0], time.Now().Add(time.Hour)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Find from after the trail's end = %v, want ErrNotFound", err)
 	}
+	// From a start time: the first batch written at or after it, then on.
+	if rec, _, err := Find(ctx, js, ids[n-1], time.Now().Add(-time.Hour)); err != nil || rec.Basis == nil || rec.Basis.Catalog != n {
+		t.Errorf("Find from an hour ago = %+v, %v", rec, err)
+	}
 }
 
 // AuditCopy cuts exactly the masked phone and the props out of a record's bytes, wherever

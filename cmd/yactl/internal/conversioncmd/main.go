@@ -70,9 +70,9 @@ func Run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	var do func(*client) error
 	switch {
 	case args[0] == "list" && fs.NArg() == 0 && !*failed:
-		do = func(c *client) error { return list(ctx, c, want, stdout) }
+		do = func(c *client) error { return list(ctx, c, *state, want, stdout) }
 	case args[0] == "export" && fs.NArg() == 0 && !*failed:
-		do = func(c *client) error { return export(ctx, c, want, stdout) }
+		do = func(c *client) error { return export(ctx, c, *state, want, stdout) }
 	case args[0] == "retry" && *state == "" && (fs.NArg() > 0) != *failed:
 		do = func(c *client) error { return retry(ctx, c, fs.Args(), *failed, stdout) }
 	default:
@@ -127,20 +127,29 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 		return fmt.Errorf("the conversions service: %w", err)
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
-	if err != nil {
-		return err
-	}
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("the conversions service answered %s: %s", res.Status, strings.TrimSpace(string(raw)))
+		raw, _ := io.ReadAll(io.LimitReader(res.Body, 4<<10))
+		hint := ""
+		if res.StatusCode == http.StatusUnauthorized {
+			hint = " (is OPS_TOKEN one of the service's OPS_TOKENS?)"
+		}
+		return fmt.Errorf("the conversions service answered %s%s: %s", res.Status, hint, strings.TrimSpace(string(raw)))
 	}
-	return json.Unmarshal(raw, out)
+	// Decoded as it arrives: a list of a year's conversions is not held twice.
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+		return fmt.Errorf("read the conversions service's answer: %w", err)
+	}
+	return nil
 }
 
-// each calls fn with every conversion the service lists.
-func (c *client) each(ctx context.Context, fn func(*contracts.Conversion) error) error {
+// each calls fn with every conversion the service lists, those in state alone if set.
+func (c *client) each(ctx context.Context, state string, fn func(*contracts.Conversion) error) error {
 	var list []*contracts.Conversion
-	if err := c.call(ctx, http.MethodGet, "/v1/conversions", nil, &list); err != nil {
+	path := "/v1/conversions"
+	if state != "" {
+		path += "?state=" + url.QueryEscape(state)
+	}
+	if err := c.call(ctx, http.MethodGet, path, nil, &list); err != nil {
 		return err
 	}
 	for _, conv := range list {
@@ -151,10 +160,10 @@ func (c *client) each(ctx context.Context, fn func(*contracts.Conversion) error)
 	return nil
 }
 
-func list(ctx context.Context, s *client, want func(*contracts.Conversion) bool, out io.Writer) error {
+func list(ctx context.Context, s *client, state string, want func(*contracts.Conversion) bool, out io.Writer) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATE\tCONTRACT\tAMOUNT\tREPORTED\tATTEMPTS\tLAST ERROR")
-	err := s.each(ctx, func(c *contracts.Conversion) error {
+	err := s.each(ctx, state, func(c *contracts.Conversion) error {
 		if want(c) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, c.State, c.ContractDate, c.Amount,
 				c.ReportedAt.Format("2006-01-02 15:04"), c.Attempts, c.LastError)
@@ -167,10 +176,10 @@ func list(ctx context.Context, s *client, want func(*contracts.Conversion) bool,
 // export writes the items as the delivery worker sends them (spec §9: request_id, offer_id,
 // amount, additional_services), one per row, then what an operator uploading them needs beside
 // them and Yandex is not sent: the contract's date and the conversion's state.
-func export(ctx context.Context, s *client, want func(*contracts.Conversion) bool, out io.Writer) error {
+func export(ctx context.Context, s *client, state string, want func(*contracts.Conversion) bool, out io.Writer) error {
 	w := csv.NewWriter(out)
 	_ = w.Write([]string{"request_id", "offer_id", "amount", "additional_services", "contract_date", "state"})
-	err := s.each(ctx, func(c *contracts.Conversion) error {
+	err := s.each(ctx, state, func(c *contracts.Conversion) error {
 		if !want(c) {
 			return nil
 		}

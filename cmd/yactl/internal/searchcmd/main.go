@@ -14,7 +14,7 @@
 // starts the audit trail's scan at that time instead of its beginning: a search made on a
 // known day is found without reading the year.
 //
-// It connects with the services' NATS_* variables (the ops user in production). Exit
+// It connects with the services' NATS_* variables (the auditor user in production). Exit
 // status: 0 found and identical; 1 not found, a difference, or a failure; 2 usage.
 package searchcmd
 

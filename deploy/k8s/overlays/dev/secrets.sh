@@ -39,6 +39,11 @@ if ! exists conversions-intake; then
 	kubectl -n "$ns" create secret generic conversions-intake --from-literal=INTAKE_TOKENS="$intake" \
 		--from-literal=SITE_TOKENS="$site" --from-literal=OPS_TOKENS="$ops" >/dev/null
 fi
+# A Secret made before the operators' tokens existed gets them.
+if [ -z "$(kubectl -n "$ns" get secret conversions-intake -o jsonpath='{.data.OPS_TOKENS}')" ]; then
+	ops=$(rand)
+	kubectl -n "$ns" patch secret conversions-intake --type merge -p "{\"stringData\":{\"OPS_TOKENS\":\"$ops\"}}" >/dev/null
+fi
 if ! exists yandex-conversions; then
 	v=$(rand)
 	kubectl -n "$ns" create secret generic yandex-conversions --from-literal=YANDEX_TOKEN="$v" >/dev/null
