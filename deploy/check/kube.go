@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -40,6 +41,7 @@ var kinds = map[string]func() any{
 	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"networking.k8s.io/v1/Ingress":           func() any { return &networkingv1.Ingress{} },
 	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
+	"batch/v1/CronJob":                       func() any { return &batchv1.CronJob{} },
 	"cert-manager.io/v1/Certificate":         func() any { return &Certificate{} },
 	"cert-manager.io/v1/Issuer":              func() any { return &Issuer{} },
 }
@@ -138,6 +140,7 @@ type Cluster struct {
 	NetworkPolicies []*networkingv1.NetworkPolicy
 	Certificates    []*Certificate
 	Issuers         []*Issuer
+	CronJobs        []*batchv1.CronJob
 }
 
 // Workload is a Deployment or a StatefulSet: what runs pods.
@@ -193,6 +196,8 @@ func NewCluster(objs []Object, external map[string][]string) (*Cluster, error) {
 			c.Ingresses = append(c.Ingresses, v)
 		case *networkingv1.NetworkPolicy:
 			c.NetworkPolicies = append(c.NetworkPolicies, v)
+		case *batchv1.CronJob:
+			c.CronJobs = append(c.CronJobs, v)
 		case *Certificate:
 			c.Certificates = append(c.Certificates, v)
 		case *Issuer:

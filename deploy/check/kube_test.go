@@ -226,6 +226,10 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 		{name: "the provisioner set apart from the gateway", rule: "plan settings", want: "gateway reads SEARCH_RETENTION=24h0m0s, the provisioner 48h0m0s",
 			edit: replaceIn(filepath.Join(k8sDir, "base", "provision", "deployment.yaml"), "            - name: NATS_USER\n              value: provision",
 				"            - name: SEARCH_RETENTION\n              value: 48h\n            - name: NATS_USER\n              value: provision")},
+		{name: "an import run that may overlap the next", rule: "jobs", want: "runs may overlap",
+			edit: replaceIn(filepath.Join(k8sDir, "base", "import", "cronjob.yaml"), "concurrencyPolicy: Forbid", "concurrencyPolicy: Allow")},
+		{name: "an import as root", rule: "jobs", want: "pods may run as root",
+			edit: replaceIn(filepath.Join(k8sDir, "base", "import", "cronjob.yaml"), "            runAsNonRoot: true\n            runAsUser: 65532", "            runAsUser: 0")},
 		{name: "route to a server that does not exist", rule: "nats cluster", want: "cluster routes",
 			kustomization: jsonPatch("StatefulSet", "nats", "- op: replace\n  path: /spec/template/spec/containers/0/env/11/value\n  value: \"nats://route:$(NATS_ROUTE_PASSWORD)@nats-3.nats-headless:6222\"")},
 		{name: "routes without credentials", rule: "nats cluster", want: "cluster routes need no credentials",
@@ -286,7 +290,7 @@ func TestUnknownFieldsFail(t *testing.T) {
 			t.Parallel()
 			fs := brokenFS(t, tt.kustomization, func(fs filesys.FileSystem) {
 				_ = fs.WriteFile(filepath.Join(k8sDir, "overlays", "broken", "extra.yaml"),
-					[]byte("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: extra\nspec:\n  schedule: '@daily'\n  jobTemplate: {spec: {template: {spec: {containers: []}}}}\n"))
+					[]byte("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: extra\nspec:\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: []}}\n"))
 			})
 			_, err := Build(fs, filepath.Join(k8sDir, "overlays", "broken"))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {

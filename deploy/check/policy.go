@@ -1,6 +1,8 @@
 package check
 
 import (
+	batchv1 "k8s.io/api/batch/v1"
+
 	"github.com/demobank/yacredits/pkg/provision"
 
 	"maps"
@@ -41,6 +43,46 @@ var Rules = []Rule{
 	{"exposure", checkExposure},
 	{"pinned images", checkImages},
 	{"network policies", checkNetworkPolicies},
+	{"jobs", checkJobs},
+}
+
+// checkJobs: a CronJob's pods are held to what every workload's are (not root, no
+// privilege, read-only root, no service account token, limits, a pinned image), run to an
+// end (a deadline, a bounded number of retries), and never overlap.
+func checkJobs(c *Cluster) []error {
+	var f finder
+	for _, cj := range c.CronJobs {
+		where := "CronJob " + cj.Name
+		js := cj.Spec.JobTemplate.Spec
+		if cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+			f.add("%s: runs may overlap (concurrencyPolicy %q, want Forbid)", where, cj.Spec.ConcurrencyPolicy)
+		}
+		if js.ActiveDeadlineSeconds == nil || js.BackoffLimit == nil {
+			f.add("%s: a run has no deadline or no bound on its retries", where)
+		}
+		pod := js.Template.Spec
+		if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+			f.add("%s: mounts a service account token", where)
+		}
+		if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			f.add("%s: pods may run as root", where)
+		}
+		for _, ctr := range pod.Containers {
+			sc := ctr.SecurityContext
+			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil ||
+				!slices.Contains(sc.Capabilities.Drop, "ALL") {
+				f.add("%s container %s: not restricted (no privilege escalation, read-only root, all capabilities dropped)", where, ctr.Name)
+			}
+			if ctr.Resources.Limits.Cpu().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
+				f.add("%s container %s: no CPU or memory limit", where, ctr.Name)
+			}
+			if !Pinned(ctr.Image) {
+				f.add("%s container %s: image %q is not pinned to a tag", where, ctr.Name, ctr.Image)
+			}
+		}
+	}
+	return f.errs
 }
 
 // RuleByName returns the rule called name.
