@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,7 +95,11 @@ type client struct {
 func newClient(getenv config.Getenv) (*client, error) {
 	r := config.NewReader(getenv)
 	c := &client{base: strings.TrimSuffix(r.String("CONVERSIONS_URL", "http://127.0.0.1:8090"), "/"),
-		token: r.Secret("OPS_TOKEN", ""), http: &http.Client{Timeout: r.Duration("YACTL_TIMEOUT", time.Minute, time.Second, time.Hour)}}
+		token: r.Secret("OPS_TOKEN", ""),
+		// A service that does not answer is given up on; a long list is read to its end.
+		http: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 30 * time.Second, TLSHandshakeTimeout: 10 * time.Second}}}
 	if u, err := url.Parse(c.base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		r.Fail("CONVERSIONS_URL", "not an http(s) address: %q", c.base)
 	}
