@@ -84,7 +84,15 @@ func (in *intake) handleList(w http.ResponseWriter, r *http.Request) {
 		in.unavailable(w, errors.New("the conversions bucket is not bound yet"))
 		return
 	}
-	started := false
+	// The answer starts at once, and each conversion written moves the write deadline on
+	// (the server's is 30 s for a whole answer): a long list is sent to its end, and a
+	// stalled one is cut off.
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "[")
+	_ = rc.Flush()
+	sep := ""
 	err := store.Each(r.Context(), func(c *contracts.Conversion) error {
 		if state != "" && c.State != state {
 			return nil
@@ -93,28 +101,20 @@ func (in *intake) handleList(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		sep := ","
-		if !started {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.WriteHeader(http.StatusOK)
-			started, sep = true, "["
-		}
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		_, err = io.WriteString(w, sep+string(b))
+		sep = ","
 		return err
 	})
-	switch {
-	case err != nil && !started:
-		in.unavailable(w, err)
-	case err != nil:
+	if err != nil {
 		// The answer has begun: cut it short, so that the client sees a broken array rather
 		// than a complete one.
-		in.log.Error().Err(err).Msg("listing conversions broke off")
+		if r.Context().Err() == nil {
+			in.log.Error().Err(err).Msg("listing conversions broke off")
+		}
 		panic(http.ErrAbortHandler)
-	case !started:
-		writeJSON(w, http.StatusOK, []*contracts.Conversion{})
-	default:
-		_, _ = io.WriteString(w, "]\n")
 	}
+	_, _ = io.WriteString(w, "]\n")
 }
 
 // RetryRequest names the failed conversions to queue again: by id, or every failed one.

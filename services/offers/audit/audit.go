@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -309,9 +310,11 @@ var ErrNotFound = errors.New("search not in the audit trail")
 
 // Find reads the trail from since (zero: its oldest batch) for the search id, and returns
 // its record as kept, and how many batches it read. It stops at the end of the trail as it
-// stood when the search began. It reads with message gets alone, one batch at a time: the
-// auditor who runs it may make no consumer, which could be set to deliver the trail
-// anywhere (docs/security.md).
+// stood when the search began. It reads with message gets alone: the auditor who runs it may
+// make no consumer, which could be set to deliver the trail anywhere (docs/security.md).
+// The trail's sequences are contiguous (nothing is deleted from it but by age), so after the
+// first batch it asks for findWindow of them at once, in order of sequence, and tries each
+// again on a timeout or an unavailable leader.
 func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Time) (*contracts.Search, int, error) {
 	s, err := js.Stream(ctx, contracts.StreamAudit)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -325,34 +328,86 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 	if last == 0 || !since.IsZero() && since.After(state.LastTime) {
 		return nil, 0, ErrNotFound
 	}
-	req := msgGet{NextFor: contracts.SubjectAudit, Seq: state.FirstSeq}
+	nc := js.Conn()
+	// The first batch: the trail's oldest, or the first written at or after since.
+	first := msgGet{NextFor: contracts.SubjectAudit, Seq: state.FirstSeq}
 	if !since.IsZero() {
-		req.Seq, req.StartTime = 0, &since
+		first.Seq, first.StartTime = 0, &since
 	}
-	read := 0
-	for {
-		m, err := getMsg(ctx, js.Conn(), req)
-		if errors.Is(err, errNoMessage) {
-			return nil, read, ErrNotFound
+	m, err := getMsgRetrying(ctx, nc, first)
+	if errors.Is(err, errNoMessage) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read audit stream: %w", err)
+	}
+	read := 1
+	if rec, err := findIn(m, id); rec != nil || err != nil {
+		return rec, read, err
+	}
+	for next := m.Seq + 1; next <= last; next += findWindow {
+		n := min(findWindow, last-next+1)
+		msgs := make([]*storedMsg, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for k := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				msgs[k], errs[k] = getMsgRetrying(ctx, nc, msgGet{Seq: next + k})
+			}()
 		}
-		if err != nil {
-			return nil, read, fmt.Errorf("read audit stream: %w", err)
-		}
-		read++
-		b, err := contracts.DecodeAuditBatch(m.Data)
-		if err == nil {
-			for _, e := range b.Records {
-				if e.SearchID == id {
-					rec, err := contracts.DecodeSearch(id, e.Record)
-					return rec, read, err
-				}
+		wg.Wait()
+		for k := range n {
+			switch {
+			case errors.Is(errs[k], errNoMessage):
+				continue // aged out meanwhile
+			case errs[k] != nil:
+				return nil, read, fmt.Errorf("read audit stream: %w", errs[k])
+			}
+			read++
+			if rec, err := findIn(msgs[k], id); rec != nil || err != nil {
+				return rec, read, err
 			}
 		}
-		if m.Seq >= last {
-			return nil, read, ErrNotFound
-		}
-		req = msgGet{NextFor: contracts.SubjectAudit, Seq: m.Seq + 1}
 	}
+	return nil, read, ErrNotFound
+}
+
+// findWindow is how many batches Find asks for at once.
+const findWindow = 64
+
+// findIn returns the search's record if batch m holds it.
+func findIn(m *storedMsg, id string) (*contracts.Search, error) {
+	b, err := contracts.DecodeAuditBatch(m.Data)
+	if err != nil {
+		return nil, nil // not a batch of ours: nothing of the search in it
+	}
+	for _, e := range b.Records {
+		if e.SearchID == id {
+			return contracts.DecodeSearch(id, e.Record)
+		}
+	}
+	return nil, nil
+}
+
+// getMsgRetrying is getMsg, tried again after a timeout or an unavailable stream leader (an
+// election during a rolling restart), three times at most.
+func getMsgRetrying(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) {
+	var err error
+	for attempt := range 3 {
+		var m *storedMsg
+		if m, err = getMsg(ctx, nc, req); err == nil || errors.Is(err, errNoMessage) || ctx.Err() != nil ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, errUnavailable)) {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 250 * time.Millisecond):
+		}
+	}
+	return nil, err
 }
 
 // msgGet is a message get request (JetStream's JSApiMsgGetRequest): the first message of
@@ -368,7 +423,17 @@ type storedMsg struct {
 	Data []byte `json:"data"`
 }
 
-var errNoMessage = errors.New("no message")
+var (
+	errNoMessage   = errors.New("no message")
+	errUnavailable = errors.New("the stream's leader is not available")
+)
+
+// JetStream's error codes for a message get that found no message, and for a stream with no
+// leader to answer.
+const (
+	errCodeNoMessageFound jetstream.ErrorCode = 10037
+	statusUnavailable                         = 503
+)
 
 // getMsg sends one message get to the AUDIT stream.
 func getMsg(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) {
@@ -385,16 +450,19 @@ func getMsg(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) 
 	var res struct {
 		Message *storedMsg `json:"message"`
 		Error   *struct {
-			Code        int    `json:"code"`
-			Description string `json:"description"`
+			Code        int                 `json:"code"`
+			ErrCode     jetstream.ErrorCode `json:"err_code"`
+			Description string              `json:"description"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &res); err != nil {
 		return nil, fmt.Errorf("decode the answer: %w", err)
 	}
 	switch {
-	case res.Error != nil && res.Error.Code == 404:
+	case res.Error != nil && res.Error.ErrCode == errCodeNoMessageFound:
 		return nil, errNoMessage
+	case res.Error != nil && res.Error.Code == statusUnavailable:
+		return nil, fmt.Errorf("%w: %s", errUnavailable, res.Error.Description)
 	case res.Error != nil:
 		return nil, errors.New(res.Error.Description)
 	case res.Message == nil:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -325,5 +326,41 @@ func TestTheTrailCannotBeErased(t *testing.T) {
 	}
 	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 1 {
 		t.Errorf("the trail holds %v messages (%v), want the one written", info, err)
+	}
+}
+
+// Find reads a trail longer than the batches it asks for at once, in order: the search is
+// found in the batch that holds it, counted as the reader reaches it, and a search in none is
+// not found after the last.
+func TestFindReadsALongTrailInOrder(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	provisiontest.Defaults(t, js, 1)
+	const batches, at = 3*findWindow + 7, 2*findWindow + 5
+	target := request(t)
+	rec, err := contracts.EncodeSearch(contracts.NewSearch(target, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= batches; i++ {
+		b := contracts.AuditBatch{Records: []contracts.AuditEntry{{SearchID: request(t).SearchID, Record: rec}}}
+		if i == at {
+			b.Records = append(b.Records, contracts.AuditEntry{SearchID: target.SearchID, Record: rec})
+		}
+		data, err := jsonv2.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, contracts.SubjectAudit, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, read, err := Find(ctx, js, target.SearchID, time.Time{})
+	if err != nil || got == nil || got.Request.SearchID != target.SearchID || read != at {
+		t.Fatalf("Find = %+v after %d batches, %v; want it in batch %d", got, read, err, at)
+	}
+	if _, read, err := Find(ctx, js, request(t).SearchID, time.Time{}); !errors.Is(err, ErrNotFound) || read != batches {
+		t.Fatalf("Find of a search in no batch = %v after %d batches, want ErrNotFound after %d", err, read, batches)
 	}
 }

@@ -6,8 +6,8 @@
 //
 // import reads FILE (the CSV format is documented in services/scoring/preapproval), hashes
 // every phone with PHONE_HASH_KEY, and stores the result as one snapshot, the object
-// contracts.PreapprovalsObject of the object store contracts.BucketPreapprovals (created if
-// missing). It streams: memory stays flat whatever the size of FILE. Each bad row is
+// contracts.PreapprovalsObject of the object store contracts.BucketPreapprovals (which the
+// provisioner makes; NATS user importer). It streams: memory stays flat whatever the size of FILE. Each bad row is
 // reported on standard error with its line and reason, never its content, and skipped.
 // Importing the same content again writes nothing; a newer export replaces the old one as a
 // whole. Scoring replicas swap to the new snapshot on their own, without a restart.
