@@ -54,6 +54,7 @@ type settings struct {
 	DataDir    string // DATA_DIR: JetStream's files
 	NATSListen string // NATS_LISTEN: a client port for tools (nats CLI); empty: in-process only
 	NATSNoSync bool   // NATS_NO_SYNC: skip the per-write fsync (benchmarks only)
+	PprofAddr  string // PPROF_ADDR: Go's profiles of the whole process, on loopback
 }
 
 // readiness collects scoring's and offers' readiness checks for the gateway's /readyz;
@@ -153,6 +154,7 @@ func loadSettings(getenv config.Getenv) (settings, error) {
 		DataDir:    r.String("DATA_DIR", "./data"),
 		NATSListen: r.Addr("NATS_LISTEN", ""),
 		NATSNoSync: r.Bool("NATS_NO_SYNC", false),
+		PprofAddr:  telemetry.ReadProfileAddr(r),
 	}
 	// The embedded server has no users: whoever reaches its port may read every record and
 	// rewrite the catalog. It is the laptop's tools' door, so it stays on the laptop.
@@ -242,6 +244,15 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	meter, metrics, err := telemetry.NewMeterProvider("standalone")
 	if err != nil {
 		return err
+	}
+
+	profiles, err := telemetry.ServeProfiles(set.PprofAddr)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, profiles.Close()) }()
+	if profiles != nil {
+		log.Info().Str("pprof", profiles.Addr()).Msg("serving Go's profiles on loopback")
 	}
 
 	srv, err := embednats.Start(embednats.Options{

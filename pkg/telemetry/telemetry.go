@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -17,11 +18,18 @@ type Telemetry struct {
 	Tracer   trace.TracerProvider
 	Meter    metric.MeterProvider
 	Metrics  http.Handler
+	profiles *Profiles
 	shutdown func(context.Context) error
 }
 
-// Start sets up tracing (from the OTEL_* variables) and metrics for service.
+// Start sets up tracing (from the OTEL_* variables) and metrics for service, and serves Go's
+// profiles on PPROF_ADDR if it is set (loopback only).
 func Start(ctx context.Context, getenv config.Getenv, service string) (*Telemetry, error) {
+	r := config.NewReader(getenv)
+	addr := ReadProfileAddr(r)
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
 	tp, shutdown, err := NewTracerProvider(ctx, getenv, service)
 	if err != nil {
 		return nil, err
@@ -30,7 +38,11 @@ func Start(ctx context.Context, getenv config.Getenv, service string) (*Telemetr
 	if err != nil {
 		return nil, err
 	}
-	return &Telemetry{Tracer: tp, Meter: mp, Metrics: handler, shutdown: shutdown}, nil
+	profiles, err := ServeProfiles(addr)
+	if err != nil {
+		return nil, errors.Join(err, shutdown(ctx))
+	}
+	return &Telemetry{Tracer: tp, Meter: mp, Metrics: handler, profiles: profiles, shutdown: shutdown}, nil
 }
 
 // Shutdown sends the spans still buffered. Call it last, after the service has stopped, so
@@ -39,5 +51,5 @@ func Start(ctx context.Context, getenv config.Getenv, service string) (*Telemetr
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	return t.shutdown(ctx)
+	return errors.Join(t.profiles.Close(), t.shutdown(ctx))
 }
