@@ -141,6 +141,9 @@ type Cluster struct {
 	Certificates    []*Certificate
 	Issuers         []*Issuer
 	CronJobs        []*batchv1.CronJob
+	// jobPods are the CronJobs' pod templates, as workloads of kind CronJob: every rule on
+	// containers (resources, security context, references, images) holds them too.
+	jobPods []*Workload
 }
 
 // Workload is a Deployment or a StatefulSet: what runs pods.
@@ -198,6 +201,7 @@ func NewCluster(objs []Object, external map[string][]string) (*Cluster, error) {
 			c.NetworkPolicies = append(c.NetworkPolicies, v)
 		case *batchv1.CronJob:
 			c.CronJobs = append(c.CronJobs, v)
+			c.jobPods = append(c.jobPods, &Workload{Kind: o.Kind, Name: v.Name, Template: &v.Spec.JobTemplate.Spec.Template})
 		case *Certificate:
 			c.Certificates = append(c.Certificates, v)
 		case *Issuer:

@@ -46,9 +46,9 @@ var Rules = []Rule{
 	{"jobs", checkJobs},
 }
 
-// checkJobs: a CronJob's pods are held to what every workload's are (not root, no
-// privilege, read-only root, no service account token, limits, a pinned image), run to an
-// end (a deadline, a bounded number of retries), and never overlap.
+// checkJobs: a CronJob's runs end (a deadline, a bounded number of retries), never overlap,
+// and carry no service account token. Its pods' containers are held to the rules every
+// workload's are (resources, security context, references, pinned images).
 func checkJobs(c *Cluster) []error {
 	var f finder
 	for _, cj := range c.CronJobs {
@@ -60,26 +60,8 @@ func checkJobs(c *Cluster) []error {
 		if js.ActiveDeadlineSeconds == nil || js.BackoffLimit == nil {
 			f.add("%s: a run has no deadline or no bound on its retries", where)
 		}
-		pod := js.Template.Spec
-		if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		if t := js.Template.Spec.AutomountServiceAccountToken; t == nil || *t {
 			f.add("%s: mounts a service account token", where)
-		}
-		if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
-			f.add("%s: pods may run as root", where)
-		}
-		for _, ctr := range pod.Containers {
-			sc := ctr.SecurityContext
-			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil ||
-				!slices.Contains(sc.Capabilities.Drop, "ALL") {
-				f.add("%s container %s: not restricted (no privilege escalation, read-only root, all capabilities dropped)", where, ctr.Name)
-			}
-			if ctr.Resources.Limits.Cpu().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
-				f.add("%s container %s: no CPU or memory limit", where, ctr.Name)
-			}
-			if !Pinned(ctr.Image) {
-				f.add("%s container %s: image %q is not pinned to a tag", where, ctr.Name, ctr.Image)
-			}
 		}
 	}
 	return f.errs
@@ -106,9 +88,10 @@ func (f *finder) add(format string, args ...any) {
 	f.errs = append(f.errs, fmt.Errorf(format, args...))
 }
 
-// containers yields every container of every workload, init containers included.
+// containers yields every container of every workload and of every CronJob's pods, init
+// containers included.
 func (c *Cluster) containers(yield func(*Workload, *corev1.Container) bool) {
-	for _, w := range c.Workloads {
+	for _, w := range slices.Concat(c.Workloads, c.jobPods) {
 		spec := &w.Template.Spec
 		for i := range spec.InitContainers {
 			if !yield(w, &spec.InitContainers[i]) {
