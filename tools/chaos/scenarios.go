@@ -100,6 +100,31 @@ var scenarios = []scenario{
 			}
 			return r.sys.cluster.WaitHealthy(ctx)
 		}},
+	{name: "restart-all-nats", about: "every NATS server killed at once and restarted: the memory work streams are gone until the provisioner makes them again",
+		fault: func(ctx context.Context, r *trial) error {
+			nodes := r.sys.cluster.Nodes
+			for _, n := range nodes {
+				if err := n.Kill(); err != nil {
+					return err
+				}
+			}
+			lost := time.Now()
+			if err := r.restartNodes(ctx, nodes...); err != nil {
+				return err
+			}
+			// No service makes a stream: the work streams and their consumers are back once
+			// the provisioner's next pass has made them, and the searches bucket has a leader.
+			err := topology.WaitFor(ctx, 60*time.Second, func() error {
+				for _, stream := range []string{"KV_searches", "LOAN", "LOAN_ADVISORIES"} {
+					if _, err := r.sys.cluster.StreamLeader(ctx, stream); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			r.window(lost, time.Now())
+			return err
+		}},
 	{name: "partition", about: "a gateway cut off from every NATS server (its proxies stop forwarding), then healed",
 		setup: func(r *trial) setup { return setup{proxied: []string{"gw1"}} },
 		fault: func(ctx context.Context, r *trial) error {
