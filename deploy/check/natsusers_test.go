@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -371,6 +372,23 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				}
 				if u.refused("$O.preapprovals.>") {
 					t.Fatal("the import was refused a write")
+				}
+			})
+			t.Run("the provisioner remakes a consumer it cannot update", func(t *testing.T) {
+				u := connectAs(t, url, "provision")
+				ctx := natstest.Context(t, 20*time.Second)
+				audit := provision.AuditConsumer()
+				if err := u.js.DeleteConsumer(ctx, audit.On, audit.Consumer.Durable); err != nil {
+					t.Fatal(err)
+				}
+				other := audit.Consumer
+				other.DeliverPolicy = jetstream.DeliverNewPolicy
+				if _, err := u.js.CreateConsumer(ctx, audit.On, other); err != nil {
+					t.Fatal(err)
+				}
+				done, err := provision.Apply(ctx, u.js, provision.Plan(provision.Defaults(1)))
+				if err != nil || !slices.Contains(done, "replaced consumer KV_searches/audit") {
+					t.Fatalf("changes %q, %v", done, err)
 				}
 			})
 			t.Run("nobody without a password gets in", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -120,9 +121,25 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		if err != nil {
 			did = "created"
 		}
-		_, err = bus.Declare(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		upsert := func(ctx context.Context) (jetstream.Consumer, error) {
 			return js.CreateOrUpdateConsumer(ctx, it.On, it.Consumer)
-		})
+		}
+		_, err = bus.Declare(ctx, upsert)
+		var apiErr *jetstream.APIError
+		if did == "updated" && errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeConsumerCreate &&
+			strings.Contains(apiErr.Description, "can not be updated") {
+			// A setting JetStream does not let change (the ack or deliver policy, pull or
+			// push): the consumer is made again. Its messages are delivered again from where
+			// its policy starts, which every consumer of ours takes (each handling is
+			// idempotent, and the audit trail and the delivery keep the first).
+			if _, err := bus.Declare(ctx, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, js.DeleteConsumer(ctx, it.On, it.Consumer.Durable)
+			}); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return "", err
+			}
+			did = "replaced"
+			_, err = bus.Declare(ctx, upsert)
+		}
 		return did, err
 	}
 	return "", fmt.Errorf("unknown kind %d", it.Kind)

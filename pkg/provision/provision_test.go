@@ -211,3 +211,33 @@ func TestApplyNeverLowersReplicas(t *testing.T) {
 		}
 	}
 }
+
+// A consumer set in a way JetStream does not let change (its deliver policy) is made again
+// as planned, rather than left unready for good.
+func TestApplyRemakesAConsumerItCannotUpdate(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	s := provision.Defaults(1)
+	if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+		t.Fatal(err)
+	}
+	audit := provision.AuditConsumer()
+	if err := js.DeleteConsumer(ctx, audit.On, audit.Consumer.Durable); err != nil {
+		t.Fatal(err)
+	}
+	other := audit.Consumer
+	other.DeliverPolicy = jetstream.DeliverNewPolicy
+	if _, err := js.CreateConsumer(ctx, audit.On, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := provision.Check(ctx, js, audit); err == nil || !strings.Contains(err.Error(), "deliver_policy") {
+		t.Fatalf("check of a consumer delivering new messages only: %v", err)
+	}
+	done, err := provision.Apply(ctx, js, provision.Plan(s))
+	if err != nil || strings.Join(done, "\n") != "replaced consumer KV_searches/audit" {
+		t.Fatalf("changes %q, %v", done, err)
+	}
+	if err := provision.Check(ctx, js, provision.Plan(s)...); err != nil {
+		t.Fatal(err)
+	}
+}
