@@ -243,7 +243,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		var s *Store
 		for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 			var err error
-			if s, err = OpenStore(gctx, deps.JS); err == nil {
+			if s, err = BindStore(gctx, deps.JS); err == nil {
 				break
 			}
 			if gctx.Err() != nil {

@@ -198,7 +198,7 @@ func newEnv(t *testing.T, y *yandexDouble, extra ...string) *env {
 	}
 	e.url = "http://" + e.vars["CONVERSIONS_ADDR"]
 	e.start(nil)
-	e.store, err = OpenStore(ctx, e.js)
+	e.store, err = BindStore(ctx, e.js)
 	if err != nil {
 		t.Fatal(err)
 	}

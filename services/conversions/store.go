@@ -26,14 +26,9 @@ type Store struct {
 	kv jetstream.KeyValue
 }
 
-// OpenStore binds to the bucket, as the provisioner made it: its reads come from the
+// BindStore binds to the bucket, as the provisioner made it: its reads come from the
 // stream's leader (a lagging replica's older revision would make the worker skip a
 // conversion still to send, or a repeat look like a new report).
-func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	return BindStore(ctx, js)
-}
-
-// BindStore binds to the bucket as it is.
 func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	kv, err := bus.BindLeaderRead(ctx, js, contracts.BucketConversions)
 	if err != nil {

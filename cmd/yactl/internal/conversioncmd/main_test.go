@@ -62,7 +62,7 @@ func service(t *testing.T) (string, *conversions.Store) {
 			t.Errorf("the conversions service: %v", err)
 		}
 	})
-	store, err := conversions.OpenStore(natstest.Context(t, 10*time.Second), js)
+	store, err := conversions.BindStore(natstest.Context(t, 10*time.Second), js)
 	if err != nil {
 		t.Fatal(err)
 	}
