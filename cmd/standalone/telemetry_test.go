@@ -229,6 +229,7 @@ func checkMetrics(t *testing.T, url string) {
 		"credits_consumer_dead_letters_total": true,
 		"credits_conversions_delivered_total": true,
 		"credits_conversions_refused_total":   true,
+		"credits_searches_shed_total":         true,
 	}
 	names := regexp.MustCompile(`\b(?:http_server|credits)_[a-z_]+`).FindAllString(string(dashboard)+string(alerts), -1)
 	if len(names) < 8 {

@@ -309,6 +309,20 @@ func checkComposeNATS(p *types.Project) []error {
 	if err := CheckNATSMemory(opts); err != nil {
 		fail("%s: %v", confFile, err)
 	}
+	if prov, ok := p.Services["provision"]; ok {
+		env := map[string]string{}
+		for k, v := range prov.Environment {
+			if v != nil {
+				env[k] = *v
+			}
+		}
+		svc, _ := ServiceByName("provision")
+		if st, err := svc.LoadEnv(env); err == nil { // CheckCompose says why when it does not load
+			if err := CheckNATSFileStore(opts, st.Plan, 0); err != nil {
+				fail("%s: %v", confFile, err)
+			}
+		}
+	}
 	errs = append(errs, checkNATSUsers(opts)...)
 	for _, svc := range Services {
 		if s, ok := p.Services[svc.Name]; ok {

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/mod/semver"
 
 	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/config"
+	"github.com/demobank/yacredits/pkg/provision"
 )
 
 // MinNATSVersion is the oldest NATS server we run: older ones lose acknowledged writes in
@@ -168,6 +170,29 @@ func MemoryStreamBytes() (int64, error) {
 		sum += cfg.MaxBytes
 	}
 	return sum, nil
+}
+
+// StoreOverhead is the room a NATS volume keeps above max_file_store for the file store's
+// own files (indexes, a block's slack, the meta store): a tenth.
+const StoreOverhead = 0.1
+
+// CheckNATSFileStore checks the server's JetStream file store against what the provisioning
+// plan's file streams may hold with settings: each server keeps a replica of every stream,
+// and a stream is refused by a server that cannot reserve its max_bytes. A zero volume is
+// not compared.
+func CheckNATSFileStore(opts *server.Options, settings provision.Settings, volume int64) error {
+	need := provision.FileBytes(settings)
+	switch {
+	case opts.JetStreamMaxStore <= 0:
+		return fmt.Errorf("no max_file_store: the file streams would be bounded by nothing but the disk")
+	case opts.JetStreamMaxStore < need:
+		return fmt.Errorf("max_file_store %s is less than the %s the plan's file streams may hold (SEARCH_MAX_BYTES, AUDIT_MAX_BYTES, CONVERSIONS_MAX_BYTES, PREAPPROVALS_MAX_BYTES and the fixed bounds)",
+			config.FormatBytes(opts.JetStreamMaxStore), config.FormatBytes(need))
+	case volume > 0 && float64(volume) < float64(opts.JetStreamMaxStore)*(1+StoreOverhead):
+		return fmt.Errorf("a volume of %s leaves less than a tenth above max_file_store %s for the store's own files",
+			config.FormatBytes(volume), config.FormatBytes(opts.JetStreamMaxStore))
+	}
+	return nil
 }
 
 // CheckNATSMemory checks the server's JetStream memory against the memory streams.

@@ -557,6 +557,11 @@ func checkNATS(c *Cluster) []error {
 	if !c.onClaim(w, ctr, opts.StoreDir) {
 		f.add("StatefulSet nats: the JetStream store %s is not on a volumeClaimTemplate", opts.StoreDir)
 	}
+	if st, ok := c.provisionerPlan(); ok { // checkPlanSettings says when there is none
+		if err := CheckNATSFileStore(opts, st, c.claimSize(w, ctr, opts.StoreDir)); err != nil {
+			f.add("StatefulSet nats: %s: %v", confPath, err)
+		}
+	}
 	var routes []string
 	for _, r := range opts.Routes {
 		routes = append(routes, r.Host)
@@ -700,6 +705,36 @@ func (c *Cluster) onClaim(w *Workload, ctr *corev1.Container, dir string) bool {
 		}
 	}
 	return false
+}
+
+// claimSize is the storage a volumeClaimTemplate under dir requests; 0 if none.
+func (c *Cluster) claimSize(w *Workload, ctr *corev1.Container, dir string) int64 {
+	for _, m := range ctr.VolumeMounts {
+		for _, pvc := range w.StatefulSet.Spec.VolumeClaimTemplates {
+			if pvc.Name == m.Name && within(dir, m.MountPath) {
+				q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+				return q.Value()
+			}
+		}
+	}
+	return 0
+}
+
+// provisionerPlan is the provisioning plan's settings as the provisioner reads them.
+func (c *Cluster) provisionerPlan() (provision.Settings, bool) {
+	for _, sc := range c.ServiceContainers() {
+		if sc.Service.Name != "provision" {
+			continue
+		}
+		env, err := c.ServiceEnv(sc)
+		if err != nil {
+			continue
+		}
+		if st, err := sc.Service.LoadEnv(env); err == nil {
+			return st.Plan, true
+		}
+	}
+	return provision.Settings{}, false
 }
 
 // onVolume reports whether path is on a writable mounted volume.

@@ -115,7 +115,8 @@ func AdvisoryStream(replicas int) jetstream.StreamConfig {
 }
 
 // DeadLetterStream is the configuration of the dead-letter stream: on disk, because it is
-// what people read to find out why a search failed.
+// what people read to find out why a search failed. Bounded like every file stream; full,
+// it drops its oldest letters (discard old): the newest say what is failing now.
 func DeadLetterStream(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        contracts.StreamDeadLetter,
@@ -123,6 +124,8 @@ func DeadLetterStream(replicas int) jetstream.StreamConfig {
 		Subjects:    []string{contracts.SubjectDeadLetter},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      14 * 24 * time.Hour,
+		MaxBytes:    256 << 20,
+		Discard:     jetstream.DiscardOld,
 		Duplicates:  DuplicateWindow,
 		Replicas:    replicas,
 	}

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -123,6 +124,54 @@ func (r *Reader) Duration(name string, def, min, max time.Duration) time.Duratio
 		return def
 	}
 	return d
+}
+
+// Bytes returns the variable as a size in [min, max], or def: a whole number of bytes, or
+// one with a binary unit, "512MiB", "8GiB", "1TiB" (the units JetStream's own limits are
+// read in; a decimal "GB" is refused rather than guessed at).
+func (r *Reader) Bytes(name string, def, min, max int64) int64 {
+	v, ok := r.lookup(name)
+	if !ok {
+		return def
+	}
+	n, err := ParseBytes(v)
+	if err != nil || n < min || n > max {
+		r.Fail(name, "%q is not a size from %s to %s (for example 8GiB)", v, FormatBytes(min), FormatBytes(max))
+		return def
+	}
+	return n
+}
+
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}, {"", 0}}
+
+// ParseBytes reads a size as Bytes does.
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	for _, u := range byteUnits {
+		num, ok := strings.CutSuffix(s, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64>>u.shift {
+			return 0, fmt.Errorf("%q is not a size (for example 8GiB)", s)
+		}
+		return n << u.shift, nil
+	}
+	return 0, fmt.Errorf("%q is not a size (for example 8GiB)", s)
+}
+
+// FormatBytes writes n in the largest binary unit that divides it.
+func FormatBytes(n int64) string {
+	for _, u := range byteUnits[:4] {
+		if n > 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // Addr returns the variable as a host:port listen address, or def.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/capacity"
 )
 
 // Apply makes every item of plan exist as planned: what is missing is created, what differs
@@ -51,6 +52,7 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		}
 		cur := have.CachedInfo().Config
 		want := wanted(cur, it)
+		want.MaxBytes = bound(*have.CachedInfo(), want, it.NeverShorten)
 		if len(bus.StreamDiff(cur, want)) == 0 {
 			return "", nil
 		}
@@ -80,6 +82,7 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		// on the stream itself (the API would turn direct reads back on).
 		cur := have.CachedInfo().Config
 		want := wanted(cur, it)
+		want.MaxBytes = bound(*have.CachedInfo(), want, it.NeverShorten)
 		if reflect.DeepEqual(cur, want) {
 			if missing {
 				return "created", nil
@@ -99,6 +102,7 @@ func apply(ctx context.Context, js jetstream.JetStream, it Item) (string, error)
 		}
 		cur := have.CachedInfo().Config
 		want := wanted(cur, it)
+		want.MaxBytes = bound(*have.CachedInfo(), want, it.NeverShorten)
 		if reflect.DeepEqual(cur, want) {
 			return "", nil
 		}
@@ -178,7 +182,7 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 		want.Subjects = []string{"$KV." + b.Bucket + ".>"}
 		want.Description, want.MaxAge, want.Replicas, want.Storage = b.Description, b.TTL, b.Replicas, b.Storage
 		want.MaxMsgsPerSubject = int64(b.History)
-		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, -1, -1
+		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, b.MaxBytes, -1
 		want.Sealed, want.NoAck, want.DenyDelete, want.DenyPurge, want.AllowRollup = false, false, true, false, true
 		if it.LeaderReads {
 			want.AllowDirect = false
@@ -188,12 +192,15 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 		want = cur
 		want.Subjects = []string{"$O." + o.Bucket + ".C.>", "$O." + o.Bucket + ".M.>"}
 		want.Description, want.Replicas, want.Storage = o.Description, o.Replicas, o.Storage
-		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, -1, -1
+		want.Retention, want.Discard, want.MaxMsgs, want.MaxBytes, want.MaxMsgSize = jetstream.LimitsPolicy, jetstream.DiscardNew, -1, o.MaxBytes, -1
 		want.Sealed, want.NoAck, want.AllowRollup = false, false, true
 	default:
 		want = it.Stream
 	}
 	want.Sources, want.Mirror, want.RePublish, want.SubjectTransform = nil, nil, nil, nil
+	if want.MaxBytes == 0 { // not known to whoever checks: not compared
+		want.MaxBytes = cur.MaxBytes
+	}
 	if !it.ageKnown {
 		want.MaxAge = cur.MaxAge
 	} else if it.NeverShorten {
@@ -207,6 +214,20 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 }
 
 // longer is the longer of two age limits, zero being forever.
+// bound is the max_bytes a pass sets: the plan's, except that a pass never lowers a bound
+// under what the stream keeps, nor so near it that the gateway would shed at once
+// (JetStream drops the oldest messages to fit a lowered bound, whatever the discard
+// policy), and never lowers the bound of a stream it never shortens. Those are an
+// administrator's acts (docs/operating.md, "Storage"); meanwhile the services' checks
+// name the difference as drift.
+func bound(cur jetstream.StreamInfo, want jetstream.StreamConfig, neverShorten bool) int64 {
+	lowers := want.MaxBytes > 0 && (cur.Config.MaxBytes <= 0 || want.MaxBytes < cur.Config.MaxBytes)
+	if lowers && (neverShorten || capacity.Full(capacity.Used(cur.State.Bytes, want.MaxBytes))) {
+		return cur.Config.MaxBytes
+	}
+	return want.MaxBytes
+}
+
 func longer(a, b time.Duration) time.Duration {
 	if a == 0 || b == 0 {
 		return 0

@@ -14,9 +14,10 @@ import (
 
 // Drift are the settings that may differ from the plan without a service working otherwise
 // than designed: how long things are kept, how many copies, descriptions, compression, the
-// de-duplication window and an ack wait. A difference in any other is a service's to refuse.
+// de-duplication window, an ack wait and a size bound. A difference in any other is a
+// service's to refuse.
 var Drift = map[string]bool{"max_age": true, "num_replicas": true, "description": true, "compression": true,
-	"duplicate_window": true, "ack_wait": true}
+	"duplicate_window": true, "ack_wait": true, "max_bytes": true}
 
 // Report is what Inspect found: Blocking (an item missing, or set so that a service would
 // work otherwise than designed, or reach other streams) and Drifted (a setting of Drift),

@@ -31,6 +31,12 @@ type Settings struct {
 	ConversionsRetention time.Duration // CONVERSIONS_RETENTION
 	AuditRetention       time.Duration // AUDIT_RETENTION
 	DeliveryAckWait      time.Duration // DELIVERY_ACK_WAIT
+	// The bounds of the file streams that grow with the traffic, in bytes (docs/operating.md,
+	// "Storage", sizes them from the bytes a search keeps).
+	SearchMaxBytes       int64 // SEARCH_MAX_BYTES
+	AuditMaxBytes        int64 // AUDIT_MAX_BYTES
+	ConversionsMaxBytes  int64 // CONVERSIONS_MAX_BYTES
+	PreapprovalsMaxBytes int64 // PREAPPROVALS_MAX_BYTES
 }
 
 // ReadSettings reads every setting of the plan: the provisioner's configuration.
@@ -41,7 +47,53 @@ func ReadSettings(r *config.Reader, replicas int) Settings {
 		ConversionsRetention: ReadConversionsRetention(r),
 		AuditRetention:       ReadAuditRetention(r),
 		DeliveryAckWait:      ReadDeliveryAckWait(r),
+		SearchMaxBytes:       r.Bytes("SEARCH_MAX_BYTES", DefaultSearchMaxBytes, minMaxBytes, maxMaxBytes),
+		AuditMaxBytes:        r.Bytes("AUDIT_MAX_BYTES", DefaultAuditMaxBytes, minMaxBytes, maxMaxBytes),
+		ConversionsMaxBytes:  r.Bytes("CONVERSIONS_MAX_BYTES", DefaultConversionsMaxBytes, minMaxBytes, maxMaxBytes),
+		PreapprovalsMaxBytes: r.Bytes("PREAPPROVALS_MAX_BYTES", DefaultPreapprovalsMaxBytes, minMaxBytes, maxMaxBytes),
 	}
+}
+
+// The bounds of the file streams by default, a laptop's (the standalone, docker compose):
+// with the fixed ones (FileBytes) 1.75GiB, which a JetStream server reserves at once. The
+// manifests set a cluster's (deploy/k8s/base/config/plan-storage.env); docs/operating.md,
+// "Storage", sizes them from the bytes a search keeps (about 2.9KB in its bucket: 512MiB
+// hold a day of 2 searches a second).
+const (
+	DefaultSearchMaxBytes       = 512 << 20
+	DefaultAuditMaxBytes        = 512 << 20
+	DefaultConversionsMaxBytes  = 64 << 20
+	DefaultPreapprovalsMaxBytes = 256 << 20
+	// minMaxBytes leaves the tenth the gateway keeps for searches in flight (capacity.ShedAt)
+	// room for thousands of them; maxMaxBytes is a volume no one provisions by mistake.
+	minMaxBytes = 64 << 20
+	maxMaxBytes = 64 << 40
+)
+
+// The bounds of the file streams that do not grow with the traffic (the dead letters':
+// bus.DeadLetterStream).
+const (
+	// A document's bucket: DocumentHistory revisions of a document of up to the broker's
+	// 1MiB max_payload (they are kilobytes).
+	DocumentMaxBytes = DocumentHistory << 20
+	GatewayMaxBytes  = 1 << 20 // one checkpoint
+)
+
+// FileBytes is what the plan's file streams may hold together with these settings: what
+// every NATS server's max_file_store must allow, since each holds a replica of every stream.
+func FileBytes(s Settings) int64 {
+	var n int64
+	for _, it := range Plan(s) {
+		switch {
+		case it.Kind == Bucket && it.Bucket.Storage == jetstream.FileStorage:
+			n += it.Bucket.MaxBytes
+		case it.Kind == Objects && it.Objects.Storage == jetstream.FileStorage:
+			n += it.Objects.MaxBytes
+		case it.Kind == Stream && it.Stream.Storage == jetstream.FileStorage:
+			n += it.Stream.MaxBytes
+		}
+	}
+	return n
 }
 
 // ReadSearchRetention reads SEARCH_RETENTION: how long a search is kept.
@@ -141,14 +193,16 @@ func loan(s Settings) []Item {
 // Searches is the searches bucket, read from its leader (a lagging replica would show a
 // done search as pending again, which the spec forbids).
 func Searches(s Settings) Item {
-	return Item{Kind: Bucket, Bucket: search.BucketConfig(s.SearchRetention, s.Replicas), LeaderReads: true, ageKnown: s.SearchRetention > 0}
+	b := search.BucketConfig(s.SearchRetention, s.Replicas)
+	b.MaxBytes = s.SearchMaxBytes
+	return Item{Kind: Bucket, Bucket: b, LeaderReads: true, ageKnown: s.SearchRetention > 0}
 }
 
 // GatewayBucket is the gateway's bookkeeping (the sweeper's checkpoint).
 func GatewayBucket(s Settings) Item {
 	return Item{Kind: Bucket, Bucket: jetstream.KeyValueConfig{
 		Bucket: contracts.BucketGateway, Description: "gateway bookkeeping", History: 1,
-		Storage: jetstream.FileStorage, Replicas: s.Replicas,
+		Storage: jetstream.FileStorage, Replicas: s.Replicas, MaxBytes: GatewayMaxBytes,
 	}, ageKnown: true}
 }
 
@@ -162,7 +216,7 @@ const DocumentHistory = jetstream.KeyValueMaxHistory
 func document(bucket, description string, s Settings) Item {
 	return Item{Kind: Bucket, Bucket: jetstream.KeyValueConfig{
 		Bucket: bucket, Description: description, History: DocumentHistory,
-		Storage: jetstream.FileStorage, Replicas: s.Replicas,
+		Storage: jetstream.FileStorage, Replicas: s.Replicas, MaxBytes: DocumentMaxBytes,
 	}, ageKnown: true}
 }
 
@@ -180,14 +234,16 @@ func Policy(s Settings) Item {
 }
 
 // Preapprovals is the object store of pre-approval snapshots: on disk, since it is the
-// bank's data and must outlive a broker restart, with no size or age limit (a replaced
-// object's chunks are purged by Put).
+// bank's data and must outlive a broker restart, with no age limit (a replaced object's
+// chunks are purged by Put, after the new ones are written: the bound holds two snapshots
+// and the seed).
 func Preapprovals(s Settings) Item {
 	return Item{Kind: Objects, Objects: jetstream.ObjectStoreConfig{
 		Bucket:      contracts.BucketPreapprovals,
 		Description: "pre-approval snapshots: " + contracts.PreapprovalsObject + " (imported), " + contracts.PreapprovalsSeedObject + " (scoring's seed)",
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
+		MaxBytes:    s.PreapprovalsMaxBytes,
 	}, ageKnown: true}
 }
 
@@ -202,6 +258,7 @@ func Conversions(s Settings) Item {
 		Description: "Contracts signed after a Yandex offer, and their delivery to Yandex",
 		History:     1,
 		TTL:         s.ConversionsRetention,
+		MaxBytes:    s.ConversionsMaxBytes,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
 	}, LeaderReads: true, NeverShorten: true, ageKnown: s.ConversionsRetention > 0}
@@ -233,7 +290,10 @@ const AuditMaxBatch = 500
 
 // Audit is the AUDIT stream: on disk, replicated, kept for its retention, and never
 // emptied by anyone: the server refuses to delete a message or purge the stream, and
-// refuses to turn either back on.
+// refuses to turn either back on. Full, it refuses new batches (discard new) rather than
+// drop the oldest decisions: a flood of searches must not erase the trail. The writer then
+// waits, the searches bucket holding what is still to be written for its retention, and
+// the StoreFilling alert has fired long before.
 func Audit(s Settings) Item {
 	return Item{Kind: Stream, Stream: jetstream.StreamConfig{
 		Name:        contracts.StreamAudit,
@@ -241,8 +301,9 @@ func Audit(s Settings) Item {
 		Subjects:    []string{contracts.SubjectAudit},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		MaxAge:      s.AuditRetention,
+		MaxBytes:    s.AuditMaxBytes,
 		Duplicates:  2 * time.Minute,
 		Replicas:    s.Replicas,
 		// A year of decisions is large (docs/guarantees.md); batches of similar records

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,103 @@ func TestApplyRemakesAConsumerItCannotUpdate(t *testing.T) {
 	}
 	if err := provision.Check(ctx, js, provision.Plan(s)...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Every file stream is bounded as planned, and the bounds add up to what the plan says a
+// NATS server's max_file_store must allow.
+func TestApplyBoundsEveryFileStream(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	s := provision.Defaults(1)
+	if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, it := range provision.Plan(s) {
+		if it.Kind == provision.Consumer {
+			continue
+		}
+		st, err := js.Stream(ctx, it.StreamName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		if cfg.MaxBytes <= 0 {
+			t.Errorf("%s is unbounded", it.Name())
+		}
+		if cfg.Storage == jetstream.FileStorage {
+			sum += cfg.MaxBytes
+		}
+	}
+	if want := provision.FileBytes(s); sum != want || sum == 0 {
+		t.Errorf("the file streams may hold %d bytes together, FileBytes says %d", sum, want)
+	}
+	audit, err := js.Stream(ctx, contracts.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := audit.CachedInfo().Config; cfg.Discard != jetstream.DiscardNew || cfg.MaxBytes != s.AuditMaxBytes {
+		t.Errorf("a full audit trail would drop decisions: discard %v, max_bytes %d", cfg.Discard, cfg.MaxBytes)
+	}
+}
+
+// A pass never lowers a bound under what a stream keeps (JetStream would drop the oldest
+// searches at once), nor that of the audit trail at all; it raises any, and lowers one
+// with room to spare. A bound left is named as drift, for an administrator.
+func TestApplyNeverLowersABoundUnderWhatIsKept(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	s := provision.Defaults(1)
+	s.SearchMaxBytes = 64 << 20
+	if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, contracts.BucketSearches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := make([]byte, 10<<10)
+	for i := range 100 { // about 1MB kept
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound := func(stream string) int64 {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.MaxBytes
+	}
+	for _, step := range []struct {
+		what                string
+		search, audit, want int64 // the settings, and the searches' bound after the pass
+		auditWant           int64
+	}{
+		{"the searches' bound under what they keep", 1 << 20, 3 << 30, 64 << 20, 3 << 30},
+		{"the searches' bound with room to spare; the trail's lowered", 8 << 20, 1 << 30, 8 << 20, 3 << 30},
+		{"both raised", 128 << 20, 4 << 30, 128 << 20, 4 << 30},
+	} {
+		s.SearchMaxBytes, s.AuditMaxBytes = step.search, step.audit
+		if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+			t.Fatal(err)
+		}
+		if got := bound("KV_" + contracts.BucketSearches); got != step.want {
+			t.Errorf("%s: the searches' bound is %d, want %d", step.what, got, step.want)
+		}
+		if got := bound(contracts.StreamAudit); got != step.auditWant {
+			t.Errorf("%s: the trail's bound is %d, want %d", step.what, got, step.auditWant)
+		}
+		rep, err := provision.Inspect(ctx, js, provision.Searches(s), provision.Audit(s))
+		if err != nil || len(rep.Blocking) > 0 {
+			t.Fatalf("%s: %+v, %v", step.what, rep, err)
+		}
+		if left := step.want != step.search || step.auditWant != step.audit; left != (len(rep.Drifted) > 0) {
+			t.Errorf("%s: drift named %q", step.what, rep.Drifted)
+		}
+	}
+	if st, _ := js.Stream(ctx, "KV_"+contracts.BucketSearches); st.CachedInfo().State.Msgs != 100 {
+		t.Errorf("a pass dropped searches: %d kept of 100", st.CachedInfo().State.Msgs)
 	}
 }

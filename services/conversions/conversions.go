@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/demobank/yacredits/pkg/capacity"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
@@ -226,6 +227,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return health.Serve(gctx, cfg.HealthAddr, health.Handler(health.List(checks...), deps.Metrics))
 	})
 	grp.Go(func() error { return health.ServeListener(gctx, ln, in.routes()) })
+	// How full the conversions bucket is, for the StoreFilling alert (a full one answers the
+	// bank's reports 503: nothing kept is dropped for room).
+	space := capacity.New("KV_"+contracts.BucketConversions, capacity.StreamInfo(deps.JS, "KV_"+contracts.BucketConversions))
+	if deps.Meter != nil {
+		if err := capacity.Register(deps.Meter.Meter(instrumentation), space); err != nil {
+			return fmt.Errorf("conversions: metrics: %w", err)
+		}
+	}
+	grp.Go(func() error { space.Run(gctx, capacity.ReportInterval); return nil })
 	grp.Go(func() error {
 		// The searches bucket is the gateway's; it may not exist yet on a fresh system.
 		for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {

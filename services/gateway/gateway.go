@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/demobank/yacredits/pkg/bus"
+	"github.com/demobank/yacredits/pkg/capacity"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/health"
@@ -67,7 +68,9 @@ type gateway struct {
 	searches atomic.Pointer[searches]
 	setupErr atomic.Pointer[error]
 	notifier *notifier
-	limiter  *rate.Limiter // RATE_LIMIT, one for the whole API; nil: none
+	limiter  *rate.Limiter       // RATE_LIMIT, one for the whole API; nil: none
+	space    *capacity.Gauge     // how full the searches bucket is, read every SWEEP_INTERVAL
+	shed     metric.Int64Counter // searches refused for it
 	edge     *edge
 }
 
@@ -101,6 +104,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if g.edge, err = newEdge(deps.Tracer, deps.Meter, func(r *http.Request) bool {
 		return allowed(cfg.TraceTrusted, clientIP(r, cfg.Auth.ClientIPHeader, cfg.Auth.TrustedProxies))
 	}, log); err != nil {
+		return err
+	}
+	g.space = capacity.New("KV_"+contracts.BucketSearches, capacity.StreamInfo(g.js, "KV_"+contracts.BucketSearches))
+	meter := deps.Meter.Meter(instrumentation)
+	if err := capacity.Register(meter, g.space); err != nil {
+		return err
+	}
+	if g.shed, err = meter.Int64Counter("credits.searches.shed",
+		metric.WithDescription("New searches refused (503) before anything was accepted, by reason")); err != nil {
 		return err
 	}
 	starting := errors.New("declaring streams and buckets")
@@ -231,16 +243,21 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 			return st.CachedInfo(), nil
 		},
 	}
+	space := g.space
+	if err := space.Poll(ctx); err != nil {
+		g.log.Warn().Err(err).Msg("the searches bucket's fill not read yet")
+	}
 	g.searches.Store(&searches{
 		store: store, pub: bus.NewPublisher(g.js), notifier: g.notifier, hasher: hasher, tests: tests,
-		conn: g.js.Conn(), budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
+		conn: g.js.Conn(), space: space, shed: g.shed, budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
 	})
 	g.setupErr.Store(nil)
 	g.log.Info().Uint64("resume_from", from).Msg("following the searches bucket")
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); g.notifier.run(ctx) }()
 	go func() { defer wg.Done(); sw.run(ctx) }()
+	go func() { defer wg.Done(); space.Run(ctx, g.cfg.SweepInterval) }()
 	wg.Wait()
 }
 

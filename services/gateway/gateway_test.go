@@ -72,12 +72,18 @@ func startGatewayOn(t testing.TB, cfg Config, srv *natstest.Server, js jetstream
 // startWith runs the gateway with deps, its log going to h.logs, and waits until it is ready.
 func startWith(t testing.TB, h *harness, cfg Config, deps Deps) *harness {
 	t.Helper()
+	settings := provision.Defaults(cfg.NATS.Replicas)
+	settings.SearchRetention = cfg.Retention
+	return startProvisioned(t, h, cfg, deps, settings)
+}
+
+// startProvisioned is startWith after the provisioner applied settings.
+func startProvisioned(t testing.TB, h *harness, cfg Config, deps Deps, settings provision.Settings) *harness {
+	t.Helper()
 	h.js = deps.JS
 	deps.Log = zerolog.New(h.logs)
 	js := deps.JS
 	// What the provisioner makes before the gateway can be ready.
-	settings := provision.Defaults(cfg.NATS.Replicas)
-	settings.SearchRetention = cfg.Retention
 	provisiontest.Apply(t, js, settings)
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
@@ -787,5 +793,69 @@ func TestTestPhonesAreMarked(t *testing.T) {
 	err := Run(context.Background(), cfg, Deps{JS: h.js, Log: zerolog.Nop()})
 	if err == nil || !strings.Contains(err.Error(), "phones[0]: phone") {
 		t.Fatalf("Run with a bad TEST_PHONES = %v", err)
+	}
+}
+
+// A searches bucket nearly full refuses new searches with a 503 and a Retry-After, before
+// anything is accepted, and keeps the room the searches it accepted need to finish: every
+// search answered 200 reaches done, a retry of one is still answered, and nothing is a 500.
+func TestNearlyFullBucketRefusesNewSearchesAndFinishesAccepted(t *testing.T) {
+	cfg := testConfig()
+	cfg.SyncBudget = 0 // every search answered pending first: accepted, with its done record to come
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	settings := provision.Defaults(cfg.NATS.Replicas)
+	settings.SearchRetention = cfg.Retention
+	settings.SearchMaxBytes = 256 << 10
+	h := startProvisioned(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg, Deps{JS: js}, settings)
+	startPipeline(t, h.js, h.store, 0)
+
+	var accepted []string
+	var refused response
+	for range 2000 {
+		id := uuid.NewString()
+		res := h.do("POST", apiPaths[0], "application/json", loanBody(id, "9330445040"))
+		if res.status == 503 {
+			refused = res
+			break
+		}
+		if res.status != 200 {
+			t.Fatalf("POST %d: %d %s", len(accepted), res.status, res.raw)
+		}
+		accepted = append(accepted, id)
+		natstest.Eventually(t, 5*time.Second, func() error { // one at a time: the fill is read every sweep
+			if res := h.do("GET", apiPaths[2]+"?search_id="+id, "", ""); res.body["status"] != "done" {
+				return fmt.Errorf("GET = %d %s", res.status, res.raw)
+			}
+			return nil
+		})
+	}
+	if refused.status != 503 {
+		t.Fatalf("%d searches taken by a bucket of 256KiB and none refused", len(accepted))
+	}
+	if len(accepted) < 20 {
+		t.Fatalf("refused after %d searches: %s", len(accepted), refused.raw)
+	}
+	if got := refused.header.Get("Retry-After"); got != "60" {
+		t.Errorf("Retry-After = %q, want 60", got)
+	}
+	if refused.body["message"] == nil || refused.body["search_id"] == nil {
+		t.Errorf("the refusal is not in the documented shape: %s", refused.raw)
+	}
+	// Every search answered 200 is done, and a retry of one is answered from its record.
+	for _, id := range accepted {
+		if res := h.do("GET", apiPaths[2]+"?search_id="+id, "", ""); res.status != 200 || res.body["status"] != "done" {
+			t.Fatalf("accepted search %s: %d %s", id, res.status, res.raw)
+		}
+	}
+	if res := h.do("POST", apiPaths[0], "application/json", loanBody(accepted[0], "9330445040")); res.status != 200 || res.body["status"] != "done" {
+		t.Errorf("a retry while the bucket is full: %d %s", res.status, res.raw)
+	}
+	st, err := js.Stream(context.Background(), "KV_"+contracts.BucketSearches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := st.CachedInfo(); info.State.Bytes >= uint64(info.Config.MaxBytes) {
+		t.Errorf("the bucket filled to its bound (%d of %d bytes): no room was kept", info.State.Bytes, info.Config.MaxBytes)
 	}
 }
