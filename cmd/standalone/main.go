@@ -55,6 +55,7 @@ type settings struct {
 	NATSListen string // NATS_LISTEN: a client port for tools (nats CLI); empty: in-process only
 	NATSNoSync bool   // NATS_NO_SYNC: skip the per-write fsync (benchmarks only)
 	PprofAddr  string // PPROF_ADDR: Go's profiles of the whole process, on loopback
+	Plan       provision.Settings
 }
 
 // readiness collects scoring's and offers' readiness checks for the gateway's /readyz;
@@ -155,6 +156,9 @@ func loadSettings(getenv config.Getenv) (settings, error) {
 		NATSListen: r.Addr("NATS_LISTEN", ""),
 		NATSNoSync: r.Bool("NATS_NO_SYNC", false),
 		PprofAddr:  telemetry.ReadProfileAddr(r),
+		// The plan's settings, as `yactl provision` reads them (its replicas are the
+		// services' NATS_REPLICAS).
+		Plan: provision.ReadSettings(r, 0),
 	}
 	// The embedded server has no users: whoever reaches its port may read every record and
 	// rewrite the catalog. It is the laptop's tools' door, so it stays on the laptop.
@@ -268,10 +272,9 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 
 	// The standalone is its own administrator: it provisions what the services only check
 	// and bind to, from the same plan and settings as `yactl provision`.
-	if err := provisionAll(ctx, srv, gwCfg.NATS, provision.Settings{
-		Replicas: gwCfg.NATS.Replicas, SearchRetention: gwCfg.Retention, ConversionsRetention: cvCfg.Retention,
-		AuditRetention: ofCfg.AuditRetention, DeliveryAckWait: cvCfg.Delivery.AckWait,
-	}, log); err != nil {
+	plan := set.Plan
+	plan.Replicas = gwCfg.NATS.Replicas
+	if err := provisionAll(ctx, srv, gwCfg.NATS, plan, log); err != nil {
 		return err
 	}
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -296,5 +297,24 @@ func TestNoOpenDoorsBeyondLoopback(t *testing.T) {
 	}
 	if strings.Contains(sys.Logs(), "test phones configured") {
 		t.Errorf("the demo test phones are in use beyond loopback:\n%s", sys.Logs())
+	}
+}
+
+// The standalone provisions with the plan's settings from its environment, as `yactl
+// provision` does: every file stream bounded, the laptop's bounds unless told otherwise.
+func TestStreamsBoundedAsConfigured(t *testing.T) {
+	natsAddr := natstest.FreeAddr(t)
+	startSystem(t, t.TempDir(), map[string]string{"NATS_LISTEN": natsAddr, "SEARCH_MAX_BYTES": "128MiB"})
+	_, js := natstest.JetStream(t, "nats://"+natsAddr)
+	ctx := natstest.Context(t, 10*time.Second)
+	for stream, want := range map[string]int64{"KV_searches": 128 << 20, "AUDIT": provision.DefaultAuditMaxBytes,
+		"KV_conversions": provision.DefaultConversionsMaxBytes, "OBJ_preapprovals": provision.DefaultPreapprovalsMaxBytes} {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.MaxBytes; got != want {
+			t.Errorf("%s: max_bytes %d, want %d", stream, got, want)
+		}
 	}
 }

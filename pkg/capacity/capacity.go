@@ -84,6 +84,16 @@ func (g *Gauge) Used() float64 { return math.Float64frombits(g.used.Load()) }
 // Full says whether the stream takes no new work.
 func (g *Gauge) Full() bool { return Full(g.Used()) }
 
+// FirstFull is the first of gauges that is Full, or nil.
+func FirstFull(gauges []*Gauge) *Gauge {
+	for _, g := range gauges {
+		if g.Full() {
+			return g
+		}
+	}
+	return nil
+}
+
 // Poll reads the stream once.
 func (g *Gauge) Poll(ctx context.Context) error {
 	info, err := g.read(ctx)

@@ -69,7 +69,7 @@ type gateway struct {
 	setupErr atomic.Pointer[error]
 	notifier *notifier
 	limiter  *rate.Limiter       // RATE_LIMIT, one for the whole API; nil: none
-	space    *capacity.Gauge     // how full the searches bucket is, read every SWEEP_INTERVAL
+	spaces   []*capacity.Gauge   // how full the searches bucket and the audit trail are, read every SWEEP_INTERVAL
 	shed     metric.Int64Counter // searches refused for it
 	edge     *edge
 }
@@ -106,9 +106,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}, log); err != nil {
 		return err
 	}
-	g.space = capacity.New("KV_"+contracts.BucketSearches, capacity.StreamInfo(g.js, "KV_"+contracts.BucketSearches))
+	for _, stream := range []string{"KV_" + contracts.BucketSearches, contracts.StreamAudit} {
+		g.spaces = append(g.spaces, capacity.New(stream, capacity.StreamInfo(g.js, stream)))
+	}
 	meter := deps.Meter.Meter(instrumentation)
-	if err := capacity.Register(meter, g.space); err != nil {
+	if err := capacity.Register(meter, g.spaces...); err != nil {
 		return err
 	}
 	if g.shed, err = meter.Int64Counter("credits.searches.shed",
@@ -243,21 +245,24 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 			return st.CachedInfo(), nil
 		},
 	}
-	space := g.space
-	if err := space.Poll(ctx); err != nil {
-		g.log.Warn().Err(err).Msg("the searches bucket's fill not read yet")
+	for _, space := range g.spaces {
+		if err := space.Poll(ctx); err != nil {
+			g.log.Warn().Err(err).Str("stream", space.Stream).Msg("how full the stream is not read yet")
+		}
 	}
 	g.searches.Store(&searches{
 		store: store, pub: bus.NewPublisher(g.js), notifier: g.notifier, hasher: hasher, tests: tests,
-		conn: g.js.Conn(), space: space, shed: g.shed, budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
+		conn: g.js.Conn(), spaces: g.spaces, shed: g.shed, budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
 	})
 	g.setupErr.Store(nil)
 	g.log.Info().Uint64("resume_from", from).Msg("following the searches bucket")
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2 + len(g.spaces))
 	go func() { defer wg.Done(); g.notifier.run(ctx) }()
 	go func() { defer wg.Done(); sw.run(ctx) }()
-	go func() { defer wg.Done(); space.Run(ctx, g.cfg.SweepInterval) }()
+	for _, space := range g.spaces {
+		go func() { defer wg.Done(); space.Run(ctx, g.cfg.SweepInterval) }()
+	}
 	wg.Wait()
 }
 

@@ -859,3 +859,36 @@ func TestNearlyFullBucketRefusesNewSearchesAndFinishesAccepted(t *testing.T) {
 		t.Errorf("the bucket filled to its bound (%d of %d bytes): no room was kept", info.State.Bytes, info.Config.MaxBytes)
 	}
 }
+
+// No search is taken whose decision the audit trail could not keep: a trail nearly full
+// refuses new searches as a full bucket does.
+func TestNearlyFullAuditTrailRefusesNewSearches(t *testing.T) {
+	cfg := testConfig()
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	settings := provision.Defaults(cfg.NATS.Replicas)
+	settings.SearchRetention = cfg.Retention
+	settings.AuditMaxBytes = 64 << 10
+	h := startProvisioned(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg, Deps{JS: js}, settings)
+	startPipeline(t, h.js, h.store, 0)
+	first := uuid.NewString()
+	if res := h.do("POST", apiPaths[0], "application/json", loanBody(first, "9330445040")); res.status != 200 {
+		t.Fatalf("POST before the trail fills: %d %s", res.status, res.raw)
+	}
+	ctx := natstest.Context(t, 10*time.Second)
+	for range 15 { // 60KiB of the trail's 64KiB
+		if _, err := js.Publish(ctx, contracts.SubjectAudit, make([]byte, 4<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 5*time.Second, func() error {
+		res := h.do("POST", apiPaths[0], "application/json", loanBody(uuid.NewString(), "9330445040"))
+		if res.status != 503 || res.header.Get("Retry-After") != "60" {
+			return fmt.Errorf("POST with the trail at 94%%: %d %s", res.status, res.raw)
+		}
+		return nil
+	})
+	if res := h.do("POST", apiPaths[0], "application/json", loanBody(first, "9330445040")); res.status != 200 {
+		t.Errorf("a retry of a search taken before: %d %s", res.status, res.raw)
+	}
+}

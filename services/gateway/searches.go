@@ -40,9 +40,10 @@ type searches struct {
 	hasher   *phone.Hasher
 	tests    *testphones.Set // TEST_PHONES: their searches are marked as tests
 	conn     *nats.Conn
-	// space follows how full the searches bucket is: from capacity.ShedAt a new search is
-	// refused, so that the searches in flight keep room for their done records.
-	space    *capacity.Gauge
+	// spaces follow how full the searches bucket and the audit trail are: from
+	// capacity.ShedAt of either a new search is refused, so that the searches in flight keep
+	// room for their done records and their decisions (none is made that cannot be kept).
+	spaces   []*capacity.Gauge
 	shed     metric.Int64Counter
 	budget   time.Duration
 	deadline time.Duration
@@ -101,9 +102,8 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	case errors.Is(err, search.ErrNotFound):
 		// A new search, or one a POST is still working on (this gateway's or another's): the
 		// publish's de-duplication makes the two one.
-		if s.space != nil && s.space.Full() {
-			s.shed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "store_full")))
-			return nil, storeFull(s.space.Used())
+		if full := capacity.FirstFull(s.spaces); full != nil {
+			return nil, s.storeFull(ctx, full.Stream, full.Used())
 		}
 		if _, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req); err != nil {
 			return nil, unavailable(err) // accepted only once passed on: a 503 promises nothing
@@ -171,8 +171,7 @@ func (s *searches) recordPending(ctx context.Context, req *contracts.LoanRequest
 			return rec, nil
 		}
 		if capacity.IsFull(err) { // filled faster than the gauge saw: refused all the same
-			s.shed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "store_full")))
-			return nil, storeFull(1)
+			return nil, s.storeFull(ctx, "KV_"+contracts.BucketSearches, 1)
 		}
 		if !errors.Is(err, search.ErrExists) {
 			return nil, unavailable(err)
@@ -218,15 +217,16 @@ func (s *searches) poll(ctx context.Context, searchID string) (*contracts.Search
 func (s *searches) connected() bool { return s.conn.Status() == nats.CONNECTED }
 
 // unavailable reports a store failure as 503: nothing was accepted, try again.
-// storeFull is the 503 of a search refused because the searches bucket is nearly full:
-// nothing was accepted; the StoreFilling alert has fired before it comes to this.
-func storeFull(used float64) error {
+// storeFull is the 503 of a search refused because stream is nearly full: nothing was
+// accepted; the StoreFilling alert has fired before it comes to this.
+func (s *searches) storeFull(ctx context.Context, stream string, used float64) error {
+	s.shed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "store_full"), attribute.String("stream", stream)))
 	return errors.Join(&Error{Code: EUnavailable, Message: "Сервис временно недоступен; повторите запрос", RetryAfter: storeFullRetry},
-		fmt.Errorf("the searches bucket is %.0f%% full: new searches are refused from %.0f%%", 100*used, 100*capacity.ShedAt))
+		fmt.Errorf("%s is %.0f%% full: new searches are refused from %.0f%%", stream, 100*used, 100*capacity.ShedAt))
 }
 
-// storeFullRetry is the Retry-After of storeFull: space comes back as searches age out of
-// the bucket or an operator raises its bound, in minutes rather than seconds.
+// storeFullRetry is the Retry-After of storeFull: room comes back as searches age out of
+// the bucket or an operator raises a bound, in minutes rather than seconds.
 const storeFullRetry = time.Minute
 
 func unavailable(err error) error {

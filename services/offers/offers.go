@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/demobank/yacredits/pkg/bus"
-	"github.com/demobank/yacredits/pkg/capacity"
 	"github.com/demobank/yacredits/pkg/config"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/document"
@@ -188,17 +187,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		g.Go(func() error { return ceil.Run(c) })
 		return g.Wait()
 	})
-	// How full the trail is, for the StoreFilling alert: full, it takes no batch (nothing
-	// kept is dropped for room) and the writer waits.
-	space := capacity.New(contracts.StreamAudit, capacity.StreamInfo(deps.JS, contracts.StreamAudit))
-	grp.Go(func() error { space.Run(gctx, capacity.ReportInterval); return nil })
 	grp.Go(func() error {
 		w := &audit.Writer{JS: deps.JS, Log: log}
 		if deps.Meter != nil {
 			m := deps.Meter.Meter(instrumentation)
-			if err := capacity.Register(m, space); err != nil {
-				return err
-			}
 			batches, _ := m.Int64Counter("audit.batches", metric.WithDescription("Batches written to the audit trail"))
 			records, _ := m.Int64Counter("audit.records", metric.WithDescription("Finished searches written to the audit trail"))
 			w.Written = func(n int) {
