@@ -49,6 +49,10 @@ func main() {
 // setup. It is public, so hashes made with it protect nothing: say so loudly.
 const devPhoneHashKey = "standalone-demo-key-not-a-secret-0123456789"
 
+// devAuditKey is the audit trail's pseudonym key when AUDIT_PSEUDONYM_KEY is unset: public
+// too, and refused beyond loopback like the phone-hash demo key.
+const devAuditKey = "standalone-demo-audit-key-not-a-secret-0123456789"
+
 // settings are the standalone binary's own variables; each service reads its own too.
 type settings struct {
 	DataDir    string // DATA_DIR: JetStream's files
@@ -179,11 +183,14 @@ type tracing func(ctx context.Context, service string) (trace.TracerProvider, fu
 
 func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newTracer tracing) (err error) {
 	defaultKey := getenv("PHONE_HASH_KEY") == ""
+	defaultAuditKey := getenv("AUDIT_PSEUDONYM_KEY") == ""
 	var demoTestPhones, dataLinkKeys string
 	env := func(k string) string {
 		switch {
 		case k == "PHONE_HASH_KEY" && defaultKey:
 			return devPhoneHashKey
+		case k == "AUDIT_PSEUDONYM_KEY" && defaultAuditKey:
+			return devAuditKey
 		case k == "TEST_PHONES" && demoTestPhones != "":
 			return demoTestPhones
 		case k == "LINK_KEYS_FILE" && dataLinkKeys != "":
@@ -192,6 +199,10 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 		return getenv(k)
 	}
 	set, setErr := loadSettings(env)
+	if defaultAuditKey && setErr == nil && !config.AllLoopback(or(getenv("HTTP_ADDR"), "127.0.0.1:8080"), getenv("HEALTH_ADDR")) {
+		// The audit trail's demo key is public: on a laptop only, as the phone-hash one.
+		setErr = errors.New("AUDIT_PSEUDONYM_KEY: required with an API beyond loopback (openssl rand -hex 32); the demo key is public")
+	}
 	// The demo's test phones answer fixed outcomes to anybody who knows them: on a laptop
 	// only, unless TEST_PHONES names a file.
 	if setErr == nil && getenv("TEST_PHONES") == "" && config.Loopback(or(getenv("HTTP_ADDR"), "127.0.0.1:8080")) {
@@ -224,6 +235,9 @@ func runSystem(ctx context.Context, getenv config.Getenv, stdout io.Writer, newT
 	log := telemetry.NewLogger(stdout, gwCfg.Log)
 	if defaultKey {
 		log.Warn().Msg("PHONE_HASH_KEY is not set: using the public demo key; set a secret one for real data")
+	}
+	if defaultAuditKey {
+		log.Warn().Msg("AUDIT_PSEUDONYM_KEY is not set: the audit trail's pseudonyms use the public demo key; set a secret one for real data")
 	}
 	if dataLinkKeys != "" {
 		log.Warn().Str("file", dataLinkKeys).Bool("made_now", madeLinkKeys).

@@ -289,9 +289,19 @@ func TestNoOpenDoorsBeyondLoopback(t *testing.T) {
 		t.Errorf("the server started anyway: %v", err)
 	}
 
+	wideEnv := map[string]string{"HTTP_ADDR": "0.0.0.0:0",
+		"PHONE_HASH_KEY": "42e217b2db34ef7f5c8700c404f6b1836abce421472f970ddebbd9f5c08ef5e1", "AUTH_TOKENS": "1ac87fbf92ce9a0c4e85e4ecd91d622ea8447bd75d5079dc016052e78a01fe51"}
+	if err := run(context.Background(), func(k string) string {
+		if k == "DATA_DIR" {
+			return dir
+		}
+		return wideEnv[k]
+	}, io.Discard); err == nil || !strings.Contains(err.Error(), "AUDIT_PSEUDONYM_KEY") {
+		t.Fatalf("the audit trail's demo key beyond loopback: %v, want it refused", err)
+	}
+	wideEnv["AUDIT_PSEUDONYM_KEY"] = "c7d41e6a93b2058f1d7e4a6c9b3f2e8d0a5c7e91f3b6d2a8c4e0f7b19d5a3c62"
 	wide := t.TempDir()
-	sys := startSystem(t, wide, map[string]string{"HTTP_ADDR": "0.0.0.0:0",
-		"PHONE_HASH_KEY": "42e217b2db34ef7f5c8700c404f6b1836abce421472f970ddebbd9f5c08ef5e1", "AUTH_TOKENS": "1ac87fbf92ce9a0c4e85e4ecd91d622ea8447bd75d5079dc016052e78a01fe51"})
+	sys := startSystem(t, wide, wideEnv)
 	if _, err := os.Stat(filepath.Join(wide, "test-phones.json")); !os.IsNotExist(err) {
 		t.Errorf("the demo test phones were written for an API beyond loopback: %v", err)
 	}

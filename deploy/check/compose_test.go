@@ -29,6 +29,7 @@ var composePath = filepath.Join(root, "docker-compose.yml")
 // composeEnv is what deploy/compose/secrets.sh gives a developer: no secret has a default (a
 // committed one would protect nothing, and the services refuse it beyond loopback).
 var composeEnv = map[string]string{"PHONE_HASH_KEY": "c5b11e82ed8cd340b41b186c62e4917e03ceed0823e662c2c063a8a80776404a",
+	"AUDIT_PSEUDONYM_KEY":       "1f7b3d9e5a2c8f0b4d6e1a3c5f7b9d2e4a6c8f0b1d3e5a7c9f2b4d6e8a0c1e3f",
 	"NATS_GATEWAY_PASSWORD":     "pfd7bb04fc1ae7edf8ab7ff9614d274880c3e7de71f6cbec2b08a82a3918f1916",
 	"NATS_SCORING_PASSWORD":     "pad5229fdcee49feac374431c01370ea7f6e1a19fb140fd5a2fa70c496965dabb",
 	"NATS_OFFERS_PASSWORD":      "pec639f43ee21d6169efad1ec67fdd7148a2f3171afa02f38e8f23b5ccdab5282",

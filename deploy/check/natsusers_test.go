@@ -420,7 +420,7 @@ func runSearchAsServices(t *testing.T, url string) {
 	env := func(user string, extra map[string]string) config.Getenv {
 		return func(k string) string {
 			m := map[string]string{"NATS_URL": url, "NATS_USER": user, "NATS_PASSWORD": password(user), "PHONE_HASH_KEY": key,
-				"LINK_KEYS_FILE": keyFile}
+				"LINK_KEYS_FILE": keyFile, "AUDIT_PSEUDONYM_KEY": "9d6c1e0f2b8a47d3a5e1c0b9f8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b"}
 			for k, v := range extra {
 				m[k] = v
 			}

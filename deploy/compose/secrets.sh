@@ -17,6 +17,7 @@ fi
 # Every value first, each on its own line, so that a failure stops the script (set -e does
 # not see one inside an echo's arguments).
 phone=$(rand)
+audit=$(rand)
 intake=$(rand)
 site=$(rand)
 ops=$(rand)
@@ -30,6 +31,7 @@ done
 umask 077
 {
 	echo "PHONE_HASH_KEY=$phone"
+	echo "AUDIT_PSEUDONYM_KEY=$audit"
 	# NATS passwords: letters and digits, starting with a letter (users.conf reads them as is).
 	printf '%s' "$passwords"
 	echo "INTAKE_TOKENS=$intake"

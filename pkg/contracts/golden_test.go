@@ -422,3 +422,54 @@ func TestSearchIDAsSent(t *testing.T) {
 		t.Errorf("a retry spelled otherwise is another request, or the lowercase one has a spelling %q", lower.AsSent())
 	}
 }
+
+// A request names the key its phone hash is made with and, during a rotation, carries the
+// hash under each earlier key; a record keeps the key's name and never the earlier hashes.
+func TestRequestKeys(t *testing.T) {
+	req := goldenRequest()
+	req.PhoneKey = "0123456789abcdef"
+	req.EarlierHashes = map[string]string{"fedcba9876543210": strings.Repeat("ab", 32)}
+	data, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "loan.v1.requested.keys.json", data)
+	got, err := DecodeLoanRequested(read(t, "loan.v1.requested.keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"0123456789abcdef": req.PhoneHash, "fedcba9876543210": strings.Repeat("ab", 32), "1111111111111111": ""} {
+		if h, ok := got.HashUnder(id); h != want || ok != (want != "") {
+			t.Errorf("HashUnder(%s) = %q, %v", id, h, ok)
+		}
+	}
+	if h, ok := goldenRequest().HashUnder("1111111111111111"); !ok || h != req.PhoneHash {
+		t.Error("a request naming no key is not taken for any")
+	}
+	rec, err := EncodeSearch(NewSearch(*got, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rec), "earlier") || !strings.Contains(string(rec), `"phone_key":"0123456789abcdef"`) {
+		t.Errorf("record %s", rec)
+	}
+	back, err := DecodeSearch(goldenID, rec)
+	if err != nil || back.Request.PhoneKey != req.PhoneKey {
+		t.Fatalf("record read back: %+v, %v", back, err)
+	}
+	for name, mutate := range map[string]func(*LoanRequested){
+		"a key id not in hex":           func(r *LoanRequested) { r.PhoneKey = "not-a-key-id-123" },
+		"earlier hashes without a key":  func(r *LoanRequested) { r.PhoneKey = "" },
+		"an earlier hash under its key": func(r *LoanRequested) { r.EarlierHashes = map[string]string{r.PhoneKey: r.PhoneHash} },
+		"an earlier hash not a hash":    func(r *LoanRequested) { r.EarlierHashes = map[string]string{"fedcba9876543210": "x"} },
+		"too many earlier hashes": func(r *LoanRequested) {
+			r.EarlierHashes = map[string]string{"1111111111111111": r.PhoneHash, "2222222222222222": r.PhoneHash, "3333333333333333": r.PhoneHash}
+		},
+	} {
+		bad := req
+		mutate(&bad)
+		if _, err := NewLoanRequested(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

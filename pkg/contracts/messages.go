@@ -24,12 +24,19 @@ type LoanRequested struct {
 	// Spelling is the search_id as Yandex sent it, when that was not all lowercase (empty:
 	// as SearchID): what every link and every conversion carries back to Yandex, which may
 	// compare it byte for byte (spec §9). AsSent gives it either way.
-	Spelling    string        `json:"search_id_as_sent,omitempty"`
-	PhoneHash   string        `json:"phone_hash"`   // hex HMAC-SHA256 of the canonical phone
-	PhoneMasked string        `json:"phone_masked"` // +7******5040, for people
-	ProductType ProductType   `json:"product_type"`
-	Amount      *money.Amount `json:"amount,omitempty"` // the wish, not a filter
-	Term        *int          `json:"term,omitempty"`   // months
+	Spelling  string `json:"search_id_as_sent,omitempty"`
+	PhoneHash string `json:"phone_hash"` // hex HMAC-SHA256 of the canonical phone
+	// PhoneKey names the key PhoneHash is made with (phone.Hasher.ID). Empty in what was made
+	// before keys were named, all of it under the one key of the time.
+	PhoneKey string `json:"phone_key,omitempty"`
+	// EarlierHashes are the phone's hashes under the earlier keys the gateway still holds
+	// during a rotation, by key id: scoring finds the pre-approval in a snapshot made with
+	// either key, whichever came first. The message's only; a record keeps PhoneHash.
+	EarlierHashes map[string]string `json:"earlier_hashes,omitempty"`
+	PhoneMasked   string            `json:"phone_masked"` // +7******5040, for people
+	ProductType   ProductType       `json:"product_type"`
+	Amount        *money.Amount     `json:"amount,omitempty"` // the wish, not a filter
+	Term          *int              `json:"term,omitempty"`   // months
 	// Props are Yandex's opaque service data, kept with the search and never interpreted.
 	// They travel with the request so that whichever service writes the record keeps them.
 	Props       []string  `json:"props,omitempty"`
@@ -43,7 +50,11 @@ type LoanRequested struct {
 var (
 	searchIDPattern  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	phoneHashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	phoneKeyPattern  = regexp.MustCompile(`^[0-9a-f]{16}$`)
 )
+
+// MaxEarlierHashes is the most earlier keys a request carries hashes under (phone.MaxOldKeys).
+const MaxEarlierHashes = 2
 
 // NewLoanRequested builds the message, checking what every consumer relies on.
 func NewLoanRequested(r LoanRequested) (*LoanRequested, error) {
@@ -76,6 +87,18 @@ func (r LoanRequested) validate() error {
 	if !phoneHashPattern.MatchString(r.PhoneHash) {
 		problems = append(problems, "phone_hash is not a hex HMAC-SHA256")
 	}
+	if r.PhoneKey != "" && !phoneKeyPattern.MatchString(r.PhoneKey) {
+		problems = append(problems, "phone_key is not a key id (16 hex digits)")
+	}
+	if len(r.EarlierHashes) > MaxEarlierHashes || len(r.EarlierHashes) > 0 && r.PhoneKey == "" {
+		problems = append(problems, "earlier_hashes: too many, or without phone_key")
+	}
+	for id, h := range r.EarlierHashes {
+		if !phoneKeyPattern.MatchString(id) || !phoneHashPattern.MatchString(h) || id == r.PhoneKey {
+			problems = append(problems, "earlier_hashes: not a key id and a hex HMAC-SHA256 each")
+			break
+		}
+	}
 	if r.PhoneMasked == "" {
 		problems = append(problems, "phone_masked is empty")
 	}
@@ -100,6 +123,16 @@ func (r LoanRequested) AsSent() string {
 		return r.Spelling
 	}
 	return r.SearchID
+}
+
+// HashUnder is the phone's hash under the key named id, if the request carries it. A request
+// that names no key was made under the one key of its time: its hash is taken for any.
+func (r LoanRequested) HashUnder(id string) (string, bool) {
+	if r.PhoneKey == "" || r.PhoneKey == id {
+		return r.PhoneHash, true
+	}
+	h, ok := r.EarlierHashes[id]
+	return h, ok
 }
 
 // SameAs reports whether o asks for the same thing as r: the spec's test for a retry (same

@@ -343,6 +343,7 @@ type recordWire struct {
 type requestWire struct {
 	Spelling    string        `json:"search_id_as_sent,omitempty"`
 	PhoneHash   string        `json:"phone_hash"`
+	PhoneKey    string        `json:"phone_key,omitempty"`
 	PhoneMasked string        `json:"phone_masked"`
 	ProductType ProductType   `json:"product_type"`
 	Amount      *money.Amount `json:"amount,omitempty"`
@@ -356,7 +357,7 @@ type requestWire struct {
 // EncodeSearch writes the record for the bucket.
 func EncodeSearch(s *Search) ([]byte, error) {
 	r := s.Request
-	w := recordWire{Schema: SearchSchema, Request: requestWire{Spelling: r.Spelling, PhoneHash: r.PhoneHash, PhoneMasked: r.PhoneMasked,
+	w := recordWire{Schema: SearchSchema, Request: requestWire{Spelling: r.Spelling, PhoneHash: r.PhoneHash, PhoneKey: r.PhoneKey, PhoneMasked: r.PhoneMasked,
 		ProductType: r.ProductType, Amount: r.Amount, Term: r.Term, Props: r.Props, RequestedAt: r.RequestedAt, Test: r.Test},
 		DoneAt: s.DoneAt, Offers: jsontext.Value(s.Offers), Refs: s.Refs, Reasons: s.Reasons, Trace: s.Trace, Basis: s.Basis}
 	if len(s.Refs) > 0 {
@@ -497,7 +498,11 @@ func PeekSearchDone(data []byte) (bool, error) {
 // them for a year: each record as the searches bucket held it, without what the trail must
 // not keep (AuditRecord). A batch is one synced write for many searches.
 type AuditBatch struct {
-	Records []AuditEntry `json:"records"`
+	// PseudonymKey names the key the records' phone_hash is a pseudonym under
+	// (AUDIT_PSEUDONYM_KEY, offers' alone): the phone's hash under the phone-hash key,
+	// HMAC-ed again. Empty in batches written before: those keep the phone hash itself.
+	PseudonymKey string       `json:"pseudonym_key,omitempty"`
+	Records      []AuditEntry `json:"records"`
 }
 
 // AuditEntry is one finished search in an AuditBatch.
@@ -507,12 +512,14 @@ type AuditEntry struct {
 }
 
 // AuditRecord is the record as the audit trail keeps it: without the masked phone (its last
-// four digits are personal data, and the keyed hash is all a support desk needs to find a
-// client's searches) and without Yandex's opaque props, which the decision never read.
+// four digits are personal data, and a keyed hash is all a support desk needs to find a
+// client's searches), without Yandex's opaque props, which the decision never read, and
+// without the phone-hash key's name: the trail's writer replaces the hash by its pseudonym.
 func AuditRecord(s *Search) *Search {
 	a := *s
 	a.Request.PhoneMasked = ""
 	a.Request.Props = nil
+	a.Request.PhoneKey = "" // the trail's phone_hash is a pseudonym under its own key (AuditBatch)
 	return &a
 }
 

@@ -21,6 +21,10 @@ type Config struct {
 	TestPhones string
 
 	PhoneHashKey []byte // PHONE_HASH_KEY: the HMAC key phones are hashed with (secret)
+	// PhoneHashKeysOld (PHONE_HASH_KEYS_OLD) are the earlier keys, after a rotation: a
+	// stored search made under one is compared under it, and a new search carries its
+	// phone's hash under each for scoring (secret).
+	PhoneHashKeysOld [][]byte
 
 	SyncBudget     time.Duration // SYNC_BUDGET: how long a POST waits for done before answering pending
 	Deadline       time.Duration // SEARCH_DEADLINE: past it a search is finished as rejected
@@ -97,6 +101,10 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 	local := config.AllLoopback(c.HTTPAddr, c.HealthAddr)
 	if err := phone.CheckKey(c.PhoneHashKey); err != nil && !local && len(c.PhoneHashKey) >= phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "refused on a gateway listening beyond loopback (HTTP_ADDR %s, HEALTH_ADDR %s): %v", c.HTTPAddr, c.HealthAddr, err)
+	}
+	c.PhoneHashKeysOld = phone.ReadOldKeys(r, !local)
+	if _, err := phone.NewKeyring(c.PhoneHashKey, c.PhoneHashKeysOld...); err != nil && len(c.PhoneHashKey) >= phone.MinKeyBytes {
+		r.Fail("PHONE_HASH_KEYS_OLD", "%v", err)
 	}
 	if !local {
 		r.RequireSecrets("AUTH_TOKENS", c.Auth.Tokens...)

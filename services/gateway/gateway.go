@@ -91,11 +91,11 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if deps.Meter == nil {
 		deps.Meter = metricnoop.NewMeterProvider()
 	}
-	hasher, err := phone.NewHasher(cfg.PhoneHashKey)
+	keys, err := phone.NewKeyring(cfg.PhoneHashKey, cfg.PhoneHashKeysOld...)
 	if err != nil {
 		return err
 	}
-	tests, err := testphones.Load(cfg.TestPhones, hasher)
+	tests, err := testphones.Load(cfg.TestPhones, keys.Current())
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	background.Add(1)
 	go func() {
 		defer background.Done()
-		g.start(work, deps, hasher, tests, now)
+		g.start(work, deps, keys, tests, now)
 	}()
 
 	grp, gctx := errgroup.WithContext(ctx)
@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 // start checks that what the gateway needs is provisioned and binds to it, retrying until
 // it can, then follows the bucket.
-func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, tests *testphones.Set, now func() time.Time) {
+func (g *gateway) start(ctx context.Context, deps Deps, keys *phone.Keyring, tests *testphones.Set, now func() time.Time) {
 	var (
 		store *search.Store
 		marks jetstream.KeyValue
@@ -251,7 +251,7 @@ func (g *gateway) start(ctx context.Context, deps Deps, hasher *phone.Hasher, te
 		}
 	}
 	g.searches.Store(&searches{
-		store: store, pub: bus.NewPublisher(g.js), notifier: g.notifier, hasher: hasher, tests: tests,
+		store: store, pub: bus.NewPublisher(g.js), notifier: g.notifier, keys: keys, tests: tests,
 		conn: g.js.Conn(), spaces: g.spaces, shed: g.shed, budget: g.cfg.SyncBudget, deadline: g.cfg.Deadline, now: now, log: g.log,
 	})
 	g.setupErr.Store(nil)

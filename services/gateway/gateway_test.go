@@ -24,6 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/logtest"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
@@ -890,5 +891,54 @@ func TestNearlyFullAuditTrailRefusesNewSearches(t *testing.T) {
 	})
 	if res := h.do("POST", apiPaths[0], "application/json", loanBody(first, "9330445040")); res.status != 200 {
 		t.Errorf("a retry of a search taken before: %d %s", res.status, res.raw)
+	}
+}
+
+// A rotation of the phone-hash key: a gateway given the new key and the earlier one hashes
+// new searches under the new key, naming it, with the phone's hash under the earlier key for
+// a snapshot still made with it; and answers a retry of a search stored under the earlier
+// key from its record, where a retry with another phone is still a conflict (422). Once the
+// earlier key is dropped (its searches past their retention), such a retry is a conflict.
+func TestRotatedPhoneKey(t *testing.T) {
+	oldKey, newKey := strings.Repeat("a1", 32), strings.Repeat("b2", 32)
+	cfg := testConfig()
+	cfg.SyncBudget = 3 * time.Second
+	cfg.PhoneHashKey = []byte(oldKey)
+	before := startGateway(t, cfg)
+	p := startPipeline(t, before.js, before.store, 0)
+	id := uuid.NewString()
+	if res := before.do("POST", apiPaths[0], "application/json", loanBody(id, "9330445040")); res.body["status"] != "done" {
+		t.Fatalf("POST under the earlier key: %s", res.raw)
+	}
+	oldRing, _ := phone.NewKeyring([]byte(oldKey))
+	n, _ := phone.Parse("9330445040")
+
+	cfg.PhoneHashKey, cfg.PhoneHashKeysOld = []byte(newKey), [][]byte{[]byte(oldKey)}
+	after := startGatewayOn(t, cfg, before.srv, before.js)
+	if res := after.do("POST", apiPaths[0], "application/json", loanBody(id, "9330445040")); res.status != 200 || res.body["status"] != "done" {
+		t.Fatalf("a retry of a search stored under the earlier key: %d %s", res.status, res.raw)
+	}
+	if res := after.do("POST", apiPaths[0], "application/json", loanBody(id, "9330445041")); res.status != 422 {
+		t.Fatalf("a retry with another phone: %d %s", res.status, res.raw)
+	}
+	fresh := uuid.NewString()
+	if res := after.do("POST", apiPaths[0], "application/json", loanBody(fresh, "9330445040")); res.body["status"] != "done" {
+		t.Fatalf("a new search: %s", res.raw)
+	}
+	newRing, _ := phone.NewKeyring([]byte(newKey))
+	req := p.last.Load()
+	if req == nil || req.SearchID != fresh || req.PhoneKey != newRing.Current().ID() ||
+		req.PhoneHash != newRing.Current().Hex(n) || req.EarlierHashes[oldRing.Current().ID()] != oldRing.Current().Hex(n) {
+		t.Fatalf("the new search's request: %+v", req)
+	}
+	rec, _, err := after.store.Answer(context.Background(), fresh)
+	if err != nil || rec.Request.PhoneKey != newRing.Current().ID() {
+		t.Fatalf("the new search's record names key %q, want %q (%v)", rec.Request.PhoneKey, newRing.Current().ID(), err)
+	}
+
+	cfg.PhoneHashKeysOld = nil
+	dropped := startGatewayOn(t, cfg, before.srv, before.js)
+	if res := dropped.do("POST", apiPaths[0], "application/json", loanBody(id, "9330445040")); res.status != 422 {
+		t.Fatalf("a retry under a key no longer held: %d %s", res.status, res.raw)
 	}
 }

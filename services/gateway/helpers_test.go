@@ -24,6 +24,7 @@ import (
 // one offer, or none once reject is called.
 type pipeline struct {
 	rejecting atomic.Bool
+	last      atomic.Pointer[contracts.LoanRequested] // the last request taken
 }
 
 func (p *pipeline) reject() { p.rejecting.Store(true) }
@@ -35,6 +36,7 @@ func startPipeline(t *testing.T, js jetstream.JetStream, store *search.Store, de
 		Name: contracts.ConsumerScoring, Subject: contracts.SubjectRequested, Decode: contracts.DecodeLoanRequested,
 		Log: zerolog.Nop(),
 		Handle: func(ctx context.Context, req *contracts.LoanRequested) error {
+			p.last.Store(req)
 			time.Sleep(delay)
 			var offers []byte
 			if !p.rejecting.Load() {

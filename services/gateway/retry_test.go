@@ -107,11 +107,11 @@ func TestPendingAnsweredAsItStandsWhenTheBudgetEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := phone.NewHasher([]byte(testKey))
+	keys, err := phone.NewKeyring([]byte(testKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &searches{store: store, pub: bus.NewPublisher(js), hasher: hasher, conn: js.Conn(),
+	s := &searches{store: store, pub: bus.NewPublisher(js), keys: keys, conn: js.Conn(),
 		notifier: newNotifier(store, newPendingTable(), 0, zerolog.Nop()), // never run: wakes nobody
 		budget:   time.Millisecond, deadline: time.Minute, now: time.Now, log: zerolog.Nop()}
 	for _, tt := range []struct {

@@ -37,7 +37,7 @@ type searches struct {
 	pub      *bus.Publisher
 	notifier *notifier
 	flights  flights
-	hasher   *phone.Hasher
+	keys     *phone.Keyring  // PHONE_HASH_KEY, and the earlier keys after a rotation
 	tests    *testphones.Set // TEST_PHONES: their searches are marked as tests
 	conn     *nats.Conn
 	// spaces follow how full the searches bucket and the audit trail are: from
@@ -55,23 +55,33 @@ type searches struct {
 // it to be done. It returns a search that is pending or done; the error is an *Error.
 func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Search, error) {
 	now := s.now().UTC()
-	hash := s.hasher.Sum(in.Phone)
+	current := s.keys.Current()
+	hash := current.Sum(in.Phone)
+	var earlier map[string]string // during a rotation: for a snapshot still under an earlier key
+	for _, h := range s.keys.Old() {
+		if earlier == nil {
+			earlier = make(map[string]string, len(s.keys.Old()))
+		}
+		earlier[h.ID()] = h.Hex(in.Phone)
+	}
 	spelling := ""
 	if in.SearchID != in.key() {
 		spelling = in.SearchID // carried back to Yandex as it was sent (links, conversions)
 	}
 	req, err := contracts.NewLoanRequested(contracts.LoanRequested{
-		SearchID:    in.key(),
-		Spelling:    spelling,
-		PhoneHash:   hex.EncodeToString(hash[:]),
-		PhoneMasked: in.Phone.Masked(),
-		ProductType: in.ProductType,
-		Amount:      in.Amount,
-		Term:        in.Term,
-		Props:       in.Props,
-		RequestedAt: now,
-		Deadline:    now.Add(s.deadline),
-		Test:        s.tests.Lookup(hash) != nil,
+		SearchID:      in.key(),
+		Spelling:      spelling,
+		PhoneHash:     hex.EncodeToString(hash[:]),
+		PhoneKey:      current.ID(),
+		EarlierHashes: earlier,
+		PhoneMasked:   in.Phone.Masked(),
+		ProductType:   in.ProductType,
+		Amount:        in.Amount,
+		Term:          in.Term,
+		Props:         in.Props,
+		RequestedAt:   now,
+		Deadline:      now.Add(s.deadline),
+		Test:          s.tests.Lookup(hash) != nil,
 	})
 	if err != nil {
 		return nil, err // validation let through what the contract refuses: a bug
@@ -110,7 +120,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 		}
 	case err != nil:
 		return nil, unavailable(err)
-	case !stored.Request.SameAs(*req):
+	case !s.sameAs(stored.Request, *req, in.Phone):
 		return nil, conflict
 	case stored.DoneAt != nil:
 		return stored, nil
@@ -125,7 +135,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 			select {
 			case <-w.wake:
 				cur := w.next()
-				if !cur.Request.SameAs(*req) {
+				if !s.sameAs(cur.Request, *req, in.Phone) {
 					return nil, conflict
 				}
 				if cur.DoneAt != nil {
@@ -152,18 +162,18 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 			// Gone: written again below, so that the 200 is backed by a record.
 		case err != nil:
 			return nil, unavailable(err)
-		case !cur.Request.SameAs(*req):
+		case !s.sameAs(cur.Request, *req, in.Phone):
 			return nil, conflict
 		default:
 			return cur, nil
 		}
 	}
-	return s.recordPending(context.WithoutCancel(ctx), req, conflict)
+	return s.recordPending(context.WithoutCancel(ctx), req, in.Phone, conflict)
 }
 
 // recordPending writes the pending record that backs a 200 pending, or answers from the
 // record that got there first (the offers service's done one, or a concurrent POST's).
-func (s *searches) recordPending(ctx context.Context, req *contracts.LoanRequested, conflict error) (*contracts.Search, error) {
+func (s *searches) recordPending(ctx context.Context, req *contracts.LoanRequested, n phone.Number, conflict error) (*contracts.Search, error) {
 	rec := contracts.NewSearch(*req, telemetry.Traceparent(ctx))
 	for range 3 {
 		_, err := s.store.CreatePending(ctx, rec)
@@ -182,12 +192,40 @@ func (s *searches) recordPending(ctx context.Context, req *contracts.LoanRequest
 			continue // taken, then gone (an operator's delete): take it again
 		case err != nil:
 			return nil, unavailable(err)
-		case !cur.Request.SameAs(*req):
+		case !s.sameAs(cur.Request, *req, n):
 			return nil, conflict
 		}
 		return cur, nil
 	}
 	return nil, unavailable(errors.New("search record neither creatable nor readable"))
+}
+
+// sameAs is the retry rule's comparison (contracts.LoanRequested.SameAs) of a stored request
+// with a new one, under the key the stored one's phone was hashed with: after a rotation, a
+// retry of a search stored under the earlier key is the same search. A stored request that
+// names no key was made before keys were named, under the current key or an earlier one.
+// A key no longer held compares unequal: its searches are past their retention.
+func (s *searches) sameAs(stored, req contracts.LoanRequested, n phone.Number) bool {
+	if stored.PhoneKey == req.PhoneKey {
+		return stored.SameAs(req)
+	}
+	if stored.PhoneKey != "" {
+		h := s.keys.ByID(stored.PhoneKey)
+		if h == nil {
+			return false
+		}
+		req.PhoneHash = h.Hex(n)
+		return stored.SameAs(req)
+	}
+	if stored.SameAs(req) {
+		return true
+	}
+	for _, h := range s.keys.Old() {
+		if req.PhoneHash = h.Hex(n); stored.SameAs(req) {
+			return true
+		}
+	}
+	return false
 }
 
 // poll answers a GET from the bucket alone.

@@ -24,6 +24,7 @@ import (
 	"github.com/demobank/yacredits/pkg/document"
 	"github.com/demobank/yacredits/pkg/health"
 	"github.com/demobank/yacredits/pkg/offerlink"
+	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/search"
 	"github.com/demobank/yacredits/pkg/telemetry"
@@ -49,6 +50,9 @@ type Config struct {
 	CeilingsFile string
 	// AuditRetention (AUDIT_RETENTION) is how long the audit trail keeps a decision.
 	AuditRetention time.Duration
+	// AuditPseudonymKey (AUDIT_PSEUDONYM_KEY) is the trail's own key: each record's phone
+	// hash is kept as its HMAC under it (audit.Pseudonyms). Offers alone holds it.
+	AuditPseudonymKey []byte
 	// Concurrency (CONCURRENCY) is how many searches one replica prices at once.
 	Concurrency int
 	// MaxOffers (OFFERS_MAX) caps the offers in one answer, best first: a catalog of hundreds
@@ -67,17 +71,23 @@ type Config struct {
 func LoadConfig(getenv config.Getenv) (Config, error) {
 	r := config.NewReader(getenv)
 	c := Config{
-		CatalogFile:    r.String("CATALOG_FILE", ""),
-		CeilingsFile:   r.String("CEILINGS_FILE", ""),
-		AuditRetention: provision.ReadAuditRetention(r),
-		Concurrency:    r.Int("CONCURRENCY", 64, 1, 4096),
-		MaxOffers:      r.Int("OFFERS_MAX", 10, 1, 100),
-		HealthAddr:     r.Addr("HEALTH_ADDR", ""),
-		Links:          offerlink.ReadConfig(r),
-		NATS:           config.ReadNATS(r),
-		Log:            telemetry.ReadLogConfig(r),
+		CatalogFile:       r.String("CATALOG_FILE", ""),
+		CeilingsFile:      r.String("CEILINGS_FILE", ""),
+		AuditRetention:    provision.ReadAuditRetention(r),
+		AuditPseudonymKey: []byte(r.Secret("AUDIT_PSEUDONYM_KEY", "")),
+		Concurrency:       r.Int("CONCURRENCY", 64, 1, 4096),
+		MaxOffers:         r.Int("OFFERS_MAX", 10, 1, 100),
+		HealthAddr:        r.Addr("HEALTH_ADDR", ""),
+		Links:             offerlink.ReadConfig(r),
+		NATS:              config.ReadNATS(r),
+		Log:               telemetry.ReadLogConfig(r),
 	}
 	c.Links.RequireSealing(r)
+	if len(c.AuditPseudonymKey) < audit.MinKeyBytes {
+		r.Fail("AUDIT_PSEUDONYM_KEY", "required, at least %d bytes, not the phone-hash key (openssl rand -hex 32)", audit.MinKeyBytes)
+	} else if err := phone.CheckKey(c.AuditPseudonymKey); err != nil && !config.AllLoopback(c.NATS.URL, c.HealthAddr) {
+		r.Fail("AUDIT_PSEUDONYM_KEY", "refused beyond loopback (NATS_URL %s): %v", c.NATS.URL, err)
+	}
 	return c, r.Err()
 }
 
@@ -116,6 +126,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	links, err := cfg.Links.Sealer()
+	if err != nil {
+		return err
+	}
+	pseudonyms, err := audit.NewPseudonyms(cfg.AuditPseudonymKey)
 	if err != nil {
 		return err
 	}
@@ -188,7 +202,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return g.Wait()
 	})
 	grp.Go(func() error {
-		w := &audit.Writer{JS: deps.JS, Log: log}
+		w := &audit.Writer{JS: deps.JS, Log: log, Pseudonyms: pseudonyms}
 		if deps.Meter != nil {
 			m := deps.Meter.Meter(instrumentation)
 			batches, _ := m.Int64Counter("audit.batches", metric.WithDescription("Batches written to the audit trail"))

@@ -94,12 +94,18 @@ func testLinkKeys(t *testing.T) string {
 	return string(data)
 }
 
+// testAuditKey is the trail's pseudonym key in these tests.
+var testAuditKey = strings.Repeat("5a", 32)
+
 func startService(t *testing.T, js jetstream.JetStream, env map[string]string) *service {
 	t.Helper()
 	keys := testLinkKeys(t)
 	cfg, err := LoadConfig(func(k string) string {
-		if k == "LINK_KEYS" {
+		switch k {
+		case "LINK_KEYS":
 			return keys
+		case "AUDIT_PSEUDONYM_KEY":
+			return testAuditKey
 		}
 		return env[k]
 	})
@@ -443,7 +449,7 @@ func TestStartWithRefusedRevisions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			env := map[string]string{"LINK_KEYS": testLinkKeys(t)}
+			env := map[string]string{"LINK_KEYS": testLinkKeys(t), "AUDIT_PSEUDONYM_KEY": testAuditKey}
 			if tt.seed != "" {
 				env["CATALOG_FILE"] = t.TempDir() + "/seed.json"
 				writeFile(t, env["CATALOG_FILE"], tt.seed)

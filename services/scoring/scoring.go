@@ -53,8 +53,11 @@ type Config struct {
 	// TestPhones (TEST_PHONES) is a file of phones with fixed outcomes (pkg/testphones),
 	// decided from it instead of the pre-approvals. Empty: none.
 	TestPhones string
-	// PhoneHashKey (PHONE_HASH_KEY) hashes the export's phones the way the gateway does.
+	// PhoneHashKey (PHONE_HASH_KEY) hashes the seed's phones the way the gateway does.
 	PhoneHashKey []byte
+	// PhoneHashKeysOld (PHONE_HASH_KEYS_OLD) are the earlier keys, after a rotation: a
+	// snapshot made under one is still served, and test phones are known under each.
+	PhoneHashKeysOld [][]byte
 	// Concurrency (CONCURRENCY) is how many searches one replica scores at once.
 	Concurrency int
 	// HealthAddr (HEALTH_ADDR) serves /healthz and /readyz for the orchestrator; empty
@@ -77,10 +80,15 @@ func LoadConfig(getenv config.Getenv) (Config, error) {
 		NATS:             config.ReadNATS(r),
 		Log:              telemetry.ReadLogConfig(r),
 	}
+	local := allLoopback(c.NATS.URL) && (c.HealthAddr == "" || config.Loopback(c.HealthAddr))
 	if len(c.PhoneHashKey) < phone.MinKeyBytes {
 		r.Fail("PHONE_HASH_KEY", "required, at least %d bytes, the same as the gateway's", phone.MinKeyBytes)
-	} else if err := phone.CheckKey(c.PhoneHashKey); err != nil && !(allLoopback(c.NATS.URL) && (c.HealthAddr == "" || config.Loopback(c.HealthAddr))) {
+	} else if err := phone.CheckKey(c.PhoneHashKey); err != nil && !local {
 		r.Fail("PHONE_HASH_KEY", "refused beyond loopback (NATS_URL %s): %v", c.NATS.URL, err)
+	}
+	c.PhoneHashKeysOld = phone.ReadOldKeys(r, !local)
+	if _, err := phone.NewKeyring(c.PhoneHashKey, c.PhoneHashKeysOld...); err != nil && len(c.PhoneHashKey) >= phone.MinKeyBytes {
+		r.Fail("PHONE_HASH_KEYS_OLD", "%v", err)
 	}
 	return c, r.Err()
 }
@@ -112,7 +120,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if now == nil {
 		now = time.Now
 	}
-	hasher, err := phone.NewHasher(cfg.PhoneHashKey)
+	keys, err := phone.NewKeyring(cfg.PhoneHashKey, cfg.PhoneHashKeysOld...)
 	if err != nil {
 		return err
 	}
@@ -120,7 +128,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	tests, err := testphones.Load(cfg.TestPhones, hasher)
+	tests, err := loadTestPhones(cfg.TestPhones, keys)
 	if err != nil {
 		return err
 	}
@@ -131,7 +139,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	snaps := newSnapshots(deps.JS, hasher, seed, log)
+	snaps := newSnapshots(deps.JS, keys, seed, log)
 	var (
 		consumer atomic.Pointer[bus.Consumer[contracts.LoanRequested]]
 		policies atomic.Pointer[document.Source[*policy.Policy]]
@@ -205,24 +213,69 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return grp.Wait()
 }
 
+// testPhones are the test phones as hashed under each key scoring holds, by key id: a
+// request is matched under the key it names (or any, if it names none).
+type testPhones map[string]*testphones.Set
+
+func loadTestPhones(path string, keys *phone.Keyring) (testPhones, error) {
+	out := testPhones{}
+	for _, h := range append([]*phone.Hasher{keys.Current()}, keys.Old()...) {
+		set, err := testphones.Load(path, h)
+		if err != nil {
+			return nil, err
+		}
+		out[h.ID()] = set
+	}
+	return out, nil
+}
+
+func (t testPhones) lookup(req *contracts.LoanRequested) *testphones.Phone {
+	for id, set := range t {
+		if h, ok := req.HashUnder(id); ok {
+			if hash, err := phone.ParseHex(h); err == nil {
+				if tp := set.Lookup(hash); tp != nil {
+					return tp
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (t testPhones) Len() int {
+	for _, set := range t {
+		return set.Len()
+	}
+	return 0
+}
+
 type scorer struct {
 	snaps *snapshots
 	// policy is the credit policy in force, read once per search.
 	policy func() document.InForce[*policy.Policy]
-	tests  *testphones.Set
+	tests  testPhones
 	now    func() time.Time
 	store  *search.Store
 	pub    *bus.Publisher
 }
 
 func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error {
-	hash, err := phone.ParseHex(req.PhoneHash)
-	if err != nil {
-		return bus.Permanent(err)
-	}
 	snap := s.snaps.cur.Load() // one load: the whole search sees one snapshot
 	if snap == nil {
 		return errors.New("no pre-approval snapshot loaded") // unreachable: consuming waits for one
+	}
+	// The phone's hash under the key the snapshot is made with: during a rotation the
+	// request carries it under the earlier key too.
+	under, ok := req.HashUnder(snap.ix.Key().String())
+	if !ok {
+		// The gateway holds no key the snapshot is made with: the rotation's steps out of
+		// order. Tried again (a snapshot under its key may come), then a dead letter.
+		return fmt.Errorf("the search's phone is hashed under key %s, the pre-approval snapshot under %s: import under the gateway's key (docs/operating.md, \"Keys and their rotation\")",
+			req.PhoneKey, snap.ix.Key())
+	}
+	hash, err := phone.ParseHex(under)
+	if err != nil {
+		return bus.Permanent(err)
 	}
 	pol := s.policy() // and one policy
 	basis := &contracts.ScoreBasis{Snapshot: snap.content, Policy: pol.Revision}
@@ -232,7 +285,7 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 		rec      *preapproval.Record
 		decision contracts.Scored
 	)
-	if tp := s.tests.Lookup(hash); tp != nil {
+	if tp := s.tests.lookup(req); tp != nil {
 		span.SetAttributes(attribute.Bool("search.test", true))
 		var answer bool
 		decision, rec, answer, err = s.decideTest(ctx, pol.Value, tp, req)

@@ -44,10 +44,10 @@ type served struct {
 // seeding at once may each write the seed (the same content, which the others then do not
 // load again), but none can overwrite an operator's import.
 type snapshots struct {
-	js     jetstream.JetStream
-	hasher *phone.Hasher
-	seed   snapshotstore.Source
-	log    zerolog.Logger
+	js   jetstream.JetStream
+	keys *phone.Keyring // the seed is made with the current key; a snapshot with any is served
+	seed snapshotstore.Source
+	log  zerolog.Logger
 
 	cur   atomic.Pointer[served]
 	ready chan struct{} // closed once the first index is in place
@@ -57,8 +57,8 @@ type snapshots struct {
 	seeded  bool   // this process wrote the seed
 }
 
-func newSnapshots(js jetstream.JetStream, h *phone.Hasher, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
-	return &snapshots{js: js, hasher: h, seed: seed, log: log, ready: make(chan struct{})}
+func newSnapshots(js jetstream.JetStream, keys *phone.Keyring, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
+	return &snapshots{js: js, keys: keys, seed: seed, log: log, ready: make(chan struct{})}
 }
 
 // index is the index to score with; nil until the first snapshot is loaded.
@@ -211,7 +211,7 @@ func (l *loader) start(ctx context.Context, want *jetstream.ObjectInfo) {
 		defer stop()
 		defer tightenGC()()
 		start := time.Now()
-		ix, info, err := l.obs.Load(lctx, want.Name, l.s.hasher)
+		ix, info, err := l.obs.LoadAny(lctx, want.Name, l.s.keys)
 		l.done <- loaded{want: want, ix: ix, info: info, took: time.Since(start), err: err}
 	}()
 }
@@ -275,7 +275,7 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 		s.refused = snapshotstore.ContentID(info)
 		ev := s.log.Error().Err(err).Str("object", info.Name).Str("nuid", info.NUID).
 			Str("key_fingerprint", info.Metadata[snapshotstore.MetaKey]).
-			Str("our_key_fingerprint", preapproval.KeyFingerprint(s.hasher).String())
+			Str("our_key_fingerprint", s.keys.Current().ID())
 		if cur := s.cur.Load(); cur != nil {
 			ev = ev.Str("serving", cur.name).Str("serving_nuid", cur.nuid)
 		}
@@ -364,7 +364,7 @@ func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsSeedObject, s.seed, snapshotstore.Options{
-		Hasher: s.hasher,
+		Hasher: s.keys.Current(),
 		OnBadRow: func(e *preapproval.RowError) {
 			s.log.Warn().Str("source", s.seed.Name).Int("line", e.Line).Str("reason", e.Reason).Msg("pre-approval row skipped")
 		},

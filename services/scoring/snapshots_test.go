@@ -22,7 +22,11 @@ func TestSwapCollectsTheReplacedIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSnapshots(nil, h, demoSeed(), zerolog.Nop())
+	keys, err := phone.NewKeyring([]byte("scoring-internal-test-key-0123456789ab"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSnapshots(nil, keys, demoSeed(), zerolog.Nop())
 	first := put(t, s, h, "n1")
 	if first.Value() == nil {
 		t.Fatal("the index in use was collected")

@@ -96,7 +96,8 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 			}
 			_ = node.Terminate(30 * time.Second)
 		}
-		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
+		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys),
+			"AUDIT_PSEUDONYM_KEY": randomKey()}
 		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": env["NATS_URL"]}); err != nil {
 			s.stop()
 			return nil, err

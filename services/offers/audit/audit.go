@@ -48,6 +48,8 @@ const (
 type Writer struct {
 	JS  jetstream.JetStream
 	Log zerolog.Logger
+	// Pseudonyms replace each record's phone hash (required).
+	Pseudonyms *Pseudonyms
 	// Written, if set, is told how many searches each batch held once it is stored.
 	Written func(n int)
 }
@@ -71,6 +73,9 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 func (w *Writer) run(ctx context.Context) error {
+	if w.Pseudonyms == nil {
+		return errors.New("audit trail writer: no pseudonym key") // a bug: Run's caller sets it
+	}
 	// The stream and the consumer are the provisioner's; the writer binds and checks.
 	if err := provision.Check(ctx, w.JS, provision.Audit(provision.Settings{})); err != nil {
 		return err
@@ -161,7 +166,9 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 		id, record, ok := w.entry(m)
 		if ok {
 			if n == 0 {
-				batch = append(batch, `{"records":[`...)
+				batch = append(batch, `{"pseudonym_key":"`...)
+				batch = append(batch, w.Pseudonyms.ID()...)
+				batch = append(batch, `","records":[`...)
 			} else {
 				batch = append(batch, ',')
 			}
@@ -195,7 +202,7 @@ func (w *Writer) entry(m jetstream.Msg) (string, []byte, bool) {
 	if !searchIDPattern.MatchString(id) {
 		return "", nil, false
 	}
-	record, done, err := safeCopy(id, m.Data())
+	record, done, err := safeCopy(id, m.Data(), w.Pseudonyms)
 	if err != nil {
 		w.Log.Error().Err(err).Str("search_id", id).Msg("audit trail: a search record that does not parse is not kept")
 		return "", nil, false
@@ -205,30 +212,31 @@ func (w *Writer) entry(m jetstream.Msg) (string, []byte, bool) {
 
 // safeCopy is AuditCopy with a panic turned into an error: one odd record must never stop
 // every replica's trail (its message is redelivered without limit).
-func safeCopy(id string, data []byte) (out []byte, done bool, err error) {
+func safeCopy(id string, data []byte, p *Pseudonyms) (out []byte, done bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			out, done, err = nil, false, fmt.Errorf("audit copy panicked: %v", p)
 		}
 	}()
-	return AuditCopy(id, data)
+	return AuditCopy(id, data, p)
 }
 
 var searchIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // AuditCopy is the record of search id as the trail keeps it: without the request's
-// phone_masked and props (contracts.AuditRecord), and whether the search is done. For a
-// record of today's schema it cuts the two members out of the record's bytes, finding them
-// with a tokenizer that parses no value, so that the trail costs a fraction of decoding and
-// encoding every record; an older record (whose props stand elsewhere) is decoded and
-// written in today's schema.
-func AuditCopy(id string, data []byte) (_ []byte, done bool, _ error) {
+// phone_masked, props and phone_key (contracts.AuditRecord), its phone_hash replaced by its
+// pseudonym under p, and whether the search is done. For a record of today's schema it cuts
+// the three members out of the record's bytes and writes the pseudonym over the hash (the
+// same length), finding them with a tokenizer that parses no other value, so that the trail
+// costs a fraction of decoding and encoding every record; an older record (whose props stand
+// elsewhere) is decoded and written in today's schema.
+func AuditCopy(id string, data []byte, p *Pseudonyms) (_ []byte, done bool, _ error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return nil, false, fmt.Errorf("a record is a JSON object: %v", err)
 	}
 	var cuts [][2]int64
-	schema := int64(-1)
+	schema, hashAt := int64(-1), int64(-1)
 	for dec.PeekKind() == '"' {
 		name, err := dec.ReadToken()
 		if err != nil {
@@ -258,10 +266,19 @@ func AuditCopy(id string, data []byte) (_ []byte, done bool, _ error) {
 					return nil, false, err
 				}
 				k := key.String() // before the next call voids the token
+				if k == "phone_hash" {
+					tok, err := dec.ReadToken()
+					end := dec.InputOffset()
+					if err != nil || tok.Kind() != '"' || end < 66 || data[end-66] != '"' || !isHash(data[end-65:end-1]) {
+						return nil, false, fmt.Errorf("a record's phone_hash is 64 hex digits: %v", err)
+					}
+					hashAt = end - 65
+					continue
+				}
 				if err := dec.SkipValue(); err != nil {
 					return nil, false, err
 				}
-				if k == "phone_masked" || k == "props" {
+				if k == "phone_masked" || k == "props" || k == "phone_key" {
 					end := dec.InputOffset()
 					if start == open && end < int64(len(data)) && data[end] == ',' {
 						end++ // the first member: its comma follows it
@@ -293,16 +310,42 @@ func AuditCopy(id string, data []byte) (_ []byte, done bool, _ error) {
 		if err != nil {
 			return nil, false, err
 		}
-		out, err := contracts.EncodeSearch(contracts.AuditRecord(rec))
+		kept := contracts.AuditRecord(rec)
+		pseudonym := make([]byte, 64)
+		p.Of(pseudonym, []byte(kept.Request.PhoneHash))
+		kept.Request.PhoneHash = string(pseudonym)
+		out, err := contracts.EncodeSearch(kept)
 		return out, rec.Status() == contracts.Done, err
 	}
+	if hashAt < 0 {
+		return nil, false, errors.New("a record's request has no phone_hash")
+	}
 	out := make([]byte, 0, len(data))
-	var at int64
+	var at, pseudonymAt int64
 	for _, c := range cuts {
 		out = append(out, data[at:c[0]]...)
+		if c[0] <= hashAt {
+			pseudonymAt += c[1] - c[0] // the hash moves left by what is cut before it
+		}
 		at = c[1]
 	}
-	return append(out, data[at:]...), done, nil
+	out = append(out, data[at:]...)
+	pseudonymAt = hashAt - pseudonymAt
+	p.Of(out[pseudonymAt:pseudonymAt+64], data[hashAt:hashAt+64])
+	return out, done, nil
+}
+
+// isHash reports whether b is 64 lowercase hex digits.
+func isHash(b []byte) bool {
+	if len(b) != 64 {
+		return false
+	}
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrNotFound is Find's answer for a search the trail does not hold.

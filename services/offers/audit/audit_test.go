@@ -3,6 +3,9 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	jsonv2 "github.com/go-json-experiment/json"
@@ -71,7 +74,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 
 	var written atomic.Int64
 	run := func(ctx context.Context) {
-		w := &Writer{JS: js, Log: zerolog.Nop(),
+		w := &Writer{JS: js, Log: zerolog.Nop(), Pseudonyms: testPseudonyms,
 			Written: func(k int) { written.Add(int64(k)) }}
 		go func() { _ = w.Run(ctx) }()
 	}
@@ -137,9 +140,15 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 		if strings.Contains(string(m.Data()), "******5040") || strings.Contains(string(m.Data()), "yandex-private") {
 			t.Fatalf("a batch keeps the masked phone or the props: %.300s", m.Data())
 		}
+		if strings.Contains(string(m.Data()), strings.Repeat("ab", 32)) || strings.Contains(string(m.Data()), "phone_key") {
+			t.Fatalf("a batch keeps the phone's hash or its key's name: %.300s", m.Data())
+		}
 		b, err := contracts.DecodeAuditBatch(m.Data())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if b.PseudonymKey != testPseudonyms.ID() {
+			t.Fatalf("a batch names pseudonym key %q, want %q", b.PseudonymKey, testPseudonyms.ID())
 		}
 		for _, e := range b.Records {
 			seen[e.SearchID]++
@@ -158,7 +167,7 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Basis == nil || rec.Basis.Catalog != n || rec.Request.PhoneHash != strings.Repeat("ab", 32) || rec.Request.PhoneMasked != "" {
+	if rec.Basis == nil || rec.Basis.Catalog != n || rec.Request.PhoneHash != pseudonym(strings.Repeat("ab", 32)) || rec.Request.PhoneMasked != "" {
 		t.Errorf("found %+v (basis %+v)", rec.Request, rec.Basis)
 	}
 	if batches < 2 {
@@ -219,7 +228,7 @@ func TestAuditCopy(t *testing.T) {
 			if tt.data == nil {
 				tt.data = encode(tt.rec)
 			}
-			got, isDone, err := AuditCopy(testID, tt.data)
+			got, isDone, err := AuditCopy(testID, tt.data, testPseudonyms)
 			if err != nil || isDone != tt.done {
 				t.Fatalf("AuditCopy = done %v, %v; want %v", isDone, err, tt.done)
 			}
@@ -230,22 +239,62 @@ func TestAuditCopy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", got, err)
 			}
+			if back.Request.PhoneHash != pseudonym(strings.Repeat("ab", 32)) || back.Request.PhoneKey != "" {
+				t.Fatalf("the trail keeps phone_hash %s, key %q: not the pseudonym", back.Request.PhoneHash, back.Request.PhoneKey)
+			}
 			if tt.rec != nil {
 				want := contracts.AuditRecord(tt.rec)
+				want.Request.PhoneHash = pseudonym(want.Request.PhoneHash)
 				if !bytes.Equal(encode(back), encode(want)) {
 					t.Errorf("kept\n%s\nwant\n%s", encode(back), encode(want))
 				}
 			}
 		})
 	}
-	for _, bad := range []string{``, `[]`, `{"request": 1}`, `{"request": {"phone_masked": }`} {
-		if _, _, err := AuditCopy(testID, []byte(bad)); err == nil {
+	for _, bad := range []string{``, `[]`, `{"request": 1}`, `{"request": {"phone_masked": }`,
+		`{"schema":2,"request":{"phone_hash":"short","product_type":"loan"}}`, `{"schema":2,"request":{"product_type":"loan"}}`} {
+		if _, _, err := AuditCopy(testID, []byte(bad), testPseudonyms); err == nil {
 			t.Errorf("AuditCopy(%q) = nil error", bad)
 		}
 	}
 }
 
 const testID = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
+
+var testPseudonyms = func() *Pseudonyms {
+	p, err := NewPseudonyms([]byte(strings.Repeat("7e", 32)))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+// pseudonym is the trail's pseudonym of a phone hash, computed apart from the writer.
+func pseudonym(phoneHash string) string {
+	m := hmac.New(sha256.New, []byte(strings.Repeat("7e", 32)))
+	m.Write([]byte(phoneHash))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// A pseudonym is the hash's under the trail's own key: the same for the same phone, another
+// under another key, and never the hash itself.
+func TestPseudonyms(t *testing.T) {
+	other, _ := NewPseudonyms([]byte(strings.Repeat("8f", 32)))
+	h := strings.Repeat("ab", 32)
+	a, b, c := make([]byte, 64), make([]byte, 64), make([]byte, 64)
+	testPseudonyms.Of(a, []byte(h))
+	testPseudonyms.Of(b, []byte(h))
+	other.Of(c, []byte(h))
+	if string(a) != string(b) || string(a) == string(c) || string(a) == h || string(a) != pseudonym(h) {
+		t.Errorf("pseudonyms %s %s %s of %s", a, b, c, h)
+	}
+	if testPseudonyms.ID() == other.ID() || len(testPseudonyms.ID()) != 16 {
+		t.Errorf("key ids %q %q", testPseudonyms.ID(), other.ID())
+	}
+	if _, err := NewPseudonyms([]byte("short")); err == nil {
+		t.Error("a short key accepted")
+	}
+}
 
 // The two members side by side, the masked phone first: both cut, one comma kept right
 // (found by review: the second cut began inside the first and the copy panicked).
@@ -255,13 +304,16 @@ func TestAuditCopyAdjacentMembers(t *testing.T) {
 		`{"props":["x"],"phone_masked":"+7******5040","phone_hash":"` + strings.Repeat("ab", 32) + `","product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
 		`{"phone_hash":"` + strings.Repeat("ab", 32) + `","phone_masked":"+7******5040","props":["x"],"product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
 		`{"phone_hash":"` + strings.Repeat("ab", 32) + `","product_type":"loan","requested_at":"2026-12-01T10:00:00Z","phone_masked":"+7******5040","props":["x"]}`,
+		`{"phone_masked":"+7******5040","phone_key":"0123456789abcdef","phone_hash":"` + strings.Repeat("ab", 32) + `","props":["x"],"product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
+		`{"phone_hash":"` + strings.Repeat("ab", 32) + `","phone_key":"0123456789abcdef","phone_masked":"+7******5040","product_type":"loan","requested_at":"2026-12-01T10:00:00Z"}`,
 	} {
 		data := []byte(`{"schema":2,"request":` + req + `,"done_at":"2026-12-01T10:00:01Z"}`)
-		got, done, err := safeCopy(testID, data)
-		if err != nil || !done || strings.Contains(string(got), "******5040") || strings.Contains(string(got), `"props"`) {
+		got, done, err := safeCopy(testID, data, testPseudonyms)
+		if err != nil || !done || strings.Contains(string(got), "******5040") || strings.Contains(string(got), `"props"`) ||
+			strings.Contains(string(got), "phone_key") {
 			t.Fatalf("AuditCopy(%s) = %s, %v, %v", data, got, done, err)
 		}
-		if _, err := contracts.DecodeSearch(testID, got); err != nil {
+		if rec, err := contracts.DecodeSearch(testID, got); err != nil || rec.Request.PhoneHash != pseudonym(strings.Repeat("ab", 32)) {
 			t.Errorf("%s: %v", got, err)
 		}
 	}
@@ -274,9 +326,12 @@ func TestAuditCopyOfASchema1Record(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, done, err := AuditCopy(testID, data)
+	got, done, err := AuditCopy(testID, data, testPseudonyms)
 	if err != nil || !done {
 		t.Fatal(done, err)
+	}
+	if orig, _ := contracts.DecodeSearch(testID, data); strings.Contains(string(got), orig.Request.PhoneHash) {
+		t.Errorf("the phone's hash kept: %s", got)
 	}
 	if strings.Contains(string(got), `"props"`) || strings.Contains(string(got), "phone_masked\":\"+") {
 		t.Errorf("kept: %s", got)

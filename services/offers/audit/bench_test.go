@@ -98,7 +98,7 @@ func BenchmarkAuditTrail(b *testing.B) {
 	var batches atomic.Int64
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w := &Writer{JS: js, Log: zerolog.Nop(),
+	w := &Writer{JS: js, Log: zerolog.Nop(), Pseudonyms: testPseudonyms,
 		Written: func(n int) { written.Add(int64(n)); batches.Add(1) }}
 	go func() { _ = w.Run(wctx) }()
 	for written.Load() < int64(b.N) {

@@ -102,21 +102,9 @@ type Fingerprint [8]byte
 // String returns the fingerprint as hex, for logs.
 func (f Fingerprint) String() string { return hex.EncodeToString(f[:]) }
 
-// fingerprintProbe is the number KeyFingerprint hashes. No Russian subscriber number starts
-// with 0, so the probe's hash is never the key of a real client.
-const fingerprintProbe = "+70000000000"
-
-// KeyFingerprint returns the first 8 bytes of h's hash of the reserved number +7 000 000-00-00.
-// Two hashers share a fingerprint only if they (almost surely) share the key. Going through
-// Sum keeps pkg/phone unchanged: the Hasher exposes nothing else of its key.
+// KeyFingerprint is h's ID (phone.Hasher.ID) as a snapshot's header keeps it.
 func KeyFingerprint(h *phone.Hasher) Fingerprint {
-	n, err := phone.Parse(fingerprintProbe)
-	if err != nil {
-		// Unreachable: the probe is a well-formed number, and TestKeyFingerprint proves it.
-		return Fingerprint{}
-	}
-	sum := h.Sum(n)
 	var f Fingerprint
-	copy(f[:], sum[:])
+	_, _ = hex.Decode(f[:], []byte(h.ID())) // 16 hex digits: cannot fail
 	return f
 }

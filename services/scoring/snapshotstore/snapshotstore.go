@@ -354,13 +354,29 @@ func ContentID(info *jetstream.ObjectInfo) string {
 // interrupts a download whose chunks an import has just purged. Reading this way also
 // bounds the chunks buffered in the client (loadBuffer).
 func (s *Store) Load(ctx context.Context, name string, h *phone.Hasher) (*preapproval.Index, *jetstream.ObjectInfo, error) {
+	return s.load(ctx, name, func(ix *preapproval.Index) error { return ix.CheckKey(h) })
+}
+
+// LoadAny is Load of a snapshot made with any key of keys: after a rotation of the
+// phone-hash key, one made with the earlier key is still served until the import under the
+// new one replaces it (scoring looks each phone up by its hash under the snapshot's key).
+func (s *Store) LoadAny(ctx context.Context, name string, keys *phone.Keyring) (*preapproval.Index, *jetstream.ObjectInfo, error) {
+	return s.load(ctx, name, func(ix *preapproval.Index) error {
+		if keys.ByID(ix.Key().String()) == nil {
+			return fmt.Errorf("%w: snapshot key %s, ours %s and %d earlier", preapproval.ErrKeyMismatch, ix.Key(), keys.Current().ID(), len(keys.Old()))
+		}
+		return nil
+	})
+}
+
+func (s *Store) load(ctx context.Context, name string, check func(*preapproval.Index) error) (*preapproval.Index, *jetstream.ObjectInfo, error) {
 	info, err := s.GetInfo(ctx, name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("get object %s: %w", name, err)
 	}
 	ix, err := s.read(ctx, info)
 	if err == nil {
-		err = ix.CheckKey(h)
+		err = check(ix)
 	}
 	if err != nil {
 		return nil, info, fmt.Errorf("object %s (nuid %s): %w", name, info.NUID, err)

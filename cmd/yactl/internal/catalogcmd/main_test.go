@@ -202,8 +202,11 @@ func TestPutReachesRunningOffersService(t *testing.T) {
 	}
 	keys, _ := offerlink.NewKeySet(key).Marshal()
 	cfg, err := offers.LoadConfig(func(k string) string {
-		if k == "LINK_KEYS" {
+		switch k {
+		case "LINK_KEYS":
 			return string(keys)
+		case "AUDIT_PSEUDONYM_KEY":
+			return strings.Repeat("3c", 32)
 		}
 		return ""
 	})

@@ -15,6 +15,10 @@ if ! exists phone-hash; then
 	v=$(rand)
 	kubectl -n "$ns" create secret generic phone-hash --from-literal=PHONE_HASH_KEY="$v" >/dev/null
 fi
+if ! exists audit-pseudonym; then
+	v=$(rand)
+	kubectl -n "$ns" create secret generic audit-pseudonym --from-literal=AUDIT_PSEUDONYM_KEY="$v" >/dev/null
+fi
 if ! exists link-keys; then
 	keys=$(go run ./cmd/yactl links keygen "dev-$(date +%Y%m)")
 	kubectl -n "$ns" create secret generic link-keys --from-literal=keys.json="$keys" >/dev/null
