@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -471,5 +472,43 @@ func TestRequestKeys(t *testing.T) {
 		if _, err := NewLoanRequested(bad); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The written-out shapes accept and refuse what the regular expressions they replace did.
+func TestShapesAsTheRegularExpressions(t *testing.T) {
+	for _, tc := range []struct {
+		re    *regexp.Regexp
+		shape func(string) bool
+		in    []string
+	}{
+		{regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`), searchIDPattern.MatchString,
+			[]string{goldenID, strings.ToUpper(goldenID), goldenID + "0", goldenID[:35], strings.ReplaceAll(goldenID, "-", "_"),
+				"e2b4948b-7d8a-4eec-875c-b1c11d7d837g", "e2b4948b7d8a-4eec-875c-b1c11d7d83722", "", "e2b4948b-7d8a-4eec-875c-b1c11d7d837\n"}},
+		{regexp.MustCompile(`^[0-9a-f]{64}$`), phoneHashPattern.MatchString,
+			[]string{strings.Repeat("ab", 32), strings.Repeat("AB", 32), strings.Repeat("ab", 31), strings.Repeat("ab", 32) + "a", strings.Repeat("g", 64), ""}},
+		{regexp.MustCompile(`^[0-9a-f]{16}$`), phoneKeyPattern.MatchString,
+			[]string{"0123456789abcdef", "0123456789abcde", "0123456789abcdeF", "0123456789abcdef0", ""}},
+	} {
+		for _, s := range tc.in {
+			if got, want := tc.shape(s), tc.re.MatchString(s); got != want {
+				t.Errorf("%q: %v, the expression %s says %v", s, got, tc.re, want)
+			}
+		}
+	}
+}
+
+// A link reference holds its alphabet's characters and nothing else, a byte at a time.
+func TestRefAlphabet(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"k2026-12~AbC_d-e.f": true, refAlphabet: true, "": false, "a b": false, `a"b`: false,
+		"é": false, "a\x00": false, "a/b": false, "a+b": false, "a=": false, "\xff": false,
+	} {
+		if got := ref != "" && inRefAlphabet(ref); got != ok {
+			t.Errorf("%q: accepted %v, want %v", ref, got, ok)
+		}
+	}
+	if err := checkRefs(nil, []string{"a b"}); err == nil || !strings.Contains(err.Error(), "is not one") {
+		t.Errorf("a reference outside the alphabet: %v", err)
 	}
 }

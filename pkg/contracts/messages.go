@@ -3,7 +3,6 @@ package contracts
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -47,11 +46,40 @@ type LoanRequested struct {
 	Test bool `json:"test,omitzero"`
 }
 
+// The shapes every request is checked for, written out rather than as regular expressions:
+// a request is validated by each service it passes, and the regexp engine cost 15 µs a
+// search of the standalone's CPU profile (BenchmarkSearch, 7 December 2026).
 var (
-	searchIDPattern  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	phoneHashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	phoneKeyPattern  = regexp.MustCompile(`^[0-9a-f]{16}$`)
+	searchIDPattern  = pattern(isSearchID) // a lowercase hyphenated UUID
+	phoneHashPattern = pattern(hexOf(64))  // a hex HMAC-SHA256
+	phoneKeyPattern  = pattern(hexOf(16))  // a key id
 )
+
+// pattern is a shape with regexp's MatchString.
+type pattern func(string) bool
+
+func (p pattern) MatchString(s string) bool { return p(s) }
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func hexOf(n int) func(string) bool {
+	return func(s string) bool { return len(s) == n && isLowerHex(s) }
+}
+
+// isSearchID: 8-4-4-4-12 lowercase hex digits.
+func isSearchID(s string) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
+	}
+	return isLowerHex(s[:8]) && isLowerHex(s[9:13]) && isLowerHex(s[14:18]) && isLowerHex(s[19:23]) && isLowerHex(s[24:])
+}
 
 // MaxEarlierHashes is the most earlier keys a request carries hashes under (phone.MaxOldKeys).
 const MaxEarlierHashes = 2
