@@ -39,15 +39,23 @@ func Used(bytes uint64, maxBytes int64) float64 {
 func Full(used float64) bool { return used >= ShedAt }
 
 // IsFull says whether err is a stream refusing a write because it holds its max_bytes (or
-// another of its limits: discard new).
+// another of its limits: discard new), or a server refusing it because its file store is
+// at max_file_store.
 func IsFull(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed &&
-		slices.Contains(limitErrors, apiErr.Description)
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == errCodeStreamStoreFailed && slices.Contains(limitErrors, apiErr.Description) ||
+		apiErr.ErrorCode == errCodeInsufficientResources
 }
 
-// errCodeStreamStoreFailed is nats-server's JSStreamStoreFailedF, which nats.go does not name.
-const errCodeStreamStoreFailed jetstream.ErrorCode = 10077
+// nats-server's JSStreamStoreFailedF and JSInsufficientResourcesErr, which nats.go does not
+// name.
+const (
+	errCodeStreamStoreFailed     jetstream.ErrorCode = 10077
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
 
 // limitErrors are the descriptions nats-server gives a write a limit refused.
 var limitErrors = []string{"maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject exceeded"}
@@ -72,8 +80,14 @@ func StreamInfo(js jetstream.JetStream, name string) Info {
 type Gauge struct {
 	Stream string
 	used   atomic.Uint64 // math.Float64bits of the share used
+	readAt atomic.Int64  // when the stream was last read, in Unix nanoseconds; 0: never
 	read   Info
 }
+
+// Stale is how old a reading may be and still be reported: past it the metric goes absent
+// (the StoreFillUnknown alert), rather than stand at its last value, or at 0 if the stream
+// was never read (a permission not rolled out, say).
+const Stale = time.Minute
 
 // New returns a Gauge of stream, read with read.
 func New(stream string, read Info) *Gauge { return &Gauge{Stream: stream, read: read} }
@@ -101,7 +115,14 @@ func (g *Gauge) Poll(ctx context.Context) error {
 		return err
 	}
 	g.used.Store(math.Float64bits(Used(info.State.Bytes, info.Config.MaxBytes)))
+	g.readAt.Store(time.Now().UnixNano())
 	return nil
+}
+
+// Fresh says whether the stream was read within Stale.
+func (g *Gauge) Fresh() bool {
+	at := g.readAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < Stale
 }
 
 // ReportInterval is how often a stream followed only for its metric is read.
@@ -125,13 +146,16 @@ func (g *Gauge) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Register reports the gauges as credits.store.used_ratio{stream}: the share of each
-// stream's max_bytes in use, which the StoreFilling alert watches.
+// stream's max_bytes in use, which the StoreFilling alert watches; a gauge not read within
+// Stale is not reported.
 func Register(meter metric.Meter, gauges ...*Gauge) error {
 	_, err := meter.Float64ObservableGauge("credits.store.used_ratio",
 		metric.WithDescription("Share of a stream's max_bytes in use; new work is refused from 0.9"),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
 			for _, g := range gauges {
-				o.Observe(g.Used(), metric.WithAttributes(attribute.String("stream", g.Stream)))
+				if g.Fresh() {
+					o.Observe(g.Used(), metric.WithAttributes(attribute.String("stream", g.Stream)))
+				}
 			}
 			return nil
 		}))

@@ -43,7 +43,10 @@ func TestGaugeAndIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := capacity.New("S", capacity.StreamInfo(js, "S"))
-	if err := g.Poll(ctx); err != nil || g.Used() != 0 || g.Full() {
+	if g.Fresh() {
+		t.Fatal("a gauge never read is fresh")
+	}
+	if err := g.Poll(ctx); err != nil || g.Used() != 0 || g.Full() || !g.Fresh() {
 		t.Fatalf("empty: used %v, %v", g.Used(), err)
 	}
 	var err error

@@ -213,21 +213,28 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 	return want
 }
 
-// longer is the longer of two age limits, zero being forever.
-// bound is the max_bytes a pass sets: the plan's, except that a pass never lowers a bound
-// under what the stream keeps, nor so near it that the gateway would shed at once
+// bound is the max_bytes a pass sets: the plan's, except that a pass never bounds or lowers
+// a stream under what it keeps, nor so near it that the gateway would shed at once
 // (JetStream drops the oldest messages to fit a lowered bound, whatever the discard
-// policy), and never lowers the bound of a stream it never shortens. Those are an
-// administrator's acts (docs/operating.md, "Storage"); meanwhile the services' checks
+// policy), and never lowers an existing bound of a stream it never shortens (the audit
+// trail, the conversions: their room is an administrator's decision). A stream with no
+// bound yet, an upgraded one, is bounded when it keeps less than that. Anything left is
+// an administrator's act (docs/operating.md, "Storage"); meanwhile the services' checks
 // name the difference as drift.
 func bound(cur jetstream.StreamInfo, want jetstream.StreamConfig, neverShorten bool) int64 {
 	lowers := want.MaxBytes > 0 && (cur.Config.MaxBytes <= 0 || want.MaxBytes < cur.Config.MaxBytes)
-	if lowers && (neverShorten || capacity.Full(capacity.Used(cur.State.Bytes, want.MaxBytes))) {
+	switch {
+	case !lowers:
+		return want.MaxBytes
+	case capacity.Full(capacity.Used(cur.State.Bytes, want.MaxBytes)):
+		return cur.Config.MaxBytes
+	case neverShorten && cur.Config.MaxBytes > 0:
 		return cur.Config.MaxBytes
 	}
 	return want.MaxBytes
 }
 
+// longer is the longer of two age limits, zero being forever.
 func longer(a, b time.Duration) time.Duration {
 	if a == 0 || b == 0 {
 		return 0

@@ -340,3 +340,45 @@ func TestApplyNeverLowersABoundUnderWhatIsKept(t *testing.T) {
 		t.Errorf("a pass dropped searches: %d kept of 100", st.CachedInfo().State.Msgs)
 	}
 }
+
+// An audit trail made before bounds (an upgrade) is bounded by a pass when it keeps well
+// under the bound, and left alone, named as drift, when it keeps more: a bound under what it
+// keeps would delete decisions at once.
+func TestApplyBoundsAnUpgradedTrailWithRoom(t *testing.T) {
+	for _, tc := range []struct {
+		what    string
+		bound   int64
+		bounded bool
+	}{
+		{"room to spare", 64 << 20, true},
+		{"keeping more than the bound allows", 512 << 10, false},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+			ctx := natstest.Context(t, 30*time.Second)
+			s := provision.Defaults(1)
+			old := provision.Audit(s).Stream
+			old.MaxBytes = -1
+			if _, err := js.CreateStream(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			for range 120 { // 480KiB kept
+				if _, err := js.Publish(ctx, contracts.SubjectAudit, make([]byte, 4<<10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.AuditMaxBytes = tc.bound
+			if _, err := provision.Apply(ctx, js, provision.Plan(s)); err != nil {
+				t.Fatal(err)
+			}
+			st, err := js.Stream(ctx, contracts.StreamAudit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := st.CachedInfo()
+			if got := info.Config.MaxBytes == tc.bound; got != tc.bounded || info.State.Msgs != 120 {
+				t.Errorf("max_bytes %d (bound %d), %d of 120 batches kept", info.Config.MaxBytes, tc.bound, info.State.Msgs)
+			}
+		})
+	}
+}

@@ -76,7 +76,7 @@ func (s *snapshots) describe(context.Context) (string, error) {
 	if c == nil {
 		return "", errors.New("no pre-approval snapshot loaded yet")
 	}
-	return fmt.Sprintf("%s (content %s), %d entries, stored %s ago", c.name, c.content, c.ix.Len(),
+	return fmt.Sprintf("%s (content %s, key %s), %d entries, stored %s ago", c.name, c.content, c.ix.Key(), c.ix.Len(),
 		time.Since(c.stored).Round(time.Second)), nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,14 +97,18 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 			}
 			_ = node.Terminate(30 * time.Second)
 		}
-		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys),
-			"AUDIT_PSEUDONYM_KEY": randomKey()}
+		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
+		auditKey := randomKey() // offers' alone, as deployed
 		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": env["NATS_URL"]}); err != nil {
 			s.stop()
 			return nil, err
 		}
 		for _, program := range []string{"gateway", "scoring", "offers"} {
-			svc, err := topology.NewService(bin, run, program, program, env)
+			penv := maps.Clone(env)
+			if program == "offers" {
+				penv["AUDIT_PSEUDONYM_KEY"] = auditKey
+			}
+			svc, err := topology.NewService(bin, run, program, program, penv)
 			if err != nil {
 				s.stop()
 				return nil, err

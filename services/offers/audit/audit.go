@@ -269,7 +269,7 @@ func AuditCopy(id string, data []byte, p *Pseudonyms) (_ []byte, done bool, _ er
 				if k == "phone_hash" {
 					tok, err := dec.ReadToken()
 					end := dec.InputOffset()
-					if err != nil || tok.Kind() != '"' || end < 66 || data[end-66] != '"' || !isHash(data[end-65:end-1]) {
+					if err != nil || tok.Kind() != '"' || len(tok.String()) != 64 || end < 66 || data[end-66] != '"' || !isHash(data[end-65:end-1]) {
 						return nil, false, fmt.Errorf("a record's phone_hash is 64 hex digits: %v", err)
 					}
 					hashAt = end - 65
@@ -311,6 +311,9 @@ func AuditCopy(id string, data []byte, p *Pseudonyms) (_ []byte, done bool, _ er
 			return nil, false, err
 		}
 		kept := contracts.AuditRecord(rec)
+		if !isHash([]byte(kept.Request.PhoneHash)) {
+			return nil, false, errors.New("a record's phone_hash is not 64 hex digits")
+		}
 		pseudonym := make([]byte, 64)
 		p.Of(pseudonym, []byte(kept.Request.PhoneHash))
 		kept.Request.PhoneHash = string(pseudonym)
