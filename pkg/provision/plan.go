@@ -306,9 +306,12 @@ func Audit(s Settings) Item {
 		MaxBytes:    s.AuditMaxBytes,
 		Duplicates:  2 * time.Minute,
 		Replicas:    s.Replicas,
-		// A year of decisions is large (docs/guarantees.md); batches of similar records
-		// compress well, and a compressed message costs the server no more memory.
-		Compression: jetstream.S2Compression,
+		// Not compressed: the bound (max_bytes, and each server's max_file_store) counts a
+		// message's bytes before compression, so compressing fits no more decisions in the
+		// room provisioned for them; and each new block made nats-server read the last one
+		// back and write it again compressed, a read of tens of milliseconds that held the
+		// searches' synced writes behind it (docs/performance.md).
+		Compression: jetstream.NoCompression,
 		DenyDelete:  true,
 		DenyPurge:   true,
 	}, NeverShorten: true, ageKnown: s.AuditRetention > 0}
