@@ -80,6 +80,15 @@ var Flows = []Flow{
 	{From: "nats", To: "internet", Port: 443},
 	{From: "jaeger", To: "internet", Port: 443},
 
+	// The pre-approval import (a CronJob) reaches NATS and DNS, and nothing else: it holds the
+	// phone-hash key.
+	{From: "preapprovals-import", To: "nats", Port: 4222, Allowed: true},
+	{From: "preapprovals-import", To: "kube-dns", Port: 53, Protocol: corev1.ProtocolUDP, Allowed: true},
+	{From: "preapprovals-import", To: "internet", Port: 443},
+	{From: "preapprovals-import", To: "jaeger", Port: 4318},
+	{From: "preapprovals-import", To: "gateway", Port: 8081},
+	{From: "preapprovals-import", To: "nats", Port: 6222},
+
 	{From: "gateway", To: "kube-dns", Port: 53, Protocol: corev1.ProtocolUDP, Allowed: true},
 	{From: "scoring", To: "kube-dns", Port: 53, Protocol: corev1.ProtocolUDP, Allowed: true},
 	{From: "offers", To: "kube-dns", Port: 53, Protocol: corev1.ProtocolUDP, Allowed: true},
@@ -113,7 +122,8 @@ var Flows = []Flow{
 	{From: "prometheus", To: "conversions", Port: 8090},
 }
 
-// Endpoints returns the overlay's pods (one per workload) and the outside endpoints.
+// Endpoints returns the overlay's pods (one per workload and per CronJob) and the outside
+// endpoints.
 func (c *Cluster) Endpoints() []Endpoint {
 	nsLabels := map[string]string{"kubernetes.io/metadata.name": c.Namespace}
 	for _, ns := range c.Namespaces {
@@ -122,7 +132,7 @@ func (c *Cluster) Endpoints() []Endpoint {
 		}
 	}
 	var out []Endpoint
-	for _, w := range c.Workloads {
+	for _, w := range slices.Concat(c.Workloads, c.jobPods) {
 		e := Endpoint{Name: w.Name, Namespace: c.Namespace, NSLabels: nsLabels, Labels: w.Template.Labels}
 		for _, ctr := range w.Template.Spec.Containers {
 			e.Ports = append(e.Ports, ctr.Ports...)

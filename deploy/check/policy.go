@@ -808,14 +808,22 @@ func (c *Cluster) checkNATSTLS(ss *appsv1.StatefulSet, opts *server.Options, cer
 	if clientTLS != routeTLS {
 		f.add("StatefulSet nats: TLS for clients is %v, for routes %v: both or neither", clientTLS, routeTLS)
 	}
-	for _, sc := range c.ServiceContainers() {
-		env := c.ContainerEnv(sc.Container).Values
+	// Every container that dials NATS: the services' and a job's (the pre-approval import).
+	for w, ctr := range c.containers {
+		env := c.ContainerEnv(ctr).Values
 		url, ca := env["NATS_URL"], env["NATS_CA_FILE"]
+		if _, dials := env["NATS_URL"]; !dials || w.Name == NATSName {
+			continue
+		}
+		name := ctr.Name
+		if w.Kind == "CronJob" {
+			name = "CronJob " + w.Name
+		}
 		switch {
 		case clientTLS && (!strings.HasPrefix(url, "tls://") || ca == ""):
-			f.add("%s: NATS_URL %q and NATS_CA_FILE %q: the servers speak TLS, the service must dial tls:// and trust their CA", sc.Service.Name, url, ca)
+			f.add("%s: NATS_URL %q and NATS_CA_FILE %q: the servers speak TLS, the service must dial tls:// and trust their CA", name, url, ca)
 		case !clientTLS && (strings.HasPrefix(url, "tls://") || ca != ""):
-			f.add("%s: NATS_URL %q, NATS_CA_FILE %q: TLS the servers do not offer", sc.Service.Name, url, ca)
+			f.add("%s: NATS_URL %q, NATS_CA_FILE %q: TLS the servers do not offer", name, url, ca)
 		case clientTLS:
 			host := strings.TrimPrefix(url, "tls://")
 			if h, _, err := net.SplitHostPort(host); err == nil {
@@ -823,7 +831,7 @@ func (c *Cluster) checkNATSTLS(ss *appsv1.StatefulSet, opts *server.Options, cer
 			}
 			for _, secret := range slices.Compact(slices.Sorted(slices.Values(certSecrets))) {
 				if crt := c.certificateFor(secret); crt != nil && !slices.Contains(crt.Spec.DNSNames, host) {
-					f.add("%s: dials %s, which Certificate %s (dnsNames %v) does not name", sc.Service.Name, host, crt.Name, crt.Spec.DNSNames)
+					f.add("%s: dials %s, which Certificate %s (dnsNames %v) does not name", name, host, crt.Name, crt.Spec.DNSNames)
 				}
 			}
 		}

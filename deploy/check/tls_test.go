@@ -42,6 +42,9 @@ func TestProdNATSTLS(t *testing.T) {
 			"does not name the routes' hosts"},
 		{"key file not mounted", replaceIn(prodKust, "mountPath: /etc/nats-tls", "mountPath: /etc/nats-certs"),
 			"is not a key of a Secret mounted"},
+		{"the import job dialling in plain text", replaceIn(prodKust, "      # The base mounts the export: these append.\n",
+			"      # The base mounts the export: these append.\n      - op: add\n        path: /spec/jobTemplate/spec/template/spec/containers/0/env/-\n"+
+				"        value: {name: NATS_URL, value: nats://nats:4222}\n"), "CronJob preapprovals-import: NATS_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

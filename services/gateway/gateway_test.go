@@ -797,19 +797,28 @@ func TestTestPhonesAreMarked(t *testing.T) {
 	}
 }
 
+// startBounded runs a gateway, with the pipeline finishing its searches at once, on a server
+// provisioned with the bounds bound sets.
+func startBounded(t *testing.T, cfg Config, bound func(*provision.Settings)) *harness {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, srv.ClientURL())
+	settings := provision.Defaults(cfg.NATS.Replicas)
+	settings.SearchRetention = cfg.Retention
+	bound(&settings)
+	h := startProvisioned(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg, Deps{JS: js}, settings)
+	startPipeline(t, h.js, h.store, 0)
+	return h
+}
+
 // A searches bucket nearly full refuses new searches with a 503 and a Retry-After, before
 // anything is accepted, and keeps the room the searches it accepted need to finish: every
 // search answered 200 reaches done, a retry of one is still answered, and nothing is a 500.
 func TestNearlyFullBucketRefusesNewSearchesAndFinishesAccepted(t *testing.T) {
 	cfg := testConfig()
 	cfg.SyncBudget = 0 // every search answered pending first: accepted, with its done record to come
-	srv := natstest.RunServer(t)
-	_, js := natstest.JetStream(t, srv.ClientURL())
-	settings := provision.Defaults(cfg.NATS.Replicas)
-	settings.SearchRetention = cfg.Retention
-	settings.SearchMaxBytes = 256 << 10
-	h := startProvisioned(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg, Deps{JS: js}, settings)
-	startPipeline(t, h.js, h.store, 0)
+	h := startBounded(t, cfg, func(s *provision.Settings) { s.SearchMaxBytes = 256 << 10 })
+	js := h.js
 
 	var accepted []string
 	var refused response
@@ -865,13 +874,8 @@ func TestNearlyFullBucketRefusesNewSearchesAndFinishesAccepted(t *testing.T) {
 // refuses new searches as a full bucket does.
 func TestNearlyFullAuditTrailRefusesNewSearches(t *testing.T) {
 	cfg := testConfig()
-	srv := natstest.RunServer(t)
-	_, js := natstest.JetStream(t, srv.ClientURL())
-	settings := provision.Defaults(cfg.NATS.Replicas)
-	settings.SearchRetention = cfg.Retention
-	settings.AuditMaxBytes = 64 << 10
-	h := startProvisioned(t, &harness{t: t, srv: srv, js: js, logs: &logtest.Buffer{}}, cfg, Deps{JS: js}, settings)
-	startPipeline(t, h.js, h.store, 0)
+	h := startBounded(t, cfg, func(s *provision.Settings) { s.AuditMaxBytes = 64 << 10 })
+	js := h.js
 	first := uuid.NewString()
 	if res := h.do("POST", apiPaths[0], "application/json", loanBody(first, "9330445040")); res.status != 200 {
 		t.Fatalf("POST before the trail fills: %d %s", res.status, res.raw)
