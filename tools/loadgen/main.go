@@ -17,6 +17,7 @@
 //	go run ./tools/loadgen -baseline                  # JetStream alone, 16 publishers
 //	go run ./tools/loadgen -standalone                # all of it, with the ratios
 //	go run ./tools/loadgen -processes                 # the same, nats-server and each service a process
+//	go run ./tools/loadgen -cluster                   # the same, a 3-node cluster and two replicas of each
 //	go run ./tools/loadgen -retained 1000000          # disk and server memory per kept record
 package main
 
@@ -59,6 +60,7 @@ type options struct {
 	baseline   bool
 	standalone bool
 	processes  bool
+	cluster    bool
 	retained   int
 	publishers int
 	dir        string
@@ -74,6 +76,7 @@ func parseFlags(args []string) (options, error) {
 	baseline := fs.Bool("baseline", false, "measure JetStream's synced publish rate alone")
 	standalone := fs.Bool("standalone", false, "build and run the standalone binary and measure it against the baseline")
 	processes := fs.Bool("processes", false, "build and run nats-server and each service as processes of their own and measure them against the baseline")
+	cluster := fs.Bool("cluster", false, "build and run a 3-node JetStream cluster and two replicas of each service, as processes, and measure them against the baseline")
 	retained := fs.Int("retained", 0, "fill a searches bucket with this many finished records and measure what they cost")
 	publishers := fs.Int("publishers", 16, "baseline: concurrent publishers")
 	dir := fs.String("dir", "", "where servers keep their data (default: a temporary directory, on the disk measured)")
@@ -81,14 +84,14 @@ func parseFlags(args []string) (options, error) {
 		return options{}, err
 	}
 	o := options{token: *token, clients: *clients, rate: *rate, duration: *duration, baseline: *baseline,
-		standalone: *standalone, processes: *processes, retained: *retained, publishers: *publishers, dir: *dir}
+		standalone: *standalone, processes: *processes, cluster: *cluster, retained: *retained, publishers: *publishers, dir: *dir}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
 		}
 	}
-	if len(o.urls) == 0 && !o.baseline && !o.standalone && !o.processes && o.retained == 0 {
-		return o, errors.New("say what to measure: -url, -baseline, -standalone, -processes or -retained")
+	if len(o.urls) == 0 && !o.baseline && !o.standalone && !o.processes && !o.cluster && o.retained == 0 {
+		return o, errors.New("say what to measure: -url, -baseline, -standalone, -processes, -cluster or -retained")
 	}
 	return o, nil
 }
@@ -108,6 +111,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return runStandalone(ctx, o, dir, out)
 	case o.processes:
 		return runProcesses(ctx, o, dir, out)
+	case o.cluster:
+		return runCluster(ctx, o, dir, out)
 	case o.baseline:
 		rate, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,17 +24,21 @@ import (
 type stack struct {
 	urls     []string
 	services []*topology.Service
-	broker   *topology.Node // a nats-server process of its own, if there is one
+	brokers  []*topology.Node // nats-server processes of their own, if there are
 	stop     func()
 }
 
 // procs are the stack's processes by name, for the processor time each used.
 func (s *stack) procs() (names []string, procs []*topology.Proc) {
-	if s.broker != nil {
-		names, procs = append(names, "nats-server"), append(procs, s.broker.Proc)
+	for i, b := range s.brokers {
+		name := "nats-server"
+		if len(s.brokers) > 1 {
+			name = fmt.Sprintf("nats-%d", i+1)
+		}
+		names, procs = append(names, name), append(procs, b.Proc)
 	}
 	for _, svc := range s.services {
-		names, procs = append(names, svc.Program), append(procs, svc.Proc)
+		names, procs = append(names, svc.Name), append(procs, svc.Proc)
 	}
 	return names, procs
 }
@@ -90,7 +95,7 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 		if err != nil {
 			return nil, err
 		}
-		s := &stack{broker: node}
+		s := &stack{brokers: []*topology.Node{node}}
 		s.stop = func() {
 			for _, p := range s.services {
 				_ = p.Terminate(30 * time.Second)
@@ -223,4 +228,71 @@ func cpuTimes(procs []*topology.Proc) []time.Duration {
 		out[i], _ = p.CPUTime()
 	}
 	return out
+}
+
+// runCluster measures the production shape on one machine: a 3-node JetStream cluster with
+// every stream replicated three times, and two replicas of each service, each a process of
+// its own, the load spread over both gateways. The same load and ratios as the other shapes;
+// every server's disk is this machine's one disk.
+func runCluster(ctx context.Context, o options, dir string, out io.Writer) error {
+	fmt.Fprintln(out, "building nats-server and the services ...")
+	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
+		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
+		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
+		"github.com/demobank/yacredits/services/offers/cmd/offers",
+		"github.com/demobank/yacredits/cmd/yactl")
+	if err != nil {
+		return err
+	}
+	key, err := offerlink.GenerateKey("loadgen")
+	if err != nil {
+		return err
+	}
+	linkKeys, err := offerlink.NewKeySet(key).Marshal()
+	if err != nil {
+		return err
+	}
+	return compare(ctx, o, dir, out, "3-node cluster, two replicas of each service", func(ctx context.Context, noSync bool) (*stack, error) {
+		run := filepath.Join(dir, "cluster-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		if err := os.MkdirAll(filepath.Join(run, "nats"), 0o755); err != nil {
+			return nil, err
+		}
+		cluster, err := topology.StartCluster(ctx, bin, filepath.Join(run, "nats"), topology.ClusterOptions{Size: 3, NoSync: noSync})
+		if err != nil {
+			return nil, err
+		}
+		s := &stack{brokers: cluster.Nodes}
+		s.stop = func() {
+			for _, p := range s.services {
+				_ = p.Terminate(30 * time.Second)
+			}
+			cluster.Stop()
+		}
+		url := strings.Join(cluster.URLs(), ",")
+		env := map[string]string{"NATS_URL": url, "NATS_REPLICAS": "3", "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
+		auditKey := randomKey() // offers' alone, as deployed
+		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": url, "NATS_REPLICAS": "3"}); err != nil {
+			s.stop()
+			return nil, err
+		}
+		for _, program := range []string{"gateway", "scoring", "offers"} {
+			for replica := 1; replica <= 2; replica++ {
+				penv := maps.Clone(env)
+				if program == "offers" {
+					penv["AUDIT_PSEUDONYM_KEY"] = auditKey
+				}
+				name := fmt.Sprintf("%s-%d", program, replica)
+				svc, err := topology.NewService(bin, run, program, name, penv)
+				if err != nil {
+					s.stop()
+					return nil, err
+				}
+				s.services = append(s.services, svc)
+				if program == "gateway" {
+					s.urls = append(s.urls, svc.URL())
+				}
+			}
+		}
+		return s, startAll(ctx, s)
+	})
 }

@@ -40,6 +40,9 @@ type ClusterOptions struct {
 	Conf string
 	// Env is every node's environment (the passwords Conf refers to, say).
 	Env []string
+	// NoSync leaves writes to the server's default sync (every two minutes) instead of
+	// syncing each (the load generator's unsynced comparison).
+	NoSync bool
 }
 
 const natsConf = `server_name: %s
@@ -83,6 +86,9 @@ func StartCluster(ctx context.Context, bin Binaries, dir string, o ClusterOption
 		_, profPort, _ := net.SplitHostPort(n.Prof)
 		data := fmt.Sprintf(natsConf, name, n.Client, n.Monitor, profPort, filepath.Join(dir, name), n.Route,
 			strings.Join(routes, ", "), o.Conf)
+		if o.NoSync {
+			data = strings.Replace(data, "  sync_interval: always\n", "", 1)
+		}
 		if err := os.WriteFile(conf, []byte(data), 0o600); err != nil {
 			return nil, err
 		}
