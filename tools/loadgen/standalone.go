@@ -72,20 +72,7 @@ func runStandalone(ctx context.Context, o options, dir string, out io.Writer) er
 // that is how a bank runs it, and the broker's write loop then no longer shares a Go scheduler with pricing
 // and signing.
 func runProcesses(ctx context.Context, o options, dir string, out io.Writer) error {
-	fmt.Fprintln(out, "building nats-server and the services ...")
-	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
-		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
-		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
-		"github.com/demobank/yacredits/services/offers/cmd/offers",
-		"github.com/demobank/yacredits/cmd/yactl")
-	if err != nil {
-		return err
-	}
-	key, err := offerlink.GenerateKey("loadgen")
-	if err != nil {
-		return err
-	}
-	linkKeys, err := offerlink.NewKeySet(key).Marshal()
+	bin, linkKeys, err := buildServices(ctx, dir, out)
 	if err != nil {
 		return err
 	}
@@ -102,29 +89,46 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 			}
 			_ = node.Terminate(30 * time.Second)
 		}
-		env := map[string]string{"NATS_URL": "nats://" + node.Client, "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
-		auditKey := randomKey() // offers' alone, as deployed
-		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": env["NATS_URL"]}); err != nil {
+		if err := s.addServices(ctx, bin, run, map[string]string{"NATS_URL": "nats://" + node.Client}, linkKeys, 1); err != nil {
 			s.stop()
 			return nil, err
 		}
-		for _, program := range []string{"gateway", "scoring", "offers"} {
+		return s, startAll(ctx, s)
+	})
+}
+
+// addServices provisions what the services check, with the NATS settings nats, and adds
+// replicas of the gateway, scoring and offers to s (named program, or program-n when there
+// are more than one), with one phone-hash key for all and the trail's key for offers alone,
+// as deployed.
+func (s *stack) addServices(ctx context.Context, bin topology.Binaries, run string, nats map[string]string, linkKeys []byte, replicas int) error {
+	if err := topology.Provision(ctx, bin, nats); err != nil {
+		return err
+	}
+	env := maps.Clone(nats)
+	env["PHONE_HASH_KEY"], env["LINK_KEYS"] = randomKey(), string(linkKeys)
+	auditKey := randomKey()
+	for _, program := range []string{"gateway", "scoring", "offers"} {
+		for replica := 1; replica <= replicas; replica++ {
 			penv := maps.Clone(env)
 			if program == "offers" {
 				penv["AUDIT_PSEUDONYM_KEY"] = auditKey
 			}
-			svc, err := topology.NewService(bin, run, program, program, penv)
+			name := program
+			if replicas > 1 {
+				name = fmt.Sprintf("%s-%d", program, replica)
+			}
+			svc, err := topology.NewService(bin, run, program, name, penv)
 			if err != nil {
-				s.stop()
-				return nil, err
+				return err
 			}
 			s.services = append(s.services, svc)
 			if program == "gateway" {
 				s.urls = append(s.urls, svc.URL())
 			}
 		}
-		return s, startAll(ctx, s)
-	})
+	}
+	return nil
 }
 
 // startAll starts every process of s and waits until each is ready; it stops s on failure.
@@ -235,20 +239,7 @@ func cpuTimes(procs []*topology.Proc) []time.Duration {
 // its own, the load spread over both gateways. The same load and ratios as the other shapes;
 // every server's disk is this machine's one disk.
 func runCluster(ctx context.Context, o options, dir string, out io.Writer) error {
-	fmt.Fprintln(out, "building nats-server and the services ...")
-	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
-		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
-		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
-		"github.com/demobank/yacredits/services/offers/cmd/offers",
-		"github.com/demobank/yacredits/cmd/yactl")
-	if err != nil {
-		return err
-	}
-	key, err := offerlink.GenerateKey("loadgen")
-	if err != nil {
-		return err
-	}
-	linkKeys, err := offerlink.NewKeySet(key).Marshal()
+	bin, linkKeys, err := buildServices(ctx, dir, out)
 	if err != nil {
 		return err
 	}
@@ -268,31 +259,31 @@ func runCluster(ctx context.Context, o options, dir string, out io.Writer) error
 			}
 			cluster.Stop()
 		}
-		url := strings.Join(cluster.URLs(), ",")
-		env := map[string]string{"NATS_URL": url, "NATS_REPLICAS": "3", "PHONE_HASH_KEY": randomKey(), "LINK_KEYS": string(linkKeys)}
-		auditKey := randomKey() // offers' alone, as deployed
-		if err := topology.Provision(ctx, bin, map[string]string{"NATS_URL": url, "NATS_REPLICAS": "3"}); err != nil {
+		nats := map[string]string{"NATS_URL": strings.Join(cluster.URLs(), ","), "NATS_REPLICAS": "3"}
+		if err := s.addServices(ctx, bin, run, nats, linkKeys, 2); err != nil {
 			s.stop()
 			return nil, err
 		}
-		for _, program := range []string{"gateway", "scoring", "offers"} {
-			for replica := 1; replica <= 2; replica++ {
-				penv := maps.Clone(env)
-				if program == "offers" {
-					penv["AUDIT_PSEUDONYM_KEY"] = auditKey
-				}
-				name := fmt.Sprintf("%s-%d", program, replica)
-				svc, err := topology.NewService(bin, run, program, name, penv)
-				if err != nil {
-					s.stop()
-					return nil, err
-				}
-				s.services = append(s.services, svc)
-				if program == "gateway" {
-					s.urls = append(s.urls, svc.URL())
-				}
-			}
-		}
 		return s, startAll(ctx, s)
 	})
+}
+
+// buildServices builds nats-server, the services and yactl, and makes the link keys the
+// offers replicas share.
+func buildServices(ctx context.Context, dir string, out io.Writer) (topology.Binaries, []byte, error) {
+	fmt.Fprintln(out, "building nats-server and the services ...")
+	bin, err := topology.Build(ctx, filepath.Join(dir, "bin"), "github.com/nats-io/nats-server/v2",
+		"github.com/demobank/yacredits/services/gateway/cmd/gateway",
+		"github.com/demobank/yacredits/services/scoring/cmd/scoring",
+		"github.com/demobank/yacredits/services/offers/cmd/offers",
+		"github.com/demobank/yacredits/cmd/yactl")
+	if err != nil {
+		return bin, nil, err
+	}
+	key, err := offerlink.GenerateKey("loadgen")
+	if err != nil {
+		return bin, nil, err
+	}
+	linkKeys, err := offerlink.NewKeySet(key).Marshal()
+	return bin, linkKeys, err
 }
