@@ -1002,3 +1002,46 @@ func TestDeliveryWaitsForItsConsumer(t *testing.T) {
 		t.Fatal("the worker did not bind once its consumer was provisioned")
 	}
 }
+
+// A conversions bucket at its bound answers a report 503 with a Retry-After of a minute,
+// the room an operator's raise takes to come, and keeps what it holds.
+func TestFullBucketAnswersReports503(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := natstest.Context(t, 10*time.Second)
+	e.reportNew(1)
+	st, err := e.js.Stream(ctx, "KV_"+contracts.BucketConversions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxBytes = int64(st.CachedInfo().State.Bytes) + 256 // room for nothing more
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.do("POST", "/v1/conversions", intakeSecret, fmt.Sprintf(`{"token": %q, "contract_date": %q, "amount": 300000, "term": 24, "additional_services": false}`,
+		e.token(newID(2), loanClaims()), today()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.status != http.StatusServiceUnavailable || !strings.Contains(res.body, "send it again") {
+		t.Fatalf("a report to a full bucket: %d %s", res.status, res.body)
+	}
+	req, _ := http.NewRequest("POST", e.url+"/v1/conversions", strings.NewReader(fmt.Sprintf(`{"token": %q, "contract_date": %q, "amount": 300000, "term": 24, "additional_services": false}`,
+		e.token(newID(3), loanClaims()), today())))
+	req.Header.Set("Authorization", "Bearer "+intakeSecret)
+	raw, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Body.Close()
+	if got := raw.Header.Get("Retry-After"); raw.StatusCode != http.StatusServiceUnavailable || got != "60" {
+		t.Errorf("status %d, Retry-After %q, want 503 and 60", raw.StatusCode, got)
+	}
+	after, err := e.js.Stream(ctx, "KV_"+contracts.BucketConversions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before, now := st.CachedInfo().State.Msgs, after.CachedInfo().State.Msgs; now != before || now == 0 {
+		t.Errorf("the bucket held %d records, now %d: what it kept was dropped for room", before, now)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/rs/zerolog"
 
+	"github.com/demobank/yacredits/pkg/capacity"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/offerlink"
 	"github.com/demobank/yacredits/pkg/search"
@@ -474,7 +475,13 @@ func (in *intake) recoverer(next http.Handler) http.Handler {
 // here, answered 503 so that the bank's system tries again; the cause is not sent.
 func (in *intake) unavailable(w http.ResponseWriter, err error) {
 	in.log.Error().Err(err).Msg("conversion intake failed")
-	w.Header().Set("Retry-After", "5")
+	retry := "5"
+	if capacity.IsFull(err) {
+		// The conversions bucket at its bound (CONVERSIONS_MAX_BYTES) or the server's store
+		// full: room comes back when an operator raises it, in minutes (the StoreFull alert).
+		retry = "60"
+	}
+	w.Header().Set("Retry-After", retry)
 	writeError(w, http.StatusServiceUnavailable, "the conversion could not be recorded now; send it again", nil)
 }
 
