@@ -238,6 +238,8 @@ func TestPoliciesCatchBreakage(t *testing.T) {
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "nats.conf"), "user: route\n    password: $NATS_ROUTE_PASSWORD", "")},
 		{name: "a user allowed everything", rule: "nats cluster", want: `user "scoring" may publish or subscribe to everything`,
 			edit: replaceIn(filepath.Join(k8sDir, "base", "nats", "users.conf"), `subscribe: { allow: ["_INBOX_scoring.>"] }`, `subscribe: { allow: [">"] }`)},
+		{name: "the import job let out to the internet", rule: "network policies", want: "job preapprovals-import can reach",
+			kustomization: jsonPatch("NetworkPolicy", "provision-egress", "- op: add\n  path: /spec/egress/-\n  value: {}")},
 		{name: "the audit trail's key given to the gateway", rule: "service variables", want: "AUDIT_PSEUDONYM_KEY",
 			kustomization: jsonPatch("Deployment", "gateway", "- op: add\n  path: /spec/template/spec/containers/0/env/-\n  value: {name: AUDIT_PSEUDONYM_KEY, valueFrom: {secretKeyRef: {name: audit-pseudonym, key: AUDIT_PSEUDONYM_KEY}}}")},
 		{name: "a service on another's NATS user", rule: "nats cluster", want: `offers: NATS_USER "gateway"`,

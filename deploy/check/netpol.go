@@ -293,6 +293,9 @@ var serviceEgress = map[string][]int32{"nats": {4222}, "jaeger": {4317, 4318}, "
 
 var extraEgress = map[string]map[string][]int32{"conversions": {"internet": {443}}}
 
+// jobEgress is every port a job's pods may reach (the pre-approval import: NATS and DNS).
+var jobEgress = map[string][]int32{"nats": {4222}, "kube-dns": {53}}
+
 // healthPorts are the only ports of a pod other than the gateway's API that anything from
 // outside the namespace may reach (metrics and health, by monitoring).
 var healthPortNames = []string{"health", "metrics"}
@@ -334,6 +337,9 @@ func checkNetworkPolicies(c *Cluster) []error {
 				if _, ok := ServiceByName(src.Name); ok && src.Namespace == c.Namespace && !slices.Contains(serviceEgress[dst.Name], p.ContainerPort) &&
 					!slices.Contains(extraEgress[src.Name][dst.Name], p.ContainerPort) {
 					f.add("%s can reach %s:%d; the services may reach only NATS, the trace collector and DNS (conversions: Yandex too)", src.Name, dst.Name, p.ContainerPort)
+				}
+				if slices.ContainsFunc(c.jobPods, func(w *Workload) bool { return w.Name == src.Name }) && !slices.Contains(jobEgress[dst.Name], p.ContainerPort) {
+					f.add("job %s can reach %s:%d; a job may reach only NATS and DNS", src.Name, dst.Name, p.ContainerPort)
 				}
 				fromOutside := src.Namespace != c.Namespace
 				if fromOutside && dst.Namespace == c.Namespace && !(dst.Name == "gateway" && p.Name == "http") &&

@@ -642,6 +642,9 @@ func (c *Cluster) serviceEnvOrPlain(sc ServiceContainer) map[string]string {
 }
 
 // mountedSecret returns the Secret and key whose file the container sees at path.
+// mounted is mountedSecret's answer alone.
+func mounted(_, _ string, ok bool) bool { return ok }
+
 func (c *Cluster) mountedSecret(w *Workload, ctr *corev1.Container, path string) (secret, key string, ok bool) {
 	for _, m := range ctr.VolumeMounts {
 		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
@@ -812,7 +815,8 @@ func (c *Cluster) checkNATSTLS(ss *appsv1.StatefulSet, opts *server.Options, cer
 	for w, ctr := range c.containers {
 		env := c.ContainerEnv(ctr).Values
 		url, ca := env["NATS_URL"], env["NATS_CA_FILE"]
-		if _, dials := env["NATS_URL"]; !dials || w.Name == NATSName {
+		_, isService := ServiceByName(ctr.Name)
+		if _, dials := env["NATS_URL"]; w.Name == NATSName || !dials && !isService {
 			continue
 		}
 		name := ctr.Name
@@ -822,6 +826,8 @@ func (c *Cluster) checkNATSTLS(ss *appsv1.StatefulSet, opts *server.Options, cer
 		switch {
 		case clientTLS && (!strings.HasPrefix(url, "tls://") || ca == ""):
 			f.add("%s: NATS_URL %q and NATS_CA_FILE %q: the servers speak TLS, the service must dial tls:// and trust their CA", name, url, ca)
+		case clientTLS && !mounted(c.mountedSecret(w, ctr, ca)):
+			f.add("%s: NATS_CA_FILE %s is not a key of a Secret mounted in the container", name, ca)
 		case !clientTLS && (strings.HasPrefix(url, "tls://") || ca != ""):
 			f.add("%s: NATS_URL %q, NATS_CA_FILE %q: TLS the servers do not offer", name, url, ca)
 		case clientTLS:

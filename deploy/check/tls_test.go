@@ -45,6 +45,8 @@ func TestProdNATSTLS(t *testing.T) {
 		{"the import job dialling in plain text", replaceIn(prodKust, "      # The base mounts the export: these append.\n",
 			"      # The base mounts the export: these append.\n      - op: add\n        path: /spec/jobTemplate/spec/template/spec/containers/0/env/-\n"+
 				"        value: {name: NATS_URL, value: nats://nats:4222}\n"), "CronJob preapprovals-import: NATS_URL"},
+		{"the import job's CA not mounted", replaceIn(prodKust, "      - op: add\n        path: /spec/jobTemplate/spec/template/spec/containers/0/volumeMounts/-\n"+
+			"        value: {name: nats-ca, mountPath: /etc/nats-ca, readOnly: true}\n", ""), "CronJob preapprovals-import: NATS_CA_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,6 +38,10 @@ func Used(bytes uint64, maxBytes int64) float64 {
 // Full says whether a stream filled to used takes no new work.
 func Full(used float64) bool { return used >= ShedAt }
 
+// FillingAt is the share from which a stream is filling (the StoreFilling alert): a
+// provisioner sets no bound a stream would already hold this much of.
+const FillingAt = 0.8
+
 // IsFull says whether err is a stream refusing a write because it holds its max_bytes (or
 // another of its limits: discard new), or a server refusing it because its file store is
 // at max_file_store.
@@ -80,13 +84,16 @@ func StreamInfo(js jetstream.JetStream, name string) Info {
 type Gauge struct {
 	Stream string
 	used   atomic.Uint64 // math.Float64bits of the share used
-	readAt atomic.Int64  // when the stream was last read, in Unix nanoseconds; 0: never
+	readAt atomic.Int64  // when the stream was last read with a bound, in Unix nanoseconds; 0: never
+	stale  atomic.Int64  // how old a reading may be, in nanoseconds (Stale, or more: Run)
 	read   Info
 }
 
-// Stale is how old a reading may be and still be reported: past it the metric goes absent
-// (the StoreFillUnknown alert), rather than stand at its last value, or at 0 if the stream
-// was never read (a permission not rolled out, say).
+// Stale is how old a reading may be and still be reported, for a stream read at least once
+// a minute: past it the metric goes absent (the StoreFillUnknown alert), rather than stand
+// at its last value, or at 0 if the stream was never read (a permission not rolled out,
+// say). A stream with no bound (an upgraded one the provisioner could not yet bound) is
+// never fresh: how full it is means nothing, so the alert says so.
 const Stale = time.Minute
 
 // New returns a Gauge of stream, read with read.
@@ -115,14 +122,19 @@ func (g *Gauge) Poll(ctx context.Context) error {
 		return err
 	}
 	g.used.Store(math.Float64bits(Used(info.State.Bytes, info.Config.MaxBytes)))
-	g.readAt.Store(time.Now().UnixNano())
+	if info.Config.MaxBytes > 0 {
+		g.readAt.Store(time.Now().UnixNano())
+	} else {
+		g.readAt.Store(0)
+	}
 	return nil
 }
 
-// Fresh says whether the stream was read within Stale.
+// Fresh says whether the stream, bounded, was read recently enough (Stale, or three of
+// Run's intervals when they are longer).
 func (g *Gauge) Fresh() bool {
 	at := g.readAt.Load()
-	return at != 0 && time.Since(time.Unix(0, at)) < Stale
+	return at != 0 && time.Since(time.Unix(0, at)) < max(Stale, time.Duration(g.stale.Load()))
 }
 
 // ReportInterval is how often a stream followed only for its metric is read.
@@ -131,6 +143,7 @@ const ReportInterval = 15 * time.Second
 // Run reads the stream every interval until ctx ends. A read that fails leaves the last
 // state standing: the broker's own answer to a write then decides.
 func (g *Gauge) Run(ctx context.Context, interval time.Duration) {
+	g.stale.Store(int64(3 * interval))
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {

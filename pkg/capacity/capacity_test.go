@@ -3,6 +3,7 @@ package capacity_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,5 +67,25 @@ func TestGaugeAndIsFull(t *testing.T) {
 	}
 	if _, err := js.Publish(ctx, "nobody", nil); capacity.IsFull(err) {
 		t.Errorf("no stream (%v) told as full", err)
+	}
+}
+
+// A server at its max_file_store (10023) is full too; an unbounded stream is never fresh,
+// so that its metric goes absent rather than read 0 % for ever.
+func TestInsufficientResourcesAndUnbounded(t *testing.T) {
+	if !capacity.IsFull(fmt.Errorf("create: %w", &jetstream.APIError{Code: 500, ErrorCode: 10023, Description: "insufficient resources"})) {
+		t.Error("a server at max_file_store is not told as full")
+	}
+	if capacity.IsFull(&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "some other store failure"}) {
+		t.Error("a store failure that is no limit is told as full")
+	}
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 10*time.Second)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "U", Subjects: []string{"u"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	g := capacity.New("U", capacity.StreamInfo(js, "U"))
+	if err := g.Poll(ctx); err != nil || g.Fresh() || g.Full() {
+		t.Fatalf("an unbounded stream: fresh %v, full %v, %v", g.Fresh(), g.Full(), err)
 	}
 }

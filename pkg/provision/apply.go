@@ -214,9 +214,9 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 }
 
 // bound is the max_bytes a pass sets: the plan's, except that a pass never bounds or lowers
-// a stream under what it keeps, nor so near it that the gateway would shed at once
-// (JetStream drops the oldest messages to fit a lowered bound, whatever the discard
-// policy), and never lowers an existing bound of a stream it never shortens (the audit
+// a stream under what it keeps, nor so near it that it would be filling at once
+// (capacity.FillingAt: JetStream drops the oldest messages to fit a lowered bound, whatever
+// the discard policy, and one near it would have the gateway shed with no one warned), and never lowers an existing bound of a stream it never shortens (the audit
 // trail, the conversions: their room is an administrator's decision). A stream with no
 // bound yet, an upgraded one, is bounded when it keeps less than that. Anything left is
 // an administrator's act (docs/operating.md, "Storage"); meanwhile the services' checks
@@ -226,7 +226,7 @@ func bound(cur jetstream.StreamInfo, want jetstream.StreamConfig, neverShorten b
 	switch {
 	case !lowers:
 		return want.MaxBytes
-	case capacity.Full(capacity.Used(cur.State.Bytes, want.MaxBytes)):
+	case capacity.Used(cur.State.Bytes, want.MaxBytes) >= capacity.FillingAt:
 		return cur.Config.MaxBytes
 	case neverShorten && cur.Config.MaxBytes > 0:
 		return cur.Config.MaxBytes

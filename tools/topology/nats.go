@@ -51,7 +51,7 @@ http: %s
 prof_port: %s
 jetstream {
   store_dir: %q
-  sync_interval: always
+  %s
   max_memory_store: 2GB
   max_file_store: 50GB
 }
@@ -84,11 +84,12 @@ func StartCluster(ctx context.Context, bin Binaries, dir string, o ClusterOption
 		name := fmt.Sprintf("n%d", i+1)
 		conf := filepath.Join(dir, name+".conf")
 		_, profPort, _ := net.SplitHostPort(n.Prof)
-		data := fmt.Sprintf(natsConf, name, n.Client, n.Monitor, profPort, filepath.Join(dir, name), n.Route,
-			strings.Join(routes, ", "), o.Conf)
+		sync := "sync_interval: always"
 		if o.NoSync {
-			data = strings.Replace(data, "  sync_interval: always\n", "", 1)
+			sync = "" // the server's default: a sync every two minutes
 		}
+		data := fmt.Sprintf(natsConf, name, n.Client, n.Monitor, profPort, filepath.Join(dir, name), sync, n.Route,
+			strings.Join(routes, ", "), o.Conf)
 		if err := os.WriteFile(conf, []byte(data), 0o600); err != nil {
 			return nil, err
 		}
