@@ -291,6 +291,11 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 				{"auditor", "read a conversion", "$JS.API.STREAM.MSG.GET.KV_conversions"},
 				{"auditor", "write a conversion", "$KV.conversions.x"},
 				{"auditor", "watch the searches", "$JS.API.CONSUMER.CREATE.KV_searches.x1.$KV.searches.x"},
+				// The gateway reads the trail's stream info (its fill, to shed) and nothing of it.
+				{"gateway", "read the audit trail by sequence", "$JS.API.STREAM.MSG.GET.AUDIT"},
+				{"gateway", "read the audit trail directly", "$JS.API.DIRECT.GET.AUDIT"},
+				{"gateway", "make a consumer of the audit trail", "$JS.API.CONSUMER.CREATE.AUDIT.x1"},
+				{"gateway", "make a consumer of the audit trail (old form)", "$JS.API.CONSUMER.CREATE.AUDIT"},
 			} {
 				refusals = append(refusals, refusal{r.user, r.what, r.subject, publish(r.subject, []byte(`{}`))})
 			}
