@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One image recipe for the four services and the provisioner; SERVICE names which (gateway,
 # scoring, offers, conversions; provision is the operators' tool yactl, which its
 # Deployment runs as `yactl provision -watch`). Build context: the repository root, because the binary is built in workspace
@@ -9,7 +7,14 @@
 #
 # (docker compose does this from docker-compose.yml.) The base images are arguments too, so
 # that a registry mirror, or images built where no registry is reachable, can stand in:
-# BUILDER_IMAGE needs the Go toolchain named by GO_VERSION, RUNTIME_IMAGE nothing at all.
+# BUILDER_IMAGE needs the Go toolchain named by GO_VERSION and a shell; RUNTIME_IMAGE only
+# what distroless static holds that the services use (CA certificates, for the conversions
+# service's calls to Yandex; the nonroot user). tools/composeup builds the stack this way,
+# from base images it makes on the machine.
+#
+# No "# syntax=" line: it would make BuildKit pull a Dockerfile frontend from a registry
+# before every build, and nothing here needs more than the frontend built into BuildKit
+# (cache mounts, --platform), so a build works where no registry is reachable.
 
 ARG GO_VERSION=1.26.8
 ARG BUILDER_IMAGE=golang:${GO_VERSION}
