@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test of every module in the workspace, with the race detector; then every fuzz
-# target for FUZZTIME (10s by default; FUZZTIME=0 skips them) from its committed corpus.
+# Every test of every module in the workspace, with the race detector; then the compose
+# deployment brought up for real and checked; then every fuzz target for FUZZTIME (10s by
+# default; FUZZTIME=0 skips them) from its committed corpus.
 # .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,6 +26,11 @@ trap - EXIT
 if [[ $status != 0 ]]; then
 	exit "$status"
 fi
+
+# The compose deployment run for real (tools/composeup, docs/testing.md): the images built
+# from the Dockerfile, every service up and healthy, yacheck and a trace in Jaeger against
+# it, then down with nothing left. It starts a Docker engine when none answers (root).
+go run ./tools/composeup
 
 fuzztime=${FUZZTIME:-10s}
 if [[ $fuzztime == 0 || $fuzztime == 0s ]]; then
