@@ -27,7 +27,8 @@ import (
 // One search is one trace: the gateway's HTTP span at the root, then the request's publish,
 // scoring's processing and publish, offers' processing and its write, every span's parent in
 // the same trace, each service under its own name. No span attribute and no log line holds
-// the raw phone number, and every log line about the search carries the trace's id.
+// the raw phone number or the client's decision, and every log line about the search carries
+// the trace's id.
 func TestOneTracePerSearch(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	newTracer := func(_ context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
@@ -97,6 +98,9 @@ func TestOneTracePerSearch(t *testing.T) {
 			if leaksPhone(a.Value.Emit()) {
 				t.Errorf("span %q attribute %s holds a raw phone", s.Name(), a.Key)
 			}
+			if leaksDecision(string(a.Key), a.Value.Emit()) {
+				t.Errorf("span %q attribute %s=%s tells the client's decision", s.Name(), a.Key, a.Value.Emit())
+			}
 		}
 		for _, e := range s.Events() {
 			for _, a := range e.Attributes {
@@ -110,6 +114,11 @@ func TestOneTracePerSearch(t *testing.T) {
 	for _, line := range strings.Split(sys.Logs(), "\n") {
 		if leaksPhone(line) {
 			t.Errorf("log line holds a raw phone: %s", line)
+		}
+		for _, word := range decisionWords {
+			if strings.Contains(line, `"`+word+`"`) {
+				t.Errorf("log line tells the client's decision (%s): %s", word, line)
+			}
 		}
 		var entry struct {
 			SearchID string `json:"search_id"`
@@ -129,6 +138,27 @@ func TestOneTracePerSearch(t *testing.T) {
 	if !seen["http request"] || !seen["search done"] {
 		t.Errorf("log lines about the search: %v, want the request and its ending", seen)
 	}
+}
+
+// decisionWords are the values a client's decision is written in: the answer's decision,
+// an offer's, scoring's verdict.
+var decisionWords = []string{string(contracts.HasApprove), string(contracts.Rejected), string(contracts.PreApproved),
+	string(contracts.FullApproved), string(contracts.Approved), string(contracts.Declined)}
+
+// leaksDecision tells whether a span attribute tells a client's decision: by its value, or,
+// for what has no telling value (a grade "A", a count of offers, a reason), by its name.
+func leaksDecision(key, value string) bool {
+	for _, word := range decisionWords {
+		if value == word || strings.Contains(value, `"`+word+`"`) {
+			return true
+		}
+	}
+	for _, name := range []string{"decision", "verdict", "grade", "reason", "preapproval", "offers.count", "limit"} {
+		if strings.Contains(key, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func leaksPhone(s string) bool {

@@ -280,12 +280,12 @@ type pricer struct {
 // handle prices a scored search and finishes it. A search already done (the deadline
 // passed first, or this is a redelivery) keeps what it has: the first finish wins.
 func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
+	// The span says which search and how long, never the client's decision: not its verdict,
+	// grade or number of offers (docs/security.md, "Logs and traces").
 	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation).Start(ctx, "price offers",
 		trace.WithAttributes(
 			attribute.String("search_id", s.Request.SearchID),
-			attribute.String("search.product_type", string(s.Request.ProductType)),
-			attribute.String("score.verdict", string(s.Verdict)),
-			attribute.String("score.grade", s.Grade)))
+			attribute.String("search.product_type", string(s.Request.ProductType))))
 	now := p.now() // one instant: the ceilings' window, the links' validity and the record
 	d := Price(p.catalog(), p.ceilings(), s, now, p.linkLifetime, p.maxOffers)
 	offers, refs, err := p.seal(s, d.Quotes, now, d.Basis.LinksUntil)
@@ -293,7 +293,6 @@ func (p *pricer) handle(ctx context.Context, s *contracts.Scored) error {
 		span.End()
 		return bus.Permanent(err) // the catalog's validation bounds links, so this is a bug
 	}
-	span.SetAttributes(attribute.Int("offers.count", len(offers)))
 	span.End()
 	data, err := contracts.EncodeOffers(offers)
 	if err != nil {

@@ -304,13 +304,10 @@ func (s *scorer) handle(ctx context.Context, req *contracts.LoanRequested) error
 		basis.Row = &contracts.PreapprovalRow{Kind: rec.Kind, Limit: rec.Limit, Grade: rec.Grade, ValidUntil: rec.ValidUntil.UTC()}
 	}
 	decision.Basis = basis
-	// The decision, never the phone.
-	span.SetAttributes(
-		attribute.String("search.product_type", string(req.ProductType)),
-		attribute.Bool("score.preapproval_found", rec != nil),
-		attribute.String("score.verdict", string(decision.Verdict)),
-		attribute.String("score.grade", decision.Grade),
-		attribute.StringSlice("score.reasons", decision.Reasons))
+	// Neither the phone nor the decision (whether the client is pre-approved, the verdict,
+	// grade and reasons): a trace is read by whoever operates the system; a decision is
+	// explained to the auditor from the audit trail (docs/security.md, "Logs and traces").
+	span.SetAttributes(attribute.String("search.product_type", string(req.ProductType)))
 	span.End()
 	scored, err := contracts.NewScored(decision)
 	if err != nil {
