@@ -28,9 +28,12 @@
 //     modules (nats-server at pkg/go.mod's version, Jaeger at pinned/jaeger/go.mod's) with
 //     busybox for the health checks' wget, given as NATS_IMAGE and JAEGER_IMAGE.
 //
-//     go run ./tools/composeup                 # what ./test.sh runs
-//     go run ./tools/composeup -keep           # leave the stack up to look at it
-//     go run ./tools/composeup -file broken.yml
+// Usage:
+//
+//	go run ./tools/composeup                  # what ./test.sh runs
+//	go run ./tools/composeup -prepare         # only build the pinned programs (test.sh: beside the tests)
+//	go run ./tools/composeup -keep            # leave the stack up to look at it
+//	go run ./tools/composeup -file broken.yml # another compose file
 package main
 
 import (
@@ -64,6 +67,7 @@ type options struct {
 	file    string        // the compose file to run
 	cache   string        // built programs, the private engine's images and build cache
 	keep    bool          // leave the stack up
+	prepare bool          // only build the programs
 	timeout time.Duration // for the whole run
 }
 
@@ -73,11 +77,12 @@ func parseFlags(args []string) (options, error) {
 	file := fs.String("file", "", "the compose file (default docker-compose.yml at the root)")
 	cache := fs.String("cache", "", "where built programs and the private engine's data are kept (default the user's cache directory)")
 	keep := fs.Bool("keep", false, "leave the stack up at the end (and the private engine running)")
+	prepare := fs.Bool("prepare", false, "only build the pinned programs into the cache, and stop")
 	timeout := fs.Duration("timeout", 25*time.Minute, "for the whole run")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
-	o := options{keep: *keep, timeout: *timeout}
+	o := options{keep: *keep, prepare: *prepare, timeout: *timeout}
 	var err error
 	if o.root, err = filepath.Abs(*root); err != nil {
 		return options{}, err
@@ -126,6 +131,17 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
+	// The programs first: they need no engine, and -prepare stops after them.
+	var progs programs
+	if err := step("docker compose, nats-server, Jaeger built", func() (err error) { progs, err = buildPrograms(ctx, o); return err }); err != nil {
+		return err
+	}
+	if err := checkVersions(o.file, progs); err != nil {
+		return err
+	}
+	if o.prepare {
+		return nil
+	}
 	var eng *engine
 	if err := step("Docker engine", func() (err error) { eng, err = startEngine(ctx, o.cache, o.keep); return err }); err != nil {
 		return err
@@ -138,13 +154,6 @@ func run(ctx context.Context, o options) (err error) {
 			err = fmt.Errorf("stopping the engine: %w", stopErr)
 		}
 	}()
-	var progs programs
-	if err := step("docker compose, nats-server, Jaeger built", func() (err error) { progs, err = buildPrograms(ctx, o); return err }); err != nil {
-		return err
-	}
-	if err := checkVersions(o.file, progs); err != nil {
-		return err
-	}
 	var bases baseImages
 	if err := step("base images made", func() (err error) { bases, err = makeImages(ctx, eng, o, progs); return err }); err != nil {
 		return err
