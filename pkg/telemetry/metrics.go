@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 )
 
 // NewMeterProvider returns a meter provider for the process and the /metrics handler that
@@ -22,6 +23,11 @@ func NewMeterProvider(service string) (*sdkmetric.MeterProvider, http.Handler, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(Resource(service)))
+	// No exemplars: the SDK would keep, beside each series, the trace id of a measurement
+	// taken inside a sampled trace and serve it to any scraper asking for protobuf, which
+	// ties a series such as credits.searches{decision} to a search's trace, and so to the
+	// client's decision. They also cost each measurement a reservoir update.
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(Resource(service)),
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
 	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
 }
