@@ -112,13 +112,20 @@ func ConsumerDiff(have, want jetstream.ConsumerConfig) []string {
 
 // StreamDiff lists the settings we plan that have differs in, and those no plan sets but a
 // stream could be given to reach other streams (sources, a mirror, republish, a subject
-// transform): a stream of ours must have none.
+// transform): a stream of ours must have none. It also compares the features a stream is
+// given by a flag, which change what a writer may do or what a write means: writes no
+// longer synced one by one (persist_mode async), messages that expire by their own header
+// (allow_msg_ttl, which cannot be turned off again), that schedule others, count, roll up,
+// or land in batches, and a cap on consumers that would refuse the services' own.
 func StreamDiff(have, want jetstream.StreamConfig) []string {
 	// What the server fills in for a zero: no limit, its default window.
 	for _, v := range []*int64{&want.MaxBytes, &want.MaxMsgs, &want.MaxMsgsPerSubject} {
 		if *v == 0 {
 			*v = -1
 		}
+	}
+	if want.MaxConsumers == 0 {
+		want.MaxConsumers = -1
 	}
 	if want.MaxMsgSize == 0 {
 		want.MaxMsgSize = -1
@@ -145,6 +152,17 @@ func StreamDiff(have, want jetstream.StreamConfig) []string {
 		Field{"sealed", have.Sealed, want.Sealed},
 		Field{"no_ack", have.NoAck, want.NoAck},
 		Field{"allow_direct", have.AllowDirect, want.AllowDirect},
+		Field{"max_consumers", have.MaxConsumers, want.MaxConsumers},
+		Field{"persist_mode", have.PersistMode, want.PersistMode},
+		Field{"allow_rollup_hdrs", have.AllowRollup, want.AllowRollup},
+		Field{"allow_msg_ttl", have.AllowMsgTTL, want.AllowMsgTTL},
+		Field{"subject_delete_marker_ttl", have.SubjectDeleteMarkerTTL, want.SubjectDeleteMarkerTTL},
+		Field{"allow_msg_schedules", have.AllowMsgSchedules, want.AllowMsgSchedules},
+		Field{"allow_msg_counter", have.AllowMsgCounter, want.AllowMsgCounter},
+		Field{"allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish},
+		Field{"allow_batched", have.AllowBatchPublish, want.AllowBatchPublish},
+		Field{"mirror_direct", have.MirrorDirect, want.MirrorDirect},
+		Field{"discard_new_per_subject", have.DiscardNewPerSubject, want.DiscardNewPerSubject},
 	)
 	if len(have.Sources) > 0 {
 		d = append(d, fmt.Sprintf("sources: have %d, want none", len(have.Sources)))

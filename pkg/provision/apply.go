@@ -197,6 +197,15 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 	default:
 		want = it.Stream
 	}
+	if it.Kind == Bucket || it.Kind == Objects {
+		// A bucket's or object store's settings start from what the stream has: the features
+		// neither sets are set back to off here, so that the check names them and a pass
+		// undoes what the server lets it (bus.StreamDiff says why each matters). A plain
+		// stream's plan leaves them off already.
+		want.MaxConsumers, want.PersistMode, want.MirrorDirect, want.DiscardNewPerSubject = -1, jetstream.DefaultPersistMode, false, false
+		want.AllowMsgTTL, want.SubjectDeleteMarkerTTL = false, 0
+		want.AllowMsgSchedules, want.AllowMsgCounter, want.AllowAtomicPublish, want.AllowBatchPublish = false, false, false, false
+	}
 	want.Sources, want.Mirror, want.RePublish, want.SubjectTransform = nil, nil, nil, nil
 	if want.MaxBytes == 0 { // not known to whoever checks: not compared
 		want.MaxBytes = cur.MaxBytes

@@ -132,6 +132,58 @@ func TestCheckNamesWhatDiffersAndApplyUndoesIt(t *testing.T) {
 	}
 }
 
+// The features a stream is given by a flag change what a writer may do or what a write
+// means. Set on the audit trail and on the searches bucket by whoever can update a stream,
+// each blocks the services; a pass turns back those the server lets it, and the one it
+// never does (per-message TTLs, which cannot be turned off) keeps blocking until an
+// administrator makes the stream again.
+func TestCheckNamesStreamFeaturesAndApplyUndoesThem(t *testing.T) {
+	_, js := natstest.JetStream(t, natstest.RunServer(t).ClientURL())
+	ctx := natstest.Context(t, 30*time.Second)
+	plan := provision.Plan(provision.Defaults(1))
+	if _, err := provision.Apply(ctx, js, plan); err != nil {
+		t.Fatal(err)
+	}
+	update := func(name string, change func(*jetstream.StreamConfig)) {
+		t.Helper()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		change(&cfg)
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	update(contracts.StreamAudit, func(c *jetstream.StreamConfig) {
+		c.MaxConsumers, c.AllowAtomicPublish, c.AllowBatchPublish, c.MirrorDirect = 1, true, true, true
+	})
+	update("KV_"+contracts.BucketSearches, func(c *jetstream.StreamConfig) { c.MaxConsumers = 2 })
+	err := provision.Check(ctx, js, plan...)
+	for _, want := range []string{"stream AUDIT: max_consumers: have 1, want -1", "stream AUDIT: allow_atomic: have true, want false",
+		"stream AUDIT: allow_batched: have true, want false", "stream AUDIT: mirror_direct: have true, want false",
+		"bucket searches: max_consumers: have 2, want -1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("check says %v\nwant it to name %q", err, want)
+		}
+	}
+	if _, err := provision.Apply(ctx, js, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := provision.Check(ctx, js, plan...); err != nil {
+		t.Fatalf("after a pass: %v", err)
+	}
+
+	update("KV_"+contracts.BucketSearches, func(c *jetstream.StreamConfig) { c.AllowMsgTTL = true })
+	if _, err := provision.Apply(ctx, js, plan); err == nil {
+		t.Error("a pass turned per-message TTLs off, which the server refuses: the test no longer shows the case")
+	}
+	if err := provision.Check(ctx, js, plan...); err == nil || !strings.Contains(err.Error(), "bucket searches: allow_msg_ttl: have true, want false") {
+		t.Errorf("check says %v, want it to block on allow_msg_ttl", err)
+	}
+}
+
 // The provisioner never shortens the audit trail, whatever AUDIT_RETENTION it is given:
 // that deletes decisions at once, and is an act of its own (docs/operating.md). A longer
 // retention applies. (The conversions bucket, kept by the same rule, is checked alongside.)
