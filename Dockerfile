@@ -51,7 +51,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -o /out/ "$pkg" ./deploy/cmd/healthcheck && \
     mv "/out/${pkg##*/}" /out/service
 
-# No shell, no package manager, not root: the binary, CA certificates and tzdata.
+# No shell, no package manager, not root: the binary on the runtime image (distroless static
+# holds CA certificates and tzdata; the services read the certificates, never a time zone file).
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/service /service
 COPY --from=build /out/healthcheck /healthcheck

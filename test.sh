@@ -17,18 +17,17 @@ others=$(go list $(go list -f '{{.Dir}}/...' -m) | grep -v -x "$chaos")
 # of processor time on a cold cache. They are built now, at the lowest priority, in the time
 # the tests leave (its output is shown if it fails).
 prepare_log=$(mktemp)
+set -m # each background job gets a process group of its own, to stop as one
 nice -n 19 go run ./tools/composeup -prepare >"$prepare_log" 2>&1 &
 prepare_pid=$!
-set -m # the pass gets a process group of its own, to stop as one
 (go test -race -count=1 "$chaos" 2>&1 | sed -u 's/^/chaos: /'; exit "${PIPESTATUS[0]}") &
 chaos_pid=$!
 set +m
-trap 'kill -- "-$chaos_pid" 2>/dev/null || true; kill "$prepare_pid" 2>/dev/null || true' EXIT
+trap 'kill -- "-$chaos_pid" "-$prepare_pid" 2>/dev/null || true' EXIT
 status=0
 # shellcheck disable=SC2086 # one package a word
 nice -n 10 go test -race -count=1 $others || status=$?
 wait "$chaos_pid" || status=$?
-trap - EXIT
 if [[ $status != 0 ]]; then
 	exit "$status"
 fi
@@ -40,6 +39,7 @@ if ! wait "$prepare_pid"; then
 	cat "$prepare_log"
 	exit 1
 fi
+trap - EXIT
 rm -f "$prepare_log"
 go run ./tools/composeup
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -158,25 +159,33 @@ func TestCheckVersions(t *testing.T) {
   jaeger:
     image: ${JAEGER_IMAGE:-jaegertracing/jaeger:2.12.0}
 `
+	goVersion := strings.TrimPrefix(runtime.Version(), "go")
+	dockerfile := "ARG GO_VERSION=" + goVersion + "\nARG BUILDER_IMAGE=golang:${GO_VERSION}\n"
 	tests := []struct {
 		name        string
 		nats, jaeg  string
 		compose     string
+		dockerfile  string
 		wantProblem string
 	}{
-		{"the releases built", "v2.15.2", "v1.75.0", compose, ""},
-		{"another nats-server", "v2.15.3", "v1.75.0", compose, "NATS_IMAGE defaults to 2.15.2, but the run builds 2.15.3"},
-		{"another Jaeger", "v2.15.2", "v1.76.0", compose, "JAEGER_IMAGE defaults to 2.12.0, but the run builds 2.13.0"},
-		{"an image not overridable", "v2.15.2", "v1.75.0", strings.Replace(compose, "${NATS_IMAGE:-nats:2.15.2-alpine}", "nats:2.15.2-alpine", 1), "no image ${NATS_IMAGE"},
-		{"a Jaeger module of v1 before v2", "v2.15.2", "v1.41.0", compose, "want v1.N.P with N ≥ 63"},
+		{"the releases built", "v2.15.2", "v1.75.0", compose, dockerfile, ""},
+		{"another Go in the Dockerfile", "v2.15.2", "v1.75.0", compose, strings.Replace(dockerfile, goVersion, "1.25.0", 1), "the Dockerfile builds with Go 1.25.0, but this run's builder is Go " + goVersion},
+		{"another nats-server", "v2.15.3", "v1.75.0", compose, dockerfile, "NATS_IMAGE defaults to 2.15.2, but the run builds 2.15.3"},
+		{"another Jaeger", "v2.15.2", "v1.76.0", compose, dockerfile, "JAEGER_IMAGE defaults to 2.12.0, but the run builds 2.13.0"},
+		{"an image not overridable", "v2.15.2", "v1.75.0", strings.Replace(compose, "${NATS_IMAGE:-nats:2.15.2-alpine}", "nats:2.15.2-alpine", 1), dockerfile, "no image ${NATS_IMAGE"},
+		{"a Jaeger module of v1 before v2", "v2.15.2", "v1.41.0", compose, dockerfile, "want v1.N.P with N ≥ 63"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "docker-compose.yml")
+			root := t.TempDir()
+			path := filepath.Join(root, "docker-compose.yml")
 			if err := os.WriteFile(path, []byte(tt.compose), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			err := checkVersions(path, programs{natsVersion: tt.nats, jaegerVersion: tt.jaeg})
+			if err := os.WriteFile(filepath.Join(root, "Dockerfile"), []byte(tt.dockerfile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := checkVersions(root, path, programs{natsVersion: tt.nats, jaegerVersion: tt.jaeg})
 			switch {
 			case tt.wantProblem == "" && err != nil:
 				t.Errorf("unexpected: %v", err)

@@ -16,10 +16,10 @@ import (
 	"time"
 )
 
-// engine is the Docker engine the run uses: the one DOCKER_HOST (or the default socket)
-// names when it answers, or a private dockerd this run started, and stops.
+// engine is the Docker engine the run uses: the one the docker CLI reaches (DOCKER_HOST, or
+// its context) when it answers, or a private dockerd this run started, and stops.
 type engine struct {
-	host   string        // DOCKER_HOST for every docker command
+	host   string        // DOCKER_HOST for every docker command; "" leaves the CLI's own choice
 	build  []string      // the command that builds with BuildKit: docker buildx build --load, or a CLI with BuildKit built in
 	daemon *exec.Cmd     // the private daemon, nil when the engine is somebody else's
 	exited chan struct{} // closed when the private daemon has exited
@@ -28,9 +28,21 @@ type engine struct {
 	kept   bool
 }
 
-// env is the environment of a docker or compose command.
+// env is the environment of a docker or compose command: only what they need to find the
+// engine and their own configuration, so that nothing exported in the caller's shell (an
+// AUTH_DISABLED, a key, an image or a URL the compose file reads) changes what is tested;
+// compose reads everything else from the run's env file.
 func (e *engine) env(extra ...string) []string {
-	return append(append(os.Environ(), "DOCKER_HOST="+e.host), extra...)
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if e.host != "" {
+		env = append(env, "DOCKER_HOST="+e.host)
+	}
+	return append(env, extra...)
 }
 
 // docker runs a docker command on the engine and returns its standard output.
@@ -38,22 +50,25 @@ func (e *engine) docker(ctx context.Context, args ...string) (string, error) {
 	return output(ctx, e.env(), "", "docker", args...)
 }
 
+// answers tells whether the engine answers docker info within ten seconds.
+func (e *engine) answers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := e.docker(ctx, "info", "--format", "{{.ServerVersion}}")
+	return err == nil
+}
+
 // startEngine finds an engine that answers or starts one. A private daemon keeps its images
 // and build cache under cache, so that a second run rebuilds nothing that has not changed.
 func startEngine(ctx context.Context, cache string, keep bool) (*engine, error) {
 	if _, err := exec.LookPath("docker"); err == nil {
-		if _, err := output(ctx, nil, "", "docker", "info", "--format", "{{.ServerVersion}}"); err == nil {
-			e := &engine{host: os.Getenv("DOCKER_HOST")}
-			if e.host == "" {
-				e.host = "unix:///var/run/docker.sock"
-			}
+		if e := (&engine{host: os.Getenv("DOCKER_HOST")}); e.answers(ctx) {
 			return e, e.findBuilder(ctx)
 		}
 	}
 	// A private engine an earlier run left up (-keep) is used as it is, and left up.
 	if host, err := os.ReadFile(filepath.Join(cache, "kept-engine")); err == nil {
-		e := &engine{host: strings.TrimSpace(string(host))}
-		if _, err := e.docker(ctx, "info", "--format", "{{.ServerVersion}}"); err == nil {
+		if e := (&engine{host: strings.TrimSpace(string(host))}); e.answers(ctx) {
 			return e, e.findBuilder(ctx)
 		}
 		os.Remove(filepath.Join(cache, "kept-engine"))
@@ -64,33 +79,85 @@ func startEngine(ctx context.Context, cache string, keep bool) (*engine, error) 
 	if err := installPackages(ctx); err != nil {
 		return nil, err
 	}
-	// One private engine on the data directory at a time: a second run waits for the first.
-	lock, err := os.OpenFile(filepath.Join(cache, "engine.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := lockEngine(ctx, filepath.Join(cache, "engine.lock"))
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	e, err := startDaemon(ctx, cache, keep, lock)
+	if err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("locking %s: %w", lock.Name(), err)
+		return nil, err
 	}
+	// From here on the daemon runs: every failure stops it (and releases the lock).
+	if err := e.wait(ctx); err != nil {
+		e.stop() //nolint:errcheck // the wait's failure is the error
+		return nil, err
+	}
+	if err := e.sweep(ctx); err != nil {
+		e.stop() //nolint:errcheck // the sweep's failure is the error
+		return nil, err
+	}
+	if err := e.findBuilder(ctx); err != nil {
+		e.stop() //nolint:errcheck // the missing builder is the error
+		return nil, err
+	}
+	return e, nil
+}
+
+// lockEngine takes the lock of the private engine's data directory: one daemon on it at a
+// time, so a second run waits for the first (and gives up with ctx).
+func lockEngine(ctx context.Context, path string) (*os.File, error) {
+	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return lock, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			lock.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			lock.Close()
+			return nil, fmt.Errorf("waiting for another run's engine (%s): %w", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// startDaemon starts dockerd on the cache's data directory.
+func startDaemon(ctx context.Context, cache string, keep bool, lock *os.File) (*engine, error) {
 	// The sockets' paths must stay short (108 bytes for a unix socket): a directory of
 	// their own under /tmp, not the cache.
 	dir, err := os.MkdirTemp("", "composeup-engine-")
 	if err != nil {
-		lock.Close()
 		return nil, err
 	}
 	e := &engine{host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, lock: lock}
 	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	defer log.Close()
+	// An empty configuration file: the machine's /etc/docker/daemon.json, made for its own
+	// engine, must not change this one.
+	conf := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(conf, []byte("{}\n"), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	// No iptables: this machine's kernel may not offer it, and nothing here needs NAT. The
 	// containers reach each other over compose's bridge, and the published ports on loopback
-	// are served by docker-proxy. The engine dies with this process if it is killed, unless
-	// it is to be kept.
+	// are served by docker-proxy.
 	e.daemon = exec.Command("dockerd",
+		"--config-file", conf,
 		"--host", e.host,
 		"--data-root", filepath.Join(cache, "docker"),
 		"--exec-root", filepath.Join(dir, "exec"),
@@ -98,38 +165,39 @@ func startEngine(ctx context.Context, cache string, keep bool) (*engine, error) 
 		"--iptables=false", "--ip-forward=false",
 		"--storage-driver=overlay2")
 	e.daemon.Stdout, e.daemon.Stderr = log, log
+	// A process group of its own, so that a Ctrl-C in the terminal reaches this process
+	// alone, which then takes the stack down before it stops the engine. The engine dies
+	// with this process if it is killed, unless it is to be kept.
+	e.daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !keep {
-		e.daemon.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		e.daemon.SysProcAttr.Pdeathsig = syscall.SIGTERM
 	}
 	if err := e.daemon.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("dockerd: %w", err)
 	}
 	e.exited = make(chan struct{})
-	var waitErr error
-	go func() { waitErr = e.daemon.Wait(); close(e.exited) }()
+	go func() { e.daemon.Wait(); close(e.exited) }() //nolint:errcheck // its log says why
+	return e, nil
+}
+
+// wait waits until the private daemon answers, for 90 seconds at most.
+func (e *engine) wait(ctx context.Context) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(90 * time.Second)
-	for {
-		if _, err := e.docker(ctx, "info", "--format", "{{.ServerVersion}}"); err == nil {
-			if err := e.sweep(ctx); err != nil {
-				e.stop() //nolint:errcheck // the sweep's failure is the error
-				return nil, err
-			}
-			return e, e.findBuilder(ctx)
-		}
+	for !e.answers(ctx) {
 		select {
 		case <-e.exited:
-			return nil, fmt.Errorf("dockerd exited (%v): %s", waitErr, tail(filepath.Join(dir, "dockerd.log")))
+			return fmt.Errorf("dockerd exited: %s", tail(filepath.Join(e.dir, "dockerd.log")))
 		case <-deadline:
-			e.stop() //nolint:errcheck // the time-out is the error
-			return nil, fmt.Errorf("dockerd did not answer within 90s: %s", tail(filepath.Join(dir, "dockerd.log")))
+			return fmt.Errorf("dockerd did not answer within 90s: %s", tail(filepath.Join(e.dir, "dockerd.log")))
 		case <-ctx.Done():
-			e.stop() //nolint:errcheck // the cancellation is the error
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 // keep leaves a private daemon running when the run ends (-keep), for the next run to use.

@@ -82,7 +82,8 @@ func makeImages(ctx context.Context, eng *engine, o options, p programs) (baseIm
 		t.passwd("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
 			"root:x:0:\nnonroot:x:65532:\n")
 		t.dir("tmp", 0o1777)
-		t.dir("home/nonroot", 0o700)
+		t.dir("home", 0o755)
+		t.header(&tar.Header{Typeflag: tar.TypeDir, Name: "home/nonroot/", Mode: 0o700, Uid: 65532, Gid: 65532}, nil) //nolint:errcheck // kept in t.err
 		return t.file("etc/ssl/certs/ca-certificates.crt", 0o644, "/etc/ssl/certs/ca-certificates.crt")
 	}, nil)
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 	"github.com/google/uuid"
 )
 
+// httpClient bounds each call, so that a stuck server fails a step instead of hanging it.
+var httpClient = &http.Client{Timeout: 15 * time.Second}
+
 // traced sends one search with a trace context of its own and waits for Jaeger to hold the
 // search's trace with spans of the gateway, scoring and offers. The gateway does not
 // continue a caller's trace (services/gateway/edge.go): it starts its own, linked to the
@@ -30,7 +33,7 @@ func (s *stack) traced(ctx context.Context) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	req.Header.Set("traceparent", "00-"+caller+"-"+randomHex(8)+"-01")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -92,7 +95,7 @@ func (s *stack) findTrace(ctx context.Context, caller string) (string, []string,
 	if err != nil {
 		return "", nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return "", nil, err
 	}

@@ -136,7 +136,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := step("docker compose, nats-server, Jaeger built", func() (err error) { progs, err = buildPrograms(ctx, o); return err }); err != nil {
 		return err
 	}
-	if err := checkVersions(o.file, progs); err != nil {
+	if err := checkVersions(o.root, o.file, progs); err != nil {
 		return err
 	}
 	if o.prepare {
@@ -162,6 +162,9 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	if !o.keep {
+		defer os.Remove(s.envFile) // its secrets: gone whatever happens next
+	}
 	if err := step("images built from the Dockerfile", func() error { return s.build(ctx) }); err != nil {
 		return err
 	}
@@ -178,15 +181,15 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	if err := step("up, every service healthy", func() error { return s.up(ctx) }); err != nil {
-		s.dumpLogs(context.WithoutCancel(ctx))
+		s.dumpLogs(ctx)
 		return err
 	}
 	if err := step("yacheck against the published API", func() error { return s.yacheck(ctx) }); err != nil {
-		s.dumpLogs(context.WithoutCancel(ctx))
+		s.dumpLogs(ctx)
 		return err
 	}
 	if err := step("a search's trace in Jaeger", func() error { return s.traced(ctx) }); err != nil {
-		s.dumpLogs(context.WithoutCancel(ctx))
+		s.dumpLogs(ctx)
 		return err
 	}
 	return nil

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // stack is one run of the compose file: its project, the environment it is run with, and
@@ -77,13 +79,17 @@ func (s *stack) run(ctx context.Context, args ...string) (string, error) {
 // composeConfig is what build reads of `docker compose config`.
 type composeConfig struct {
 	Services map[string]struct {
-		Image string `json:"image"`
-		Build *struct {
-			Context    string            `json:"context"`
-			Dockerfile string            `json:"dockerfile"`
-			Args       map[string]string `json:"args"`
-		} `json:"build"`
+		Image string          `json:"image"`
+		Build json.RawMessage `json:"build"`
 	} `json:"services"`
+}
+
+// buildSection is a service's build: what build does with it, and nothing else. A setting it
+// would not apply (a target, secrets, more contexts) is refused rather than ignored.
+type buildSection struct {
+	Context    string            `json:"context"`
+	Dockerfile string            `json:"dockerfile"`
+	Args       map[string]string `json:"args"`
 }
 
 // build builds every image the compose file builds, as its build sections say (context,
@@ -98,36 +104,45 @@ func (s *stack) build(ctx context.Context) error {
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		return fmt.Errorf("compose config: %w", err)
 	}
+	builds := map[string]buildSection{}
 	names := make([]string, 0, len(c.Services))
 	for name, svc := range c.Services {
-		if svc.Build != nil {
-			names = append(names, name)
+		if len(svc.Build) == 0 {
+			continue
 		}
+		var b buildSection
+		dec := json.NewDecoder(bytes.NewReader(svc.Build))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			return fmt.Errorf("%s: a build setting this run does not apply: %w", name, err)
+		}
+		builds[name] = b
+		names = append(names, name)
 	}
 	if len(names) == 0 {
 		return errors.New("the compose file builds no image")
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		svc := c.Services[name]
-		if svc.Image == "" {
+		image, b := c.Services[name].Image, builds[name]
+		if image == "" {
 			return fmt.Errorf("%s: builds an image without naming it", name)
 		}
 		args := slices.Clone(s.eng.build[1:])
-		dockerfile := svc.Build.Dockerfile
+		dockerfile := b.Dockerfile
 		if !filepath.IsAbs(dockerfile) {
-			dockerfile = filepath.Join(svc.Build.Context, dockerfile)
+			dockerfile = filepath.Join(b.Context, dockerfile)
 		}
-		args = append(args, "--file", dockerfile, "--tag", svc.Image)
-		keys := make([]string, 0, len(svc.Build.Args))
-		for k := range svc.Build.Args {
+		args = append(args, "--file", dockerfile, "--tag", image)
+		keys := make([]string, 0, len(b.Args))
+		for k := range b.Args {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			args = append(args, "--build-arg", k+"="+svc.Build.Args[k])
+			args = append(args, "--build-arg", k+"="+b.Args[k])
 		}
-		args = append(args, svc.Build.Context)
+		args = append(args, b.Context)
 		if _, err := output(ctx, s.eng.env(), s.o.root, s.eng.build[0], args...); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -142,8 +157,11 @@ func (s *stack) up(ctx context.Context) error {
 	return err
 }
 
-// dumpLogs prints the end of every service's log, for a failure's reader.
+// dumpLogs prints the end of every service's log, for a failure's reader: within a minute,
+// even when the run's own time is up or the engine is stuck.
 func (s *stack) dumpLogs(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	ps, _ := s.run(ctx, "ps", "--all")
 	fmt.Fprintln(os.Stderr, "composeup: docker compose ps:\n"+ps)
 	logs, _ := s.run(ctx, "logs", "--no-color", "--tail", "40")
@@ -153,7 +171,6 @@ func (s *stack) dumpLogs(ctx context.Context) {
 // down takes the stack down with its volume, then checks that the engine holds nothing
 // of the project: no container, network or volume.
 func (s *stack) down(ctx context.Context) error {
-	defer os.Remove(s.envFile)
 	if _, err := s.run(ctx, "down", "--volumes", "--remove-orphans", "--timeout", "40"); err != nil {
 		return err
 	}
@@ -184,7 +201,9 @@ func (s *stack) yacheck(ctx context.Context) error {
 	report := filepath.Join(os.TempDir(), s.project+"-yacheck.json")
 	defer os.Remove(report)
 	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/yacheck",
-		"-url", "http://127.0.0.1:"+strconv.Itoa(s.ports.gateway), "-token", s.token, "-json", report)
+		"-url", "http://127.0.0.1:"+strconv.Itoa(s.ports.gateway), "-json", report)
+	// The token in the environment, not on a command line that ps shows to everyone.
+	cmd.Env = append(os.Environ(), "YACHECK_TOKEN="+s.token)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.o.root, os.Stdout, os.Stderr
 	runErr := cmd.Run()
 	b, err := os.ReadFile(report)
