@@ -13,34 +13,24 @@ cd "$(dirname "$0")"
 # CI time-out), the pass is stopped with it: its processes die with the test binary.
 chaos=github.com/demobank/yacredits/tools/chaos
 others=$(go list $(go list -f '{{.Dir}}/...' -m) | grep -v -x "$chaos")
-# The compose test below builds docker compose and Jaeger from the module proxy first: minutes
-# of processor time on a cold cache. They are built now, at the lowest priority, in the time
-# the tests leave (its output is shown if it fails).
-prepare_log=$(mktemp)
-set -m # each background job gets a process group of its own, to stop as one
-nice -n 19 go run ./tools/composeup -prepare >"$prepare_log" 2>&1 &
-prepare_pid=$!
+set -m # the pass gets a process group of its own, to stop as one
 (go test -race -count=1 "$chaos" 2>&1 | sed -u 's/^/chaos: /'; exit "${PIPESTATUS[0]}") &
 chaos_pid=$!
 set +m
-trap 'kill -- "-$chaos_pid" "-$prepare_pid" 2>/dev/null || true' EXIT
+trap 'kill -- "-$chaos_pid" 2>/dev/null || true' EXIT
 status=0
 # shellcheck disable=SC2086 # one package a word
 nice -n 10 go test -race -count=1 $others || status=$?
 wait "$chaos_pid" || status=$?
+trap - EXIT
 if [[ $status != 0 ]]; then
 	exit "$status"
 fi
 
 # The compose deployment run for real (tools/composeup, docs/testing.md): the images built
 # from the Dockerfile, every service up and healthy, yacheck and a trace in Jaeger against
-# it, then down with nothing left. It starts a Docker engine when none answers (root).
-if ! wait "$prepare_pid"; then
-	cat "$prepare_log"
-	exit 1
-fi
-trap - EXIT
-rm -f "$prepare_log"
+# it, then down with nothing left. It starts a Docker engine when none answers (root). It
+# runs alone: built beside the packages, its programs made the whole run 1.6 minutes longer.
 go run ./tools/composeup
 
 fuzztime=${FUZZTIME:-10s}

@@ -31,7 +31,6 @@
 // Usage:
 //
 //	go run ./tools/composeup                  # what ./test.sh runs
-//	go run ./tools/composeup -prepare         # only build the pinned programs (test.sh: beside the tests)
 //	go run ./tools/composeup -keep            # leave the stack up to look at it
 //	go run ./tools/composeup -file broken.yml # another compose file
 package main
@@ -67,7 +66,6 @@ type options struct {
 	file    string        // the compose file to run
 	cache   string        // built programs, the private engine's images and build cache
 	keep    bool          // leave the stack up
-	prepare bool          // only build the programs
 	timeout time.Duration // for the whole run
 }
 
@@ -77,12 +75,11 @@ func parseFlags(args []string) (options, error) {
 	file := fs.String("file", "", "the compose file (default docker-compose.yml at the root)")
 	cache := fs.String("cache", "", "where built programs and the private engine's data are kept (default the user's cache directory)")
 	keep := fs.Bool("keep", false, "leave the stack up at the end (and the private engine running)")
-	prepare := fs.Bool("prepare", false, "only build the pinned programs into the cache, and stop")
 	timeout := fs.Duration("timeout", 25*time.Minute, "for the whole run")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
-	o := options{keep: *keep, prepare: *prepare, timeout: *timeout}
+	o := options{keep: *keep, timeout: *timeout}
 	var err error
 	if o.root, err = filepath.Abs(*root); err != nil {
 		return options{}, err
@@ -131,16 +128,13 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	// The programs first: they need no engine, and -prepare stops after them.
+	// The programs first: they need no engine.
 	var progs programs
 	if err := step("docker compose, nats-server, Jaeger built", func() (err error) { progs, err = buildPrograms(ctx, o); return err }); err != nil {
 		return err
 	}
 	if err := checkVersions(o.root, o.file, progs); err != nil {
 		return err
-	}
-	if o.prepare {
-		return nil
 	}
 	var eng *engine
 	if err := step("Docker engine", func() (err error) { eng, err = startEngine(ctx, o.cache, o.keep); return err }); err != nil {
