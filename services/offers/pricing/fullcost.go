@@ -126,6 +126,15 @@ func solve(net []float64, guess float64) (float64, error) {
 	if !(guess > -1 && guess < maxRate) {
 		guess = 0
 	}
+	if i, ok := newton(net, guess); ok {
+		return i, nil
+	}
+	return bracketed(net, guess)
+}
+
+// bracketed is solve without its fast path: Newton inside a bracket, for any flows that
+// passed checkSigns.
+func bracketed(net []float64, guess float64) (float64, error) {
 	lo, hi, err := bracket(net, guess)
 	if err != nil || lo == hi {
 		return lo, err
@@ -160,6 +169,42 @@ func solve(net []float64, guess float64) (float64, error) {
 		x = next
 	}
 	return 0, fmt.Errorf("full cost: solver did not converge in bracket [%g, %g]", lo, hi)
+}
+
+// newton is solve's fast path, for a credit issued at once (every negative flow in period
+// 0, as in every schedule Price builds). Then f is a constant plus a positive sum of the
+// convex, falling (1+i)^−q: convex and falling for i > −1. Newton's steps from below the
+// root rise to it without passing it, and a step from above lands at or below it, so no
+// bracket is needed: from a guess near the root (the previous term's, in costRange) it
+// takes two or three evaluations where bracketing first took two more. It stops on the same
+// step size as solve, whose comment says why that is exact enough. ok is false, for the
+// bracketing solver to take over, when the flows are not issued at once, a step leaves
+// (−1, maxRate), or it has not converged within a few dozen steps.
+func newton(net []float64, x float64) (float64, bool) {
+	for _, a := range net[1:] {
+		if a < 0 {
+			return 0, false
+		}
+	}
+	for range 40 {
+		f, df := presentValue(net, x)
+		if f == 0 {
+			return x, true
+		}
+		if !(df < 0) { // falling everywhere; also false for a NaN
+			return 0, false
+		}
+		step := f / df
+		next := x - step
+		if !(next > -1 && next < maxRate) {
+			return 0, false
+		}
+		if math.Abs(step) <= newtonDone {
+			return next, true
+		}
+		x = next
+	}
+	return 0, false
 }
 
 // bracket returns lo < hi with f(lo) > 0 > f(hi), or lo == hi at a root it happened on.

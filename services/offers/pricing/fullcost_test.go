@@ -154,3 +154,61 @@ func TestSchedule(t *testing.T) {
 		}
 	}
 }
+
+// The fast path finds the root the bracketing solver finds, to the solver's precision, for
+// credits issued at once: an issue (less its fees) in month 0, then payments that may vary
+// (annual fees, a card's falling minimum payments). From the guesses the callers give (zero,
+// the nominal rate, a nearby root) it always answers; from far ones it may hand over.
+func TestNewtonFindsTheBracketedRoot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	fast := 0
+	for n := range 5000 {
+		months := 1 + rng.IntN(120)
+		net := make([]float64, months+1)
+		principal := 1e3 + rng.Float64()*1e7
+		net[0] = -principal * (1 - rng.Float64()*0.1)
+		rate := rng.Float64() * 0.1
+		payment := principal * rate / (1 - math.Pow(1+rate, -float64(months)))
+		if rate == 0 {
+			payment = principal / float64(months)
+		}
+		for k := 1; k <= months; k++ {
+			net[k] = payment * (0.5 + rng.Float64())
+			if k%12 == 0 && rng.IntN(2) == 0 {
+				net[k] += principal * 0.01
+			}
+		}
+		if err := checkSigns(net); err != nil {
+			continue
+		}
+		guess := []float64{0, rate, rate * 2, -0.5 + rng.Float64(), 3}[n%5]
+		want, err := bracketed(net, guess)
+		if err != nil {
+			t.Fatalf("flows %d: the bracketing solver: %v", n, err)
+		}
+		got, ok := newton(net, guess)
+		if !ok {
+			// Handed to the bracketing solver, which is allowed from a far guess (a step from
+			// far above the root can land below −1), never from one the callers give.
+			if n%5 < 3 {
+				t.Errorf("flows %d (%d months): the fast path gave up from guess %g", n, months, guess)
+			}
+			continue
+		}
+		if math.Abs(got-want) > 1e-12 || annualPercent(got) != annualPercent(want) {
+			t.Fatalf("flows %d (%d months, guess %g): newton %.17g, bracketed %.17g", n, months, guess, got, want)
+		}
+		fast++
+	}
+	// At least the near guesses' must have been the fast path's, or this compared nothing.
+	if fast < 3000 {
+		t.Errorf("the fast path answered %d of 5000 flows, want 3000 at least", fast)
+	}
+}
+
+// Flows not issued at once (money issued again in a later month) are never the fast path's.
+func TestNewtonLeavesLaterIssuesToTheBracket(t *testing.T) {
+	if _, ok := newton([]float64{-100, -50, 80, 80}, 0.01); ok {
+		t.Error("the fast path took flows with a second issue")
+	}
+}
