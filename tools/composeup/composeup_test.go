@@ -169,6 +169,7 @@ func TestCheckVersions(t *testing.T) {
 		wantProblem string
 	}{
 		{"the releases built", "v2.15.2", "v1.75.0", compose, dockerfile, ""},
+		{"a Go a patch apart", "v2.15.2", "v1.75.0", compose, strings.Replace(dockerfile, goVersion, release(goVersion)+".99", 1), ""},
 		{"another Go in the Dockerfile", "v2.15.2", "v1.75.0", compose, strings.Replace(dockerfile, goVersion, "1.25.0", 1), "the Dockerfile builds with Go 1.25.0, but this run's builder is Go " + goVersion},
 		{"another nats-server", "v2.15.3", "v1.75.0", compose, dockerfile, "NATS_IMAGE defaults to 2.15.2, but the run builds 2.15.3"},
 		{"another Jaeger", "v2.15.2", "v1.76.0", compose, dockerfile, "JAEGER_IMAGE defaults to 2.12.0, but the run builds 2.13.0"},

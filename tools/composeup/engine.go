@@ -34,7 +34,15 @@ type engine struct {
 // compose reads everything else from the run's env file.
 func (e *engine) env(extra ...string) []string {
 	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"} {
+	keys := []string{"PATH", "HOME", "TMPDIR", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"}
+	if e.dir != "" {
+		// The private engine: its socket is all the CLI needs. The caller's TLS settings and
+		// context are for another engine, and the caller's docker configuration (proxies
+		// that compose would copy into the containers) is not this run's: an empty one.
+		keys = keys[:3]
+		env = append(env, "DOCKER_CONFIG="+filepath.Join(e.dir, "config"))
+	}
+	for _, k := range keys {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
@@ -153,6 +161,10 @@ func startDaemon(ctx context.Context, cache string, keep bool, lock *os.File) (*
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	if err := os.Mkdir(filepath.Join(dir, "config"), 0o700); err != nil { // the CLI's (env)
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	// No iptables: this machine's kernel may not offer it, and nothing here needs NAT. The
 	// containers reach each other over compose's bridge, and the published ports on loopback
 	// are served by docker-proxy.
@@ -222,6 +234,7 @@ func (e *engine) stop() error {
 	case <-time.After(60 * time.Second):
 		e.daemon.Process.Kill() //nolint:errcheck // it did not stop in time
 		<-e.exited
+		os.RemoveAll(e.dir)
 		return errors.New("dockerd did not stop within 60s of SIGTERM: killed")
 	}
 	return os.RemoveAll(e.dir)

@@ -127,18 +127,27 @@ func checkVersions(root, composeFile string, p programs) error {
 	}
 	want(`\$\{JAEGER_IMAGE:-jaegertracing/jaeger:([0-9.]+)\}`, "JAEGER_IMAGE", "2."+strconv.Itoa(minor-63)+"."+strconv.Itoa(patch))
 	// The builder made here is this machine's Go: the Dockerfile's default builder must be
-	// the same release, or the images tested are built by another compiler than shipped.
+	// the same release (a patch apart is the same language and library), or the images
+	// tested are built by another compiler than shipped.
 	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		return err
 	}
 	if m := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)$`).FindSubmatch(dockerfile); m == nil {
 		problems = append(problems, "the Dockerfile has no ARG GO_VERSION=")
-	} else if goVersion := strings.TrimPrefix(runtime.Version(), "go"); string(m[1]) != goVersion {
+	} else if goVersion := strings.TrimPrefix(runtime.Version(), "go"); release(string(m[1])) != release(goVersion) {
 		problems = append(problems, fmt.Sprintf("the Dockerfile builds with Go %s, but this run's builder is Go %s", m[1], goVersion))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// release is a Go version's major.minor: 1.26.8 → 1.26.
+func release(v string) string {
+	if i := strings.LastIndexByte(v, '.'); strings.Count(v, ".") == 2 {
+		return v[:i]
+	}
+	return v
 }

@@ -62,12 +62,13 @@ LOG_FORMAT=json
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if _, err := f.WriteString(secrets + vars); err != nil {
+	s.envFile = f.Name()
+	_, err = f.WriteString(secrets + vars)
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(s.envFile) // half the secrets are still secrets
 		return nil, err
 	}
-	s.envFile = f.Name()
-	return s, f.Close()
+	return s, nil
 }
 
 // run runs a compose command on the stack's project.
@@ -198,13 +199,26 @@ func (s *stack) down(ctx context.Context) error {
 // yacheck runs the integration checker against the published API with the token, and
 // wants every check passed: none failed and none skipped.
 func (s *stack) yacheck(ctx context.Context) error {
-	report := filepath.Join(os.TempDir(), s.project+"-yacheck.json")
-	defer os.Remove(report)
-	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/yacheck",
-		"-url", "http://127.0.0.1:"+strconv.Itoa(s.ports.gateway), "-json", report)
-	// The token in the environment, not on a command line that ps shows to everyone.
-	cmd.Env = append(os.Environ(), "YACHECK_TOKEN="+s.token)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = s.o.root, os.Stdout, os.Stderr
+	dir, err := os.MkdirTemp("", s.project+"-yacheck-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// Built, then run itself (not through go run), so that a cancelled run stops it.
+	bin, report := filepath.Join(dir, "yacheck"), filepath.Join(dir, "report.json")
+	if _, err := output(ctx, nil, s.o.root, "go", "build", "-o", bin, "./cmd/yacheck"); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-url", "http://127.0.0.1:"+strconv.Itoa(s.ports.gateway), "-json", report)
+	// The token in the environment, not on a command line that ps shows to everyone; and
+	// no other YACHECK_ setting of the caller's (other credentials) changes what is checked.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "YACHECK_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "YACHECK_TOKEN="+s.token)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	runErr := cmd.Run()
 	b, err := os.ReadFile(report)
 	if err != nil {
