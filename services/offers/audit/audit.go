@@ -16,13 +16,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -376,12 +374,12 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 	}
 	nc := js.Conn()
 	// The first batch: the trail's oldest, or the first written at or after since.
-	first := msgGet{NextFor: contracts.SubjectAudit, Seq: state.FirstSeq}
+	first := bus.MsgGet{NextFor: contracts.SubjectAudit, Seq: state.FirstSeq}
 	if !since.IsZero() {
 		first.Seq, first.StartTime = 0, &since
 	}
-	m, err := getMsgRetrying(ctx, nc, first)
-	if errors.Is(err, errNoMessage) {
+	m, err := bus.GetMsg(ctx, nc, contracts.StreamAudit, first)
+	if errors.Is(err, bus.ErrNoMessage) {
 		return nil, 0, ErrNotFound
 	}
 	if err != nil {
@@ -391,40 +389,32 @@ func Find(ctx context.Context, js jetstream.JetStream, id string, since time.Tim
 	if rec, err := findIn(m, id); rec != nil || err != nil {
 		return rec, read, err
 	}
-	for next := m.Seq + 1; next <= last; next += findWindow {
-		n := min(findWindow, last-next+1)
-		msgs := make([]*storedMsg, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for k := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				msgs[k], errs[k] = getMsgRetrying(ctx, nc, msgGet{Seq: next + k})
-			}()
+	var found *contracts.Search
+	err = bus.ReadRange(ctx, nc, contracts.StreamAudit, m.Seq+1, last, func(m *bus.StoredMsg) error {
+		read++
+		rec, err := findIn(m, id)
+		if rec != nil && err == nil {
+			found, err = rec, errFound
 		}
-		wg.Wait()
-		for k := range n {
-			switch {
-			case errors.Is(errs[k], errNoMessage):
-				continue // aged out meanwhile
-			case errs[k] != nil:
-				return nil, read, fmt.Errorf("read audit stream: %w", errs[k])
-			}
-			read++
-			if rec, err := findIn(msgs[k], id); rec != nil || err != nil {
-				return rec, read, err
-			}
-		}
+		return err
+	})
+	switch {
+	case errors.Is(err, errFound):
+		return found, read, nil
+	case err != nil:
+		return nil, read, fmt.Errorf("read audit stream: %w", err)
 	}
 	return nil, read, ErrNotFound
 }
 
+// errFound ends Find's read at the search's batch.
+var errFound = errors.New("found")
+
 // findWindow is how many batches Find asks for at once.
-const findWindow = 64
+const findWindow = bus.ReadWindow
 
 // findIn returns the search's record if batch m holds it.
-func findIn(m *storedMsg, id string) (*contracts.Search, error) {
+func findIn(m *bus.StoredMsg, id string) (*contracts.Search, error) {
 	b, err := contracts.DecodeAuditBatch(m.Data)
 	if err != nil {
 		return nil, nil // not a batch of ours: nothing of the search in it
@@ -435,84 +425,4 @@ func findIn(m *storedMsg, id string) (*contracts.Search, error) {
 		}
 	}
 	return nil, nil
-}
-
-// getMsgRetrying is getMsg, tried again after a timeout or an unavailable stream leader (an
-// election during a rolling restart), three times at most.
-func getMsgRetrying(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) {
-	var err error
-	for attempt := range 3 {
-		var m *storedMsg
-		if m, err = getMsg(ctx, nc, req); err == nil || errors.Is(err, errNoMessage) || ctx.Err() != nil ||
-			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, errUnavailable)) {
-			return m, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 250 * time.Millisecond):
-		}
-	}
-	return nil, err
-}
-
-// msgGet is a message get request (JetStream's JSApiMsgGetRequest): the first message of
-// NextFor at or after Seq, or after StartTime.
-type msgGet struct {
-	Seq       uint64     `json:"seq,omitempty"`
-	NextFor   string     `json:"next_by_subj,omitempty"`
-	StartTime *time.Time `json:"start_time,omitempty"`
-}
-
-type storedMsg struct {
-	Seq  uint64 `json:"seq"`
-	Data []byte `json:"data"`
-}
-
-var (
-	errNoMessage   = errors.New("no message")
-	errUnavailable = errors.New("the stream's leader is not available")
-)
-
-// JetStream's error codes for a message get that found no message, and for a stream with no
-// leader to answer.
-const (
-	errCodeNoMessageFound jetstream.ErrorCode = 10037
-	statusUnavailable                         = 503
-)
-
-// getMsg sends one message get to the AUDIT stream.
-func getMsg(ctx context.Context, nc *nats.Conn, req msgGet) (*storedMsg, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+contracts.StreamAudit, body)
-	if err != nil {
-		return nil, err
-	}
-	var res struct {
-		Message *storedMsg `json:"message"`
-		Error   *struct {
-			Code        int                 `json:"code"`
-			ErrCode     jetstream.ErrorCode `json:"err_code"`
-			Description string              `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &res); err != nil {
-		return nil, fmt.Errorf("decode the answer: %w", err)
-	}
-	switch {
-	case res.Error != nil && res.Error.ErrCode == errCodeNoMessageFound:
-		return nil, errNoMessage
-	case res.Error != nil && res.Error.Code == statusUnavailable:
-		return nil, fmt.Errorf("%w: %s", errUnavailable, res.Error.Description)
-	case res.Error != nil:
-		return nil, errors.New(res.Error.Description)
-	case res.Message == nil:
-		return nil, errors.New("an empty answer")
-	}
-	return res.Message, nil
 }
