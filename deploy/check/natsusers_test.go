@@ -324,19 +324,43 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 			}
 			refusals = append(refusals, refusal{"provision", "subscribe to everything", ">",
 				func(u *userConn) error { _, err := u.nc.Subscribe(">", func(*nats.Msg) {}); return err }})
-			// A user without a watch of the pre-approvals has no consumer on them, in either
-			// form of the create subject. (One with a watch of a stream can make its consumer
-			// deliver anywhere: the open route in docs/security.md.)
-			for _, user := range []string{"gateway", "offers", "conversions"} {
-				body := []byte(`{"stream_name":"OBJ_preapprovals","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`)
-				refusals = append(refusals,
-					refusal{user, "make the pre-approvals deliver into the verdicts' subject", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals",
-						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals", body)},
-					refusal{user, "make the pre-approvals deliver into the verdicts' subject (named form)", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1",
-						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1", body)},
-					refusal{user, "make the pre-approvals deliver into the verdicts' subject (filtered form)", "$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1.$O.preapprovals.C.x",
-						publish("$JS.API.CONSUMER.CREATE.OBJ_preapprovals.x1.$O.preapprovals.C.x", body)})
+			// No user but the provisioner makes a consumer of any kind on any stream, in any
+			// form of the create subject: JetStream delivers a consumer's messages as the
+			// account, to whatever subject its maker names (here the verdicts', which LOAN
+			// keeps and offers prices), so that one consumer is a route from any stream into
+			// any other and into any user's inbox. The services read by message gets, and the
+			// gateway follows the searches through their stream's republish instead.
+			for _, user := range []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor"} {
+				for _, st := range streams {
+					body := []byte(`{"stream_name":"` + st + `","config":{"deliver_subject":"loan.v1.scored","ack_policy":"none"}}`)
+					for _, form := range []struct{ name, subject string }{
+						{"", "$JS.API.CONSUMER.CREATE." + st},
+						{" (named form)", "$JS.API.CONSUMER.CREATE." + st + ".x1"},
+						{" (filtered form)", "$JS.API.CONSUMER.CREATE." + st + ".x1.>"},
+						{" (durable form)", "$JS.API.CONSUMER.DURABLE.CREATE." + st + ".x1"},
+					} {
+						subject := strings.TrimSuffix(form.subject, ">") + "x"
+						refusals = append(refusals, refusal{user, "make " + st + " deliver into the verdicts' subject" + form.name, subject,
+							publish(subject, body)})
+					}
+				}
+				// The searches as their stream republishes them are the gateway's alone, and
+				// no one may forge one (the gateway answers from it).
+				if user != "gateway" {
+					refusals = append(refusals, refusal{user, "read the searches as they are written", "searches.v1.written.>",
+						func(u *userConn) error {
+							_, err := u.nc.Subscribe("searches.v1.written.>", func(*nats.Msg) {})
+							return err
+						}})
+				}
+				refusals = append(refusals, refusal{user, "forge a written search", "searches.v1.written.x", publish("searches.v1.written.x", []byte(`{}`))})
 			}
+			refusals = append(refusals, refusal{"provision", "forge a written search", "searches.v1.written.x", publish("searches.v1.written.x", []byte(`{}`))},
+				refusal{"provision", "read the searches as they are written", "searches.v1.written.>",
+					func(u *userConn) error {
+						_, err := u.nc.Subscribe("searches.v1.written.>", func(*nats.Msg) {})
+						return err
+					}})
 			for _, r := range refusals {
 				t.Run(r.user+" may not "+r.what, func(t *testing.T) {
 					u := connectAs(t, url, r.user)

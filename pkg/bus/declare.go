@@ -111,8 +111,8 @@ func ConsumerDiff(have, want jetstream.ConsumerConfig) []string {
 }
 
 // StreamDiff lists the settings we plan that have differs in, and those no plan sets but a
-// stream could be given to reach other streams (sources, a mirror, republish, a subject
-// transform): a stream of ours must have none. It also compares the features a stream is
+// stream could be given to reach other streams (sources, a mirror, a subject transform): a
+// stream of ours must have none, and no republish but the one planned. It also compares the features a stream is
 // given by a flag, which change what a writer may do or what a write means: writes no
 // longer synced one by one (persist_mode async), messages that expire by their own header
 // (allow_msg_ttl, which cannot be turned off again), that schedule others, count, roll up,
@@ -170,11 +170,22 @@ func StreamDiff(have, want jetstream.StreamConfig) []string {
 	if have.Mirror != nil {
 		d = append(d, "mirror: have "+have.Mirror.Name+", want none")
 	}
-	if have.RePublish != nil {
-		d = append(d, "republish: have "+have.RePublish.Source+" → "+have.RePublish.Destination+", want none")
+	if d1, d2 := describeRePublish(have.RePublish), describeRePublish(want.RePublish); d1 != d2 {
+		d = append(d, "republish: have "+d1+", want "+d2)
 	}
 	if have.SubjectTransform != nil {
 		d = append(d, "subject_transform: have one, want none")
 	}
 	return d
+}
+
+// describeRePublish names a republish for a difference: "none", or "source → destination".
+func describeRePublish(r *jetstream.RePublish) string {
+	switch {
+	case r == nil:
+		return "none"
+	case r.HeadersOnly:
+		return r.Source + " → " + r.Destination + " (headers only)"
+	}
+	return r.Source + " → " + r.Destination
 }

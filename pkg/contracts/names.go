@@ -32,6 +32,11 @@ const (
 	// BucketSearches is the key-value bucket of search records, keyed by the lowercase
 	// search_id. It is the system of record: the only durable state a search has.
 	BucketSearches = "searches"
+	// SubjectSearchWritten is where the searches bucket's stream republishes each write once
+	// stored, under the key ("searches.v1.written.<key>", the record as written, with the
+	// stream's Nats-Sequence header): what the gateway's watch follows without a consumer of
+	// its own. Only the stream publishes it and only the gateway reads it.
+	SubjectSearchWritten = "searches.v1.written"
 	// BucketGateway holds the gateway's own bookkeeping (the sweeper's checkpoint).
 	BucketGateway = "gateway"
 	// BucketCatalog holds the bank's product catalog, a JSON document whose format the

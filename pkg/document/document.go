@@ -167,30 +167,30 @@ func WrittenMeanwhile(err error) bool {
 // revisions that do not validate are passed over, as the running replicas refused them: a
 // restarted replica decides like the others.
 func (s *Source[T]) load(ctx context.Context) error {
-	// A bounded read: its consumer's create can go unanswered on a cluster just forming.
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	entries, err := s.kv.History(hctx, s.spec.Key)
+	entries, err := s.revisions(ctx, 0)
 	if err != nil {
-		return fmt.Errorf("read bucket %s: %w", s.spec.Bucket, err)
+		return err
 	}
-	s.seen = entries[len(entries)-1].Revision()
+	if len(entries) == 0 {
+		return fmt.Errorf("bucket %s: the %s was deleted while starting", s.spec.Bucket, s.spec.Name)
+	}
+	s.seen = entries[len(entries)-1].revision
 	type refusal struct {
 		revision uint64
 		err      error
 	}
 	var refused []refusal
-	for i := len(entries) - 1; i >= 0 && entries[i].Operation() == jetstream.KeyValuePut; i-- {
+	for i := len(entries) - 1; i >= 0 && entries[i].put; i-- {
 		e := entries[i]
-		v, err := s.spec.Parse(e.Value())
+		v, err := s.spec.Parse(e.value)
 		if err != nil {
-			refused = append(refused, refusal{e.Revision(), err})
+			refused = append(refused, refusal{e.revision, err})
 			continue
 		}
 		for _, r := range refused {
 			s.refuse(r.revision, r.err)
 		}
-		s.swap(v, e.Revision())
+		s.swap(v, e.revision)
 		return nil
 	}
 	if len(refused) == 0 {
@@ -200,16 +200,16 @@ func (s *Source[T]) load(ctx context.Context) error {
 		s.spec.Bucket, s.spec.Name, refused[0].revision, refused[0].err)
 }
 
-// Run follows the bucket until ctx ends. A watch that breaks (the broker gone for longer
-// than the client's own recovery) is started again, after preparing the bucket again in
-// case the broker lost it; the revision in force stays meanwhile.
+// Run follows the bucket until ctx ends. A read that fails (the broker away) is tried
+// again, after preparing the bucket again in case the broker lost it; the revision in force
+// stays meanwhile.
 func (s *Source[T]) Run(ctx context.Context) error {
 	for restart := false; ; restart = true {
-		err := s.watch(ctx, restart)
+		err := s.follow(ctx, restart)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn().Err(err).Msgf("watch of the %s bucket interrupted; starting it again", s.spec.Name)
+		s.log.Warn().Err(err).Msgf("reading the %s bucket failed; starting again", s.spec.Name)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -218,7 +218,13 @@ func (s *Source[T]) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Source[T]) watch(ctx context.Context, restart bool) error {
+// PollInterval is how often the bucket is read for new revisions. The service follows it by
+// message gets, not a watch: a watch's consumer could be set to deliver anywhere, and no
+// service may make one (docs/security.md). A document changes a few times a year; a second
+// before a new one is in force costs nothing, and the read is one small request.
+const PollInterval = time.Second
+
+func (s *Source[T]) follow(ctx context.Context, restart bool) error {
 	if restart {
 		if err := s.prepare(ctx); err != nil {
 			return err
@@ -228,70 +234,62 @@ func (s *Source[T]) watch(ctx context.Context, restart bool) error {
 			s.seen = 0
 		}
 	}
-	// Every revision after the last one looked at, in order: the newest valid one wins, as
-	// it would have had the watch never stopped.
-	w, err := s.kv.Watch(ctx, s.spec.Key, jetstream.ResumeFromRevision(s.seen+1))
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", s.spec.Bucket, err)
-	}
-	defer func() { _ = w.Stop() }()
-	check := time.NewTicker(watchCheckInterval)
-	defer check.Stop()
-	var behind uint64 // a revision the last check found and the watch had not delivered
+	tick := time.NewTicker(PollInterval)
+	defer tick.Stop()
 	for {
+		// Every revision after the last one looked at, in order: the newest valid one wins,
+		// as it would had each been read as it was written.
+		entries, err := s.revisions(ctx, s.seen)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			s.seen = e.revision
+			s.apply(e)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("watch of the %s bucket ended", s.spec.Name)
-			}
-			if e == nil || e.Revision() <= s.seen { // nil marks the end of the replay
-				continue
-			}
-			s.seen = e.Revision()
-			s.apply(e)
-		case <-check.C:
-			if behind > s.seen {
-				return fmt.Errorf("watch of the %s bucket stalled: revision %d not delivered after %s", s.spec.Name, behind, watchCheckInterval)
-			}
-			behind = s.latest(ctx)
+		case <-tick.C:
 		}
 	}
 }
 
-// watchCheckInterval is how often the watch is checked against the bucket. A watch can
-// stall without ending: after a broker restart the client notices its lost watch only by
-// missing heartbeats, some ten seconds later. Comparing with the bucket's latest revision
-// each second, and starting the watch again when a revision stays undelivered for a whole
-// interval, bounds that delay to a few seconds at the cost of one small request a second.
-const watchCheckInterval = time.Second
-
-// latest is the bucket's latest revision, or 0 when it cannot be read now (the broker away,
-// the key deleted): the next check tries again.
-func (s *Source[T]) latest(ctx context.Context) uint64 {
-	ctx, cancel := context.WithTimeout(ctx, watchCheckInterval)
-	defer cancel()
-	e, err := s.kv.Get(ctx, s.spec.Key)
-	if err != nil {
-		return 0
-	}
-	return e.Revision()
+// entry is one revision of the document's key.
+type entry struct {
+	revision uint64
+	put      bool // false: a delete or purge of the key
+	value    []byte
 }
 
-func (s *Source[T]) apply(e jetstream.KeyValueEntry) {
-	if e.Operation() != jetstream.KeyValuePut {
-		s.log.Warn().Uint64("revision", e.Revision()).Str("operation", e.Operation().String()).
-			Uint64("in_force_revision", s.cur.Load().Revision).
-			Msgf("%s removed from the bucket; the one in force stays until one is put (a service or watch starting meanwhile seeds the bucket again)", s.spec.Name)
-		return
-	}
-	v, err := s.spec.Parse(e.Value())
+// revisions reads the key's revisions after revision after, in order, by message gets from
+// the bucket's stream leader.
+func (s *Source[T]) revisions(ctx context.Context, after uint64) ([]entry, error) {
+	var out []entry
+	stream, subject := "KV_"+s.spec.Bucket, "$KV."+s.spec.Bucket+"."+s.spec.Key
+	_, err := bus.ReadSubject(ctx, s.js.Conn(), stream, subject, after+1, func(m *bus.StoredMsg) error {
+		out = append(out, entry{revision: m.Seq, put: m.HeaderValue("KV-Operation") == "", value: m.Data})
+		return nil
+	})
 	if err != nil {
-		s.refuse(e.Revision(), err)
+		return nil, fmt.Errorf("read bucket %s: %w", s.spec.Bucket, err)
+	}
+	return out, nil
+}
+
+func (s *Source[T]) apply(e entry) {
+	if !e.put {
+		s.log.Warn().Uint64("revision", e.revision).
+			Uint64("in_force_revision", s.cur.Load().Revision).
+			Msgf("%s removed from the bucket; the one in force stays until one is put (a service starting meanwhile seeds the bucket again)", s.spec.Name)
 		return
 	}
-	s.swap(v, e.Revision())
+	v, err := s.spec.Parse(e.value)
+	if err != nil {
+		s.refuse(e.revision, err)
+		return
+	}
+	s.swap(v, e.revision)
 }
 
 func (s *Source[T]) swap(v T, revision uint64) {

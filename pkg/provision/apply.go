@@ -168,8 +168,8 @@ func create(ctx context.Context, call func(context.Context) error, js jetstream.
 //   - a bucket or an object store: what its API made, with the plan's settings, direct reads
 //     off for a bucket read from its leader, and the limits that would delete data (max_msgs,
 //     max_bytes, max_msg_size, discard) back to the API's own;
-//   - for every one: nothing that reaches other streams (sources, a mirror, republish, a
-//     subject transform), never fewer replicas than it has (scaling a store down is an
+//   - for every one: nothing that reaches other streams (sources, a mirror, a subject
+//     transform) and no republish but the plan's own (the searches bucket's, to the gateway), never fewer replicas than it has (scaling a store down is an
 //     administrator's act, not what a provisioner run without NATS_REPLICAS should do), and
 //     for NeverShorten never a shorter age; what the plan's settings leave unknown (zero)
 //     kept as it is; and a de-duplication window no longer than the age.
@@ -207,6 +207,12 @@ func wanted(cur jetstream.StreamConfig, it Item) jetstream.StreamConfig {
 		want.AllowMsgSchedules, want.AllowMsgCounter, want.AllowAtomicPublish, want.AllowBatchPublish = false, false, false, false
 	}
 	want.Sources, want.Mirror, want.RePublish, want.SubjectTransform = nil, nil, nil, nil
+	switch it.Kind {
+	case Bucket:
+		want.RePublish = it.Bucket.RePublish
+	case Stream:
+		want.RePublish = it.Stream.RePublish
+	}
 	if want.MaxBytes == 0 { // not known to whoever checks: not compared
 		want.MaxBytes = cur.MaxBytes
 	}

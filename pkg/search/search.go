@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
@@ -59,6 +60,8 @@ func BucketConfig(retention time.Duration, replicas int) jetstream.KeyValueConfi
 		TTL:         retention,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
+		// Each write, once stored, to the gateway's watch: no consumer needed (Watch).
+		RePublish: &jetstream.RePublish{Source: keyPrefix + ">", Destination: contracts.SubjectSearchWritten + ".>"},
 	}
 }
 
@@ -70,17 +73,18 @@ type Options struct {
 
 // Store reads search records and makes their transitions.
 type Store struct {
+	nc      *nats.Conn // for Watch
 	kv      jetstream.KeyValue
 	log     zerolog.Logger
 	metrics *endings
 }
 
-func newStore(kv jetstream.KeyValue, o Options) (*Store, error) {
+func newStore(nc *nats.Conn, kv jetstream.KeyValue, o Options) (*Store, error) {
 	m, err := newEndings(o.Meter)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv, log: o.Log, metrics: m}, nil
+	return &Store{nc: nc, kv: kv, log: o.Log, metrics: m}, nil
 }
 
 // Bind binds to the bucket, as the provisioner made it (reads from the stream's leader: a
@@ -90,7 +94,7 @@ func Bind(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	return newStore(kv, o)
+	return newStore(js.Conn(), kv, o)
 }
 
 // Open is Bind, waiting for the bucket to be provisioned, so that start-up order does not

@@ -281,16 +281,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return grp.Wait()
 }
 
-// follow keeps idx up to date with the bucket until ctx ends, watching it again when the
-// watch breaks (a broker restart), and anew every hour: records the bucket drops at the end
-// of their retention leave no delete marker to watch.
+// follow keeps idx up to date with the bucket until ctx ends, reading it anew every hour:
+// records the bucket drops at the end of their retention leave no delete marker to read.
 func (s *Store) follow(ctx context.Context, idx *index, log zerolog.Logger) error {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, time.Hour)
 		err := s.followOnce(wctx, idx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Msg("watch the conversions bucket")
+			log.Warn().Err(err).Msg("read the conversions bucket")
 			if sleep(ctx, time.Second) != nil {
 				return nil
 			}
@@ -299,30 +298,45 @@ func (s *Store) follow(ctx context.Context, idx *index, log zerolog.Logger) erro
 	return nil
 }
 
-// followOnce reads the bucket from its first record into a fresh index, then follows it
-// until ctx ends or the watch breaks.
+// followInterval is how often the bucket is read for new writes: by message gets, since a
+// watch's consumer could be set to deliver anywhere (Store.Each). The index serves
+// operators' summaries and the overdue warning, for which a second is instant.
+const followInterval = time.Second
+
+// followOnce reads the bucket from its first record into a fresh index, then reads what is
+// written after, every followInterval, until ctx ends or a read fails.
 func (s *Store) followOnce(ctx context.Context, idx *index) error {
 	fresh := newIndex()
-	w, err := s.kv.WatchAll(ctx)
+	apply := func(ix *index) func(string, *contracts.Conversion, error) error {
+		return func(key string, c *contracts.Conversion, bad error) error {
+			switch {
+			case bad != nil: // not one of ours: nothing to summarise
+			case c == nil:
+				ix.remove(key)
+			default:
+				ix.put(c)
+			}
+			return nil
+		}
+	}
+	// Until the first pass is complete, the old index keeps answering.
+	next, err := s.read(ctx, 0, apply(fresh))
 	if err != nil {
 		return err
 	}
-	defer func() { _ = w.Stop() }()
-	cur := fresh // until the first pass is complete, the old index keeps answering
-	for e := range w.Updates() {
-		switch {
-		case e == nil:
-			idx.replace(fresh)
-			cur = idx
-		case e.Operation() != jetstream.KeyValuePut:
-			cur.remove(e.Key())
-		default:
-			if c, err := contracts.DecodeConversion(e.Value()); err == nil {
-				cur.put(c)
-			}
+	idx.replace(fresh)
+	tick := time.NewTicker(followInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if next, err = s.read(ctx, next, apply(idx)); err != nil {
+			return err
 		}
 	}
-	return nil
 }
 
 // warnOverdue logs, every every, the undelivered conversions whose contract is older than

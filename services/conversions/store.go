@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -24,6 +26,7 @@ var (
 // Store keeps conversions in the bucket.
 type Store struct {
 	kv jetstream.KeyValue
+	nc *nats.Conn // the reads of the whole bucket (Each, follow)
 }
 
 // BindStore binds to the bucket, as the provisioner made it: its reads come from the
@@ -34,7 +37,7 @@ func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, nc: js.Conn()}, nil
 }
 
 // Record stores a new conversion. A repeat of the same report is no error: it returns the
@@ -110,32 +113,61 @@ func (s *Store) Update(ctx context.Context, key string, fn func(*contracts.Conve
 }
 
 // Each calls fn with every conversion in the bucket, in the order they were last written.
+// It reads the bucket's stream by message gets (package bus), as every read of the whole
+// bucket does here: a watch would make a consumer, and a consumer can be set to deliver
+// anywhere (docs/security.md). The bucket keeps one revision per key, so its messages are
+// its conversions as they stand, and the deletions of some.
 func (s *Store) Each(ctx context.Context, fn func(*contracts.Conversion) error) error {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("list conversions: %w", err)
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("list conversions: the watch ended")
-			}
-			if e == nil {
-				return nil // every current value has been seen
-			}
-			c, err := contracts.DecodeConversion(e.Value())
-			if err != nil {
-				return fmt.Errorf("conversion %s: %w", e.Key(), err)
-			}
-			if err := fn(c); err != nil {
-				return err
-			}
+	_, err := s.read(ctx, 0, func(key string, c *contracts.Conversion, bad error) error {
+		if bad != nil {
+			return bad
 		}
+		if c == nil {
+			return nil
+		}
+		return fn(c)
+	})
+	return err
+}
+
+const (
+	conversionsStream = "KV_" + contracts.BucketConversions
+	conversionsPrefix = "$KV." + contracts.BucketConversions + "."
+)
+
+// read calls fn with each message of the bucket's stream from sequence from (0: its first)
+// to its end as it stands when read begins: the conversion under its key, nil for a
+// deletion, or the reason a record cannot be decoded. It returns the sequence after the
+// last one read.
+func (s *Store) read(ctx context.Context, from uint64, fn func(key string, c *contracts.Conversion, bad error) error) (uint64, error) {
+	st, err := s.kv.Status(ctx)
+	if err != nil {
+		return from, fmt.Errorf("read conversions: %w", err)
 	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return from, fmt.Errorf("read conversions: status %T", st)
+	}
+	state := bs.StreamInfo().State
+	from = max(from, state.FirstSeq)
+	err = bus.ReadRange(ctx, s.nc, conversionsStream, from, state.LastSeq, func(m *bus.StoredMsg) error {
+		key, ok := strings.CutPrefix(m.Subject, conversionsPrefix)
+		if !ok {
+			return nil
+		}
+		if m.HeaderValue("KV-Operation") != "" {
+			return fn(key, nil, nil)
+		}
+		c, err := contracts.DecodeConversion(m.Data)
+		if err != nil {
+			return fn(key, nil, fmt.Errorf("conversion %s: %w", key, err))
+		}
+		return fn(key, c, nil)
+	})
+	if err != nil {
+		return from, fmt.Errorf("read conversions: %w", err)
+	}
+	return max(from, state.LastSeq+1), nil
 }
 
 // Requeue puts a failed conversion back in the queue, for an operator once the cause is

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/phone"
 	"github.com/demobank/yacredits/services/scoring/preapproval"
@@ -33,8 +34,8 @@ type served struct {
 	stored  time.Time // when the object was written: the snapshot's age
 }
 
-// snapshots serves the pre-approval index and keeps it current. It follows the object
-// store with a watch, loads each new snapshot beside the index in use, checks it, and
+// snapshots serves the pre-approval index and keeps it current. It reads the object store
+// every checkInterval, loads each new snapshot beside the index in use, checks it, and
 // swaps it in with one atomic store: a search is scored wholly with the old index or
 // wholly with the new. On any problem the index in use stays.
 //
@@ -53,7 +54,7 @@ type snapshots struct {
 	ready chan struct{} // closed once the first index is in place
 
 	// The rest belongs to run's goroutine.
-	refused string // the content last refused: not downloaded again at every watch event
+	refused string // the content last refused: not downloaded again at every look
 	seeded  bool   // this process wrote the seed
 }
 
@@ -80,16 +81,15 @@ func (s *snapshots) describe(context.Context) (string, error) {
 		time.Since(c.stored).Round(time.Second)), nil
 }
 
-// run follows the store until ctx ends. A watch that breaks (the broker away for longer
-// than the client's own recovery) is started again, as the gateway's tracker does; the
-// index in use keeps answering meanwhile.
+// run follows the store until ctx ends. A read that fails (the broker away) is started
+// again a second later; the index in use keeps answering meanwhile.
 func (s *snapshots) run(ctx context.Context) error {
 	for {
 		err := s.follow(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn().Err(err).Msg("watch of the pre-approval store interrupted; starting it again")
+		s.log.Warn().Err(err).Msg("reading the pre-approval store failed; starting again")
 		select {
 		case <-ctx.Done():
 			return nil
@@ -103,90 +103,63 @@ func (s *snapshots) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The watch's subscription lives until its context ends: one per attempt, so that a
-	// restarted watch leaves nothing behind.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := obs.Watch(wctx)
-	if err != nil {
-		return fmt.Errorf("watch object store %s: %w", contracts.BucketPreapprovals, err)
-	}
-	defer func() { _ = w.Stop() }()
 	l := &loader{s: s, obs: obs, done: make(chan loaded, 1)}
 	defer l.abandon()
-	latest := map[string]*jetstream.ObjectInfo{}
-	replayed := false
-	// A watch whose consumer was never set up (its create can go unanswered on a cluster that
-	// is just forming) delivers nothing, not even the end of its replay: start it again.
-	replayDue := time.NewTimer(replayTimeout)
-	defer replayDue.Stop()
 	check := time.NewTicker(checkInterval)
 	defer check.Stop()
 	for {
+		latest, err := s.look(ctx, obs)
+		if err != nil {
+			return err
+		}
+		seeded := s.seeded
+		if err := s.settle(ctx, obs, l, latest); err != nil {
+			return err
+		}
+		if s.seeded != seeded {
+			continue // the seed just written: load it now
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-replayDue.C:
-			if !replayed {
-				return fmt.Errorf("watch of the pre-approval store did not replay it within %s", replayTimeout)
-			}
 		case <-check.C:
-			// A watch can also stall after its replay, and then a new snapshot (or the seed
-			// this replica just wrote) would never be loaded: look at the store itself.
-			s.lookAgain(ctx, obs, latest)
-		case info, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch of the pre-approval store ended")
-			}
-			switch {
-			case info == nil: // the end of the replay of what the store holds
-				replayed = true
-			case info.Name != contracts.PreapprovalsObject && info.Name != contracts.PreapprovalsSeedObject:
-				continue
-			case info.Deleted:
-				delete(latest, info.Name)
-			default:
-				latest[info.Name] = info
-			}
 		case res := <-l.done:
 			l.busy = nil
 			if err := s.finish(ctx, obs, res); err != nil {
 				return err
 			}
 		}
-		// Act on the store as it stands once the replay is over, not on each of its objects.
-		if replayed {
-			if err := s.settle(ctx, obs, l, latest); err != nil {
-				return err
-			}
-		}
 	}
 }
 
-// checkInterval is how often the store itself is looked at besides the watch.
-const checkInterval = 5 * time.Second
+// checkInterval is how often the store is read for a new snapshot. It is read, not watched:
+// a watch's consumer could be set to deliver anywhere, and scoring may make none
+// (docs/security.md). A snapshot comes once a day; two seconds before it is loaded cost
+// nothing, and the read is two small requests.
+const checkInterval = 2 * time.Second
 
-// lookAgain brings latest up to date with the store's snapshots as they stand.
-func (s *snapshots) lookAgain(ctx context.Context, obs *snapshotstore.Store, latest map[string]*jetstream.ObjectInfo) {
-	ctx, cancel := context.WithTimeout(ctx, checkInterval)
+// look reads which snapshots the store holds now: the imported one and the seed, each by
+// its latest metadata.
+func (s *snapshots) look(ctx context.Context, obs *snapshotstore.Store) (map[string]*jetstream.ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkInterval+bus.GetMsgTimeout)
 	defer cancel()
+	latest := map[string]*jetstream.ObjectInfo{}
 	for _, name := range []string{contracts.PreapprovalsObject, contracts.PreapprovalsSeedObject} {
 		info, err := obs.GetInfo(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
-			delete(latest, name)
-		case err == nil:
+		case err != nil:
+			return nil, fmt.Errorf("read object store %s: %w", contracts.BucketPreapprovals, err)
+		default:
 			latest[name] = info
 		}
 	}
+	return latest, nil
 }
 
-// replayTimeout bounds the watch's replay of the store (a handful of objects' metadata).
-const replayTimeout = 10 * time.Second
-
-// loader runs one snapshot load at a time beside the watch, so that a load overtaken by a
+// loader runs one snapshot load at a time beside the reads of the store, so that a load overtaken by a
 // newer version is abandoned at once: Put purges the chunks of the version it replaces,
-// and a download of those would otherwise wait for loadTimeout. The watch goes on
+// and a download of those would otherwise wait for loadTimeout. The reads go on
 // meanwhile, so its buffer never fills during a long load.
 type loader struct {
 	s    *snapshots
@@ -197,7 +170,7 @@ type loader struct {
 }
 
 type loaded struct {
-	want *jetstream.ObjectInfo // as the watch reported it
+	want *jetstream.ObjectInfo // as the store was read
 	ix   *preapproval.Index
 	info *jetstream.ObjectInfo // as downloaded (nil if it never started)
 	took time.Duration
@@ -259,7 +232,7 @@ func (s *snapshots) settle(ctx context.Context, obs *snapshotstore.Store, l *loa
 	return nil
 }
 
-// finish acts on a load's outcome: swap, refuse, or give up this watch so that it starts
+// finish acts on a load's outcome: swap, refuse, or give up this follow so that it starts
 // again and retries.
 func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res loaded) error {
 	err := res.err
@@ -288,7 +261,7 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 		}
 		return nil
 	case errors.Is(err, jetstream.ErrObjectNotFound):
-		return nil // deleted meanwhile; the watch reports it
+		return nil // deleted meanwhile; the next look sees it
 	default:
 		return fmt.Errorf("load pre-approval snapshot %s: %w", res.want.Name, err)
 	}
@@ -357,10 +330,10 @@ func tightenGC() (restore func()) {
 	}
 }
 
-// writeSeed imports the seed export into the seed object. The watch then reports it like
+// writeSeed imports the seed export into the seed object. The next look finds it like
 // any other version.
 func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why string) error {
-	// Bounded like a load: a write that never completes must not hold the watch for ever.
+	// Bounded like a load: a write that never completes must not hold the follow for ever.
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsSeedObject, s.seed, snapshotstore.Options{
@@ -370,7 +343,7 @@ func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why
 		},
 	})
 	if errors.Is(err, snapshotstore.ErrNoRecords) {
-		// Retrying cannot help; the operator imports an export, and the watch reports it.
+		// Retrying cannot help; the operator imports an export, and a look finds it.
 		s.log.Error().Err(err).Str("source", s.seed.Name).Msg("pre-approval store not seeded")
 		return nil
 	}

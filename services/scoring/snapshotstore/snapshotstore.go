@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/demobank/yacredits/pkg/bus"
@@ -68,7 +69,7 @@ const (
 // Store is the object store, with the stream behind it for Load.
 type Store struct {
 	jetstream.ObjectStore
-	stream jetstream.Stream
+	nc *nats.Conn // Load's message gets
 }
 
 // The stream and chunk subjects behind an object store, as the object store specification
@@ -89,11 +90,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", contracts.BucketPreapprovals, err)
 	}
-	stream, err := bus.Declare(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, streamName) })
-	if err != nil {
-		return nil, fmt.Errorf("object store %s: %w", contracts.BucketPreapprovals, err)
-	}
-	return &Store{ObjectStore: obs, stream: stream}, nil
+	return &Store{ObjectStore: obs, nc: js.Conn()}, nil
 }
 
 // Source is an export to import. Import opens it twice.
@@ -348,11 +345,12 @@ func ContentID(info *jetstream.ObjectInfo) string {
 // snapshot of a known version or whose phones were hashed with another key than h's: with
 // the wrong key every look-up would miss and every client be declined, silently.
 //
-// It stops as soon as ctx ends. That is why it reads the chunks with an ordered consumer of
-// its own rather than with ObjectStore.Get: nats.go's object reader holds a lock while it
+// It reads the chunks one message get at a time from the stream's leader, not with
+// ObjectStore.Get: that makes a consumer, which scoring may not (a consumer can be set to
+// deliver anywhere: docs/security.md), and nats.go's object reader holds a lock while it
 // waits for a chunk, until the context's deadline, so neither cancelling nor closing it
-// interrupts a download whose chunks an import has just purged. Reading this way also
-// bounds the chunks buffered in the client (loadBuffer).
+// interrupts a download whose chunks an import has just purged. A purged chunk is a failed
+// get here, at once; one chunk at a time is held in the client.
 func (s *Store) Load(ctx context.Context, name string, h *phone.Hasher) (*preapproval.Index, *jetstream.ObjectInfo, error) {
 	return s.load(ctx, name, func(ix *preapproval.Index) error { return ix.CheckKey(h) })
 }
@@ -384,9 +382,6 @@ func (s *Store) load(ctx context.Context, name string, check func(*preapproval.I
 	return ix, info, nil
 }
 
-// loadBuffer bounds the bytes of chunks pulled ahead of the reader.
-const loadBuffer = 2 << 20
-
 func (s *Store) read(ctx context.Context, info *jetstream.ObjectInfo) (*preapproval.Index, error) {
 	if info.Opts != nil && info.Opts.Link != nil {
 		return nil, fmt.Errorf("%w: a link, not a snapshot", jetstream.ErrBadObjectMeta)
@@ -395,27 +390,7 @@ func (s *Store) read(ctx context.Context, info *jetstream.ObjectInfo) (*preappro
 	if err != nil {
 		return nil, fmt.Errorf("%w: digest %q", jetstream.ErrBadObjectMeta, info.Digest)
 	}
-	r := &chunkReader{left: info.Chunks, size: info.Size, want: want, sum: sha256.New()}
-	if info.Chunks > 0 {
-		cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{chunkSubject + info.NUID},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read chunks: %w", err)
-		}
-		chunk := 128 << 10
-		if info.Opts != nil && info.Opts.ChunkSize > 0 {
-			chunk = int(info.Opts.ChunkSize)
-		}
-		limit := max(loadBuffer, chunk+1024) // at least a chunk, or the pull would stall
-		msgs, err := cons.Messages(jetstream.PullMaxBytes(limit))
-		if err != nil {
-			return nil, fmt.Errorf("read chunks: %w", err)
-		}
-		defer msgs.Stop()
-		defer context.AfterFunc(ctx, msgs.Stop)()
-		r.msgs = msgs
-	}
+	r := &chunkReader{ctx: ctx, nc: s.nc, subject: chunkSubject + info.NUID, left: info.Chunks, size: info.Size, want: want, sum: sha256.New()}
 	ix, err := preapproval.ReadSnapshot(r)
 	if ctxErr := ctx.Err(); err != nil && ctxErr != nil {
 		return nil, ctxErr
@@ -423,22 +398,18 @@ func (s *Store) read(ctx context.Context, info *jetstream.ObjectInfo) (*preappro
 	return ix, err
 }
 
-// chunkWait bounds the wait for one chunk. A load can wait for ever otherwise: when another
-// replica's write of the same object purged the chunks being read, or when the read's
-// consumer was never set up (its create can go unanswered on a busy cluster, which the
-// fault suite's scoring restarts saw: a replica not ready after a minute). The load then
-// fails, and the watch starts again and loads anew.
-var chunkWait = 15 * time.Second
-
 // chunkReader reads an object's chunks in order and checks them against its size and
 // digest, returning jetstream.ErrDigestMismatch instead of io.EOF if they do not match.
 type chunkReader struct {
-	msgs jetstream.MessagesContext
-	left uint32 // chunks still to read
-	size uint64 // bytes still to read
-	buf  []byte
-	sum  hash.Hash
-	want []byte
+	ctx     context.Context
+	nc      *nats.Conn
+	subject string // the object's chunks
+	next    uint64 // the stream sequence to look for the next chunk from
+	left    uint32 // chunks still to read
+	size    uint64 // bytes still to read
+	buf     []byte
+	sum     hash.Hash
+	want    []byte
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
@@ -449,11 +420,12 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			}
 			return 0, io.EOF
 		}
-		m, err := c.msgs.Next(jetstream.NextMaxWait(chunkWait))
+		m, err := bus.GetMsg(c.ctx, c.nc, streamName, bus.MsgGet{Seq: c.next, NextFor: c.subject})
 		if err != nil {
 			return 0, fmt.Errorf("read chunk (%d left): %w", c.left, err)
 		}
-		c.buf = m.Data()
+		c.next = m.Seq + 1
+		c.buf = m.Data
 		c.left--
 		if uint64(len(c.buf)) > c.size {
 			return 0, jetstream.ErrDigestMismatch
