@@ -40,7 +40,7 @@ const (
 	// BucketGateway holds the gateway's own bookkeeping (the sweeper's checkpoint).
 	BucketGateway = "gateway"
 	// BucketCatalog holds the bank's product catalog, a JSON document whose format the
-	// offers service defines, under CatalogKey. Every offers replica watches it, so a catalog
+	// offers service defines, under CatalogKey. Every offers replica follows it, so a catalog
 	// put there is priced with at once and without a restart. It keeps a few revisions, so
 	// that earlier catalogs can be read back, put again, and priced with again to replay a
 	// past search.
@@ -48,11 +48,11 @@ const (
 	// CatalogKey is the key of the catalog in BucketCatalog.
 	CatalogKey = "current"
 	// BucketPolicy holds the bank's credit policy (services/scoring/policy) under PolicyKey,
-	// watched by every scoring replica the way the catalog is.
+	// followed by every scoring replica the way the catalog is.
 	BucketPolicy = "policy"
 	PolicyKey    = "current"
 	// BucketCeilings holds the Bank of Russia's ПСК ceilings by category
-	// (services/offers/ceiling) under CeilingsKey, watched by every offers replica.
+	// (services/offers/ceiling) under CeilingsKey, followed by every offers replica.
 	BucketCeilings = "ceilings"
 	CeilingsKey    = "current"
 	// StreamAudit keeps every finished search's decision, without personal data beyond the
