@@ -250,7 +250,7 @@ func (r *trial) poison(ctx context.Context) error {
 	publishers := map[string]jetstream.JetStream{}
 	for subject, user := range map[string]string{"loan.v1.requested": "gateway", "loan.v1.scored": "scoring"} {
 		nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second),
-			nats.UserInfo(user, natsPassword(user)), nats.CustomInboxPrefix("_INBOX_"+user))
+			nats.UserInfo(user, topology.Password(user)), nats.CustomInboxPrefix("_INBOX_"+user))
 		if err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (r *trial) poison(ctx context.Context) error {
 // search appear, and (checked for every scenario) no process died of them.
 func (r *trial) checkPoison(ctx context.Context) []string {
 	nc, err := nats.Connect(strings.Join(r.sys.cluster.URLs(), ","), nats.Timeout(5*time.Second),
-		nats.UserInfo("auditor", natsPassword("auditor")), nats.CustomInboxPrefix("_INBOX_auditor"))
+		nats.UserInfo("auditor", topology.Password("auditor")), nats.CustomInboxPrefix("_INBOX_auditor"))
 	if err != nil {
 		return []string{err.Error()}
 	}

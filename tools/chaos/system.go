@@ -9,10 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -28,30 +25,6 @@ import (
 func phoneHashKey(seed uint64) string {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	return fmt.Sprintf("%016x%016x%016x%016x", r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64())
-}
-
-// natsUsers are the users a users.conf defines, read from it so that a user added there
-// gets a password here too (a server missing one of the passwords its configuration names
-// does not start).
-func natsUsers(conf string) []string {
-	var users []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*user:\s*([A-Za-z0-9_-]+)\s*$`).FindAllStringSubmatch(conf, -1) {
-		users = append(users, m[1])
-	}
-	return users
-}
-
-// natsPassword is a user's password in the suite's clusters: throw-away, like their data.
-func natsPassword(user string) string { return "chaos" + user + "0123456789" }
-
-// repoRoot is the workspace the suite runs in (go env GOWORK's directory), where the shipped
-// configuration lives; the current directory when there is no workspace.
-func repoRoot() string {
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "env", "GOWORK").Output()
-	if w := strings.TrimSpace(string(out)); err == nil && w != "" && w != "off" {
-		return filepath.Dir(w)
-	}
-	return "."
 }
 
 // system is one run's processes: the production topology (a 3-node cluster and two replicas
@@ -105,15 +78,11 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 		// The NATS users and permissions exactly as shipped: every path the faults drive the
 		// system down (dead letters, re-sends, advisories) runs with the rights it has in
 		// production.
-		users, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "k8s", "base", "nats", "users.conf"))
+		users, err := topology.LoadShippedUsers()
 		if err != nil {
 			return nil, err
 		}
-		var natsEnv []string
-		for _, u := range natsUsers(string(users)) {
-			natsEnv = append(natsEnv, "NATS_"+strings.ToUpper(u)+"_PASSWORD="+natsPassword(u))
-		}
-		if sys.cluster, err = topology.StartCluster(ctx, bin, dir, topology.ClusterOptions{Size: 3, Conf: string(users), Env: natsEnv}); err != nil {
+		if sys.cluster, err = topology.StartCluster(ctx, bin, dir, topology.ClusterOptions{Size: 3, Conf: users.Conf, Env: users.Env()}); err != nil {
 			return nil, err
 		}
 		env["NATS_REPLICAS"] = "3"
@@ -128,7 +97,7 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 		}
 		for _, sn := range serviceNames {
 			e := map[string]string{"NATS_URL": strings.Join(sys.cluster.URLs(), ","),
-				"NATS_USER": sn.program, "NATS_PASSWORD": natsPassword(sn.program)}
+				"NATS_USER": sn.program, "NATS_PASSWORD": topology.Password(sn.program)}
 			if sn.program == "offers" {
 				e["LINK_KEYS"] = string(linkKeys)
 				// The trail's own key, offers' alone, as a Secret gives it.
@@ -162,7 +131,7 @@ func startSystem(ctx context.Context, bin topology.Binaries, dir string, seed ui
 		// it: after a restart of every broker it makes the memory streams again.
 		prov, err := topology.NewProvisioner(bin, dir, "prov", map[string]string{
 			"NATS_URL": strings.Join(sys.cluster.URLs(), ","), "NATS_USER": "provision",
-			"NATS_PASSWORD": natsPassword("provision"), "NATS_REPLICAS": "3", "LOG_LEVEL": "info"})
+			"NATS_PASSWORD": topology.Password("provision"), "NATS_REPLICAS": "3", "LOG_LEVEL": "info"})
 		if err != nil {
 			return nil, err
 		}

@@ -1,19 +1,20 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/demobank/yacredits/tools/topology"
 )
 
 // Every user of the shipped users.conf gets a password: a server missing one does not start.
 func TestNATSUsersAreReadFromTheShippedConf(t *testing.T) {
-	conf, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "k8s", "base", "nats", "users.conf"))
+	users, err := topology.LoadShippedUsers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := natsUsers(string(conf)), []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "provision"}; !slices.Equal(got, want) {
+	got := slices.Sorted(slices.Values(users.Users))
+	if want := []string{"auditor", "catalog", "conversions", "gateway", "importer", "offers", "provision", "scoring"}; !slices.Equal(got, want) {
 		t.Fatalf("users %v, want %v", got, want)
 	}
 }

@@ -61,6 +61,7 @@ type options struct {
 	standalone bool
 	processes  bool
 	cluster    bool
+	users      bool
 	retained   int
 	publishers int
 	dir        string
@@ -77,6 +78,7 @@ func parseFlags(args []string) (options, error) {
 	standalone := fs.Bool("standalone", false, "build and run the standalone binary and measure it against the baseline")
 	processes := fs.Bool("processes", false, "build and run nats-server and each service as processes of their own and measure them against the baseline")
 	cluster := fs.Bool("cluster", false, "build and run a 3-node JetStream cluster and two replicas of each service, as processes, and measure them against the baseline")
+	users := fs.Bool("users", false, "with -cluster: the NATS users and accounts as shipped (deploy/k8s/base/nats/users.conf), each service with its own")
 	retained := fs.Int("retained", 0, "fill a searches bucket with this many finished records and measure what they cost")
 	publishers := fs.Int("publishers", 16, "baseline: concurrent publishers")
 	dir := fs.String("dir", "", "where servers keep their data (default: a temporary directory, on the disk measured)")
@@ -84,11 +86,14 @@ func parseFlags(args []string) (options, error) {
 		return options{}, err
 	}
 	o := options{token: *token, clients: *clients, rate: *rate, duration: *duration, baseline: *baseline,
-		standalone: *standalone, processes: *processes, cluster: *cluster, retained: *retained, publishers: *publishers, dir: *dir}
+		standalone: *standalone, processes: *processes, cluster: *cluster, users: *users, retained: *retained, publishers: *publishers, dir: *dir}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
 		}
+	}
+	if o.users && !o.cluster {
+		return o, errors.New("-users goes with -cluster")
 	}
 	if len(o.urls) == 0 && !o.baseline && !o.standalone && !o.processes && !o.cluster && o.retained == 0 {
 		return o, errors.New("say what to measure: -url, -baseline, -standalone, -processes, -cluster or -retained")

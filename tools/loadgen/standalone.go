@@ -89,7 +89,7 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 			}
 			_ = node.Terminate(30 * time.Second)
 		}
-		if err := s.addServices(ctx, bin, run, map[string]string{"NATS_URL": "nats://" + node.Client}, linkKeys, 1); err != nil {
+		if err := s.addServices(ctx, bin, run, map[string]string{"NATS_URL": "nats://" + node.Client}, linkKeys, 1, false); err != nil {
 			s.stop()
 			return nil, err
 		}
@@ -101,8 +101,14 @@ func runProcesses(ctx context.Context, o options, dir string, out io.Writer) err
 // replicas of the gateway, scoring and offers to s (named program, or program-n when there
 // are more than one), with one phone-hash key for all and the trail's key for offers alone,
 // as deployed.
-func (s *stack) addServices(ctx context.Context, bin topology.Binaries, run string, nats map[string]string, linkKeys []byte, replicas int) error {
-	if err := topology.Provision(ctx, bin, nats); err != nil {
+// With users, each process logs in as its own NATS user of the shipped users file, the
+// provisioning as provision.
+func (s *stack) addServices(ctx context.Context, bin topology.Binaries, run string, nats map[string]string, linkKeys []byte, replicas int, users bool) error {
+	provision := maps.Clone(nats)
+	if users {
+		provision["NATS_USER"], provision["NATS_PASSWORD"] = "provision", topology.Password("provision")
+	}
+	if err := topology.Provision(ctx, bin, provision); err != nil {
 		return err
 	}
 	env := maps.Clone(nats)
@@ -111,6 +117,9 @@ func (s *stack) addServices(ctx context.Context, bin topology.Binaries, run stri
 	for _, program := range []string{"gateway", "scoring", "offers"} {
 		for replica := 1; replica <= replicas; replica++ {
 			penv := maps.Clone(env)
+			if users {
+				penv["NATS_USER"], penv["NATS_PASSWORD"] = program, topology.Password(program)
+			}
 			if program == "offers" {
 				penv["AUDIT_PSEUDONYM_KEY"] = auditKey
 			}
@@ -243,12 +252,20 @@ func runCluster(ctx context.Context, o options, dir string, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	return compare(ctx, o, dir, out, "3-node cluster, two replicas of each service", func(ctx context.Context, noSync bool) (*stack, error) {
+	var users topology.ShippedUsers
+	name := "3-node cluster, two replicas of each service"
+	if o.users {
+		if users, err = topology.LoadShippedUsers(); err != nil {
+			return err
+		}
+		name += ", the shipped NATS users"
+	}
+	return compare(ctx, o, dir, out, name, func(ctx context.Context, noSync bool) (*stack, error) {
 		run := filepath.Join(dir, "cluster-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 		if err := os.MkdirAll(filepath.Join(run, "nats"), 0o755); err != nil {
 			return nil, err
 		}
-		cluster, err := topology.StartCluster(ctx, bin, filepath.Join(run, "nats"), topology.ClusterOptions{Size: 3, NoSync: noSync})
+		cluster, err := topology.StartCluster(ctx, bin, filepath.Join(run, "nats"), topology.ClusterOptions{Size: 3, NoSync: noSync, Conf: users.Conf, Env: users.Env()})
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +277,7 @@ func runCluster(ctx context.Context, o options, dir string, out io.Writer) error
 			cluster.Stop()
 		}
 		nats := map[string]string{"NATS_URL": strings.Join(cluster.URLs(), ","), "NATS_REPLICAS": "3"}
-		if err := s.addServices(ctx, bin, run, nats, linkKeys, 2); err != nil {
+		if err := s.addServices(ctx, bin, run, nats, linkKeys, 2, o.users); err != nil {
 			s.stop()
 			return nil, err
 		}
