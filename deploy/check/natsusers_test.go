@@ -372,6 +372,73 @@ func TestShippedNATSUsersAreLeastPrivilege(t *testing.T) {
 					}
 				})
 			}
+			// A reply subject and a pull's reply are not checked against anyone's rights: within
+			// one account JetStream would answer into whatever subject the asker names, and a
+			// stream there stores it (an answer in the audit trail, scoring's own work in the
+			// searches), or another user reads it. Each user but the provisioner is in an
+			// account of its own, so an answer goes back through the import into the asker's
+			// account alone, where no stream and no other user is.
+			t.Run("a reply reaches no stream and no other user", func(t *testing.T) {
+				ctx := natstest.Context(t, 30*time.Second)
+				// What each user may publish to anyway: a reply into it gains nothing.
+				mayPublish := map[string][]string{}
+				for _, u := range shippedOptions(t, conf, "rights").Users {
+					mayPublish[u.Username] = u.Permissions.Publish.Allow
+				}
+				admin := connectAs(t, url, "provision")
+				held := func() map[string]uint64 {
+					t.Helper()
+					n := map[string]uint64{}
+					for _, st := range streams {
+						s, err := admin.js.Stream(ctx, st)
+						if err != nil {
+							t.Fatalf("%s: %v", st, err)
+						}
+						n[st] = s.CachedInfo().State.Msgs
+					}
+					return n
+				}
+				spy := connectAs(t, url, "scoring") // reads its own inbox, where no one else's answer may come
+				stolen, err := spy.nc.SubscribeSync("_INBOX_scoring.stolen")
+				if err != nil {
+					t.Fatal(err)
+				}
+				before := held()
+				replies := []string{"loan.v1.scored", "loan.v1.requested", "loan.v1.deadletter", "audit.v1.decisions",
+					"$KV.searches.forged", "$KV.conversions.forged", "$KV.catalog.current", "$KV.policy.current",
+					"$O.preapprovals.C.forged", "_INBOX_scoring.stolen"}
+				for _, user := range []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor"} {
+					u := connectAs(t, url, user)
+					for _, reply := range replies {
+						if reply == "_INBOX_"+user+".stolen" || slices.ContainsFunc(mayPublish[user], func(allowed string) bool { return subjectMatches(allowed, reply) }) {
+							continue
+						}
+						if err := u.nc.PublishRequest("$JS.API.INFO", reply, nil); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if user == "scoring" {
+						// Its own work, pulled with a reply into the audit trail.
+						if err := u.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.LOAN.scoring", "audit.v1.decisions", []byte(`{"batch":1,"no_wait":true}`)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					// The API answers in order: once this is answered, so are the ones before.
+					if _, err := u.nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+						t.Fatalf("%s: %v", user, err)
+					}
+				}
+				if after := held(); fmt.Sprint(after) != fmt.Sprint(before) {
+					t.Errorf("messages held before the replies %v, after %v", before, after)
+				}
+				if err := spy.nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if n, _, _ := stolen.Pending(); n > 0 {
+					m, _ := stolen.NextMsg(0)
+					t.Errorf("scoring's inbox got %d answers to others' requests, the first on %s", n, m.Subject)
+				}
+			})
 			t.Run("catalog may change the catalog", func(t *testing.T) {
 				u := connectAs(t, url, "catalog")
 				kv, err := offers.CatalogDocument.Bind(context.Background(), u.js)
@@ -721,4 +788,18 @@ func startServer(t *testing.T, opts *server.Options) *server.Server {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
+}
+
+// subjectMatches reports whether subject falls under filter ("*" one token, ">" the rest).
+func subjectMatches(filter, subject string) bool {
+	f, sub := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(sub) > i
+		case i >= len(sub) || tok != "*" && tok != sub[i]:
+			return false
+		}
+	}
+	return len(f) == len(sub)
 }

@@ -798,8 +798,8 @@ func checkImages(c *Cluster) []error {
 // (deploy/k8s/base/nats/users.conf).
 var NATSUsers = []string{"gateway", "scoring", "offers", "conversions", "catalog", "importer", "auditor", "provision"}
 
-// checkNATSUsers: one user per service, per operators' role and the provisioner's, each with permissions, none
-// allowed everything.
+// checkNATSUsers: one user per service, per operators' role and the provisioner's, each in an
+// account of its own and with permissions, none allowed everything.
 // checkNATSTLS: the servers and the services agree on TLS. Where the servers speak it, both
 // ways: clients only over TLS, and routes too (the server always verifies a route's
 // certificate, so a server without one of ours cannot join even with the password). The services then reach
@@ -859,6 +859,20 @@ func checkNATSUsers(opts *server.Options) []error {
 	}
 	if opts.Username != "" {
 		errs = append(errs, fmt.Errorf("NATS: a single shared user %q: want one user per service", opts.Username))
+	}
+	// Each user in an account of its own: within one account a request's reply subject, which
+	// the asker chooses and no permission checks, would send JetStream's answer into another
+	// user's inbox or a stream's subjects (deploy/k8s/base/nats/users.conf).
+	holder := map[string]string{}
+	for _, u := range opts.Users {
+		acc := server.DEFAULT_GLOBAL_ACCOUNT
+		if u.Account != nil {
+			acc = u.Account.Name
+		}
+		if other, ok := holder[acc]; ok {
+			errs = append(errs, fmt.Errorf("NATS: users %q and %q share the account %s: want an account per user, or a reply of one reaches the other", other, u.Username, acc))
+		}
+		holder[acc] = u.Username
 	}
 	for _, name := range NATSUsers {
 		u, ok := users[name]
