@@ -91,9 +91,10 @@ const (
 	// PreapprovalsObject is the snapshot the import command (cmd/yactl) writes.
 	// Every import replaces it as a whole; scoring serves it whenever it exists.
 	PreapprovalsObject = "current"
-	// PreapprovalsSeedObject is the snapshot a scoring replica writes into a store that
-	// holds none (from its PREAPPROVALS_FILE or the built-in demo data), so that a fresh
-	// system works with no manual step. Scoring serves it only while PreapprovalsObject
-	// does not exist, and only scoring writes it: a seed never overwrites an import.
+	// PreapprovalsSeedObject names the seed a scoring replica serves while the store holds
+	// no PreapprovalsObject: its PREAPPROVALS_FILE or the built-in demo data, built in its
+	// own memory, so that a fresh system works with no manual step and scoring writes
+	// nothing to the store. (Earlier releases wrote it to the store under this name; such
+	// an object is left alone.)
 	PreapprovalsSeedObject = "seed"
 )

@@ -235,12 +235,11 @@ func Policy(s Settings) Item {
 
 // Preapprovals is the object store of pre-approval snapshots: on disk, since it is the
 // bank's data and must outlive a broker restart, with no age limit (a replaced object's
-// chunks are purged by Put, after the new ones are written: the bound holds two snapshots
-// and the seed).
+// chunks are purged by Put, after the new ones are written: the bound holds two snapshots).
 func Preapprovals(s Settings) Item {
 	return Item{Kind: Objects, Objects: jetstream.ObjectStoreConfig{
 		Bucket:      contracts.BucketPreapprovals,
-		Description: "pre-approval snapshots: " + contracts.PreapprovalsObject + " (imported), " + contracts.PreapprovalsSeedObject + " (scoring's seed)",
+		Description: "pre-approval snapshots: " + contracts.PreapprovalsObject + " (imported)",
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,
 		MaxBytes:    s.PreapprovalsMaxBytes,

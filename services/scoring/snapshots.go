@@ -28,7 +28,7 @@ const loadTimeout = 2 * time.Minute
 // served is the index in use and the object it came from.
 type served struct {
 	ix      *preapproval.Index
-	name    string // contracts.PreapprovalsObject or contracts.PreapprovalsSeedObject
+	name    string // contracts.PreapprovalsObject, or contracts.PreapprovalsSeedObject: built here
 	nuid    string
 	content string    // snapshotstore.ContentID
 	stored  time.Time // when the object was written: the snapshot's age
@@ -39,11 +39,10 @@ type served struct {
 // swaps it in with one atomic store: a search is scored wholly with the old index or
 // wholly with the new. On any problem the index in use stays.
 //
-// What to serve: the imported object when it exists, else the seed. A store with neither
-// is seeded from PREAPPROVALS_FILE or the demo data. The seed has its own object name,
-// which only scoring writes, because the object store offers no create-if-absent: replicas
-// seeding at once may each write the seed (the same content, which the others then do not
-// load again), but none can overwrite an operator's import.
+// What to serve: the imported object when it exists, else the seed: PREAPPROVALS_FILE or
+// the demo data, which each replica builds into its own index (the same content, from the
+// same file and key) and never writes to the store, so that scoring may read the store and
+// nothing more: no right to write or purge what the import put there.
 type snapshots struct {
 	js   jetstream.JetStream
 	keys *phone.Keyring // the seed is made with the current key; a snapshot with any is served
@@ -54,8 +53,9 @@ type snapshots struct {
 	ready chan struct{} // closed once the first index is in place
 
 	// The rest belongs to run's goroutine.
-	refused string // the content last refused: not downloaded again at every look
-	seeded  bool   // this process wrote the seed
+	refused  string // the content last refused: not downloaded again at every look
+	noSeed   bool   // the seed export holds no record: not built again at every look
+	warnedOn string // the served import whose deletion was last warned of
 }
 
 func newSnapshots(js jetstream.JetStream, keys *phone.Keyring, seed snapshotstore.Source, log zerolog.Logger) *snapshots {
@@ -112,12 +112,8 @@ func (s *snapshots) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		seeded := s.seeded
 		if err := s.settle(ctx, obs, l, latest); err != nil {
 			return err
-		}
-		if s.seeded != seeded {
-			continue // the seed just written: load it now
 		}
 		select {
 		case <-ctx.Done():
@@ -138,13 +134,13 @@ func (s *snapshots) follow(ctx context.Context) error {
 // nothing, and the read is two small requests.
 const checkInterval = 2 * time.Second
 
-// look reads which snapshots the store holds now: the imported one and the seed, each by
-// its latest metadata.
+// look reads which snapshot the store holds now: the imported one, by its latest metadata.
+// (A "seed" object an earlier release wrote is not read: the seed is built here.)
 func (s *snapshots) look(ctx context.Context, obs *snapshotstore.Store) (map[string]*jetstream.ObjectInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkInterval+bus.GetMsgTimeout)
 	defer cancel()
 	latest := map[string]*jetstream.ObjectInfo{}
-	for _, name := range []string{contracts.PreapprovalsObject, contracts.PreapprovalsSeedObject} {
+	for _, name := range []string{contracts.PreapprovalsObject} {
 		info, err := obs.GetInfo(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
@@ -201,9 +197,6 @@ func (l *loader) abandon() {
 // settle makes the index in use the one latest says to serve, or starts loading it.
 func (s *snapshots) settle(ctx context.Context, obs *snapshotstore.Store, l *loader, latest map[string]*jetstream.ObjectInfo) error {
 	want := latest[contracts.PreapprovalsObject]
-	if want == nil {
-		want = latest[contracts.PreapprovalsSeedObject]
-	}
 	if l.busy != nil {
 		if want != nil && want.Name == l.busy.Name && want.NUID == l.busy.NUID {
 			return nil // already on its way
@@ -211,12 +204,16 @@ func (s *snapshots) settle(ctx context.Context, obs *snapshotstore.Store, l *loa
 		l.abandon() // overtaken
 	}
 	if want == nil {
-		if cur := s.cur.Load(); cur != nil {
+		cur := s.cur.Load()
+		switch {
+		case cur == nil && !s.noSeed:
+			return s.buildSeed(ctx)
+		case cur != nil && cur.name != contracts.PreapprovalsSeedObject && s.warnedOn != cur.nuid:
+			s.warnedOn = cur.nuid
 			s.log.Warn().Str("serving", cur.name).Str("nuid", cur.nuid).
-				Msg("the pre-approval store holds no snapshot any more; the index in use stays, and the next start seeds the store")
-			return nil
+				Msg("the pre-approval store holds no snapshot any more; the index in use stays, and the next start serves the seed")
 		}
-		return s.writeSeed(ctx, obs, "the pre-approval store holds no snapshot")
+		return nil
 	}
 	content := snapshotstore.ContentID(want)
 	if cur := s.cur.Load(); cur != nil && cur.content == content {
@@ -238,7 +235,8 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 	err := res.err
 	switch {
 	case err == nil:
-		s.swap(res.ix, res.info, res.took)
+		info := res.info
+		s.swap(&served{ix: res.ix, name: info.Name, nuid: info.NUID, content: snapshotstore.ContentID(info), stored: info.ModTime}, info.Size, res.took)
 		return nil
 	case snapshotstore.Refused(err):
 		info := res.info
@@ -253,12 +251,6 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 			ev = ev.Str("serving", cur.name).Str("serving_nuid", cur.nuid)
 		}
 		ev.Msg("pre-approval snapshot refused; the index in use stays")
-		// The seed is scoring's own. One made with another key (an earlier run's demo key,
-		// say) is replaced, once per process, so that replicas set up with different keys
-		// by mistake cannot take turns rewriting it for ever.
-		if info.Name == contracts.PreapprovalsSeedObject && errors.Is(err, preapproval.ErrKeyMismatch) && !s.seeded {
-			return s.writeSeed(ctx, obs, "the seed was made with another key")
-		}
 		return nil
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nil // deleted meanwhile; the next look sees it
@@ -267,11 +259,11 @@ func (s *snapshots) finish(ctx context.Context, obs *snapshotstore.Store, res lo
 	}
 }
 
-func (s *snapshots) swap(ix *preapproval.Index, info *jetstream.ObjectInfo, took time.Duration) {
-	next := &served{ix: ix, name: info.Name, nuid: info.NUID, content: snapshotstore.ContentID(info), stored: info.ModTime}
+func (s *snapshots) swap(next *served, size uint64, took time.Duration) {
+	ix := next.ix
 	ev := s.log.Info().Str("object", next.name).Str("nuid", next.nuid).Str("content", next.content).
 		Int("entries", ix.Len()).Int("duplicates", ix.Duplicates()).Time("created", ix.Created()).
-		Uint64("bytes", info.Size).Dur("took", took)
+		Uint64("bytes", size).Dur("took", took)
 	msg := "pre-approvals loaded"
 	first := s.replace(next, func(prev *served) {
 		ev = ev.Str("previous_nuid", prev.nuid).Int("previous_entries", prev.ix.Len())
@@ -330,29 +322,32 @@ func tightenGC() (restore func()) {
 	}
 }
 
-// writeSeed imports the seed export into the seed object. The next look finds it like
-// any other version.
-func (s *snapshots) writeSeed(ctx context.Context, obs *snapshotstore.Store, why string) error {
-	// Bounded like a load: a write that never completes must not hold the follow for ever.
+// buildSeed builds the seed export into the index in use, with the current key: what a
+// replica serves while the store holds no import. It writes nothing to the store.
+func (s *snapshots) buildSeed(ctx context.Context) error {
+	// Bounded like a load: a build that never ends must not hold the follow for ever.
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	res, err := snapshotstore.Import(ctx, obs, contracts.PreapprovalsSeedObject, s.seed, snapshotstore.Options{
+	defer tightenGC()()
+	start := time.Now()
+	ix, res, err := snapshotstore.Build(ctx, s.seed, snapshotstore.Options{
 		Hasher: s.keys.Current(),
 		OnBadRow: func(e *preapproval.RowError) {
 			s.log.Warn().Str("source", s.seed.Name).Int("line", e.Line).Str("reason", e.Reason).Msg("pre-approval row skipped")
 		},
 	})
 	if errors.Is(err, snapshotstore.ErrNoRecords) {
-		// Retrying cannot help; the operator imports an export, and a look finds it.
-		s.log.Error().Err(err).Str("source", s.seed.Name).Msg("pre-approval store not seeded")
+		// Building again cannot help; the operator imports an export, and a look finds it.
+		s.noSeed = true
+		s.log.Error().Err(err).Str("source", s.seed.Name).Msg("no pre-approval seed to serve")
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("seed the pre-approval store from %s: %w", s.seed.Name, err)
+		return fmt.Errorf("build the pre-approval seed from %s: %w", s.seed.Name, err)
 	}
-	s.seeded = true
-	s.log.Info().Str("reason", why).Str("source", s.seed.Name).Int("records", res.Records).
-		Int("bad_rows", res.BadRows).Bool("unchanged", res.Unchanged).Msg("pre-approval store seeded")
+	s.log.Info().Str("source", s.seed.Name).Int("records", res.Records).Int("bad_rows", res.BadRows).
+		Msg("the pre-approval store holds no import: serving the seed")
+	s.swap(&served{ix: ix, name: contracts.PreapprovalsSeedObject, content: res.Content, stored: time.Now()}, uint64(res.SourceBytes), time.Since(start))
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"weak"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/demobank/yacredits/pkg/phone"
@@ -59,6 +58,6 @@ func put(t *testing.T, s *snapshots, h *phone.Hasher, nuid string) weak.Pointer[
 		}
 	}
 	ix := b.Index()
-	s.swap(ix, &jetstream.ObjectInfo{NUID: nuid, ObjectMeta: jetstream.ObjectMeta{Name: "current"}}, 0)
+	s.swap(&served{ix: ix, name: "current", nuid: nuid}, 0, 0)
 	return weak.Make(ix)
 }

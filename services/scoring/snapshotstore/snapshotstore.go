@@ -1,8 +1,8 @@
 // Package snapshotstore keeps the bank's pre-approvals in the JetStream object store
 // contracts.BucketPreapprovals, as snapshots in the format of package preapproval. The
-// import command writes contracts.PreapprovalsObject; every scoring replica reads it (or,
-// while there is none, the seed it wrote itself, contracts.PreapprovalsSeedObject) into an
-// in-memory index.
+// import command writes contracts.PreapprovalsObject; every scoring replica reads it into an
+// in-memory index (or, while there is none, builds the seed export into one with Build,
+// writing nothing).
 //
 // # Streaming
 //
@@ -223,6 +223,46 @@ func Import(ctx context.Context, obs jetstream.ObjectStore, name string, src Sou
 }
 
 var errPutStopped = errors.New("the object store stopped reading")
+
+// Build reads the export src into an index in memory, exactly as Import would store it and
+// Load read it back, and writes nothing: scoring's seed, which each replica builds for
+// itself while the store holds no import, so that scoring needs no right to write or purge
+// the store. Bad rows are reported through o.OnBadRow and skipped.
+func Build(ctx context.Context, src Source, o Options) (*preapproval.Index, *Result, error) {
+	if o.Hasher == nil {
+		return nil, nil, errors.New("build pre-approvals: no phone hasher")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	key := preapproval.KeyFingerprint(o.Hasher)
+	checked, err := pass(ctx, src, o, 1, key, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &Result{Records: checked.records, BadRows: checked.bad, SourceBytes: checked.bytes, Content: checked.content}
+	if checked.records == 0 {
+		return nil, res, fmt.Errorf("build %s: %w", src.Name, ErrNoRecords)
+	}
+	// The snapshot streams from the second pass into the reader: memory holds the index,
+	// not the snapshot too.
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		_, err := pass(ctx, src, o, 2, key, &upload{w: pw, want: checked.content})
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	ix, err := preapproval.ReadSnapshot(pr)
+	pr.CloseWithError(errPutStopped) // unblocks the second pass if the reader stopped
+	if werr := <-written; werr != nil && !errors.Is(werr, errPutStopped) {
+		return nil, res, werr
+	}
+	if err != nil {
+		return nil, res, fmt.Errorf("build %s: %w", src.Name, err)
+	}
+	return ix, res, nil
+}
 
 // upload is the second pass's destination.
 type upload struct {

@@ -238,3 +238,45 @@ func withoutChunks(t *testing.T) (*snapshotstore.Store, *phone.Hasher, jetstream
 	}
 	return obs, h, stream
 }
+
+// Build makes, in memory, the index Import would store and Load read back: the same content,
+// the same key, the same answers; and it writes nothing to the store.
+func TestBuildIsWhatImportStores(t *testing.T) {
+	_, obs, h := setup(t)
+	ctx := natstest.Context(t, time.Minute)
+	src := snapshotstore.BytesSource("a.csv", []byte(export+"not,a,row\n"))
+	built, res, err := snapshotstore.Build(ctx, src, snapshotstore.Options{Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.GetInfo(ctx, "x"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("Build wrote to the store: %v", err)
+	}
+	imported, err := snapshotstore.Import(ctx, obs, "x", src, snapshotstore.Options{Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, _, err := obs.Load(ctx, "x", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Content != imported.Content || res.Records != 2 || res.BadRows != 1 {
+		t.Fatalf("built %+v, imported %+v", res, imported)
+	}
+	if built.Len() != loaded.Len() || built.Key() != loaded.Key() {
+		t.Fatalf("built %d entries under key %s, loaded %d under %s", built.Len(), built.Key(), loaded.Len(), loaded.Key())
+	}
+	p, err := phone.Parse("+79161234567")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, okB := built.Lookup(h.Sum(p), contracts.ProductCreditCard)
+	l, okL := loaded.Lookup(h.Sum(p), contracts.ProductCreditCard)
+	if !okB || !okL || b.Limit != l.Limit || b.Grade != l.Grade {
+		t.Fatalf("built %+v %v, loaded %+v %v", b, okB, l, okL)
+	}
+	if _, _, err := snapshotstore.Build(ctx, snapshotstore.BytesSource("empty.csv", []byte("phone,product_type,decision,limit,grade,valid_until\n")),
+		snapshotstore.Options{Hasher: h}); !errors.Is(err, snapshotstore.ErrNoRecords) {
+		t.Fatalf("an export without records: %v", err)
+	}
+}
