@@ -114,29 +114,27 @@ func (w *worker) run(ctx context.Context, js jetstream.JetStream) error {
 		return nil
 	}
 	for ctx.Err() == nil {
-		// The context's deadline is the pull request's expiry; cancelling it stops the fetch.
-		fctx, cancel := context.WithTimeout(ctx, w.cfg.BatchWait)
-		batch, err := cons.Fetch(w.cfg.Batch, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return nil
+		msgs, err := bus.Fetch(ctx, cons, w.cfg.Batch, w.cfg.BatchWait)
+		if ctx.Err() != nil { // stopping: another replica takes them at once
+			for _, m := range msgs {
+				_ = m.Nak()
 			}
-			w.log.Warn().Err(err).Msg("fetch conversions to deliver")
-			if err := sleep(ctx, time.Second); err != nil {
-				return nil
-			}
-			continue
+			return nil
 		}
 		var todo []pending
-		for msg := range batch.Messages() {
+		for _, msg := range msgs {
 			if p, ok := w.queued(ctx, msg); ok {
 				todo = append(todo, p)
 			}
 		}
-		cancel()
 		if len(todo) > 0 {
 			w.deliverAll(ctx, todo)
+		}
+		if err != nil {
+			w.log.Warn().Err(err).Msg("fetch conversions to deliver")
+			if err := sleep(ctx, time.Second); err != nil {
+				return nil
+			}
 		}
 	}
 	return nil

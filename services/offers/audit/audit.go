@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -84,28 +83,14 @@ func (w *Writer) run(ctx context.Context) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, Linger)
-		batch, err := cons.Fetch(MaxBatch, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fetch: %w", err)
-		}
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		cancel()
+		msgs, err := bus.Fetch(ctx, cons, MaxBatch, Linger)
 		if ctx.Err() != nil { // stopping: another replica takes them at once
 			for _, m := range msgs {
 				_ = m.Nak()
 			}
 			return nil
 		}
-		if err := batch.Error(); err != nil && len(msgs) == 0 && ctx.Err() == nil &&
-			!errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		if err != nil && len(msgs) == 0 {
 			return fmt.Errorf("fetch: %w", err)
 		}
 		if err := w.write(ctx, msgs); err != nil {
