@@ -131,11 +131,15 @@ func (n *notifier) position() (newest uint64, pending int) {
 }
 
 // run watches the bucket until ctx ends. A broken watch (the broker away longer than the
-// client's own recovery) starts again from the checkpoint; meanwhile POSTs fall back to
-// pending and the gateway reports not ready.
+// client's own recovery) starts again after the newest revision it delivered: what came
+// before is in the notifier's state already, pending searches included, so only the writes
+// since are read. (From the checkpoint, as a restarted process must, a quorum's return
+// would replay every search since the oldest pending one, one message get each, while the
+// POSTs wait.) Meanwhile POSTs fall back to pending and the gateway reports not ready.
 func (n *notifier) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := n.watch(ctx, n.checkpoint())
+		newest, _ := n.position()
+		err := n.watch(ctx, newest+1)
 		if ctx.Err() != nil {
 			return
 		}
