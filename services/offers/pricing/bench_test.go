@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/money"
+	"github.com/demobank/yacredits/services/offers/catalog"
+	"github.com/demobank/yacredits/services/offers/ceiling"
 )
 
 // BenchmarkPrice prices one search against generated catalogs. Every generated product has
@@ -35,4 +38,30 @@ func BenchmarkPrice(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkPriceDemo prices what the standalone prices: a loan search of grade B against the
+// demo catalog (three loans, two with fees) under the built-in ceiling table.
+//
+//	go test ./services/offers/pricing -run '^$' -bench PriceDemo -benchmem
+func BenchmarkPriceDemo(b *testing.B) {
+	c, err := catalog.Demo()
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := ceiling.Parse(ceiling.DefaultJSON())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := search{product: contracts.ProductLoan, grade: "B", wantMoney: money.Roubles(300_000), wantTerm: 24,
+		approved: contracts.AmountRange{Min: money.Roubles(30_000), Max: money.Roubles(1_000_000)}}
+	scored := s.scored(b)
+	at := scored.ScoredAt
+	lim := t.Between(at, at.Add(30*24*time.Hour))
+	offered := len(Quotes(c, scored, lim).Quotes)
+	b.ReportAllocs()
+	for b.Loop() {
+		Quotes(c, scored, lim)
+	}
+	b.ReportMetric(float64(offered), "offers/op")
 }

@@ -20,10 +20,9 @@ const ReasonAboveCeiling = "psk_above_ceiling"
 
 // underCeiling reports whether the product's ПСК at one amount, at the rate given (the highest
 // offered: the ПСК grows with the rate), stays within the ceiling of its category at every
-// offered term. Without fees the ПСК is the rate at any term; with them it is solved term by
-// term, each solve starting from the last root.
+// offered term. Without fees the ПСК is the rate at any term; with them each term's flows
+// are weighed at the ceiling (costAbove), which says as much as solving them would.
 func underCeiling(p *catalog.Product, amount money.Amount, rate money.Rate, terms contracts.TermRange, lim ceiling.Limits, net *[]float64) bool {
-	i := monthly(rate)
 	for n := terms.Min; n <= terms.Max; n++ {
 		ceil := lim.At(p.ProductType, amount, n)
 		if !p.Fees.Any() {
@@ -32,8 +31,8 @@ func underCeiling(p *catalog.Product, amount money.Amount, rate money.Rate, term
 			}
 			continue
 		}
-		var err error
-		if i, err = monthlyCostOf(p, amount, rate, n, net, i); err != nil || annualPercent(i) > ceil {
+		*net = schedule(p, amount, rate, n, *net)
+		if costAbove(*net, ceil) {
 			return false
 		}
 	}

@@ -84,6 +84,55 @@ func annualPercent(i float64) money.Rate {
 	return money.Rate(math.Round(i * periodsPerYear * 100 * 1000))
 }
 
+// costAbove reports whether the ПСК of net flows, as annualPercent rounds it, is above c,
+// without solving for it: one evaluation of the flows where a solve takes two or three.
+// For positive values annualPercent(i) > c exactly when i·1 200 000 ≥ c + ½, i.e. i is at
+// or above the monthly rate of c + ½; the flows' value falls as i grows (see FullCost), so
+// that is when their value there is ≥ 0. Other flows, or a negative c (whose rounding
+// differs), are solved; flows that are not a credit are above any c.
+func costAbove(net []float64, c money.Rate) bool {
+	if c >= 0 {
+		if f, ok := weigh(net, (float64(c)+0.5)/rateScale); ok {
+			return f >= 0
+		}
+	}
+	i, err := monthlyCost(net, 0)
+	return err != nil || annualPercent(i) > c
+}
+
+// costBelow is the mirror of costAbove: for positive values annualPercent(i) < c exactly
+// when i is below the monthly rate of c − ½, where the flows' value is then negative. Flows
+// that are not a credit report true, so that the caller's solve fails on them.
+func costBelow(net []float64, c money.Rate) bool {
+	if c > 0 {
+		if f, ok := weigh(net, (float64(c)-0.5)/rateScale); ok {
+			return f < 0
+		}
+	}
+	i, err := monthlyCost(net, 0)
+	return err != nil || annualPercent(i) < c
+}
+
+// weigh is presentValue's f alone, and whether the flows are a credit issued at once
+// (money out in period 0 alone, some repaid after), which every schedule Price builds is
+// and which passes checkSigns: the check rides along in the loop, beside the multiplications
+// it would otherwise wait for.
+func weigh(net []float64, i float64) (f float64, atOnce bool) {
+	if len(net) < 2 || !(net[0] < 0) {
+		return 0, false
+	}
+	v := 1 / (1 + i)
+	var p, repaid float64
+	negative := false
+	for q := len(net) - 1; q > 0; q-- {
+		a := net[q]
+		negative = negative || a < 0
+		repaid += a
+		p = p*v + a
+	}
+	return p*v + net[0], !negative && repaid > 0
+}
+
 func checkSigns(net []float64) error {
 	issued, repaid := false, false
 	for q, a := range net {

@@ -2,8 +2,10 @@ package pricing
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/demobank/yacredits/pkg/contracts"
@@ -210,5 +212,57 @@ func TestNewtonFindsTheBracketedRoot(t *testing.T) {
 func TestNewtonLeavesLaterIssuesToTheBracket(t *testing.T) {
 	if _, ok := newton([]float64{-100, -50, 80, 80}, 0.01); ok {
 		t.Error("the fast path took flows with a second issue")
+	}
+}
+
+// TestWeighingAgreesWithSolving checks the shortcut underCeiling and costRange take against
+// the solve it replaces: for generated products at random amounts, rates and terms, weighing
+// the flows at a rate (costAbove, costBelow) says what rounding their solved ПСК would, at
+// the ПСК itself and at the values beside it, where a tie would show; and costRange, which
+// solves only the terms that could widen its range, returns the range that solving every
+// term gives.
+func TestWeighingAgreesWithSolving(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var buf []float64
+	for round := range 400 {
+		c := generateCatalog(t, rng, 1)
+		p := &c.Products[0]
+		grade := slices.Sorted(maps.Keys(p.Rates))[0]
+		rates := p.Rates[grade]
+		terms := cardTerms(p)
+		if p.Term != nil {
+			terms = *p.Term
+		}
+		a := p.Amount.Min + money.Amount(rng.Int64N(int64(p.Amount.Max-p.Amount.Min)+1))
+		n := terms.Min + rng.IntN(terms.Max-terms.Min+1)
+		cost, err := fullCostOf(p, a, rates.Max, n, &buf)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		net := schedule(p, a, rates.Max, n, nil)
+		for _, c := range []money.Rate{cost - 1, cost, cost + 1} {
+			if got, want := costAbove(net, c), cost > c; got != want {
+				t.Fatalf("round %d, %s: costAbove(%s) = %t with the ПСК %s", round, p.ID, c, got, cost)
+			}
+			if got, want := costBelow(net, c), cost < c; got != want {
+				t.Fatalf("round %d, %s: costBelow(%s) = %t with the ПСК %s", round, p.ID, c, got, cost)
+			}
+		}
+
+		amount := contracts.AmountRange{Min: p.Amount.Min, Max: a}
+		got, ok := costRange(p, amount, rates, terms, &buf)
+		want := contracts.RateRange{Min: money.Rate(math.MaxInt64), Max: money.Rate(math.MinInt64)}
+		for n := terms.Min; n <= terms.Max; n++ {
+			lo, err1 := fullCostOf(p, amount.Max, rates.Min, n, &buf)
+			hi, err2 := fullCostOf(p, amount.Min, rates.Max, n, &buf)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("round %d: %v, %v", round, err1, err2)
+			}
+			want.Min, want.Max = min(want.Min, lo), max(want.Max, hi)
+		}
+		if !ok || got != want {
+			t.Fatalf("round %d, %s over %d…%d months: costRange = %+v, %t; solving every term gives %+v",
+				round, p.ID, terms.Min, terms.Max, got, ok, want)
+		}
 	}
 }

@@ -245,8 +245,11 @@ func monthlyCharge(p *catalog.Product, amount money.Amount) money.Amount {
 }
 
 // costRange is the ПСК range over the offered ranges; Price explains where the extremes lie.
-// Each solve starts from the root of the previous term, which moves little from one term to
-// the next; the first starts from the nominal rate, the answer when there are no fees.
+// The ends of the term range are solved first, since the ПСК mostly moves one way with the
+// term; every term between is then weighed at the range found so far (costAbove, costBelow:
+// one evaluation of its flows) and solved only when it widens it. Each solve starts from the
+// last root of its side, which moves little from term to term; the first from the nominal
+// rate, the answer when there are no fees, which need one term alone.
 func costRange(p *catalog.Product, amount contracts.AmountRange, rates contracts.RateRange, terms contracts.TermRange, net *[]float64) (contracts.RateRange, bool) {
 	first := terms.Min
 	if !p.Fees.Any() {
@@ -254,20 +257,35 @@ func costRange(p *catalog.Product, amount contracts.AmountRange, rates contracts
 	}
 	var r contracts.RateRange
 	iLo, iHi := monthly(rates.Min), monthly(rates.Max)
-	for n := first; n <= terms.Max; n++ {
+	visit := func(n int, solve bool) error {
 		var err error
-		if iLo, err = monthlyCostOf(p, amount.Max, rates.Min, n, net, iLo); err != nil {
+		if *net = schedule(p, amount.Max, rates.Min, n, *net); solve || costBelow(*net, r.Min) {
+			if iLo, err = monthlyCost(*net, iLo); err != nil {
+				return err
+			}
+			if lo := annualPercent(iLo); solve || lo < r.Min {
+				r.Min = lo
+			}
+		}
+		if *net = schedule(p, amount.Min, rates.Max, n, *net); solve || costAbove(*net, r.Max) {
+			if iHi, err = monthlyCost(*net, iHi); err != nil {
+				return err
+			}
+			if hi := annualPercent(iHi); solve || hi > r.Max {
+				r.Max = hi
+			}
+		}
+		return nil
+	}
+	if visit(first, true) != nil {
+		return r, false
+	}
+	if first < terms.Max && visit(terms.Max, false) != nil {
+		return r, false
+	}
+	for n := first + 1; n < terms.Max; n++ {
+		if visit(n, false) != nil {
 			return r, false
-		}
-		if iHi, err = monthlyCostOf(p, amount.Min, rates.Max, n, net, iHi); err != nil {
-			return r, false
-		}
-		lo, hi := annualPercent(iLo), annualPercent(iHi)
-		if n == first || lo < r.Min {
-			r.Min = lo
-		}
-		if n == first || hi > r.Max {
-			r.Max = hi
 		}
 	}
 	return r, true
