@@ -15,6 +15,7 @@
 //	go run ./tools/loadgen -url http://127.0.0.1:8080 -clients 64 -duration 20s
 //	go run ./tools/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 20s
 //	go run ./tools/loadgen -baseline                  # JetStream alone, 16 publishers
+//	go run ./tools/loadgen -baseline -rate 750        # JetStream alone's latency at a fixed rate
 //	go run ./tools/loadgen -standalone                # all of it, with the ratios
 //	go run ./tools/loadgen -processes                 # the same, nats-server and each service a process
 //	go run ./tools/loadgen -cluster                   # the same, a 3-node cluster and two replicas of each
@@ -74,7 +75,7 @@ func parseFlags(args []string) (options, error) {
 	clients := fs.Int("clients", 64, "closed model: this many concurrent clients")
 	rate := fs.Float64("rate", 0, "open model: new searches per second (instead of -clients)")
 	duration := fs.Duration("duration", 20*time.Second, "how long each measurement runs")
-	baseline := fs.Bool("baseline", false, "measure JetStream's synced publish rate alone")
+	baseline := fs.Bool("baseline", false, "measure JetStream's synced publish rate alone (with -rate: its latency at that rate)")
 	standalone := fs.Bool("standalone", false, "build and run the standalone binary and measure it against the baseline")
 	processes := fs.Bool("processes", false, "build and run nats-server and each service as processes of their own and measure them against the baseline")
 	cluster := fs.Bool("cluster", false, "build and run a 3-node JetStream cluster and two replicas of each service, as processes, and measure them against the baseline")
@@ -118,6 +119,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return runProcesses(ctx, o, dir, out)
 	case o.cluster:
 		return runCluster(ctx, o, dir, out)
+	case o.baseline && o.rate > 0:
+		q, err := jetStreamLatency(ctx, dir, o.rate, o.duration)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "JetStream, every write synced, %.0f publishes/s on one file stream: publish p50 %s  p99 %s  max %s\n", o.rate, ms(q.P50), ms(q.P99), ms(q.Max))
+		return nil
 	case o.baseline:
 		rate, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
 		if err != nil {

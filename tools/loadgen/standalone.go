@@ -189,6 +189,11 @@ func compare(ctx context.Context, o options, dir string, out io.Writer, name str
 	if err != nil {
 		return err
 	}
+	disk, err := jetStreamLatency(ctx, dir, synced.rate()/2, o.duration)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nJetStream alone at the same rate, every write synced: publish p50 %s  p99 %s  max %s\n", ms(disk.P50), ms(disk.P99), ms(disk.Max))
 	base := (before + after) / 2
 	fmt.Fprintf(out, "\nsummary (%s, this machine, this run):\n", name)
 	fmt.Fprintf(out, "  sustained, every write synced:  %.0f searches/s = %.2f × JetStream's synced rate (%.0f/s)\n", synced.rate(), synced.rate()/base, base)
@@ -196,6 +201,7 @@ func compare(ctx context.Context, o options, dir string, out io.Writer, name str
 	r := half.report
 	fmt.Fprintf(out, "  at half that (%.0f/s, open model): POST p99 %s, done in the first POST %d of %d, lost %d, errors %d\n",
 		synced.rate()/2, ms(r.POST.P99), r.DoneInFirstPOST, r.Searches, r.Lost, half.errors())
+	fmt.Fprintf(out, "  JetStream alone at that rate: publish p99 %s; the stack's POST p99 is %.1f × it\n", ms(disk.P99), float64(r.POST.P99)/float64(max(disk.P99, 1)))
 	return nil
 }
 

@@ -14,6 +14,9 @@ func (w Window) holds(t time.Time) bool { return !t.Before(w.From) && !t.After(w
 // Quantiles summarise a set of durations.
 type Quantiles struct{ P50, P99, Max time.Duration }
 
+// QuantilesOf summarises d, which it sorts.
+func QuantilesOf(d []time.Duration) Quantiles { return quantiles(d) }
+
 func quantiles(d []time.Duration) Quantiles {
 	if len(d) == 0 {
 		return Quantiles{}
