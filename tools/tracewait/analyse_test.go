@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"runtime/trace"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/demobank/yacredits/pkg/embednats"
+)
+
+// TestFindsTheStoresSyncs traces a real embedded JetStream, every write synced, while
+// messages are published to a file stream, and checks that the report finds the goroutine
+// that stored them, one fsync for each, and accounts for its time.
+func TestFindsTheStoresSyncs(t *testing.T) {
+	srv, err := embednats.Start(embednats.Options{Name: "tracewait", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer embednats.Stop(srv)
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("a trace is already running: %v", err)
+	}
+	const n = 50
+	for i := range n {
+		if _, err := js.Publish(ctx, "t.x", []byte{byte(i)}); err != nil {
+			trace.Stop()
+			t.Fatal(err)
+		}
+	}
+	trace.Stop()
+
+	r, err := Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Writers) == 0 || r.Writers[0].Writes < n || len(r.Syncs) < n {
+		t.Fatalf("found %d writers and %d store fsyncs; want one that synced each of %d messages", len(r.Writers), len(r.Syncs), n)
+	}
+	w := r.Writers[0]
+	if w.Fsync <= 0 || w.Running <= 0 {
+		t.Errorf("writer's time: fsync %v, running %v; want both above zero", w.Fsync, w.Running)
+	}
+	var out strings.Builder
+	r.Print(&out, 1)
+	if !strings.Contains(out.String(), "in the store's fsync") || !strings.Contains(out.String(), "store fsyncs: ") {
+		t.Errorf("report:\n%s", out.String())
+	}
+}
+
+// TestReportsNoSyncsWhenUnsynced: a trace without per-write syncs says so instead of
+// reporting an empty distribution.
+func TestReportsNoSyncsWhenUnsynced(t *testing.T) {
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("a trace is already running: %v", err)
+	}
+	trace.Stop()
+	r, err := Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	r.Print(&out, 1)
+	if !strings.Contains(out.String(), "no goroutine synced a stored message") {
+		t.Errorf("report of a trace without syncs:\n%s", out.String())
+	}
+}
