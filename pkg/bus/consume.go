@@ -325,6 +325,8 @@ func (c *Consumer[T]) handle(ctx context.Context, js jetstream.JetStream, cons j
 			attribute.String("search_id", searchID),
 		))
 	defer span.End()
+	ctx, endTask := telemetry.SearchTask(ctx, c.Name, searchID)
+	defer endTask()
 	consumer := metric.WithAttributes(attribute.String("consumer", c.Name))
 	if delivered > 1 {
 		c.redeliveries.Add(ctx, 1, consumer)

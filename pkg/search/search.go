@@ -26,6 +26,7 @@ import (
 
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // ErrNotFound is returned for a search the bucket does not hold (never seen, or expired).
@@ -316,7 +317,9 @@ func (s *Store) create(ctx context.Context, rec *contracts.Search) (rev uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("encode search %s: %w", id, err)
 	}
+	region := telemetry.Region(ctx, "create record")
 	rev, err = s.kv.Create(ctx, id, data)
+	region.End()
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrExists
 	}

@@ -20,6 +20,8 @@ type Report struct {
 	Writers []Writer        // goroutines that synced a stored message, busiest first
 	Syncs   []time.Duration // every store fsync, ascending
 	Longest []Sync          // the longest store fsyncs, longest first
+	// Searches are the searches the trace holds whole, by their POST's time, ascending.
+	Searches []Search
 }
 
 // Writer is one storing goroutine's time: in the store's fsync, running, waiting for a
@@ -67,6 +69,7 @@ func Read(in io.Reader) (*Report, error) {
 	open := map[trace.GoID]*call{}
 	var calls []*call
 	var first, last trace.Time
+	var ts tasks
 	for {
 		ev, err := r.ReadEvent()
 		if err == io.EOF {
@@ -79,6 +82,7 @@ func Read(in io.Reader) (*Report, error) {
 			first = ev.Time()
 		}
 		last = ev.Time()
+		ts.observe(ev)
 		if ev.Kind() != trace.EventStateTransition {
 			continue
 		}
@@ -128,7 +132,7 @@ func Read(in io.Reader) (*Report, error) {
 			open[id] = c
 		}
 	}
-	rep := &Report{Span: last.Sub(first)}
+	rep := &Report{Span: last.Sub(first), Searches: ts.searches()}
 	for _, g := range gs {
 		if g.w.Writes > 0 {
 			rep.Writers = append(rep.Writers, *g.w)
@@ -199,6 +203,7 @@ func where(s trace.Stack, n int) string {
 func (r *Report) Print(out io.Writer, top int) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	fmt.Fprintf(out, "trace of %s\n", r.Span.Round(time.Millisecond))
+	printSearches(out, r.Searches)
 	if len(r.Writers) == 0 {
 		fmt.Fprintln(out, "no goroutine synced a stored message: was sync_always on (NATS_NO_SYNC unset)?")
 		return

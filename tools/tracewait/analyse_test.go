@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/demobank/yacredits/pkg/embednats"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // TestFindsTheStoresSyncs traces a real embedded JetStream, every write synced, while
@@ -84,5 +85,55 @@ func TestReportsNoSyncsWhenUnsynced(t *testing.T) {
 	r.Print(&out, 1)
 	if !strings.Contains(out.String(), "no goroutine synced a stored message") {
 		t.Errorf("report of a trace without syncs:\n%s", out.String())
+	}
+}
+
+// TestJoinsASearchAcrossServices: the tasks the gateway and the two consumers mark for one
+// search (telemetry.SearchTask) are joined into one search whose stages add up to its POST.
+func TestJoinsASearchAcrossServices(t *testing.T) {
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("a trace is already running: %v", err)
+	}
+	const id = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
+	ctx := context.Background()
+	post, endPOST := telemetry.SearchTask(ctx, "POST", id)
+	telemetry.Region(post, "retry rule read").End()
+	for _, kind := range []string{"scoring", "offers"} {
+		c, end := telemetry.SearchTask(ctx, kind, id)
+		if kind == "offers" {
+			r := telemetry.Region(c, "create record")
+			time.Sleep(2 * time.Millisecond) // the write: the stage the test finds
+			r.End()
+		}
+		end()
+	}
+	endPOST()
+	_, endOther := telemetry.SearchTask(ctx, "POST", "another") // no consumer: left out
+	endOther()
+	trace.Stop()
+
+	r, err := Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Searches) != 1 || r.Searches[0].ID != id {
+		t.Fatalf("searches %+v; want the one search with its consumers", r.Searches)
+	}
+	s := r.Searches[0]
+	var sum time.Duration
+	for _, st := range s.Stages {
+		sum += st.Took
+	}
+	if sum != s.POST {
+		t.Errorf("stages add up to %v; the POST took %v", sum, s.POST)
+	}
+	if write := s.Stages[5]; write.Name != "the record's write, sync and ack" || write.Took < 2*time.Millisecond {
+		t.Errorf("stage %+v; want the record's write of at least 2 ms", write)
+	}
+	var out strings.Builder
+	r.Print(&out, 1)
+	if !strings.Contains(out.String(), "1 searches whole in the trace") {
+		t.Errorf("report:\n%s", out.String())
 	}
 }

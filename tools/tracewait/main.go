@@ -1,9 +1,12 @@
-// Command tracewait reads a Go execution trace of a process that embeds JetStream (the
-// standalone, from PPROF_ADDR's /debug/pprof/trace) and says what a synced search waited
-// on: how each goroutine that stores messages with an fsync spent its time (storing,
-// waiting for a processor, in the fsync, idle for want of a message, waiting for a lock),
-// the distribution of those fsyncs, and, for the longest, what else was in a system call
-// beside them. It is the runtime/trace reading of docs/performance.md, "The tail".
+// Command tracewait reads a Go execution trace of the standalone (PPROF_ADDR's
+// /debug/pprof/trace) and says what its searches waited on. For every search the trace
+// holds whole, the gateway's and the consumers' tasks (telemetry.SearchTask) are joined by
+// the search's id and its POST is cut into stages, whose means it prints over all searches
+// and over the slowest hundredth: what a search at the p99 waited on. Then, for each
+// goroutine that stores messages with an fsync, how its time split (in the fsync, running,
+// waiting for a processor, blocked and at what), the store fsyncs' distribution, and what
+// else was in a system call beside the longest. It is the runtime/trace reading of
+// docs/performance.md, "The tail".
 //
 //	curl -so trace.out 'http://127.0.0.1:6060/debug/pprof/trace?seconds=5'
 //	go run ./tools/tracewait trace.out
