@@ -2,10 +2,13 @@ package contracts
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -316,6 +319,11 @@ func TestKeptLongestGolden(t *testing.T) {
 		"search.v2.done.basis.json": func() ([]byte, error) { return EncodeSearch(done) },
 		"loan.v1.scored.basis.json": func() ([]byte, error) { return json.Marshal(scored) },
 		"audit.v1.decisions.json":   func() ([]byte, error) { return json.Marshal(batch) },
+		// The payload as the writer stores it (S2 of the JSON), in base64 to keep the file text.
+		"audit.v1.decisions.s2.base64": func() ([]byte, error) {
+			data, err := json.Marshal(batch)
+			return []byte(base64.StdEncoding.EncodeToString(CompressAuditBatch(data))), err
+		},
 	}
 	for name, enc := range encode {
 		data, err := enc()
@@ -354,6 +362,29 @@ func TestKeptLongestGolden(t *testing.T) {
 	gone, err := DecodeSearch(ab.Records[1].SearchID, ab.Records[1].Record)
 	if err != nil || gone.Decision() != Rejected || gone.Reasons[0] != ReasonDeadline || !gone.DoneAt.Equal(rejectedAt) {
 		t.Errorf("the audit batch's second record = %+v, %v", gone, err)
+	}
+	// The compressed payload reads back as the same batch, and only under its header.
+	payload, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(read(t, "audit.v1.decisions.s2.base64"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab2, err := DecodeAuditMsg(AuditEncodingS2, payload)
+	if err != nil || !reflect.DeepEqual(ab2, ab) {
+		t.Errorf("compressed audit batch = %+v, %v; want %+v", ab2, err, ab)
+	}
+	if plain, err := DecodeAuditMsg("", read(t, "audit.v1.decisions.json")); err != nil || !reflect.DeepEqual(plain, ab) {
+		t.Errorf("a batch written before compression, without the header = %+v, %v", plain, err)
+	}
+	if _, err := DecodeAuditMsg("", payload); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a compressed payload read without its header: %v; want ErrInvalid", err)
+	}
+	if _, err := DecodeAuditMsg("gzip", payload); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an unknown encoding: %v; want ErrInvalid", err)
+	}
+	// A payload claiming to decode to more than a batch can be is refused before decoding.
+	bomb := binary.AppendUvarint(nil, maxAuditBatch+1)
+	if _, err := DecodeAuditMsg(AuditEncodingS2, append(bomb, 0)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an s2 payload of %d bytes decoded: %v; want ErrInvalid", maxAuditBatch+1, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/demobank/yacredits/pkg/money"
 )
@@ -542,7 +543,55 @@ func AuditRecord(s *Search) *Search {
 	return &a
 }
 
-// DecodeAuditBatch reads an audit.v1.decisions payload.
+// An audit.v1.decisions message's payload is the batch's JSON compressed with S2 when its
+// AuditEncodingHeader says AuditEncodingS2, and the JSON itself in batches written before
+// (no header). A record compresses about five times, and the trail keeps a year of them:
+// the bound it is held to, and the disk its writes share with the searches bucket's synced
+// ones, count the compressed bytes. The stream's own compression would too, but rewrites
+// every block it closes, reads that the bucket's syncs wait behind (docs/performance.md).
+const (
+	AuditEncodingHeader = "Content-Encoding"
+	AuditEncodingS2     = "s2"
+	// maxAuditBatch bounds what a compressed batch may claim to decode to: the writer's are
+	// under the broker's 1 MiB max_payload before compression.
+	maxAuditBatch = 16 << 20
+)
+
+// CompressAuditBatch is the payload of a batch whose JSON is batch, to be sent with
+// AuditEncodingHeader set to AuditEncodingS2.
+func CompressAuditBatch(batch []byte) []byte { return s2.Encode(nil, batch) }
+
+// DecodeAuditMsg reads an audit.v1.decisions message from its payload and the value of its
+// AuditEncodingHeader.
+func DecodeAuditMsg(encoding string, data []byte) (*AuditBatch, error) {
+	batch, err := AuditBatchJSON(encoding, data)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeAuditBatch(batch)
+}
+
+// AuditBatchJSON is the JSON of an audit.v1.decisions message's batch: its payload,
+// decompressed as the value of its AuditEncodingHeader says.
+func AuditBatchJSON(encoding string, data []byte) ([]byte, error) {
+	switch encoding {
+	case "":
+		return data, nil
+	case AuditEncodingS2:
+		n, err := s2.DecodedLen(data)
+		if err != nil || n > maxAuditBatch {
+			return nil, fmt.Errorf("%w: decode %s: s2 payload of %d bytes: %v", ErrInvalid, SubjectAudit, n, err)
+		}
+		batch, err := s2.Decode(nil, data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalid, SubjectAudit, err)
+		}
+		return batch, nil
+	}
+	return nil, fmt.Errorf("%w: decode %s: unknown encoding %q", ErrInvalid, SubjectAudit, encoding)
+}
+
+// DecodeAuditBatch reads an audit.v1.decisions batch's JSON.
 func DecodeAuditBatch(data []byte) (*AuditBatch, error) {
 	var b AuditBatch
 	if err := jsonv2.Unmarshal(data, &b); err != nil {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -104,7 +105,8 @@ func (w *Writer) run(ctx context.Context) error {
 // acknowledges every message: the finished ones once their batch is stored, the rest
 // (pending records, deletions, records that do not parse) because the trail has nothing to
 // keep of them. A batch is the JSON of contracts.AuditBatch, written by hand around the
-// records' own bytes: encoding it would parse every record again.
+// records' own bytes (encoding it would parse every record again), and stored compressed
+// (contracts.CompressAuditBatch).
 func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 	var (
 		batch []byte
@@ -120,7 +122,9 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 			// within the stream's duplicate window, and one with other messages (replicas
 			// share the consumer, so a batch can have gaps) never is.
 			id := "audit." + hex.EncodeToString(seqs.Sum(nil)[:16])
-			if _, err := w.JS.Publish(ctx, contracts.SubjectAudit, batch, jetstream.WithMsgID(id)); err != nil {
+			msg := &nats.Msg{Subject: contracts.SubjectAudit, Data: contracts.CompressAuditBatch(batch),
+				Header: nats.Header{contracts.AuditEncodingHeader: []string{contracts.AuditEncodingS2}}}
+			if _, err := w.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 				for _, m := range held {
 					_ = m.Nak()
 				}
@@ -400,7 +404,7 @@ const findWindow = bus.ReadWindow
 
 // findIn returns the search's record if batch m holds it.
 func findIn(m *bus.StoredMsg, id string) (*contracts.Search, error) {
-	b, err := contracts.DecodeAuditBatch(m.Data)
+	b, err := contracts.DecodeAuditMsg(m.HeaderValue(contracts.AuditEncodingHeader), m.Data)
 	if err != nil {
 		return nil, nil // not a batch of ours: nothing of the search in it
 	}

@@ -137,13 +137,23 @@ func TestFinishedSearchesReachTheTrailInBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(m.Data()), "******5040") || strings.Contains(string(m.Data()), "yandex-private") {
-			t.Fatalf("a batch keeps the masked phone or the props: %.300s", m.Data())
+		if enc := m.Headers().Get(contracts.AuditEncodingHeader); enc != contracts.AuditEncodingS2 {
+			t.Fatalf("a batch stored with encoding %q, want %q", enc, contracts.AuditEncodingS2)
 		}
-		if strings.Contains(string(m.Data()), strings.Repeat("ab", 32)) || strings.Contains(string(m.Data()), "phone_key") {
-			t.Fatalf("a batch keeps the phone's hash or its key's name: %.300s", m.Data())
+		data, err := contracts.AuditBatchJSON(contracts.AuditEncodingS2, m.Data())
+		if err != nil {
+			t.Fatal(err)
 		}
-		b, err := contracts.DecodeAuditBatch(m.Data())
+		if len(m.Data()) >= len(data) {
+			t.Fatalf("a batch of %d bytes stored in %d: not compressed", len(data), len(m.Data()))
+		}
+		if strings.Contains(string(data), "******5040") || strings.Contains(string(data), "yandex-private") {
+			t.Fatalf("a batch keeps the masked phone or the props: %.300s", data)
+		}
+		if strings.Contains(string(data), strings.Repeat("ab", 32)) || strings.Contains(string(data), "phone_key") {
+			t.Fatalf("a batch keeps the phone's hash or its key's name: %.300s", data)
+		}
+		b, err := contracts.DecodeAuditBatch(data)
 		if err != nil {
 			t.Fatal(err)
 		}
