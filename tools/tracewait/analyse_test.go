@@ -40,7 +40,7 @@ func TestFindsTheStoresSyncs(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	if err := trace.Start(&buf); err != nil {
-		t.Skipf("a trace is already running: %v", err)
+		t.Fatalf("this test takes an execution trace of its own; run it without -trace: %v", err)
 	}
 	const n = 50
 	for i := range n {
@@ -74,7 +74,7 @@ func TestFindsTheStoresSyncs(t *testing.T) {
 func TestReportsNoSyncsWhenUnsynced(t *testing.T) {
 	var buf bytes.Buffer
 	if err := trace.Start(&buf); err != nil {
-		t.Skipf("a trace is already running: %v", err)
+		t.Fatalf("this test takes an execution trace of its own; run it without -trace: %v", err)
 	}
 	trace.Stop()
 	r, err := Read(&buf)
@@ -93,7 +93,7 @@ func TestReportsNoSyncsWhenUnsynced(t *testing.T) {
 func TestJoinsASearchAcrossServices(t *testing.T) {
 	var buf bytes.Buffer
 	if err := trace.Start(&buf); err != nil {
-		t.Skipf("a trace is already running: %v", err)
+		t.Fatalf("this test takes an execution trace of its own; run it without -trace: %v", err)
 	}
 	const id = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
 	ctx := context.Background()
