@@ -22,6 +22,8 @@ type Report struct {
 	Longest []Sync          // the longest store fsyncs, longest first
 	// Searches are the searches the trace holds whole, by their POST's time, ascending.
 	Searches []Search
+	// Beside is the background work the searches' record writes ran beside.
+	Beside []Beside
 }
 
 // Writer is one storing goroutine's time: in the store's fsync, running, waiting for a
@@ -133,6 +135,7 @@ func Read(in io.Reader) (*Report, error) {
 		}
 	}
 	rep := &Report{Span: last.Sub(first), Searches: ts.searches()}
+	rep.Beside = beside(ts.background, rep.Searches)
 	for _, g := range gs {
 		if g.w.Writes > 0 {
 			rep.Writers = append(rep.Writers, *g.w)
@@ -204,6 +207,7 @@ func (r *Report) Print(out io.Writer, top int) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	fmt.Fprintf(out, "trace of %s\n", r.Span.Round(time.Millisecond))
 	printSearches(out, r.Searches)
+	printBeside(out, r.Beside)
 	if len(r.Writers) == 0 {
 		fmt.Fprintln(out, "no goroutine synced a stored message: was sync_always on (NATS_NO_SYNC unset)?")
 		return

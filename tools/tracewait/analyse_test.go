@@ -103,6 +103,8 @@ func TestJoinsASearchAcrossServices(t *testing.T) {
 		c, end := telemetry.SearchTask(ctx, kind, id)
 		if kind == "offers" {
 			r := telemetry.Region(c, "create record")
+			// Background work beside the write, such as the audit trail's batch write.
+			telemetry.Region(ctx, "audit batch write").End()
 			time.Sleep(2 * time.Millisecond) // the write: the stage the test finds
 			r.End()
 		}
@@ -130,6 +132,9 @@ func TestJoinsASearchAcrossServices(t *testing.T) {
 	}
 	if write := s.Stages[5]; write.Name != "the record's write, sync and ack" || write.Took < 2*time.Millisecond {
 		t.Errorf("stage %+v; want the record's write of at least 2 ms", write)
+	}
+	if len(r.Beside) != 1 || r.Beside[0].Region != "audit batch write" || r.Beside[0].Slowest != 1 || r.Beside[0].All != 1 {
+		t.Errorf("beside = %+v; want the one background region, beside the one write", r.Beside)
 	}
 	var out strings.Builder
 	r.Print(&out, 1)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/exp/trace"
@@ -22,6 +23,7 @@ type Search struct {
 	ID     string
 	POST   time.Duration
 	Stages []Stage
+	write  span // the record's write, for what ran beside it
 }
 
 // Stage is a stretch of a search's POST.
@@ -38,14 +40,19 @@ type task struct {
 	regions map[string]span
 }
 
-// tasks follows the tasks, their logs and regions, as Read passes every event.
+// tasks follows the tasks, their logs and regions, as Read passes every event; and the
+// regions outside any task (background work such as the audit trail's batch writes), by type.
 type tasks struct {
-	byID map[trace.TaskID]*task
+	byID       map[trace.TaskID]*task
+	background map[string][]span
+	open       map[trace.GoID]map[string]trace.Time
 }
 
 func (t *tasks) observe(ev trace.Event) {
 	if t.byID == nil {
 		t.byID = map[trace.TaskID]*task{}
+		t.background = map[string][]span{}
+		t.open = map[trace.GoID]map[string]trace.Time{}
 	}
 	switch ev.Kind() {
 	case trace.EventTaskBegin:
@@ -67,6 +74,12 @@ func (t *tasks) observe(ev trace.Event) {
 			if _, seen := tk.regions[r.Type]; !seen {
 				tk.regions[r.Type] = span{start: ev.Time()}
 			}
+		} else if r.Task == trace.BackgroundTask {
+			g := ev.Goroutine()
+			if t.open[g] == nil {
+				t.open[g] = map[string]trace.Time{}
+			}
+			t.open[g][r.Type] = ev.Time()
 		}
 	case trace.EventRegionEnd:
 		r := ev.Region()
@@ -75,6 +88,9 @@ func (t *tasks) observe(ev trace.Event) {
 				s.end = ev.Time()
 				tk.regions[r.Type] = s
 			}
+		} else if start, ok := t.open[ev.Goroutine()][r.Type]; ok && r.Task == trace.BackgroundTask {
+			delete(t.open[ev.Goroutine()], r.Type)
+			t.background[r.Type] = append(t.background[r.Type], span{start: start, end: ev.Time()})
 		}
 	}
 }
@@ -105,7 +121,7 @@ func (t *tasks) searches() []Search {
 		// The first consumer's task ends with its ack, which can come after the second has
 		// its message: its stage ends at whichever is first.
 		handed := min(first.end, second.start)
-		out = append(out, Search{ID: id, POST: post.end.Sub(post.start), Stages: []Stage{
+		out = append(out, Search{ID: id, POST: post.end.Sub(post.start), write: create, Stages: []Stage{
 			{"gateway: checks and the retry rule's read", read.end.Sub(post.start)},
 			{"publish, queue, delivery to " + first.kind, first.start.Sub(read.end)},
 			{first.kind, handed.Sub(first.start)},
@@ -149,4 +165,70 @@ func printSearches(out io.Writer, s []Search) {
 		fmt.Fprintf(out, "  %-48s %10s %12s\n", st.Name, ms(mean(s, i)), ms(mean(slow, i)))
 	}
 	fmt.Fprintf(out, "  %-48s %10s %12s\n", "the POST", ms(meanPOST(s)), ms(meanPOST(slow)))
+}
+
+// Beside is background work of one kind (a region outside any search's task) and how often
+// a search's record write ran during it or within Within after it: over every search and
+// over the slowest hundredth. A kind the slow writes meet far more often than the rest is
+// what they wait behind.
+type Beside struct {
+	Region       string
+	Count        int
+	Mean         time.Duration
+	All, Slowest float64 // shares of searches
+}
+
+// searchRegions are the regions the services mark inside a search's task
+// (telemetry.Region): not background work.
+var searchRegions = map[string]bool{retryRegion: true, createRegion: true, "publish request": true, "wait for the record": true}
+
+// Within is how long after background work a write still counts as beside it: a stall's
+// backlog takes that long to drain at the bucket writer's pace.
+const Within = 20 * time.Millisecond
+
+func beside(background map[string][]span, s []Search) []Beside {
+	if len(s) == 0 {
+		return nil
+	}
+	slow := s[min(len(s)-1, len(s)*99/100):]
+	// A search's own regions are background too when its task began before the trace did.
+	var out []Beside
+	for kind, spans := range background {
+		if searchRegions[kind] {
+			continue
+		}
+		b := Beside{Region: kind, Count: len(spans)}
+		var sum time.Duration
+		for _, sp := range spans {
+			sum += sp.end.Sub(sp.start)
+		}
+		b.Mean = sum / time.Duration(len(spans))
+		share := func(ss []Search) float64 {
+			n := 0
+			for _, x := range ss {
+				for _, sp := range spans {
+					if x.write.start < sp.end+trace.Time(Within) && x.write.end > sp.start {
+						n++
+						break
+					}
+				}
+			}
+			return float64(n) / float64(len(ss))
+		}
+		b.All, b.Slowest = share(s), share(slow)
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b Beside) int { return strings.Compare(a.Region, b.Region) })
+	return out
+}
+
+func printBeside(out io.Writer, bs []Beside) {
+	if len(bs) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nrecord writes during background work or within %v after it:\n", Within)
+	for _, b := range bs {
+		fmt.Fprintf(out, "  %-24s %4d of it, mean %6.2f ms: %5.1f %% of every search's writes, %5.1f %% of the slowest hundredth's\n",
+			b.Region, b.Count, float64(b.Mean.Microseconds())/1000, 100*b.All, 100*b.Slowest)
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/provision"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // Batching: a batch is written when it holds MaxBatch searches or maxBatchBytes, or when
@@ -124,7 +125,10 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 			id := "audit." + hex.EncodeToString(seqs.Sum(nil)[:16])
 			msg := &nats.Msg{Subject: contracts.SubjectAudit, Data: contracts.CompressAuditBatch(batch),
 				Header: nats.Header{contracts.AuditEncodingHeader: []string{contracts.AuditEncodingS2}}}
-			if _, err := w.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
+			region := telemetry.Region(ctx, "audit batch write")
+			_, err := w.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+			region.End()
+			if err != nil {
 				for _, m := range held {
 					_ = m.Nak()
 				}
@@ -134,9 +138,11 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) error {
 				w.Written(n)
 			}
 		}
+		region := telemetry.Region(ctx, "audit batch acks")
 		for _, m := range held {
 			_ = m.Ack()
 		}
+		region.End()
 		batch, n, held = batch[:0], 0, held[:0]
 		seqs.Reset()
 		return nil
