@@ -317,7 +317,7 @@ func (s *Store) create(ctx context.Context, rec *contracts.Search) (rev uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("encode search %s: %w", id, err)
 	}
-	region := telemetry.Region(ctx, "create record")
+	region := telemetry.Region(ctx, telemetry.RegionCreate)
 	rev, err = s.kv.Create(ctx, id, data)
 	region.End()
 	if errors.Is(err, jetstream.ErrKeyExists) {

@@ -5,6 +5,16 @@ import (
 	rtrace "runtime/trace"
 )
 
+// The names a search's work is marked with in an execution trace, which tools/tracewait
+// reads back: the gateway's task for a POST, and the regions its stages are cut at.
+const (
+	TaskPOST        = "POST"
+	RegionRetryRead = "retry rule read"
+	RegionPublish   = "publish request"
+	RegionWait      = "wait for the record"
+	RegionCreate    = "create record"
+)
+
 // SearchTask marks a search's work in a Go execution trace (PPROF_ADDR's
 // /debug/pprof/trace): a task of kind, logged with the search's id, which tools/tracewait
 // joins across services to say where a slow search spent its time. The id is not personal

@@ -96,7 +96,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	conflict := &Error{Code: EConflict, SearchID: in.SearchID, Message: "search_id уже использован для другого запроса"}
 	// A different request for an id this gateway is still working on is a conflict at once;
 	// the same one joins the first.
-	ctx, endTask := telemetry.SearchTask(ctx, "POST", req.SearchID)
+	ctx, endTask := telemetry.SearchTask(ctx, telemetry.TaskPOST, req.SearchID)
 	defer endTask()
 	release, ok := s.flights.claim(*req)
 	if !ok {
@@ -109,7 +109,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	// The retry rule (spec §5), before anything is published: a search the bucket holds is
 	// answered from its record whenever the retry comes, and starts no new work; only a
 	// search it does not hold is published. One read from the bucket's leader per POST.
-	region := telemetry.Region(ctx, "retry rule read")
+	region := telemetry.Region(ctx, telemetry.RegionRetryRead)
 	stored, _, err := s.store.Answer(ctx, req.SearchID)
 	region.End()
 	switch {
@@ -119,7 +119,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 		if full := capacity.FirstFull(s.spaces); full != nil {
 			return nil, s.storeFull(ctx, full.Stream, full.Used())
 		}
-		region := telemetry.Region(ctx, "publish request")
+		region := telemetry.Region(ctx, telemetry.RegionPublish)
 		_, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(*req, 0), req)
 		region.End()
 		if err != nil {
@@ -135,7 +135,7 @@ func (s *searches) submit(ctx context.Context, in *loanApproval) (*contracts.Sea
 	// Wait within the budget for the record to be done. A pending record already stored
 	// answers when the budget runs out; otherwise the gateway writes one.
 	if s.budget > 0 {
-		region := telemetry.Region(ctx, "wait for the record")
+		region := telemetry.Region(ctx, telemetry.RegionWait)
 		defer region.End()
 		timer := time.NewTimer(s.budget)
 		defer timer.Stop()

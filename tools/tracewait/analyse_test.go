@@ -97,12 +97,12 @@ func TestJoinsASearchAcrossServices(t *testing.T) {
 	}
 	const id = "e2b4948b-7d8a-4eec-875c-b1c11d7d8372"
 	ctx := context.Background()
-	post, endPOST := telemetry.SearchTask(ctx, "POST", id)
-	telemetry.Region(post, "retry rule read").End()
+	post, endPOST := telemetry.SearchTask(ctx, telemetry.TaskPOST, id)
+	telemetry.Region(post, telemetry.RegionRetryRead).End()
 	for _, kind := range []string{"scoring", "offers"} {
 		c, end := telemetry.SearchTask(ctx, kind, id)
 		if kind == "offers" {
-			r := telemetry.Region(c, "create record")
+			r := telemetry.Region(c, telemetry.RegionCreate)
 			// Background work beside the write, such as the audit trail's batch write.
 			telemetry.Region(ctx, "audit batch write").End()
 			time.Sleep(2 * time.Millisecond) // the write: the stage the test finds
@@ -111,7 +111,7 @@ func TestJoinsASearchAcrossServices(t *testing.T) {
 		end()
 	}
 	endPOST()
-	_, endOther := telemetry.SearchTask(ctx, "POST", "another") // no consumer: left out
+	_, endOther := telemetry.SearchTask(ctx, telemetry.TaskPOST, "another") // no consumer: left out
 	endOther()
 	trace.Stop()
 

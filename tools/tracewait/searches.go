@@ -8,14 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/exp/trace"
-)
 
-// The gateway's task for a POST, and the regions the stages are cut at (see
-// telemetry.SearchTask: every service's task is logged with its search's id).
-const (
-	postTask     = "POST"
-	retryRegion  = "retry rule read"
-	createRegion = "create record"
+	"github.com/demobank/yacredits/pkg/telemetry"
 )
 
 // Search is one search whose every step the trace holds: the stages of its POST, in order.
@@ -109,12 +103,12 @@ func (t *tasks) searches() []Search {
 	var out []Search
 	for id, ts := range bySearch {
 		slices.SortFunc(ts, func(a, b *task) int { return int(a.start - b.start) })
-		if len(ts) != 3 || ts[0].kind != postTask {
+		if len(ts) != 3 || ts[0].kind != telemetry.TaskPOST {
 			continue // a retry, a poll, a redelivery, or cut by the trace's ends
 		}
 		post, first, second := ts[0], ts[1], ts[2]
-		read, ok1 := post.regions[retryRegion]
-		create, ok2 := second.regions[createRegion]
+		read, ok1 := post.regions[telemetry.RegionRetryRead]
+		create, ok2 := second.regions[telemetry.RegionCreate]
 		if !ok1 || !ok2 || read.end == 0 || create.end == 0 || second.end > post.end {
 			continue
 		}
@@ -180,7 +174,7 @@ type Beside struct {
 
 // searchRegions are the regions the services mark inside a search's task
 // (telemetry.Region): not background work.
-var searchRegions = map[string]bool{retryRegion: true, createRegion: true, "publish request": true, "wait for the record": true}
+var searchRegions = map[string]bool{telemetry.RegionRetryRead: true, telemetry.RegionCreate: true, telemetry.RegionPublish: true, telemetry.RegionWait: true}
 
 // Within is how long after background work a write still counts as beside it: a stall's
 // backlog takes that long to drain at the bucket writer's pace.
