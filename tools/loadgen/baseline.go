@@ -26,8 +26,9 @@ import (
 const recordBytes = 2800
 
 // baseline is JetStream alone, as the standalone runs it: an embedded server whose store
-// is under dir, on the disk the stack uses, every write synced, one file stream, and
-// in-process clients publishing records to it, each waiting for its ack.
+// is under dir, on the disk the stack uses, every write synced, one file stream (or several,
+// to see what spreading the records over streams whose syncs overlap would give), and
+// in-process clients publishing records to them, each waiting for its ack.
 type baseline struct {
 	srv     *server.Server
 	streams []jetstream.JetStream
@@ -35,7 +36,7 @@ type baseline struct {
 	payload []byte
 }
 
-func startBaseline(ctx context.Context, dir string, conns int) (*baseline, error) {
+func startBaseline(ctx context.Context, dir string, conns, streams int) (*baseline, error) {
 	srv, err := embednats.Start(embednats.Options{Name: "baseline", StoreDir: filepath.Join(dir, "baseline-"+strconv.FormatInt(time.Now().UnixNano(), 36))})
 	if err != nil {
 		return nil, err
@@ -55,11 +56,13 @@ func startBaseline(ctx context.Context, dir string, conns int) (*baseline, error
 		}
 		b.streams = append(b.streams, js)
 	}
-	if _, err := b.streams[0].CreateStream(ctx, jetstream.StreamConfig{
-		Name: "BASELINE", Subjects: []string{"baseline.>"}, Storage: jetstream.FileStorage,
-	}); err != nil {
-		b.stop()
-		return nil, err
+	for i := range streams {
+		if _, err := b.streams[0].CreateStream(ctx, jetstream.StreamConfig{
+			Name: "BASELINE" + strconv.Itoa(i), Subjects: []string{baselineSubject(i, streams) + ".>"}, Storage: jetstream.FileStorage,
+		}); err != nil {
+			b.stop()
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -71,10 +74,16 @@ func (b *baseline) stop() {
 	embednats.Stop(b.srv)
 }
 
+// baselineSubject is where publisher i publishes when there are streams streams: the
+// publishers are spread evenly over them.
+func baselineSubject(i, streams int) string {
+	return "baseline." + strconv.Itoa(i%streams)
+}
+
 // jetStreamRate is what the disk allows: synced publishes per second that JetStream takes
-// from publishers publishing at once.
-func jetStreamRate(ctx context.Context, dir string, publishers int, d time.Duration) (float64, error) {
-	b, err := startBaseline(ctx, dir, publishers)
+// from publishers publishing at once, on streams streams.
+func jetStreamRate(ctx context.Context, dir string, publishers, streams int, d time.Duration) (float64, error) {
+	b, err := startBaseline(ctx, dir, publishers, streams)
 	if err != nil {
 		return 0, err
 	}
@@ -90,7 +99,7 @@ func jetStreamRate(ctx context.Context, dir string, publishers int, d time.Durat
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			subject := "baseline." + strconv.Itoa(i)
+			subject := baselineSubject(i, streams) + "." + strconv.Itoa(i)
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				if _, err := js.Publish(ctx, subject, b.payload); err != nil {
 					errs <- err
@@ -115,7 +124,7 @@ func jetStreamRate(ctx context.Context, dir string, publishers int, d time.Durat
 // publish timed from when it was due to its ack. Whatever its tail is, a search whose record
 // is synced before it is answered has it too.
 func jetStreamLatency(ctx context.Context, dir string, rate float64, d time.Duration) (yandex.Quantiles, error) {
-	b, err := startBaseline(ctx, dir, 4)
+	b, err := startBaseline(ctx, dir, 4, 1)
 	if err != nil {
 		return yandex.Quantiles{}, err
 	}
@@ -137,7 +146,7 @@ func jetStreamLatency(ctx context.Context, dir string, rate float64, d time.Dura
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := b.streams[i%len(b.streams)].Publish(ctx, "baseline."+strconv.Itoa(i%16), b.payload); err != nil {
+			if _, err := b.streams[i%len(b.streams)].Publish(ctx, baselineSubject(0, 1)+"."+strconv.Itoa(i%16), b.payload); err != nil {
 				select {
 				case errs <- err:
 				default:

@@ -16,6 +16,7 @@
 //	go run ./tools/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 20s
 //	go run ./tools/loadgen -baseline                  # JetStream alone, 16 publishers
 //	go run ./tools/loadgen -baseline -rate 750        # JetStream alone's latency at a fixed rate
+//	go run ./tools/loadgen -baseline -streams 4       # the same publishers spread over 4 streams
 //	go run ./tools/loadgen -standalone                # all of it, with the ratios
 //	go run ./tools/loadgen -processes                 # the same, nats-server and each service a process
 //	go run ./tools/loadgen -cluster                   # the same, a 3-node cluster and two replicas of each
@@ -65,6 +66,7 @@ type options struct {
 	users      bool
 	retained   int
 	publishers int
+	streams    int
 	dir        string
 }
 
@@ -82,12 +84,13 @@ func parseFlags(args []string) (options, error) {
 	users := fs.Bool("users", false, "with -cluster: the NATS users and accounts as shipped (deploy/k8s/base/nats/users.conf), each service with its own")
 	retained := fs.Int("retained", 0, "fill a searches bucket with this many finished records and measure what they cost")
 	publishers := fs.Int("publishers", 16, "baseline: concurrent publishers")
+	streams := fs.Int("streams", 1, "baseline: file streams the publishers are spread over (what sharding the searches bucket would give)")
 	dir := fs.String("dir", "", "where servers keep their data (default: a temporary directory, on the disk measured)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
 	o := options{token: *token, clients: *clients, rate: *rate, duration: *duration, baseline: *baseline,
-		standalone: *standalone, processes: *processes, cluster: *cluster, users: *users, retained: *retained, publishers: *publishers, dir: *dir}
+		standalone: *standalone, processes: *processes, cluster: *cluster, users: *users, retained: *retained, publishers: *publishers, streams: *streams, dir: *dir}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
@@ -95,6 +98,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.users && !o.cluster {
 		return o, errors.New("-users goes with -cluster")
+	}
+	if o.streams < 1 || o.streams > o.publishers {
+		return o, errors.New("-streams is from 1 to -publishers")
 	}
 	if len(o.urls) == 0 && !o.baseline && !o.standalone && !o.processes && !o.cluster && o.retained == 0 {
 		return o, errors.New("say what to measure: -url, -baseline, -standalone, -processes, -cluster or -retained")
@@ -127,11 +133,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		fmt.Fprintf(out, "JetStream, every write synced, %.0f publishes/s on one file stream: publish p50 %s  p99 %s  max %s\n", o.rate, ms(q.P50), ms(q.P99), ms(q.Max))
 		return nil
 	case o.baseline:
-		rate, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
+		rate, err := jetStreamRate(ctx, dir, o.publishers, o.streams, o.duration)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "JetStream, every write synced, %d publishers on one file stream: %.0f publishes/s\n", o.publishers, rate)
+		fmt.Fprintf(out, "JetStream, every write synced, %d publishers on %d file stream(s): %.0f publishes/s\n", o.publishers, o.streams, rate)
 		return nil
 	case o.retained > 0:
 		return runRetained(ctx, o, dir, out)

@@ -167,7 +167,7 @@ func randomKey() string {
 // moods cancel out: JetStream's synced publish rate before and after, the stack's sustained
 // rate with every write synced and with the sync off, and latency at half the sustained rate.
 func compare(ctx context.Context, o options, dir string, out io.Writer, name string, start starter) error {
-	before, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
+	before, err := jetStreamRate(ctx, dir, o.publishers, 1, o.duration)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func compare(ctx context.Context, o options, dir string, out io.Writer, name str
 	if err != nil {
 		return err
 	}
-	after, err := jetStreamRate(ctx, dir, o.publishers, o.duration)
+	after, err := jetStreamRate(ctx, dir, o.publishers, 1, o.duration)
 	if err != nil {
 		return err
 	}
