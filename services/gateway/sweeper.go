@@ -86,9 +86,21 @@ const (
 	lost                   // the queue no longer holds it (declared again since): send again
 )
 
+// stuckAfter is how long a queue with work in it may show no progress before the sweeper
+// takes it for stuck: longer than the work consumers' first back-off (bus.DefaultRetry, the
+// policy they are provisioned with), since a message a service put back after a failed
+// attempt (the searches bucket still unavailable after the cluster lost quorum) is not
+// redelivered before it, and a re-send's interval more for the work it then does.
+func stuckAfter(republishAfter time.Duration) time.Duration {
+	return bus.DefaultRetry().BackOff[0] + republishAfter
+}
+
 // progress judges e's last re-send against the queue q, read within the last staleAfter;
 // it records in e which stream it judged against and when the re-sent request left the queue.
-func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Duration) progress {
+// The queue counts as stuck once neither it has moved nor the broker refused one of this
+// search's sweep calls for stuck: a refusal says the fault is still on, and the services'
+// back-off after it has yet to run out.
+func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter, stuck time.Duration) progress {
 	if q == nil || now.Sub(q.at) > staleAfter {
 		return queued // the broker does not say: the fault that hides it is the one to outwait
 	}
@@ -101,7 +113,7 @@ func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter time.Du
 	if !q.created.Equal(e.created) || e.seq > q.last || e.drainedBy > q.last {
 		return lost // the stream was declared again since: the message went with the old one
 	}
-	if now.Sub(q.movedAt) >= staleAfter {
+	if now.Sub(q.movedAt) >= stuck && now.Sub(e.refused) >= stuck {
 		return worked // stuck: nothing is being worked on, waiting longer gains nothing
 	}
 	if e.drainedBy == 0 {
@@ -139,6 +151,9 @@ type pendingEntry struct {
 	// troubled: the search met a fault (a re-send refused, or none before its deadline), so
 	// its deadline may wait for its last re-send to be worked through.
 	troubled bool
+	// refused is when the broker last refused a sweep call for this search (a re-send or
+	// a deadline finish): the fault was still on then.
+	refused time.Time
 	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
 	// the queue (0: not seen yet). The scored message it led to was published before that,
 	// so once the queue is past drainedBy too, the search has been worked on to the end.
@@ -296,7 +311,7 @@ func (s *sweeper) work(ctx context.Context, j job) {
 		if errors.Is(err, contracts.ErrAlreadyDone) || errors.Is(err, search.ErrNotFound) {
 			err = nil // somebody else finished it (or it expired): nothing left to do
 		}
-		s.table.finished(j.key, j.rev, err == nil, now, s.republishAfter)
+		s.table.finished(j.key, j.rev, err == nil, s.now(), s.republishAfter)
 		if err != nil {
 			span.RecordError(err)
 			s.log.Warn().Ctx(ctx).Err(err).Str("search_id", req.SearchID).Msg("overdue search not finished; will try again")
@@ -331,7 +346,7 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 			// recent its last re-send.
 			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero():
-			switch e.progress(q, now, republishAfter) {
+			switch e.progress(q, now, republishAfter, stuckAfter(republishAfter)) {
 			case queued:
 				continue // sent again after a fault: give that send its chance
 			case lost:
@@ -384,10 +399,18 @@ func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, re
 	e.busy = false
 	if !ok {
 		e.troubled = true // the broker refused it: its deadline may pass for want of a broker
+		e.refused = now
 		e.next = now.Add(republishAfter / 4)
 		return
 	}
 	e.attempt++
+	if now.After(e.search.Request.Deadline) {
+		// Planned before the deadline (an untroubled overdue search is never re-sent), stored
+		// after it: the broker held the search up past its deadline (a cluster back from
+		// below quorum takes seconds to store it), which is a fault of ours, so the deadline
+		// waits for this re-send to be worked through (spec §5's allowance).
+		e.troubled = true
+	}
 	e.sentOK, e.acked, e.seq, e.drainedBy, e.created, e.next = now, now, seq, 0, time.Time{}, now.Add(e.wait)
 	e.wait *= 2
 }
@@ -409,6 +432,7 @@ func (t *pendingTable) finished(key string, rev uint64, ok bool, now time.Time, 
 	case ok:
 		// A newer pending record of the id (written again meanwhile) is a search of its own.
 	default:
+		e.refused = now // the broker refused the finish: the fault that troubled it is still on
 		e.next = now.Add(republishAfter / 4)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
 	"github.com/demobank/yacredits/pkg/provision/provisiontest"
@@ -22,6 +23,7 @@ import (
 func TestProgressOfAResend(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	const stale = 2 * time.Second
+	stuck := stuckAfter(stale)
 	state := func(first, last, msgs uint64, deleted int, at, moved time.Duration) *queueState {
 		return &queueState{first: first, last: last, msgs: msgs, deleted: uint64(deleted), at: t0.Add(at), movedAt: t0.Add(moved),
 			created: t0.Add(-time.Hour)}
@@ -53,7 +55,8 @@ func TestProgressOfAResend(t *testing.T) {
 		{"taken out of order: the head is older than the re-send", 100, []read{
 			{state(10, 1000, 500, 490, 0, 0), queued},
 		}},
-		{"queue not moving", 100, []read{{state(50, 900, 850, 0, 0, -stale), worked}}},
+		{"queue not moving", 100, []read{{state(50, 900, 850, 0, 0, -stuck), worked}}},
+		{"not moving for less than the services' back-off", 100, []read{{state(50, 900, 850, 0, 0, -stuck+time.Millisecond), queued}}},
 		{"stream declared again, its sequences restarted", 100, []read{{state(1, 40, 40, 0, 0, 0), lost}}},
 		{"restarted after the request was taken", 100, []read{
 			{state(120, 1000, 880, 0, 0, 0), queued},
@@ -74,11 +77,53 @@ func TestProgressOfAResend(t *testing.T) {
 			}
 			for i, r := range tc.reads {
 				now := t0.Add(time.Duration(i) * time.Second)
-				if got := e.progress(r.q, now, stale); got != r.want {
+				if got := e.progress(r.q, now, stale, stuck); got != r.want {
 					t.Fatalf("read %d: progress = %d, want %d", i, got, r.want)
 				}
 			}
 		})
+	}
+}
+
+// A queue that has not moved is not taken for stuck while the broker still refuses this
+// search's sweep calls, nor for the services' back-off after the last refusal: the chaos
+// suite's quorum loss left the bucket unavailable for seconds after the cluster was back, and
+// the sweeper finished pre-approved searches as rejected before the services' retries came.
+func TestARefusalRestartsTheStuckClock(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const stale = 2 * time.Second
+	stuck := stuckAfter(stale)
+	if stuck <= bus.DefaultRetry().BackOff[0] {
+		t.Fatalf("stuckAfter = %s, not longer than the services' first back-off %s", stuck, bus.DefaultRetry().BackOff[0])
+	}
+	notMoving := &queueState{first: 50, last: 900, msgs: 850, at: t0, movedAt: t0.Add(-time.Minute), created: t0.Add(-time.Hour)}
+	for _, tc := range []struct {
+		name       string
+		refusedAgo time.Duration // 0: never refused
+		want       progress
+	}{
+		{"never refused: stuck", 0, worked},
+		{"refused a moment ago: the fault is on", time.Second, queued},
+		{"refused within the back-off: its retries are still to come", stuck - time.Millisecond, queued},
+		{"refused longer ago than that: stuck", stuck, worked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &pendingEntry{seq: 100, acked: t0.Add(-time.Minute)}
+			if tc.refusedAgo > 0 {
+				e.refused = t0.Add(-tc.refusedAgo)
+			}
+			if got := e.progress(notMoving, t0, stale, stuck); got != tc.want {
+				t.Fatalf("progress = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	// The refusal is recorded by the table when a finish or a re-send fails.
+	table := newPendingTable()
+	req := testRequest(t, time.Minute)
+	table.pending("k", 1, &contracts.Search{Request: req})
+	table.finished("k", 1, false, t0, stale)
+	if got := table.entries["k"].refused; !got.Equal(t0) {
+		t.Fatalf("a refused finish left refused = %v, want %v", got, t0)
 	}
 }
 
@@ -147,6 +192,45 @@ func TestDueForAnOverdueSearch(t *testing.T) {
 			e := table.entries["k"]
 			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
 			e.sentOK, e.acked, e.seq, e.troubled = now.Add(-tc.sentAgo), t0.Add(tc.acked), tc.seq, tc.troubled
+			var got []jobKind
+			for _, j := range table.due(now, republish, draining) {
+				got = append(got, j.kind)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("due = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A re-send the sweeper planned before the search's deadline but the broker stored only after
+// it (the chaos suite's quorum loss: the cluster back, slow to take it) is a fault that held
+// the search up: its deadline then waits for the queue to work through the re-send, instead of
+// finishing a pre-approved client as rejected the moment the re-send lands. One stored in time
+// leaves the deadline as it was.
+func TestAResendStoredAfterTheDeadlineMetAFault(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const republish = 2 * time.Second
+	for _, tc := range []struct {
+		name     string
+		storedBy time.Duration // the re-send's store, less the deadline
+		want     []jobKind     // the sweep a second after the deadline, the queue still draining
+	}{
+		{"stored in time: the deadline is kept", -time.Millisecond, []jobKind{finish}},
+		{"stored after the deadline: waits for the queue", 500 * time.Millisecond, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := testRequest(t, time.Minute)
+			req.Deadline = t0
+			req.RequestedAt = t0.Add(-10 * time.Second)
+			table := newPendingTable()
+			table.pending("k", 1, &contracts.Search{Request: req})
+			e := table.entries["k"]
+			e.next, e.wait, e.busy = t0.Add(-time.Second), republish, true // a worker has its re-send
+			stored := t0.Add(tc.storedBy)
+			table.resent("k", true, 100, stored, republish)
+			now := t0.Add(time.Second)
+			draining := &queueState{first: 50, last: 900, msgs: 850, at: now, movedAt: now}
 			var got []jobKind
 			for _, j := range table.due(now, republish, draining) {
 				got = append(got, j.kind)
