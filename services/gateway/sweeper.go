@@ -28,10 +28,11 @@ import (
 // never another sweep call.
 //
 // The deadline is kept, finished at the first sweep past it, with one allowance (spec §5):
-// a search that met a fault (a re-send the broker refused, or none made before
-// its deadline because this gateway was restarting) is sent again and finished as rejected
-// only once that send has had its chance: the LOAN queue has worked through it (or stopped
-// moving, or lost it) and REPUBLISH_AFTER has passed. A fault that stopped the whole system
+// a search that met a fault (a re-send the broker refused, or held past the deadline, or
+// none made before its deadline because this gateway was restarting) is sent again and
+// finished as rejected only once that send has had its chance: the LOAN queue has worked
+// through it (or stopped moving while the broker refused nothing, or lost it) and
+// REPUBLISH_AFTER has passed. A fault that stopped the whole system
 // then costs the client its answer only when the answer really does not come, not because
 // the backlog it left takes a few seconds to drain. A search a minute past its deadline gets
 // no such second chance: nobody waits for it any more.
@@ -86,21 +87,23 @@ const (
 	lost                   // the queue no longer holds it (declared again since): send again
 )
 
-// stuckAfter is how long a queue with work in it may show no progress before the sweeper
-// takes it for stuck: longer than the work consumers' first back-off (bus.DefaultRetry, the
-// policy they are provisioned with), since a message a service put back after a failed
-// attempt (the searches bucket still unavailable after the cluster lost quorum) is not
-// redelivered before it, and a re-send's interval more for the work it then does.
+// stuckAfter is how long a queue with work in it may show no progress, after the broker last
+// refused a sweep call, before the sweeper takes it for stuck: longer than the work
+// consumers' back-off after a second failed attempt (bus.DefaultRetry, the policy they are
+// provisioned with), since a message a service put back while the fault was on (the searches
+// bucket still unavailable after the cluster lost quorum) is not redelivered before it, and a
+// re-send's interval more for the work it then does.
 func stuckAfter(republishAfter time.Duration) time.Duration {
-	return bus.DefaultRetry().BackOff[0] + republishAfter
+	backOff := bus.DefaultRetry().BackOff
+	return backOff[min(1, len(backOff)-1)] + republishAfter
 }
 
 // progress judges e's last re-send against the queue q, read within the last staleAfter;
 // it records in e which stream it judged against and when the re-sent request left the queue.
-// The queue counts as stuck once neither it has moved nor the broker refused one of this
-// search's sweep calls for stuck: a refusal says the fault is still on, and the services'
-// back-off after it has yet to run out.
-func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter, stuck time.Duration) progress {
+// The queue counts as stuck once neither it has moved nor the broker refused a sweep call
+// (refused: the last refusal of any) for stuck: a refusal says the fault is still on, and
+// the services' back-off after it has yet to run out.
+func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter, stuck time.Duration, refused time.Time) progress {
 	if q == nil || now.Sub(q.at) > staleAfter {
 		return queued // the broker does not say: the fault that hides it is the one to outwait
 	}
@@ -113,7 +116,7 @@ func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter, stuck 
 	if !q.created.Equal(e.created) || e.seq > q.last || e.drainedBy > q.last {
 		return lost // the stream was declared again since: the message went with the old one
 	}
-	if now.Sub(q.movedAt) >= stuck && now.Sub(e.refused) >= stuck {
+	if now.Sub(q.movedAt) >= stuck && now.Sub(refused) >= stuck {
 		return worked // stuck: nothing is being worked on, waiting longer gains nothing
 	}
 	if e.drainedBy == 0 {
@@ -136,6 +139,11 @@ func (e *pendingEntry) progress(q *queueState, now time.Time, staleAfter, stuck 
 type pendingTable struct {
 	mu      sync.Mutex
 	entries map[string]*pendingEntry
+	// refused is when the broker last refused a sweep call, any search's (a re-send or a
+	// deadline finish): a fault was still on then. Every pending search's calls feed it, so
+	// it follows the fault's end within a sweep or two, where one search's own calls, spaced
+	// by its waits, would not.
+	refused time.Time
 }
 
 type pendingEntry struct {
@@ -148,12 +156,9 @@ type pendingEntry struct {
 	acked   time.Time     // when it was stored: a queue read sent before knows nothing of it
 	seq     uint64        // that re-send's sequence in the LOAN stream
 	created time.Time     // the LOAN stream it was judged against (its creation time)
-	// troubled: the search met a fault (a re-send refused, or none before its deadline), so
-	// its deadline may wait for its last re-send to be worked through.
+	// troubled: the search met a fault (a re-send refused or held past its deadline, or none
+	// before its deadline), so its deadline may wait for its last re-send to be worked through.
 	troubled bool
-	// refused is when the broker last refused a sweep call for this search (a re-send or
-	// a deadline finish): the fault was still on then.
-	refused time.Time
 	// drainedBy is the stream's last sequence when the re-sent request was seen taken off
 	// the queue (0: not seen yet). The scored message it led to was published before that,
 	// so once the queue is past drainedBy too, the search has been worked on to the end.
@@ -211,6 +216,7 @@ type job struct {
 	rev     uint64 // the revision of the record the job was planned from
 	attempt int
 	search  *contracts.Search
+	planned time.Time // when the sweep handed it out
 }
 
 // run sweeps every interval until ctx ends, then lets the calls in hand finish.
@@ -296,7 +302,7 @@ func (s *sweeper) work(ctx context.Context, j job) {
 	switch j.kind {
 	case resend:
 		sent, err := s.pub.Publish(ctx, contracts.SubjectRequested, req.SearchID, contracts.RequestMsgID(req, j.attempt), &req)
-		s.table.resent(j.key, err == nil, sent.Seq, s.now(), s.republishAfter)
+		s.table.resent(j.key, err == nil, sent.Seq, j.planned, s.now(), s.republishAfter)
 		if err != nil {
 			span.RecordError(err)
 			s.log.Warn().Ctx(ctx).Err(err).Str("search_id", req.SearchID).Msg("pending search not re-sent; will try again")
@@ -346,7 +352,7 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 			// recent its last re-send.
 			j = job{kind: finish}
 		case overdue && !e.sentOK.IsZero():
-			switch e.progress(q, now, republishAfter, stuckAfter(republishAfter)) {
+			switch e.progress(q, now, republishAfter, stuckAfter(republishAfter), t.refused) {
 			case queued:
 				continue // sent again after a fault: give that send its chance
 			case lost:
@@ -371,7 +377,7 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 		default:
 			j = job{kind: resend, attempt: e.attempt + 1}
 		}
-		j.key, j.rev, j.search = key, e.rev, e.search
+		j.key, j.rev, j.search, j.planned = key, e.rev, e.search, now
 		e.busy = true
 		jobs = append(jobs, j)
 	}
@@ -389,9 +395,12 @@ func (t *pendingTable) release(key string) {
 // resent records a re-send's outcome: after a success the next waits twice as long; after
 // a failure the search is tried again soon, so that it goes out as soon as the broker
 // takes it.
-func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, republishAfter time.Duration) {
+func (t *pendingTable) resent(key string, ok bool, seq uint64, planned, now time.Time, republishAfter time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !ok {
+		t.refused = now // a fault is still on
+	}
 	e, found := t.entries[key]
 	if !found {
 		return // done meanwhile
@@ -399,16 +408,16 @@ func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, re
 	e.busy = false
 	if !ok {
 		e.troubled = true // the broker refused it: its deadline may pass for want of a broker
-		e.refused = now
 		e.next = now.Add(republishAfter / 4)
 		return
 	}
 	e.attempt++
-	if now.After(e.search.Request.Deadline) {
-		// Planned before the deadline (an untroubled overdue search is never re-sent), stored
-		// after it: the broker held the search up past its deadline (a cluster back from
-		// below quorum takes seconds to store it), which is a fault of ours, so the deadline
-		// waits for this re-send to be worked through (spec §5's allowance).
+	if now.After(e.search.Request.Deadline) && now.Sub(planned) > republishAfter/4 {
+		// Planned before the deadline (an untroubled overdue search is never re-sent) and
+		// stored after it, held for longer than a publish takes (by a cluster just back from
+		// below quorum, or a pool of workers busy with calls the broker does not answer): a
+		// fault of ours held the search past its deadline, so the deadline waits for this
+		// re-send to be worked through (spec §5's allowance).
 		e.troubled = true
 	}
 	e.sentOK, e.acked, e.seq, e.drainedBy, e.created, e.next = now, now, seq, 0, time.Time{}, now.Add(e.wait)
@@ -421,6 +430,9 @@ func (t *pendingTable) resent(key string, ok bool, seq uint64, now time.Time, re
 func (t *pendingTable) finished(key string, rev uint64, ok bool, now time.Time, republishAfter time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !ok {
+		t.refused = now // the broker refused the finish: a fault is still on
+	}
 	e, found := t.entries[key]
 	if !found {
 		return
@@ -432,7 +444,6 @@ func (t *pendingTable) finished(key string, rev uint64, ok bool, now time.Time, 
 	case ok:
 		// A newer pending record of the id (written again meanwhile) is a search of its own.
 	default:
-		e.refused = now // the broker refused the finish: the fault that troubled it is still on
 		e.next = now.Add(republishAfter / 4)
 	}
 }

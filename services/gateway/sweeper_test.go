@@ -10,9 +10,9 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/demobank/yacredits/pkg/bus"
 	"github.com/demobank/yacredits/pkg/contracts"
 	"github.com/demobank/yacredits/pkg/natstest"
+	"github.com/demobank/yacredits/pkg/provision"
 	"github.com/demobank/yacredits/pkg/provision/provisiontest"
 	"github.com/demobank/yacredits/pkg/search"
 )
@@ -56,7 +56,7 @@ func TestProgressOfAResend(t *testing.T) {
 			{state(10, 1000, 500, 490, 0, 0), queued},
 		}},
 		{"queue not moving", 100, []read{{state(50, 900, 850, 0, 0, -stuck), worked}}},
-		{"not moving for less than the services' back-off", 100, []read{{state(50, 900, 850, 0, 0, -stuck+time.Millisecond), queued}}},
+		{"not moving for less than the services' back-offs", 100, []read{{state(50, 900, 850, 0, 0, -stuck+time.Millisecond), queued}}},
 		{"stream declared again, its sequences restarted", 100, []read{{state(1, 40, 40, 0, 0, 0), lost}}},
 		{"restarted after the request was taken", 100, []read{
 			{state(120, 1000, 880, 0, 0, 0), queued},
@@ -77,7 +77,7 @@ func TestProgressOfAResend(t *testing.T) {
 			}
 			for i, r := range tc.reads {
 				now := t0.Add(time.Duration(i) * time.Second)
-				if got := e.progress(r.q, now, stale, stuck); got != r.want {
+				if got := e.progress(r.q, now, stale, stuck, time.Time{}); got != r.want {
 					t.Fatalf("read %d: progress = %d, want %d", i, got, r.want)
 				}
 			}
@@ -85,16 +85,23 @@ func TestProgressOfAResend(t *testing.T) {
 	}
 }
 
-// A queue that has not moved is not taken for stuck while the broker still refuses this
-// search's sweep calls, nor for the services' back-off after the last refusal: the chaos
+// A queue that has not moved is not taken for stuck while the broker still refuses sweep
+// calls, any search's, nor for the services' back-off after the last refusal: the chaos
 // suite's quorum loss left the bucket unavailable for seconds after the cluster was back, and
 // the sweeper finished pre-approved searches as rejected before the services' retries came.
 func TestARefusalRestartsTheStuckClock(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	const stale = 2 * time.Second
 	stuck := stuckAfter(stale)
-	if stuck <= bus.DefaultRetry().BackOff[0] {
-		t.Fatalf("stuckAfter = %s, not longer than the services' first back-off %s", stuck, bus.DefaultRetry().BackOff[0])
+	// Longer than the back-off the work consumers are provisioned with, after a second failure.
+	for _, it := range slices.Concat(provision.Work(contracts.ConsumerScoring, contracts.SubjectRequested),
+		provision.Work(contracts.ConsumerOffers, contracts.SubjectScored)) {
+		if it.Kind != provision.Consumer || len(it.Consumer.BackOff) < 2 {
+			continue
+		}
+		if stuck <= it.Consumer.BackOff[1] {
+			t.Fatalf("stuckAfter = %s, not longer than %s's second back-off %s", stuck, it.Name(), it.Consumer.BackOff[1])
+		}
 	}
 	notMoving := &queueState{first: 50, last: 900, msgs: 850, at: t0, movedAt: t0.Add(-time.Minute), created: t0.Add(-time.Hour)}
 	for _, tc := range []struct {
@@ -104,26 +111,38 @@ func TestARefusalRestartsTheStuckClock(t *testing.T) {
 	}{
 		{"never refused: stuck", 0, worked},
 		{"refused a moment ago: the fault is on", time.Second, queued},
-		{"refused within the back-off: its retries are still to come", stuck - time.Millisecond, queued},
+		{"refused within the back-offs and a re-send's interval", stuck - time.Millisecond, queued},
 		{"refused longer ago than that: stuck", stuck, worked},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &pendingEntry{seq: 100, acked: t0.Add(-time.Minute)}
+			var refused time.Time
 			if tc.refusedAgo > 0 {
-				e.refused = t0.Add(-tc.refusedAgo)
+				refused = t0.Add(-tc.refusedAgo)
 			}
-			if got := e.progress(notMoving, t0, stale, stuck); got != tc.want {
+			if got := e.progress(notMoving, t0, stale, stuck, refused); got != tc.want {
 				t.Fatalf("progress = %d, want %d", got, tc.want)
 			}
 		})
 	}
-	// The refusal is recorded by the table when a finish or a re-send fails.
-	table := newPendingTable()
-	req := testRequest(t, time.Minute)
-	table.pending("k", 1, &contracts.Search{Request: req})
-	table.finished("k", 1, false, t0, stale)
-	if got := table.entries["k"].refused; !got.Equal(t0) {
-		t.Fatalf("a refused finish left refused = %v, want %v", got, t0)
+	// Any search's refused call restarts the clock for every search: a refused finish, a
+	// refused re-send, even of a search the table no longer holds.
+	for _, tc := range []struct {
+		name   string
+		refuse func(*pendingTable, time.Time)
+	}{
+		{"a refused finish", func(t *pendingTable, at time.Time) { t.finished("a", 1, false, at, stale) }},
+		{"a refused re-send", func(t *pendingTable, at time.Time) { t.resent("a", false, 0, at, at, stale) }},
+		{"a refused call for a search gone since", func(t *pendingTable, at time.Time) { t.finished("gone", 1, false, at, stale) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := newPendingTable()
+			table.pending("a", 1, &contracts.Search{Request: testRequest(t, time.Minute)})
+			tc.refuse(table, t0)
+			if !table.refused.Equal(t0) {
+				t.Fatalf("refused = %v, want %v", table.refused, t0)
+			}
+		})
 	}
 }
 
@@ -203,21 +222,23 @@ func TestDueForAnOverdueSearch(t *testing.T) {
 	}
 }
 
-// A re-send the sweeper planned before the search's deadline but the broker stored only after
-// it (the chaos suite's quorum loss: the cluster back, slow to take it) is a fault that held
-// the search up: its deadline then waits for the queue to work through the re-send, instead of
-// finishing a pre-approved client as rejected the moment the re-send lands. One stored in time
-// leaves the deadline as it was.
-func TestAResendStoredAfterTheDeadlineMetAFault(t *testing.T) {
+// A re-send the sweeper planned before the search's deadline but the broker held past it (the
+// chaos suite's quorum loss: a cluster just back, slow to store it) is a fault that held the
+// search up: its deadline then waits for the queue to work through the re-send, instead of
+// finishing a pre-approved client as rejected the moment the re-send lands. One stored in
+// time, or just after the deadline but as fast as a publish goes, leaves the deadline as it was.
+func TestAResendHeldPastTheDeadlineMetAFault(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	const republish = 2 * time.Second
 	for _, tc := range []struct {
 		name     string
+		planned  time.Duration // the sweep that handed the re-send out, less the deadline
 		storedBy time.Duration // the re-send's store, less the deadline
 		want     []jobKind     // the sweep a second after the deadline, the queue still draining
 	}{
-		{"stored in time: the deadline is kept", -time.Millisecond, []jobKind{finish}},
-		{"stored after the deadline: waits for the queue", 500 * time.Millisecond, nil},
+		{"stored in time: the deadline is kept", -time.Second, -time.Millisecond, []jobKind{finish}},
+		{"stored just after, as fast as a publish: the deadline is kept", -time.Millisecond, time.Millisecond, []jobKind{finish}},
+		{"held past the deadline: waits for the queue", -time.Second, 500 * time.Millisecond, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := testRequest(t, time.Minute)
@@ -227,8 +248,7 @@ func TestAResendStoredAfterTheDeadlineMetAFault(t *testing.T) {
 			table.pending("k", 1, &contracts.Search{Request: req})
 			e := table.entries["k"]
 			e.next, e.wait, e.busy = t0.Add(-time.Second), republish, true // a worker has its re-send
-			stored := t0.Add(tc.storedBy)
-			table.resent("k", true, 100, stored, republish)
+			table.resent("k", true, 100, t0.Add(tc.planned), t0.Add(tc.storedBy), republish)
 			now := t0.Add(time.Second)
 			draining := &queueState{first: 50, last: 900, msgs: 850, at: now, movedAt: now}
 			var got []jobKind
