@@ -29,7 +29,8 @@ import (
 //
 // The deadline is kept, finished at the first sweep past it, with one allowance (spec §5):
 // a search that met a fault (a re-send the broker refused, or held past the deadline, or
-// none made before its deadline because this gateway was restarting) is sent again and
+// none made before its deadline because this gateway was restarting, or any sweep call
+// refused less than the allowance before it began) is sent again and
 // finished as rejected only once that send has had its chance: the LOAN queue has worked
 // through it (or stopped moving while the broker refused nothing, or lost it) and
 // REPUBLISH_AFTER has passed. A fault that stopped the whole system
@@ -343,6 +344,14 @@ func (t *pendingTable) due(now time.Time, republishAfter time.Duration, q *queue
 		// A minute past its deadline nobody waits for an answer any more: finished at once,
 		// not worked on again at the cost of fresh searches.
 		forsaken := now.Sub(req.Deadline) > forsakenAfter
+		if overdue && !e.troubled && t.refused.After(req.RequestedAt.Add(-forsakenAfter)) {
+			// In a fault's shadow: the broker refused a sweep call less than the allowance
+			// before this search began, or since. The backlog a fault leaves (searches it held,
+			// messages the services put back) is what holds a search begun just after it, so
+			// that search met the fault too (the chaos suite's quorum loss: pre-approved
+			// clients requested just after the cluster came back, rejected at their deadline).
+			e.troubled = true
+		}
 		var j job
 		switch {
 		case overdue && forsaken:

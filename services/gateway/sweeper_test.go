@@ -262,6 +262,48 @@ func TestAResendHeldPastTheDeadlineMetAFault(t *testing.T) {
 	}
 }
 
+// A search begun in a fault's shadow (the broker refused a sweep call, any search's, less than
+// the allowance before it began, or since) met the fault: the backlog it left holds it, so
+// its deadline waits for its re-send to be worked through. One begun longer after the last
+// refusal keeps its deadline.
+func TestASearchInAFaultsShadowMetIt(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	const republish = 2 * time.Second
+	for _, tc := range []struct {
+		name    string
+		refused time.Duration // the last refusal, less the search's start; 0: none
+		want    []jobKind     // the sweep a second after its deadline, the queue draining
+	}{
+		{"no refusal: the deadline is kept", 0, []jobKind{finish}},
+		{"refused during its life: waits", 3 * time.Second, nil},
+		{"refused just before it began: waits", -10 * time.Second, nil},
+		{"refused longer than the allowance before it began: the deadline is kept", -contracts.Allowance - time.Second, []jobKind{finish}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := testRequest(t, time.Minute)
+			req.RequestedAt = t0.Add(-10 * time.Second)
+			req.Deadline = t0
+			table := newPendingTable()
+			table.pending("k", 1, &contracts.Search{Request: req})
+			if tc.refused != 0 {
+				table.refused = req.RequestedAt.Add(tc.refused)
+			}
+			e := table.entries["k"]
+			now := t0.Add(time.Second)
+			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
+			e.sentOK, e.acked, e.seq = now.Add(-3*time.Second), now.Add(-3*time.Second), 100
+			draining := &queueState{first: 50, last: 900, msgs: 850, at: now, movedAt: now}
+			var got []jobKind
+			for _, j := range table.due(now, republish, draining) {
+				got = append(got, j.kind)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("due = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // A pending search whose record expired (no write the watch would show) no longer holds the
 // watch's checkpoint back once the sweeper finds it gone: a restart replays only what may
 // still be pending.
