@@ -206,16 +206,10 @@ func TestDueForAnOverdueSearch(t *testing.T) {
 			req := testRequest(t, time.Minute)
 			req.Deadline = now.Add(-tc.overdueBy)
 			req.RequestedAt = req.Deadline.Add(-10 * time.Second)
-			table := newPendingTable()
-			table.pending("k", 1, &contracts.Search{Request: req})
-			e := table.entries["k"]
+			table, e := tableOf(req)
 			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
 			e.sentOK, e.acked, e.seq, e.troubled = now.Add(-tc.sentAgo), t0.Add(tc.acked), tc.seq, tc.troubled
-			var got []jobKind
-			for _, j := range table.due(now, republish, draining) {
-				got = append(got, j.kind)
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := kindsDue(table, now, republish, draining); !slices.Equal(got, tc.want) {
 				t.Fatalf("due = %v, want %v", got, tc.want)
 			}
 		})
@@ -244,18 +238,12 @@ func TestAResendHeldPastTheDeadlineMetAFault(t *testing.T) {
 			req := testRequest(t, time.Minute)
 			req.Deadline = t0
 			req.RequestedAt = t0.Add(-10 * time.Second)
-			table := newPendingTable()
-			table.pending("k", 1, &contracts.Search{Request: req})
-			e := table.entries["k"]
+			table, e := tableOf(req)
 			e.next, e.wait, e.busy = t0.Add(-time.Second), republish, true // a worker has its re-send
 			table.resent("k", true, 100, t0.Add(tc.planned), t0.Add(tc.storedBy), republish)
 			now := t0.Add(time.Second)
 			draining := &queueState{first: 50, last: 900, msgs: 850, at: now, movedAt: now}
-			var got []jobKind
-			for _, j := range table.due(now, republish, draining) {
-				got = append(got, j.kind)
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := kindsDue(table, now, republish, draining); !slices.Equal(got, tc.want) {
 				t.Fatalf("due = %v, want %v", got, tc.want)
 			}
 		})
@@ -293,15 +281,27 @@ func TestASearchInAFaultsShadowMetIt(t *testing.T) {
 			e.next, e.wait, e.attempt = now.Add(time.Hour), republish, 1
 			e.sentOK, e.acked, e.seq = now.Add(-3*time.Second), now.Add(-3*time.Second), 100
 			draining := &queueState{first: 50, last: 900, msgs: 850, at: now, movedAt: now}
-			var got []jobKind
-			for _, j := range table.due(now, republish, draining) {
-				got = append(got, j.kind)
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := kindsDue(table, now, republish, draining); !slices.Equal(got, tc.want) {
 				t.Fatalf("due = %v, want %v", got, tc.want)
 			}
 		})
 	}
+}
+
+// tableOf is a sweeper's table holding one pending search of req, under key "k".
+func tableOf(req contracts.LoanRequested) (*pendingTable, *pendingEntry) {
+	table := newPendingTable()
+	table.pending("k", 1, &contracts.Search{Request: req})
+	return table, table.entries["k"]
+}
+
+// kindsDue is what a sweep at now hands out, by kind.
+func kindsDue(table *pendingTable, now time.Time, republish time.Duration, q *queueState) []jobKind {
+	var kinds []jobKind
+	for _, j := range table.due(now, republish, q) {
+		kinds = append(kinds, j.kind)
+	}
+	return kinds
 }
 
 // A pending search whose record expired (no write the watch would show) no longer holds the
