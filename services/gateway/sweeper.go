@@ -30,12 +30,11 @@ import (
 // The deadline is kept, finished at the first sweep past it, with one allowance (spec §5):
 // a search that met a fault (a re-send the broker refused, or held past the deadline, or
 // none made before its deadline because this gateway was restarting, or any sweep call
-// refused less than the allowance before it began) is sent again and
-// finished as rejected only once that send has had its chance: the LOAN queue has worked
-// through it (or stopped moving while the broker refused nothing, or lost it) and
-// REPUBLISH_AFTER has passed. A fault that stopped the whole system
-// then costs the client its answer only when the answer really does not come, not because
-// the backlog it left takes a few seconds to drain. A search a minute past its deadline gets
+// refused less than the allowance before it began) is sent again and finished as rejected
+// only once that send has had its chance: the LOAN queue has worked through it (or stopped
+// moving while the broker refused nothing, or lost it) and REPUBLISH_AFTER has passed. A
+// fault that stopped the whole system then costs the client its answer only when the answer
+// really does not come, not because the backlog it left takes a few seconds to drain. A search a minute past its deadline gets
 // no such second chance: nobody waits for it any more.
 type sweeper struct {
 	store      *search.Store
